@@ -1,0 +1,9 @@
+//! puhuri-gateway: a site's gateway to Puhuri Core (Waldur MasterMind).
+//!
+//! Site systems call a small local REST API (`api`), authenticated per site with a JWT (`auth`);
+//! writes become durable jobs (`queue`) that workers (`worker`) deliver upstream (`upstream`) with
+//! the service provider's token. `sim` is a faithful stand-in for Puhuri Core used by the tests and
+//! the zero-configuration sandbox.
+
+pub mod queue;
+pub mod sim;

@@ -1,0 +1,275 @@
+//! The durable job store and queue.
+//!
+//! A job record is the truth about a piece of accepted work; queue structures only hold job ids.
+//! Every state change is one atomic step in the store (a Lua script on Redis, one write transaction
+//! in the embedded store), so a crash between two steps can never lose or duplicate a job.
+//!
+//! Ordering and coalescing rules every backend implements:
+//! - Jobs that share an `object_key` (one upstream object: a resource or an order) are delivered
+//!   one at a time, in the order they were accepted. Only the oldest unfinished job of an object is
+//!   ever leasable; the next one becomes leasable when it reaches a terminal state.
+//! - A job with a `coalesce_key` absorbs a pending (queued or retrying, not running) job with the
+//!   same key: the older job's `payload[COALESCE_FIELD]` object is merged under the new one's
+//!   (the new values win), the older job becomes `superseded` with `superseded_by` pointing at the
+//!   new job, and leaves the object's line.
+//! - `complete(.., Succeeded { delivered, .. })` merges `delivered` into the per-coalesce-key map of
+//!   last delivered values, read back with [`JobStore::delivered`], so unchanged values are not
+//!   re-sent.
+//! - The shared delivery limits (in-flight leases and leases started per second) are enforced inside
+//!   `lease`, across every process that shares the store.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub mod embedded;
+pub mod redis;
+
+/// The payload field that coalescing merges (an object of component type -> value).
+pub const COALESCE_FIELD: &str = "usages";
+
+/// Job ids are UUIDv7, so they sort by creation time and serve as paging cursors.
+pub type JobId = Uuid;
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Retrying,
+    Succeeded,
+    Failed,
+    Dead,
+    Superseded,
+    Canceled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 8] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Retrying,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Dead,
+        JobState::Superseded,
+        JobState::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Retrying => "retrying",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Dead => "dead",
+            JobState::Superseded => "superseded",
+            JobState::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded
+                | JobState::Failed
+                | JobState::Dead
+                | JobState::Superseded
+                | JobState::Canceled
+        )
+    }
+}
+
+/// An idempotency key as a site sent it, with a fingerprint of the request body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// Work accepted from a site, ready to be stored.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub site: String,
+    /// Stable operation name, e.g. `usage.report`, `order.approve`.
+    pub operation: String,
+    /// Per upstream object ordering key, e.g. `resource:<uuid>` or `order:<uuid>`.
+    pub object_key: String,
+    /// Jobs with the same key coalesce (see the module doc), e.g. `usage:<resource>:<YYYY-MM>`.
+    pub coalesce_key: Option<String>,
+    pub payload: serde_json::Value,
+    pub idempotency: Option<Idempotency>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: JobId,
+    pub site: String,
+    pub operation: String,
+    pub object_key: String,
+    pub coalesce_key: Option<String>,
+    pub payload: serde_json::Value,
+    pub state: JobState,
+    /// Delivery attempts started so far (incremented by `lease`).
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub result: Option<serde_json::Value>,
+    pub superseded_by: Option<JobId>,
+    pub worker: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum EnqueueOutcome {
+    /// A new job was stored (possibly superseding older ones).
+    Created(JobRecord),
+    /// The same idempotency key and fingerprint were seen before: this is that job.
+    Existing(JobRecord),
+}
+
+impl EnqueueOutcome {
+    pub fn job(&self) -> &JobRecord {
+        match self {
+            EnqueueOutcome::Created(j) | EnqueueOutcome::Existing(j) => j,
+        }
+    }
+}
+
+/// Limits on delivery toward Puhuri shared by every worker of every replica on one store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeliveryLimits {
+    pub max_in_flight: u32,
+    pub max_per_second: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LeaseResult {
+    /// A job, now `running` under the caller's lease.
+    Leased(JobRecord),
+    /// Nothing is due; `next_due_in` says when the earliest delayed job becomes due, if any.
+    Idle { next_due_in: Option<Duration> },
+    /// Work is due but a shared delivery limit is reached; try again after `retry_in`.
+    Throttled { retry_in: Duration },
+}
+
+/// How a delivery attempt ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Completion {
+    Succeeded {
+        status: Option<u16>,
+        result: serde_json::Value,
+        /// Values now known to be upstream, merged into the coalesce key's delivered map.
+        delivered: BTreeMap<String, String>,
+    },
+    /// The upstream refused permanently.
+    Failed { status: Option<u16>, error: String },
+    /// A transient failure: try again at `at`.
+    Retry {
+        at: DateTime<Utc>,
+        status: Option<u16>,
+        error: String,
+    },
+    /// Retries exhausted.
+    Dead { status: Option<u16>, error: String },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only this site's jobs (None: all sites, for `jobs:admin`).
+    pub site: Option<String>,
+    pub state: Option<JobState>,
+    pub operation: Option<String>,
+    /// Return jobs strictly older than this id (ids sort by creation time; newest first).
+    pub before: Option<JobId>,
+    pub limit: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobPage {
+    pub jobs: Vec<JobRecord>,
+    /// Pass as `before` to get the next page; None when this is the last page.
+    pub next_cursor: Option<JobId>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the job store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the idempotency key was used with a different request")]
+    IdempotencyConflict { existing: JobId },
+    #[error("no such job")]
+    NotFound,
+    #[error("the job is {state:?}, which does not allow this")]
+    InvalidState { state: JobState },
+    #[error("the job store holds data it cannot read: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait::async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Store a new job (see the module doc for ordering, coalescing and idempotency).
+    async fn enqueue(&self, job: NewJob) -> StoreResult<EnqueueOutcome>;
+
+    async fn get(&self, id: JobId) -> StoreResult<Option<JobRecord>>;
+
+    /// Newest first.
+    async fn list(&self, filter: &JobFilter) -> StoreResult<JobPage>;
+
+    /// Take the next due job whose object has nothing else in flight, marking it `running`
+    /// under `worker`'s lease until now + `lease_for`, and counting an attempt.
+    async fn lease(
+        &self,
+        worker: &str,
+        lease_for: Duration,
+        limits: DeliveryLimits,
+    ) -> StoreResult<LeaseResult>;
+
+    /// Extend a lease the worker still holds. `false`: the lease was lost (expired and reclaimed).
+    async fn heartbeat(&self, id: JobId, worker: &str, lease_for: Duration) -> StoreResult<bool>;
+
+    /// Record the outcome of an attempt. `false`: the worker no longer holds the lease and nothing
+    /// was changed.
+    async fn complete(&self, id: JobId, worker: &str, outcome: Completion) -> StoreResult<bool>;
+
+    /// Give a leased job back without counting the attempt (graceful shutdown).
+    async fn release(&self, id: JobId, worker: &str) -> StoreResult<bool>;
+
+    /// Put jobs whose lease expired back in line (their worker died). Returns how many.
+    async fn reclaim_expired(&self) -> StoreResult<u32>;
+
+    /// An operator's retry: `failed` or `dead` -> `queued`, attempts reset.
+    async fn retry(&self, id: JobId) -> StoreResult<JobRecord>;
+
+    /// `queued` or `retrying` -> `canceled`.
+    async fn cancel(&self, id: JobId) -> StoreResult<JobRecord>;
+
+    /// The values last delivered for a coalesce key.
+    async fn delivered(&self, coalesce_key: &str) -> StoreResult<BTreeMap<String, String>>;
+
+    /// Remove terminal jobs older than `retention`. Returns how many.
+    async fn purge_terminal(&self, retention: Duration) -> StoreResult<u32>;
+
+    /// Counts per state (for metrics and `/readyz`).
+    async fn counts(&self) -> StoreResult<BTreeMap<JobState, u64>>;
+
+    /// Cheap reachability check.
+    async fn ping(&self) -> StoreResult<()>;
+}
