@@ -5,5 +5,11 @@
 //! the service provider's token. `sim` is a faithful stand-in for Puhuri Core used by the tests and
 //! the zero-configuration sandbox.
 
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
 pub mod queue;
 pub mod sim;
+pub mod startup;
+pub mod telemetry;

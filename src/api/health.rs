@@ -1,0 +1,68 @@
+//! Liveness and readiness, for load balancers and orchestrators. Neither needs a token.
+
+use actix_web::{HttpResponse, get, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: &'static str,
+}
+
+/// The process is alive.
+#[utoipa::path(tag = "health", responses((status = 200, body = Health)))]
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: &'static str,
+    /// `sandbox` (the built-in simulator stands in for Puhuri) or `puhuri`.
+    pub mode: &'static str,
+    /// Each check and whether it passed.
+    pub checks: Vec<Check>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The gateway can take work: its queue store answers and its workers run.
+#[utoipa::path(tag = "health", responses(
+    (status = 200, body = Readiness),
+    (status = 503, body = Readiness, description = "A check failed"),
+))]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let workers = state.workers_running();
+    let checks = vec![Check {
+        name: "workers",
+        ok: workers,
+        detail: (!workers).then(|| "the delivery workers are not running".to_string()),
+    }];
+    let ready = checks.iter().all(|c| c.ok);
+    let body = Readiness {
+        status: if ready { "ready" } else { "not_ready" },
+        mode: if state.config.is_sandbox() {
+            "sandbox"
+        } else {
+            "puhuri"
+        },
+        checks,
+    };
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

@@ -1,0 +1,78 @@
+//! The site API: routes, shared state, and request parsing rules.
+//!
+//! One module per resource holds its request/response types, validation and handlers; handlers
+//! stay thin. Everything under `/v1` needs a site token ([`crate::auth::SiteIdentity`]).
+
+pub mod health;
+pub mod middleware;
+pub mod openapi;
+pub mod whoami;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix_web::{HttpRequest, error::JsonPayloadError, web};
+
+use crate::auth::SiteRegistry;
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub sites: SiteRegistry,
+    /// Set while the delivery workers run; `/readyz` reports it.
+    pub workers_running: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn workers_running(&self) -> bool {
+        self.workers_running.load(Ordering::Relaxed)
+    }
+}
+
+/// Registers every route and the body/query/path parsing rules.
+pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
+    cfg.app_data(json_config(max_body_bytes))
+        .app_data(web::PayloadConfig::new(max_body_bytes))
+        .app_data(web::QueryConfig::default().error_handler(|err, _| {
+            ApiError::InvalidQuery(format!("the query string is not valid: {err}")).into()
+        }))
+        .app_data(web::PathConfig::default().error_handler(|err, _| {
+            ApiError::NotFound(format!("the path is not valid: {err}")).into()
+        }))
+        .service(health::healthz)
+        .service(health::readyz)
+        .service(web::scope("/v1").service(whoami::whoami))
+        .service(openapi::swagger_ui());
+}
+
+fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(move |err, req: &HttpRequest| json_error(err, req, limit).into())
+}
+
+/// JSON body problems become problem documents that say what was wrong.
+fn json_error(err: JsonPayloadError, _req: &HttpRequest, limit: usize) -> ApiError {
+    match err {
+        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType(
+            "send the body with `Content-Type: application/json`".into(),
+        ),
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::PayloadTooLarge { limit }
+        }
+        JsonPayloadError::Deserialize(e) => ApiError::InvalidJson(describe_serde_error(&e)),
+        other => ApiError::InvalidJson(format!("the body could not be read: {other}")),
+    }
+}
+
+/// serde's message names the field and position; that helps a script author and holds no secret.
+pub fn describe_serde_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof => format!("the body is not valid JSON: {e}"),
+        Category::Data => format!("the body does not match this operation: {e}"),
+        Category::Io => "the body could not be read".into(),
+    }
+}

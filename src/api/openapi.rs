@@ -1,0 +1,64 @@
+//! The OpenAPI document, generated from the handlers' annotations. `openapi/openapi.json` in the
+//! repository is this document; a test fails when they differ.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "puhuri-gateway",
+        description = "A site's gateway to Puhuri Core. Writes are accepted at once (202), stored \
+                       durably and delivered to Puhuri with retries; reads are forwarded, scoped to \
+                       the calling site's offerings. Authenticate with `Authorization: Bearer <site JWT>` \
+                       (`puhuri-gateway token issue` makes one). Errors are RFC 9457 problem documents \
+                       with a stable `code`.",
+    ),
+    paths(
+        super::health::healthz,
+        super::health::readyz,
+        super::whoami::whoami,
+    ),
+    components(schemas(crate::error::Problem, crate::error::FieldError)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "site", description = "Who am I"),
+        (name = "health", description = "Liveness and readiness"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A site token: a JWT signed with one of the site's configured keys",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document as pretty JSON with a trailing newline (the committed file's form).
+pub fn document_json() -> String {
+    let mut json = ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes");
+    json.push('\n');
+    json
+}
+
+/// Swagger UI at `/docs/`, reading `/openapi.json`.
+pub fn swagger_ui() -> SwaggerUi {
+    SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi())
+}

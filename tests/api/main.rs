@@ -1,0 +1,7 @@
+//! Integration tests of the gateway over real HTTP.
+
+mod auth;
+mod config;
+mod health;
+mod helpers;
+mod openapi;
