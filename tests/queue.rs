@@ -90,6 +90,7 @@ conformance!(
     list_paging_and_filters,
     purge_terminal,
     counts,
+    concurrent_workers_keep_order_and_limits,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -786,8 +787,142 @@ async fn counts(store: &dyn JobStore) {
     assert_eq!(c[&JobState::Running], 0);
 }
 
+async fn concurrent_workers_keep_order_and_limits(store: &dyn JobStore) {
+    use std::cell::RefCell;
+    use std::collections::{HashMap, HashSet};
+
+    const JOBS: usize = 30;
+    let mut expected: HashMap<String, Vec<uuid::Uuid>> = HashMap::new();
+    for i in 0..JOBS {
+        let object = format!("resource:{}", i % 5);
+        let id = add(store, job("site-a", "resource.report", &object))
+            .await
+            .id;
+        expected.entry(object).or_default().push(id);
+    }
+    let limits = DeliveryLimits {
+        max_in_flight: 3,
+        max_per_second: 100_000,
+    };
+    let in_flight: RefCell<HashSet<String>> = RefCell::default();
+    let max_seen = RefCell::new(0usize);
+    let delivered: RefCell<HashMap<String, Vec<uuid::Uuid>>> = RefCell::default();
+    let retried: RefCell<HashSet<uuid::Uuid>> = RefCell::default();
+    let done = || delivered.borrow().values().map(Vec::len).sum::<usize>() == JOBS;
+    let worker = |name: &'static str| {
+        let (in_flight, max_seen, delivered, retried) =
+            (&in_flight, &max_seen, &delivered, &retried);
+        async move {
+            for _ in 0..2000 {
+                if done() {
+                    return;
+                }
+                match store.lease(name, LEASE, limits).await.unwrap() {
+                    LeaseResult::Leased(r) => {
+                        assert!(
+                            in_flight.borrow_mut().insert(r.object_key.clone()),
+                            "two jobs of {} in flight",
+                            r.object_key
+                        );
+                        let n = in_flight.borrow().len();
+                        let m = (*max_seen.borrow()).max(n);
+                        *max_seen.borrow_mut() = m;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        in_flight.borrow_mut().remove(&r.object_key);
+                        // every third job fails once, transiently, and is due again at once
+                        let first_try = !retried.borrow().contains(&r.id);
+                        if r.id.as_u128() % 3 == 0 && first_try {
+                            retried.borrow_mut().insert(r.id);
+                            let outcome = Completion::Retry {
+                                at: Utc::now(),
+                                status: Some(503),
+                                error: "busy".into(),
+                            };
+                            assert!(store.complete(r.id, name, outcome).await.unwrap());
+                        } else {
+                            assert!(store.complete(r.id, name, succeeded()).await.unwrap());
+                            delivered
+                                .borrow_mut()
+                                .entry(r.object_key.clone())
+                                .or_default()
+                                .push(r.id);
+                        }
+                    }
+                    LeaseResult::Throttled { retry_in } => {
+                        tokio::time::sleep(retry_in.min(Duration::from_millis(5))).await
+                    }
+                    LeaseResult::Idle { .. } => tokio::time::sleep(Duration::from_millis(2)).await,
+                }
+            }
+        }
+    };
+    futures_util::future::join_all(["w1", "w2", "w3", "w4"].map(worker)).await;
+    assert!(done(), "every job delivered");
+    assert_eq!(
+        *delivered.borrow(),
+        expected,
+        "each job once, in order per object"
+    );
+    assert!(*max_seen.borrow() <= 3, "in flight: {}", max_seen.borrow());
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts[&JobState::Succeeded], JOBS as u64);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Redis durability and failure
+
+#[tokio::test]
+async fn redis_kill_during_enqueues_keeps_every_acknowledged_job() {
+    let server = std::sync::Arc::new(std::sync::Mutex::new(RedisServer::start_durable()));
+    let url = server.lock().unwrap().url();
+    let options = RedisOptions {
+        wait_timeout: Duration::from_millis(500),
+        connect_timeout: Duration::from_millis(500),
+        response_timeout: Duration::from_millis(500),
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect(&url, &unique_prefix("kill"), options)
+        .await
+        .unwrap();
+    let killer = {
+        let server = server.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            server.lock().unwrap().stop(); // SIGKILL while enqueues are in flight
+        })
+    };
+    let mut acknowledged = Vec::new();
+    let mut failures = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for i in 0.. {
+        if Instant::now() > deadline {
+            break;
+        }
+        match store
+            .enqueue(job("site-a", "order.approve", &format!("order:{}", i % 7)))
+            .await
+        {
+            Ok(o) => acknowledged.push(o.job().id),
+            Err(StoreError::Unavailable(_)) => {
+                failures += 1;
+                if failures >= 3 {
+                    break;
+                }
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    killer.join().unwrap();
+    assert!(failures > 0, "the server was killed during the loop");
+    assert!(!acknowledged.is_empty());
+    server.lock().unwrap().restart();
+    for id in &acknowledged {
+        let r = store.get(*id).await.unwrap();
+        assert!(r.is_some(), "acknowledged job {id} lost");
+    }
+    let queued = store.counts().await.unwrap()[&JobState::Queued];
+    assert!(queued >= acknowledged.len() as u64);
+}
 
 #[tokio::test]
 async fn redis_restart_with_appendonly_keeps_every_acknowledged_job() {
@@ -967,7 +1102,8 @@ async fn embedded_second_open_is_refused_with_a_clear_message() {
     match EmbeddedStore::open(dir.path()).await {
         Err(StoreError::Unavailable(msg)) => {
             assert!(msg.contains("another gateway process"), "{msg}");
-            assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+            let file = dir.path().join("jobs.redb");
+            assert!(msg.contains(&file.display().to_string()), "{msg}");
         }
         Err(other) => panic!("expected Unavailable, got {other:?}"),
         Ok(_) => panic!("a second open of the same directory must be refused"),
