@@ -1114,3 +1114,48 @@ async fn embedded_second_open_is_refused_with_a_clear_message() {
     let again = EmbeddedStore::open(dir.path()).await.unwrap();
     assert_eq!(get(&again, a.id).await.state, JobState::Queued);
 }
+
+/// The child half of `embedded_second_process_is_refused` (does nothing when run normally).
+#[test]
+fn embedded_child_process_open() {
+    let Ok(dir) = std::env::var("QUEUE_TEST_CHILD_OPEN_DIR") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    match rt.block_on(EmbeddedStore::open(std::path::Path::new(&dir))) {
+        Err(StoreError::Unavailable(msg)) if msg.contains("another gateway process") => {
+            println!("REFUSED: {msg}")
+        }
+        Err(other) => panic!("expected the in-use refusal, got {other:?}"),
+        Ok(_) => panic!("a second process opened a store that is in use"),
+    }
+}
+
+#[tokio::test]
+async fn embedded_second_process_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = EmbeddedStore::open(dir.path()).await.unwrap();
+    let a = add(&first, job("site-a", "order.approve", "order:1")).await;
+    let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "embedded_child_process_open", "--nocapture"])
+        .args(["--test-threads", "1"])
+        .env("QUEUE_TEST_CHILD_OPEN_DIR", dir.path())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), child)
+        .await
+        .expect("the child process ends")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("REFUSED:"), "{stdout}");
+    assert!(stdout.contains("jobs.redb"), "{stdout}");
+    assert_eq!(get(&first, a.id).await.state, JobState::Queued);
+}

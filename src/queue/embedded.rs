@@ -19,6 +19,9 @@
 //! locks the file, and a second process opening the same directory is refused with
 //! [`StoreError::Unavailable`] naming the file, instead of corrupting it.
 //!
+//! Delivery limits, reclaim, release and operator retry behave as documented for the Redis
+//! backend (`0` means no limit; the clock is this process's).
+//!
 //! Blocking redb work runs on tokio's blocking pool.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};

@@ -34,6 +34,23 @@
 //! The payload's `usages` object (see [`COALESCE_FIELD`]) is stored in its own field, so coalescing
 //! can merge it with Lua's cjson without re-encoding (and possibly altering) the rest of the payload.
 //!
+//! # Semantics worth knowing
+//! - Delivery limits: `0` means "no limit" for `max_in_flight` and `max_per_second`. In-flight is
+//!   the size of `leases` (every replica's running jobs); the rate is counted per Redis-clock
+//!   second. When the in-flight limit is reached `lease` suggests retrying in 100 ms; when the rate
+//!   is reached, at the start of the next second.
+//! - `lease` does not reclaim expired leases itself: workers call `reclaim_expired` periodically.
+//!   Until then a lease past its expiry still belongs to its worker (heartbeat and complete work).
+//! - A reclaimed job becomes `retrying` with a `last_error` naming the worker whose lease expired;
+//!   `release` gives the attempt back (`queued` again if it was the first).
+//! - An operator's `retry` puts the job at the back of its object's line.
+//! - Durability is Redis's: an acknowledged job survives a Redis crash only with
+//!   `appendonly yes` and `appendfsync always` (`everysec` may lose the last second).
+//! - `delivered:<ck>` maps are never expired by the store (they are small: one value per
+//!   usage component per coalesce key).
+//! - Coalescing merges `usages` with cjson: keep amounts as strings (as the API does), since
+//!   cjson re-encodes numbers with 14 significant digits.
+//!
 //! # Failure behaviour
 //! The pool has a wait timeout and every connection a connect and a response timeout, and each call
 //! is bounded by an overall deadline, so when Redis is gone every call fails fast with
