@@ -159,6 +159,7 @@ pub struct DeliveryLimits {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one per lease call; boxing would only add an allocation
 pub enum LeaseResult {
     /// A job, now `running` under the caller's lease.
     Leased(JobRecord),

@@ -1,0 +1,65 @@
+-- Shared prelude of every script (prepended in Rust). ARGV[1] is the key prefix.
+local P = ARGV[1]
+
+local function ms(x)
+  return string.format('%d', x)
+end
+
+-- Redis's clock, so every replica agrees on "now".
+local NOW
+do
+  local t = redis.call('TIME')
+  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function jk(id)
+  return P .. 'job:' .. id
+end
+
+local function line_key(object_key)
+  return P .. 'obj:' .. object_key
+end
+
+local function with_status(status, id)
+  local r = redis.call('HGETALL', jk(id))
+  table.insert(r, 1, status)
+  return r
+end
+
+-- Change a job's state, keeping the per-state counters in step.
+local function set_state(id, old, new)
+  if old ~= new then
+    redis.call('HINCRBY', P .. 'counts', old, -1)
+    redis.call('HINCRBY', P .. 'counts', new, 1)
+  end
+  redis.call('HSET', jk(id), 'state', new, 'updated_at', ms(NOW))
+end
+
+-- Only the head of an object's line may be in the ready set: put it there if it is pending.
+local function promote_head(object_key)
+  local head = redis.call('LINDEX', line_key(object_key), 0)
+  if not head then
+    return
+  end
+  local f = redis.call('HMGET', jk(head), 'state', 'next_attempt_at')
+  if (f[1] == 'queued' or f[1] == 'retrying') and not redis.call('ZSCORE', P .. 'ready', head) then
+    local due = tonumber(f[2]) or NOW
+    redis.call('ZADD', P .. 'ready', ms(due), head)
+  end
+end
+
+-- A job leaves its object's line (terminal, or re-queued elsewhere); the next one moves up.
+local function leave_line(id, object_key)
+  redis.call('LREM', line_key(object_key), 0, id)
+  redis.call('ZREM', P .. 'ready', id)
+  redis.call('ZREM', P .. 'leases', id)
+  promote_head(object_key)
+end
+
+-- Bookkeeping for a job that just reached a terminal state (purge works from `terminal`).
+local function finish(id)
+  redis.call('ZADD', P .. 'terminal', ms(NOW), id)
+  redis.call('HSET', jk(id), 'finished_at', ms(NOW))
+  redis.call('HDEL', jk(id), 'worker', 'lease_until', 'next_attempt_at')
+end
+

@@ -1,0 +1,41 @@
+-- ARGV: prefix, id, worker, kind (succeeded|failed|retry|dead), status|'', error, result JSON,
+--       retry at ms, then delivered pairs (name, value, ...)
+local id, worker, kind, status, err = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local k = jk(id)
+local f = redis.call('HMGET', k, 'state', 'worker', 'object_key', 'coalesce_key')
+if f[1] ~= 'running' or f[2] ~= worker then
+  return 0
+end
+redis.call('ZREM', P .. 'leases', id)
+if status ~= '' then
+  redis.call('HSET', k, 'last_status', status)
+else
+  redis.call('HDEL', k, 'last_status')
+end
+
+if kind == 'retry' then
+  local at = tonumber(ARGV[8])
+  redis.call('HSET', k, 'last_error', err, 'next_attempt_at', ms(at))
+  redis.call('HDEL', k, 'worker', 'lease_until')
+  set_state(id, 'running', 'retrying')
+  -- still the head of its line: back in the ready set, due at `at`
+  redis.call('ZADD', P .. 'ready', ms(at), id)
+  return 1
+end
+
+if kind == 'succeeded' then
+  redis.call('HSET', k, 'result', ARGV[7])
+  redis.call('HDEL', k, 'last_error')
+  if f[4] and #ARGV > 8 then
+    local dk = P .. 'delivered:' .. f[4]
+    for i = 9, #ARGV, 2 do
+      redis.call('HSET', dk, ARGV[i], ARGV[i + 1])
+    end
+  end
+else
+  redis.call('HSET', k, 'last_error', err)
+end
+set_state(id, 'running', kind)
+finish(id)
+leave_line(id, f[3])
+return 1

@@ -1,0 +1,49 @@
+-- ARGV: prefix, worker, lease ms, max in flight (0: no limit), max per second (0: no limit)
+local worker, lease_ms = ARGV[2], tonumber(ARGV[3])
+local max_flight, max_rate = tonumber(ARGV[4]), tonumber(ARGV[5])
+local ready = P .. 'ready'
+
+-- The earliest due head; drop stale entries (should not exist) on the way.
+local id, f
+for _ = 1, 16 do
+  local due = redis.call('ZRANGEBYSCORE', ready, '-inf', ms(NOW), 'LIMIT', 0, 1)
+  if #due == 0 then
+    break
+  end
+  f = redis.call('HMGET', jk(due[1]), 'state', 'attempts')
+  if f[1] == 'queued' or f[1] == 'retrying' then
+    id = due[1]
+    break
+  end
+  redis.call('ZREM', ready, due[1])
+end
+
+if not id then
+  local nxt = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
+  if #nxt == 0 then
+    return { 'idle', '-1' }
+  end
+  return { 'idle', ms(math.max(0, tonumber(nxt[2]) - NOW)) }
+end
+
+if max_flight > 0 and redis.call('ZCARD', P .. 'leases') >= max_flight then
+  return { 'throttled', '100' }
+end
+if max_rate > 0 then
+  local rk = P .. 'rate:' .. ms(math.floor(NOW / 1000))
+  local used = tonumber(redis.call('GET', rk) or '0')
+  if used >= max_rate then
+    return { 'throttled', ms(1000 - NOW % 1000) }
+  end
+  redis.call('INCR', rk)
+  redis.call('PEXPIRE', rk, 2000)
+end
+
+local until_ms = NOW + lease_ms
+redis.call('ZREM', ready, id)
+redis.call('ZADD', P .. 'leases', ms(until_ms), id)
+redis.call('HSET', jk(id), 'worker', worker, 'lease_until', ms(until_ms),
+  'attempts', ms(tonumber(f[2]) + 1))
+redis.call('HDEL', jk(id), 'next_attempt_at')
+set_state(id, f[1], 'running')
+return with_status('leased', id)

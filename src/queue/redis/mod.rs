@@ -1,0 +1,583 @@
+//! Redis backend: the production store, shared by every gateway replica.
+//!
+//! # Key layout
+//! Every key starts with the configured prefix `P` (tests give each case its own prefix, so they can
+//! share one redis-server; for Redis Cluster put a hash tag in the prefix, e.g. `{gw}:`, since the
+//! scripts derive key names from it).
+//!
+//! | key                     | type   | holds                                                       |
+//! |-------------------------|--------|-------------------------------------------------------------|
+//! | `P job:<id>`            | hash   | the job record: the truth (payload as JSON, times in ms)    |
+//! | `P obj:<object_key>`    | list   | ids of the object's unfinished jobs, in acceptance order    |
+//! | `P ready`               | zset   | ids of pending line heads, score = due time (ms)            |
+//! | `P leases`              | zset   | ids of running jobs, score = lease expiry (ms)              |
+//! | `P terminal`            | zset   | ids of terminal jobs, score = finish time (ms), for purging |
+//! | `P all`, `P site:<s>`   | zset   | every id / a site's ids, score 0 so they sort by id (UUIDv7)|
+//! | `P idem:<n>:<site>:<k>` | hash   | idempotency key -> job id and request fingerprint           |
+//! | `P delivered:<ck>`      | hash   | values last delivered for a coalesce key                    |
+//! | `P counts`              | hash   | jobs per state                                              |
+//! | `P rate:<second>`       | string | leases started in that second (expires after 2 s)           |
+//!
+//! # Why only line heads are in `ready`
+//! Jobs of one upstream object must be delivered one at a time and in order. Keeping only the head
+//! of each object's line in `ready` makes that a property of the data instead of a check: `lease`
+//! takes the earliest due member of `ready` and can never pick a job whose predecessor is still
+//! running or waiting. When the head reaches a terminal state it leaves the line and the next id
+//! is promoted into `ready` in the same script. A running head is in `leases`, not in `ready`.
+//!
+//! # Atomicity and time
+//! Every state change is one Lua script (the `.lua` files next to this one, each prefixed with
+//! `common.lua`), so a crash or a lost connection between two steps cannot lose or duplicate a job.
+//! Scripts read the clock with `TIME`, so replicas with skewed clocks still agree on due times and
+//! lease expiry. Only reads (`get`, `list`, `delivered`, `counts`) are issued directly from Rust.
+//!
+//! The payload's `usages` object (see [`COALESCE_FIELD`]) is stored in its own field, so coalescing
+//! can merge it with Lua's cjson without re-encoding (and possibly altering) the rest of the payload.
+//!
+//! # Semantics worth knowing
+//! - Delivery limits: `0` means "no limit" for `max_in_flight` and `max_per_second`. In-flight is
+//!   the size of `leases` (every replica's running jobs); the rate is counted per Redis-clock
+//!   second. When the in-flight limit is reached `lease` suggests retrying in 100 ms; when the rate
+//!   is reached, at the start of the next second.
+//! - `lease` does not reclaim expired leases itself: workers call `reclaim_expired` periodically.
+//!   Until then a lease past its expiry still belongs to its worker (heartbeat and complete work).
+//! - A reclaimed job becomes `retrying` with a `last_error` naming the worker whose lease expired;
+//!   `release` gives the attempt back (`queued` again if it was the first).
+//! - An operator's `retry` puts the job at the back of its object's line.
+//! - Durability is Redis's: an acknowledged job survives a Redis crash only with
+//!   `appendonly yes` and `appendfsync always` (`everysec` may lose the last second).
+//! - `delivered:<ck>` maps are never expired by the store (they are small: one value per
+//!   usage component per coalesce key).
+//! - Coalescing merges `usages` with cjson: keep amounts as strings (as the API does), since
+//!   cjson re-encodes numbers with 14 significant digits.
+//!
+//! # Failure behaviour
+//! The pool has a wait timeout and every connection a connect and a response timeout, and each call
+//! is bounded by an overall deadline, so when Redis is gone every call fails fast with
+//! [`StoreError::Unavailable`]. Broken connections fail their recycle check and are replaced, so the
+//! same store object works again as soon as Redis is back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_redis::{Hook, Pool, Runtime};
+use redis::{AsyncCommands, Script};
+use uuid::Uuid;
+
+use super::{
+    COALESCE_FIELD, Completion, DeliveryLimits, EnqueueOutcome, JobFilter, JobId, JobPage,
+    JobRecord, JobState, JobStore, LeaseResult, NewJob, StoreError, StoreResult,
+};
+
+const COMMON: &str = include_str!("common.lua");
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{COMMON}\n{body}"))
+}
+
+static ENQUEUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("enqueue.lua")));
+static LEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lease.lua")));
+static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("heartbeat.lua")));
+static COMPLETE: LazyLock<Script> = LazyLock::new(|| script(include_str!("complete.lua")));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("release.lua")));
+static RECLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("reclaim.lua")));
+static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("retry.lua")));
+static CANCEL: LazyLock<Script> = LazyLock::new(|| script(include_str!("cancel.lua")));
+static PURGE: LazyLock<Script> = LazyLock::new(|| script(include_str!("purge.lua")));
+static LIST: LazyLock<Script> = LazyLock::new(|| script(include_str!("list.lua")));
+
+/// Jobs handled per script run by `reclaim_expired` and `purge_terminal` (keeps each script short).
+const BATCH: usize = 500;
+/// Upper bound on batches per call, so a call always ends.
+const MAX_BATCHES: usize = 1000;
+/// Index entries one `list` call inspects at most (a selective filter may return a short page
+/// with a cursor to continue).
+const LIST_SCAN_CAP: usize = 5000;
+/// Page size when the filter asks for 0, and the largest page served.
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 1000;
+
+/// Connection settings for [`RedisStore::connect`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// How long a call waits for a free connection before failing with `Unavailable`.
+    pub wait_timeout: Duration,
+    /// Timeout for establishing a connection.
+    pub connect_timeout: Duration,
+    /// Timeout for one command or script reply (redis-rs defaults to 500 ms).
+    pub response_timeout: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            pool_size: 16,
+            wait_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The Redis job store. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct RedisStore {
+    pool: Pool,
+    prefix: String,
+    /// Overall deadline of one call (waiting for a connection, connecting, replies).
+    deadline: Duration,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("redis: {what}"))
+}
+
+impl RedisStore {
+    /// Build the pool. Connections are made on first use, so this succeeds while Redis is down
+    /// (calls then fail with `Unavailable` until it is up); it fails on an invalid URL.
+    pub async fn connect(
+        url: &str,
+        key_prefix: &str,
+        options: RedisOptions,
+    ) -> StoreResult<RedisStore> {
+        let response_timeout = options.response_timeout;
+        let pool = deadpool_redis::Config::from_url(url)
+            .builder()
+            .map_err(|e| unavailable(format!("invalid configuration: {e}")))?
+            .max_size(options.pool_size.max(1))
+            .wait_timeout(Some(options.wait_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.response_timeout))
+            .runtime(Runtime::Tokio1)
+            .post_create(Hook::sync_fn(move |conn, _| {
+                conn.set_response_timeout(response_timeout);
+                Ok(())
+            }))
+            .build()
+            .map_err(|e| unavailable(format!("cannot build the connection pool: {e}")))?;
+        Ok(RedisStore {
+            pool,
+            prefix: key_prefix.to_owned(),
+            deadline: options.wait_timeout + options.connect_timeout + options.response_timeout,
+        })
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}{}", self.prefix, rest)
+    }
+
+    /// Run `f` with a pooled connection under the call deadline.
+    async fn with_conn<T, F, Fut>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let work = async {
+            let conn = self.pool.get().await.map_err(unavailable)?;
+            f(conn).await.map_err(unavailable)
+        };
+        match tokio::time::timeout(self.deadline, work).await {
+            Ok(r) => r,
+            Err(_) => Err(unavailable(format!("no answer within {:?}", self.deadline))),
+        }
+    }
+
+    async fn run<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        script: &'static Script,
+        args: Vec<String>,
+    ) -> StoreResult<T> {
+        let prefix = self.prefix.clone();
+        self.with_conn(move |mut conn| async move {
+            let mut inv = script.prepare_invoke();
+            inv.arg(prefix);
+            for a in args {
+                inv.arg(a);
+            }
+            inv.invoke_async::<T>(&mut conn).await
+        })
+        .await
+    }
+
+    async fn job_by_id(&self, id: JobId) -> StoreResult<Option<JobRecord>> {
+        let key = self.key(&format!("job:{id}"));
+        let fields: Vec<String> = self
+            .with_conn(move |mut conn| async move { conn.hgetall(key).await })
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        parse_job(&fields).map(Some)
+    }
+
+    /// A script reply `{status, field, value, ...}` with a job hash, or `{status, arg}`.
+    fn split_status(reply: Vec<String>) -> StoreResult<(String, Vec<String>)> {
+        let mut it = reply.into_iter();
+        let status = it.next().ok_or_else(|| corrupt("empty script reply"))?;
+        Ok((status, it.collect()))
+    }
+
+    fn state_reply(&self, reply: Vec<String>) -> StoreResult<JobRecord> {
+        let (status, rest) = Self::split_status(reply)?;
+        match status.as_str() {
+            "ok" => parse_job(&rest),
+            "notfound" => Err(StoreError::NotFound),
+            "invalid" => {
+                let state = rest
+                    .first()
+                    .and_then(|s| JobState::parse(s))
+                    .ok_or_else(|| corrupt("bad state in reply"))?;
+                Err(StoreError::InvalidState { state })
+            }
+            other => Err(corrupt(format!("unexpected script reply {other:?}"))),
+        }
+    }
+}
+
+fn ms_to_time(v: &str) -> StoreResult<DateTime<Utc>> {
+    let ms: i64 = v.parse().map_err(|_| corrupt(format!("bad time {v:?}")))?;
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(format!("bad time {v:?}")))
+}
+
+fn parse_job(fields: &[String]) -> StoreResult<JobRecord> {
+    if fields.len() % 2 != 0 {
+        return Err(corrupt("odd number of hash fields"));
+    }
+    let m: HashMap<&str, &str> = fields
+        .chunks(2)
+        .map(|c| (c[0].as_str(), c[1].as_str()))
+        .collect();
+    let req = |name: &str| -> StoreResult<&str> {
+        m.get(name)
+            .copied()
+            .ok_or_else(|| corrupt(format!("job without {name}")))
+    };
+    let opt_time = |name: &str| m.get(name).map(|v| ms_to_time(v)).transpose();
+    let id = Uuid::parse_str(req("id")?).map_err(|e| corrupt(format!("bad job id: {e}")))?;
+    let mut payload: serde_json::Value = serde_json::from_str(req("payload")?)
+        .map_err(|e| corrupt(format!("job {id}: bad payload: {e}")))?;
+    if let Some(u) = m.get("usages") {
+        let usages: serde_json::Value =
+            serde_json::from_str(u).map_err(|e| corrupt(format!("job {id}: bad usages: {e}")))?;
+        if let Some(obj) = payload.as_object_mut() {
+            obj.insert(COALESCE_FIELD.to_owned(), usages);
+        }
+    }
+    let state = JobState::parse(req("state")?)
+        .ok_or_else(|| corrupt(format!("job {id}: unknown state")))?;
+    Ok(JobRecord {
+        id,
+        site: req("site")?.to_owned(),
+        operation: req("operation")?.to_owned(),
+        object_key: req("object_key")?.to_owned(),
+        coalesce_key: m.get("coalesce_key").map(|s| s.to_string()),
+        payload,
+        state,
+        attempts: req("attempts")?
+            .parse()
+            .map_err(|_| corrupt(format!("job {id}: bad attempts")))?,
+        created_at: ms_to_time(req("created_at")?)?,
+        updated_at: ms_to_time(req("updated_at")?)?,
+        next_attempt_at: opt_time("next_attempt_at")?,
+        last_status: m.get("last_status").and_then(|s| s.parse().ok()),
+        last_error: m.get("last_error").map(|s| s.to_string()),
+        result: m
+            .get("result")
+            .map(|s| serde_json::from_str(s))
+            .transpose()
+            .map_err(|e| corrupt(format!("job {id}: bad result: {e}")))?,
+        superseded_by: m
+            .get("superseded_by")
+            .map(|s| Uuid::parse_str(s))
+            .transpose()
+            .map_err(|e| corrupt(format!("job {id}: bad superseded_by: {e}")))?,
+        worker: m.get("worker").map(|s| s.to_string()),
+        lease_until: opt_time("lease_until")?,
+        idempotency_key: m.get("idempotency_key").map(|s| s.to_string()),
+    })
+}
+
+/// Split the coalesced `usages` object off the payload (see the module doc).
+pub(crate) fn split_usages(payload: &serde_json::Value) -> (serde_json::Value, Option<String>) {
+    let mut rest = payload.clone();
+    let usages = rest
+        .as_object_mut()
+        .filter(|o| o.get(COALESCE_FIELD).is_some_and(|u| u.is_object()))
+        .and_then(|o| o.remove(COALESCE_FIELD));
+    (rest, usages.map(|u| u.to_string()))
+}
+
+fn dur_ms(d: Duration) -> String {
+    d.as_millis().to_string()
+}
+
+fn opt_str(s: Option<&str>) -> String {
+    s.unwrap_or("").to_owned()
+}
+
+#[async_trait]
+impl JobStore for RedisStore {
+    async fn enqueue(&self, job: NewJob) -> StoreResult<EnqueueOutcome> {
+        let id = Uuid::now_v7();
+        let (payload, usages) = split_usages(&job.payload);
+        let (ikey, ifp) = match &job.idempotency {
+            Some(i) => (i.key.clone(), i.fingerprint.clone()),
+            None => (String::new(), String::new()),
+        };
+        let args = vec![
+            id.to_string(),
+            job.site,
+            job.operation,
+            job.object_key,
+            opt_str(job.coalesce_key.as_deref()),
+            payload.to_string(),
+            usages.unwrap_or_default(),
+            ikey,
+            ifp,
+        ];
+        let reply: Vec<String> = self.run(&ENQUEUE, args).await?;
+        let (status, rest) = Self::split_status(reply)?;
+        match status.as_str() {
+            "created" => Ok(EnqueueOutcome::Created(parse_job(&rest)?)),
+            "existing" => Ok(EnqueueOutcome::Existing(parse_job(&rest)?)),
+            "conflict" => {
+                let existing = rest
+                    .first()
+                    .and_then(|s| Uuid::parse_str(s).ok())
+                    .ok_or_else(|| corrupt("bad conflict reply"))?;
+                Err(StoreError::IdempotencyConflict { existing })
+            }
+            other => Err(corrupt(format!("unexpected enqueue reply {other:?}"))),
+        }
+    }
+
+    async fn get(&self, id: JobId) -> StoreResult<Option<JobRecord>> {
+        self.job_by_id(id).await
+    }
+
+    async fn list(&self, filter: &JobFilter) -> StoreResult<JobPage> {
+        let limit = match filter.limit {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let args = vec![
+            opt_str(filter.site.as_deref()),
+            filter
+                .state
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+            opt_str(filter.operation.as_deref()),
+            filter.before.map(|b| b.to_string()).unwrap_or_default(),
+            limit.to_string(),
+            LIST_SCAN_CAP.to_string(),
+        ];
+        let reply: Vec<String> = self.run(&LIST, args).await?;
+        let (scan_cursor, mut ids) = Self::split_status(reply)?;
+        let more = ids.len() > limit;
+        ids.truncate(limit);
+        let keys: Vec<String> = ids
+            .iter()
+            .map(|id| self.key(&format!("job:{id}")))
+            .collect();
+        let hashes: Vec<Vec<String>> = if keys.is_empty() {
+            Vec::new()
+        } else {
+            self.with_conn(move |mut conn| async move {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.hgetall(k);
+                }
+                pipe.query_async(&mut conn).await
+            })
+            .await?
+        };
+        let mut jobs = Vec::with_capacity(hashes.len());
+        for h in hashes.iter().filter(|h| !h.is_empty()) {
+            // a job purged between the two reads is simply left out
+            jobs.push(parse_job(h)?);
+        }
+        let next_cursor = if more {
+            ids.last().and_then(|s| Uuid::parse_str(s).ok())
+        } else if !scan_cursor.is_empty() {
+            Uuid::parse_str(&scan_cursor).ok()
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next_cursor })
+    }
+
+    async fn lease(
+        &self,
+        worker: &str,
+        lease_for: Duration,
+        limits: DeliveryLimits,
+    ) -> StoreResult<LeaseResult> {
+        let args = vec![
+            worker.to_owned(),
+            dur_ms(lease_for),
+            limits.max_in_flight.to_string(),
+            limits.max_per_second.to_string(),
+        ];
+        let reply: Vec<String> = self.run(&LEASE, args).await?;
+        let (status, rest) = Self::split_status(reply)?;
+        let ms_arg = || -> StoreResult<i64> {
+            rest.first()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| corrupt("bad lease reply"))
+        };
+        match status.as_str() {
+            "leased" => Ok(LeaseResult::Leased(parse_job(&rest)?)),
+            "idle" => {
+                let ms = ms_arg()?;
+                Ok(LeaseResult::Idle {
+                    next_due_in: (ms >= 0).then(|| Duration::from_millis(ms as u64)),
+                })
+            }
+            "throttled" => Ok(LeaseResult::Throttled {
+                retry_in: Duration::from_millis(ms_arg()?.max(1) as u64),
+            }),
+            other => Err(corrupt(format!("unexpected lease reply {other:?}"))),
+        }
+    }
+
+    async fn heartbeat(&self, id: JobId, worker: &str, lease_for: Duration) -> StoreResult<bool> {
+        let args = vec![id.to_string(), worker.to_owned(), dur_ms(lease_for)];
+        let n: i64 = self.run(&HEARTBEAT, args).await?;
+        Ok(n == 1)
+    }
+
+    async fn complete(&self, id: JobId, worker: &str, outcome: Completion) -> StoreResult<bool> {
+        let mut args = vec![id.to_string(), worker.to_owned()];
+        let status_str = |s: Option<u16>| s.map(|s| s.to_string()).unwrap_or_default();
+        match outcome {
+            Completion::Succeeded {
+                status,
+                result,
+                delivered,
+            } => {
+                args.extend([
+                    "succeeded".to_owned(),
+                    status_str(status),
+                    String::new(),
+                    result.to_string(),
+                    "0".to_owned(),
+                ]);
+                for (k, v) in delivered {
+                    args.push(k);
+                    args.push(v);
+                }
+            }
+            Completion::Failed { status, error } => args.extend([
+                "failed".to_owned(),
+                status_str(status),
+                error,
+                "null".to_owned(),
+                "0".to_owned(),
+            ]),
+            Completion::Dead { status, error } => args.extend([
+                "dead".to_owned(),
+                status_str(status),
+                error,
+                "null".to_owned(),
+                "0".to_owned(),
+            ]),
+            Completion::Retry { at, status, error } => args.extend([
+                "retry".to_owned(),
+                status_str(status),
+                error,
+                "null".to_owned(),
+                at.timestamp_millis().to_string(),
+            ]),
+        }
+        let n: i64 = self.run(&COMPLETE, args).await?;
+        Ok(n == 1)
+    }
+
+    async fn release(&self, id: JobId, worker: &str) -> StoreResult<bool> {
+        let n: i64 = self
+            .run(&RELEASE, vec![id.to_string(), worker.to_owned()])
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn reclaim_expired(&self) -> StoreResult<u32> {
+        let mut total = 0u32;
+        for _ in 0..MAX_BATCHES {
+            let n: u32 = self.run(&RECLAIM, vec![BATCH.to_string()]).await?;
+            total += n;
+            if (n as usize) < BATCH {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    async fn retry(&self, id: JobId) -> StoreResult<JobRecord> {
+        let reply: Vec<String> = self.run(&RETRY, vec![id.to_string()]).await?;
+        self.state_reply(reply)
+    }
+
+    async fn cancel(&self, id: JobId) -> StoreResult<JobRecord> {
+        let reply: Vec<String> = self.run(&CANCEL, vec![id.to_string()]).await?;
+        self.state_reply(reply)
+    }
+
+    async fn delivered(&self, coalesce_key: &str) -> StoreResult<BTreeMap<String, String>> {
+        let key = self.key(&format!("delivered:{coalesce_key}"));
+        self.with_conn(move |mut conn| async move { conn.hgetall(key).await })
+            .await
+    }
+
+    async fn purge_terminal(&self, retention: Duration) -> StoreResult<u32> {
+        let mut total = 0u32;
+        for _ in 0..MAX_BATCHES {
+            let n: u32 = self
+                .run(&PURGE, vec![dur_ms(retention), BATCH.to_string()])
+                .await?;
+            total += n;
+            if (n as usize) < BATCH {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    async fn counts(&self) -> StoreResult<BTreeMap<JobState, u64>> {
+        let key = self.key("counts");
+        let raw: HashMap<String, i64> = self
+            .with_conn(move |mut conn| async move { conn.hgetall(key).await })
+            .await?;
+        let mut out: BTreeMap<JobState, u64> = JobState::ALL.into_iter().map(|s| (s, 0)).collect();
+        for (k, v) in raw {
+            if let Some(s) = JobState::parse(&k) {
+                out.insert(s, v.max(0) as u64);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.with_conn(|mut conn| async move {
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        })
+        .await
+        .map(|_| ())
+    }
+}

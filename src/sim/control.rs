@@ -1,0 +1,229 @@
+//! The control API under `/__sim/` (no Waldur token): recorded calls, reset, faults, object state
+//! and billing-period control. Tests use it to arrange misbehaviour and to assert exactly what
+//! reached "Puhuri". Documented in `src/sim/README.md`.
+
+use super::faults::FaultSpec;
+use super::render;
+use super::state::month_start;
+use super::{Shared, demo};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{NaiveDate, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/calls", web::get().to(get_calls))
+        .route("/calls", web::delete().to(delete_calls))
+        .route("/reset", web::post().to(reset))
+        .route("/faults", web::get().to(list_faults))
+        .route("/faults", web::post().to(add_fault))
+        .route("/faults", web::delete().to(clear_faults))
+        .route("/faults/{id}", web::delete().to(delete_fault))
+        .route("/state/{kind}/{uuid}", web::get().to(get_state))
+        .route("/periods", web::get().to(get_periods))
+        .route("/periods/close", web::post().to(close_period))
+        .route("/periods/open", web::post().to(open_period))
+        .route("/info", web::get().to(info));
+}
+
+fn bad(msg: impl Into<String>) -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({"detail": msg.into()}))
+}
+
+#[derive(Deserialize)]
+struct CallsQuery {
+    path_prefix: Option<String>,
+    method: Option<String>,
+}
+
+async fn get_calls(shared: web::Data<Shared>, q: web::Query<CallsQuery>) -> HttpResponse {
+    let calls: Vec<Value> = shared
+        .calls
+        .lock()
+        .iter()
+        .filter(|c| {
+            q.path_prefix
+                .as_deref()
+                .is_none_or(|p| c["path"].as_str().unwrap_or("").starts_with(p))
+                && q.method
+                    .as_deref()
+                    .is_none_or(|m| c["method"].as_str().unwrap_or("").eq_ignore_ascii_case(m))
+        })
+        .cloned()
+        .collect();
+    HttpResponse::Ok().json(calls)
+}
+
+async fn delete_calls(shared: web::Data<Shared>) -> HttpResponse {
+    shared.calls.lock().clear();
+    HttpResponse::NoContent().finish()
+}
+
+async fn reset(shared: web::Data<Shared>) -> HttpResponse {
+    shared.reset();
+    HttpResponse::Ok().json(json!({"status": "reset"}))
+}
+
+async fn list_faults(shared: web::Data<Shared>) -> HttpResponse {
+    HttpResponse::Ok().json(&shared.faults.lock().list)
+}
+
+async fn add_fault(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
+    let spec: FaultSpec = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return bad(format!("invalid fault: {e}")),
+    };
+    match spec.normalise() {
+        Ok(spec) => HttpResponse::Created().json(shared.faults.lock().add(spec)),
+        Err(e) => bad(e),
+    }
+}
+
+async fn clear_faults(shared: web::Data<Shared>) -> HttpResponse {
+    shared.faults.lock().list.clear();
+    HttpResponse::NoContent().finish()
+}
+
+async fn delete_fault(shared: web::Data<Shared>, id: web::Path<u64>) -> HttpResponse {
+    if shared.faults.lock().remove(id.into_inner()) {
+        HttpResponse::NoContent().finish()
+    } else {
+        HttpResponse::NotFound().json(json!({"detail": "Not found."}))
+    }
+}
+
+/// `GET /__sim/state/{kind}/{uuid}`: any object, regardless of which token could see it.
+async fn get_state(
+    req: HttpRequest,
+    shared: web::Data<Shared>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let (kind, uuid) = path.into_inner();
+    let info = req.connection_info();
+    let base = format!("{}://{}/api/", info.scheme(), info.host());
+    let w = shared.world.lock();
+    let v = match kind.as_str() {
+        "resource" => w.resource(&uuid).map(|r| render::resource(&w, &base, r)),
+        "order" => w.order(&uuid).map(|o| render::order(&w, &base, o)),
+        "offering-user" => w
+            .offering_users
+            .iter()
+            .find(|o| o.uuid == uuid)
+            .map(|o| render::offering_user(&w, &base, o)),
+        "usages" => w.resource(&uuid).map(|_| {
+            Value::Array(
+                w.usages
+                    .iter()
+                    .filter(|u| u.resource == uuid)
+                    .map(|u| render::usage(&w, u))
+                    .collect(),
+            )
+        }),
+        "plan-periods" => w.resource(&uuid).map(|_| {
+            let month = month_start(Utc::now().date_naive());
+            Value::Array(
+                w.plan_periods
+                    .iter()
+                    .filter(|p| p.resource == uuid)
+                    .map(|p| render::plan_period(&w, p, month))
+                    .collect(),
+            )
+        }),
+        "offering" => w
+            .offering(&uuid)
+            .map(|o| render::offering(&w, &base, o, false)),
+        "user" => w.user(&uuid).map(|u| render::user(&w, &base, u)),
+        _ => {
+            return bad(
+                "kind must be one of resource, order, offering-user, usages, plan-periods, offering, user",
+            );
+        }
+    };
+    match v {
+        Some(v) => HttpResponse::Ok().json(v),
+        None => HttpResponse::NotFound().json(json!({"detail": "Not found."})),
+    }
+}
+
+#[derive(Deserialize)]
+struct MonthBody {
+    /// `YYYY-MM` or any date within the month (`YYYY-MM-DD`).
+    month: String,
+}
+
+fn parse_month(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d"))
+        .ok()
+        .map(month_start)
+}
+
+fn periods_view(shared: &Shared) -> Value {
+    let w = shared.world.lock();
+    let today = Utc::now().date_naive();
+    let current = month_start(today);
+    let recent: Vec<Value> = (0..4)
+        .map(|n| {
+            let m = super::state::months_back(today, n);
+            json!({"month": m.format("%Y-%m").to_string(), "closed": w.month_closed(m, today)})
+        })
+        .collect();
+    json!({
+        "current_month": current.format("%Y-%m").to_string(),
+        "rule": "the current and the previous calendar month are open, older months are closed",
+        "closed": w.closed_months.iter().map(|m| m.format("%Y-%m").to_string()).collect::<Vec<_>>(),
+        "opened": w.opened_months.iter().map(|m| m.format("%Y-%m").to_string()).collect::<Vec<_>>(),
+        "recent": recent,
+    })
+}
+
+async fn get_periods(shared: web::Data<Shared>) -> HttpResponse {
+    HttpResponse::Ok().json(periods_view(&shared))
+}
+
+async fn close_period(shared: web::Data<Shared>, body: web::Json<MonthBody>) -> HttpResponse {
+    let Some(m) = parse_month(&body.month) else {
+        return bad("month must be YYYY-MM");
+    };
+    {
+        let mut w = shared.world.lock();
+        w.opened_months.remove(&m);
+        w.closed_months.insert(m);
+    }
+    HttpResponse::Ok().json(periods_view(&shared))
+}
+
+async fn open_period(shared: web::Data<Shared>, body: web::Json<MonthBody>) -> HttpResponse {
+    let Some(m) = parse_month(&body.month) else {
+        return bad("month must be YYYY-MM");
+    };
+    {
+        let mut w = shared.world.lock();
+        w.closed_months.remove(&m);
+        w.opened_months.insert(m);
+    }
+    HttpResponse::Ok().json(periods_view(&shared))
+}
+
+/// `GET /__sim/info`: the demo identifiers, for humans trying the sandbox.
+async fn info() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "service_provider_uuid": demo::SERVICE_PROVIDER_UUID,
+        "sp_customer_uuid": demo::SP_CUSTOMER_UUID,
+        "lumi_offering_uuid": demo::LUMI_OFFERING_UUID,
+        "second_offering_uuid": demo::SECOND_OFFERING_UUID,
+        "other_sp_uuid": demo::OTHER_SP_UUID,
+        "resources": {
+            "ok": demo::RESOURCE_OK_UUID,
+            "creating": demo::RESOURCE_CREATING_UUID,
+            "provisioning": demo::RESOURCE_PROVISIONING_UUID,
+            "erred": demo::RESOURCE_ERRED_UUID,
+            "slurm": demo::RESOURCE_SLURM_UUID,
+        },
+        "orders": {
+            "pending_provider": demo::ORDER_PENDING_UUID,
+            "executing": demo::ORDER_EXECUTING_UUID,
+            "slurm_executing": demo::ORDER_SLURM_EXECUTING_UUID,
+        },
+    }))
+}

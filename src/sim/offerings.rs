@@ -1,0 +1,72 @@
+//! Offerings: the provider view (only the caller's own offerings) and the public catalogue (every
+//! active offering), both with `components` and `plans`.
+
+use super::render;
+use super::state::*;
+use super::{Reply, Req, Res};
+use actix_web::http::Method;
+use serde_json::Value;
+
+fn visible(r: &Req, o: &Offering, public: bool) -> bool {
+    if public {
+        matches!(o.state.as_str(), "Active" | "Paused")
+    } else {
+        o.customer == r.caller.customer
+    }
+}
+
+pub fn list(w: &World, r: &Req, public: bool) -> Res {
+    r.allow(&[Method::GET])?;
+    let customer = r.q("customer_uuid");
+    let states = r.q_all("state");
+    let types = r.q_all("type");
+    let name = r.q("name").map(str::to_lowercase);
+    let found: Vec<Value> = w
+        .offerings
+        .iter()
+        .filter(|o| visible(r, o, public))
+        .filter(|o| customer.is_none_or(|c| o.customer == c))
+        .filter(|o| states.is_empty() || states.contains(&o.state.as_str()))
+        .filter(|o| types.is_empty() || types.contains(&o.type_.as_str()))
+        .filter(|o| {
+            name.as_deref()
+                .is_none_or(|n| o.name.to_lowercase().contains(n))
+        })
+        .map(|o| render::offering(w, &r.base, o, public))
+        .collect();
+    r.list(found)
+}
+
+pub fn retrieve(w: &World, r: &Req, id: &str, public: bool) -> Res {
+    r.allow(&[Method::GET])?;
+    let o = w
+        .offering(id)
+        .filter(|o| visible(r, o, public))
+        .ok_or_else(Reply::not_found)?;
+    r.one(render::offering(w, &r.base, o, public))
+}
+
+/// `marketplace-public-offerings/{uuid}/plans/[{plan}/]` (plan URLs point here).
+pub fn plans(w: &World, r: &Req, id: &str, plan: Option<&str>) -> Res {
+    r.allow(&[Method::GET])?;
+    let o = w
+        .offering(id)
+        .filter(|o| visible(r, o, true))
+        .ok_or_else(Reply::not_found)?;
+    match plan {
+        None => Ok(Reply::ok(Value::Array(
+            o.plans
+                .iter()
+                .map(|p| render::plan(w, &r.base, o, p, true))
+                .collect(),
+        ))),
+        Some(p) => {
+            let p = o
+                .plans
+                .iter()
+                .find(|x| x.uuid == p)
+                .ok_or_else(Reply::not_found)?;
+            r.one(render::plan(w, &r.base, o, p, true))
+        }
+    }
+}

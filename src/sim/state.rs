@@ -1,0 +1,460 @@
+//! The simulator's world: plain data structures and the state machines that mutate them.
+//!
+//! Everything here is synchronous and lives behind one `parking_lot::Mutex` (see `mod.rs`), so a
+//! request sees and changes a consistent world, exactly like one database transaction in Waldur.
+//! Collections are small `Vec`s searched linearly: the demo data has tens of objects, and keeping
+//! insertion order makes listings deterministic.
+
+use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+
+/// A new 32-hex (dash-less) UUID, as Waldur prints them.
+pub fn new_uuid() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// First day of the month of `d`.
+pub fn month_start(d: NaiveDate) -> NaiveDate {
+    d.with_day(1).expect("day 1 exists")
+}
+
+pub fn months_back(d: NaiveDate, n: u32) -> NaiveDate {
+    month_start(d) - Months::new(n)
+}
+
+#[derive(Clone, Debug)]
+pub struct Customer {
+    pub uuid: String,
+    pub name: String,
+    pub abbreviation: String,
+    pub slug: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServiceProvider {
+    pub uuid: String,
+    pub customer: String,
+    pub description: String,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Component {
+    pub uuid: String,
+    pub type_: String,
+    pub name: String,
+    pub measured_unit: String,
+    pub billing_type: String,
+    pub description: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub uuid: String,
+    pub name: String,
+    pub description: String,
+    /// Component type → unit price.
+    pub prices: Vec<(String, Decimal)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Offering {
+    pub uuid: String,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    /// The service provider's customer (organisation) uuid.
+    pub customer: String,
+    pub type_: String,
+    pub state: String,
+    pub components: Vec<Component>,
+    pub plans: Vec<Plan>,
+    pub sp_can_create_offering_user: bool,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Project {
+    pub uuid: String,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    pub customer: String,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub uuid: String,
+    pub username: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub organization: String,
+    pub is_active: bool,
+    pub date_joined: DateTime<Utc>,
+}
+
+impl User {
+    pub fn full_name(&self) -> String {
+        format!("{} {}", self.first_name, self.last_name)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SshKey {
+    pub uuid: String,
+    pub name: String,
+    pub public_key: String,
+    pub user: String,
+    pub fingerprint_md5: String,
+    pub fingerprint_sha256: String,
+    pub fingerprint_sha512: String,
+    pub is_shared: bool,
+    pub type_: String,
+}
+
+/// A project role grant (what `team/` and `project_permissions/` show).
+#[derive(Clone, Debug)]
+pub struct RoleGrant {
+    pub user: String,
+    pub project: String,
+    pub role: String,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Resource {
+    pub uuid: String,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    pub offering: String,
+    pub project: String,
+    pub plan: Option<String>,
+    pub state: String,
+    pub backend_id: String,
+    pub limits: Map<String, Value>,
+    pub attributes: Map<String, Value>,
+    pub options: Map<String, Value>,
+    pub report: Vec<(String, String)>,
+    pub current_usages: Map<String, Value>,
+    pub error_message: String,
+    pub error_traceback: String,
+    pub end_date: Option<NaiveDate>,
+    pub created: DateTime<Utc>,
+    pub modified: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Order {
+    pub uuid: String,
+    pub offering: String,
+    pub project: String,
+    pub resource: String,
+    pub plan: Option<String>,
+    pub type_: String,
+    pub state: String,
+    pub attributes: Map<String, Value>,
+    pub limits: Map<String, Value>,
+    pub created_by: String,
+    pub error_message: String,
+    pub error_traceback: String,
+    pub provider_rejection_comment: String,
+    pub consumer_rejection_comment: String,
+    pub request_comment: Option<String>,
+    pub backend_id: String,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub created: DateTime<Utc>,
+    pub modified: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PlanPeriod {
+    pub uuid: String,
+    pub resource: String,
+    pub plan: String,
+    pub start: DateTime<Utc>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Usage {
+    pub uuid: String,
+    pub resource: String,
+    pub plan_period: String,
+    pub type_: String,
+    pub billing_period: NaiveDate,
+    pub usage: Decimal,
+    pub date: DateTime<Utc>,
+    pub description: String,
+    pub recurring: bool,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+pub struct OfferingUser {
+    pub uuid: String,
+    pub offering: String,
+    pub user: String,
+    pub username: Option<String>,
+    pub state: String,
+    pub created: DateTime<Utc>,
+    pub modified: DateTime<Utc>,
+}
+
+/// Who is calling: the service provider a token belongs to, its organisation and its token user.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub sp: String,
+    pub customer: String,
+    pub user: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct World {
+    pub customers: Vec<Customer>,
+    pub service_providers: Vec<ServiceProvider>,
+    pub offerings: Vec<Offering>,
+    pub projects: Vec<Project>,
+    pub users: Vec<User>,
+    pub keys: Vec<SshKey>,
+    pub roles: Vec<RoleGrant>,
+    pub resources: Vec<Resource>,
+    pub orders: Vec<Order>,
+    pub plan_periods: Vec<PlanPeriod>,
+    pub usages: Vec<Usage>,
+    pub offering_users: Vec<OfferingUser>,
+    /// Months (first day) closed explicitly through the control API.
+    pub closed_months: BTreeSet<NaiveDate>,
+    /// Months (first day) reopened explicitly through the control API (overrides the default rule).
+    pub opened_months: BTreeSet<NaiveDate>,
+}
+
+/// Order states in which an order still blocks a new one on the same resource.
+pub const PENDING_ORDER_STATES: &[&str] = &[
+    "pending-consumer",
+    "pending-provider",
+    "pending-project",
+    "pending-start-date",
+    "executing",
+];
+
+/// How an order transition ends, for the resource side effects of CONTRACT.md §2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderOutcome {
+    Executing,
+    Done,
+    Erred,
+    /// Rejected or canceled.
+    Dropped,
+}
+
+impl World {
+    pub fn customer(&self, uuid: &str) -> Option<&Customer> {
+        self.customers.iter().find(|c| c.uuid == uuid)
+    }
+    pub fn offering(&self, uuid: &str) -> Option<&Offering> {
+        self.offerings.iter().find(|o| o.uuid == uuid)
+    }
+    pub fn project(&self, uuid: &str) -> Option<&Project> {
+        self.projects.iter().find(|p| p.uuid == uuid)
+    }
+    pub fn user(&self, uuid: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.uuid == uuid)
+    }
+    pub fn resource(&self, uuid: &str) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.uuid == uuid)
+    }
+    pub fn resource_mut(&mut self, uuid: &str) -> Option<&mut Resource> {
+        self.resources.iter_mut().find(|r| r.uuid == uuid)
+    }
+    pub fn order(&self, uuid: &str) -> Option<&Order> {
+        self.orders.iter().find(|o| o.uuid == uuid)
+    }
+    pub fn order_mut(&mut self, uuid: &str) -> Option<&mut Order> {
+        self.orders.iter_mut().find(|o| o.uuid == uuid)
+    }
+    pub fn sp(&self, uuid: &str) -> Option<&ServiceProvider> {
+        self.service_providers.iter().find(|s| s.uuid == uuid)
+    }
+    pub fn sp_of_customer(&self, customer: &str) -> Option<&ServiceProvider> {
+        self.service_providers
+            .iter()
+            .find(|s| s.customer == customer)
+    }
+    pub fn plan(&self, offering: &str, plan: &str) -> Option<&Plan> {
+        self.offering(offering)?
+            .plans
+            .iter()
+            .find(|p| p.uuid == plan)
+    }
+
+    /// Offerings the caller manages as a service provider.
+    pub fn is_provider_of_offering(&self, caller: &Caller, offering: &str) -> bool {
+        self.offering(offering)
+            .is_some_and(|o| o.customer == caller.customer)
+    }
+
+    /// A resource is visible to the provider that owns its offering.
+    pub fn provider_sees_resource(&self, caller: &Caller, r: &Resource) -> bool {
+        self.is_provider_of_offering(caller, &r.offering)
+    }
+
+    /// Consumer side: resources in projects of the caller's own organisation.
+    pub fn consumer_sees_project(&self, caller: &Caller, project: &str) -> bool {
+        self.project(project)
+            .is_some_and(|p| p.customer == caller.customer)
+    }
+
+    pub fn sees_resource(&self, caller: &Caller, r: &Resource) -> bool {
+        self.provider_sees_resource(caller, r) || self.consumer_sees_project(caller, &r.project)
+    }
+
+    pub fn sees_order(&self, caller: &Caller, o: &Order) -> bool {
+        self.is_provider_of_offering(caller, &o.offering)
+            || self.consumer_sees_project(caller, &o.project)
+    }
+
+    /// Projects in which the caller's offerings have a resource that is not terminated
+    /// (what `marketplace-service-providers/{uuid}/projects/` lists).
+    pub fn sp_projects(&self, sp_customer: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in &self.resources {
+            if r.state == "Terminated" {
+                continue;
+            }
+            let Some(o) = self.offering(&r.offering) else {
+                continue;
+            };
+            if o.customer == sp_customer && !out.contains(&r.project) {
+                out.push(r.project.clone());
+            }
+        }
+        out
+    }
+
+    /// Users holding a role in one of the SP's projects.
+    pub fn sp_users(&self, sp_customer: &str) -> Vec<String> {
+        let projects = self.sp_projects(sp_customer);
+        let mut out: Vec<String> = Vec::new();
+        for g in &self.roles {
+            if projects.contains(&g.project) && !out.contains(&g.user) {
+                out.push(g.user.clone());
+            }
+        }
+        out
+    }
+
+    pub fn offering_user_for(&self, offering: &str, user: &str) -> Option<&OfferingUser> {
+        self.offering_users
+            .iter()
+            .find(|ou| ou.offering == offering && ou.user == user)
+    }
+
+    pub fn has_pending_order(&self, resource: &str) -> bool {
+        self.orders
+            .iter()
+            .any(|o| o.resource == resource && PENDING_ORDER_STATES.contains(&o.state.as_str()))
+    }
+
+    /// The order currently in progress for a resource, if any.
+    pub fn order_in_progress(&self, resource: &str) -> Option<&Order> {
+        self.orders
+            .iter()
+            .find(|o| o.resource == resource && PENDING_ORDER_STATES.contains(&o.state.as_str()))
+    }
+
+    pub fn creation_order(&self, resource: &str) -> Option<&Order> {
+        self.orders
+            .iter()
+            .find(|o| o.resource == resource && o.type_ == "Create")
+    }
+
+    /// Resource side effects of an order transition (CONTRACT.md §2).
+    pub fn apply_order_outcome(
+        &mut self,
+        order_uuid: &str,
+        outcome: OrderOutcome,
+        now: DateTime<Utc>,
+    ) {
+        let Some(order) = self.order(order_uuid).cloned() else {
+            return;
+        };
+        let Some(res) = self.resource_mut(&order.resource) else {
+            return;
+        };
+        let new_state = match (order.type_.as_str(), outcome) {
+            ("Create", OrderOutcome::Executing) => None,
+            ("Create", OrderOutcome::Done) => Some("OK"),
+            ("Create", OrderOutcome::Erred) => Some("Erred"),
+            ("Create", OrderOutcome::Dropped) => Some("Terminated"),
+            ("Update", OrderOutcome::Executing) => Some("Updating"),
+            ("Update", OrderOutcome::Done) => Some("OK"),
+            ("Update", OrderOutcome::Erred) => Some("Erred"),
+            ("Update", OrderOutcome::Dropped) => Some("OK"),
+            ("Terminate", OrderOutcome::Executing) => Some("Terminating"),
+            ("Terminate", OrderOutcome::Done) => Some("Terminated"),
+            ("Terminate", OrderOutcome::Erred | OrderOutcome::Dropped) => Some("OK"),
+            _ => None,
+        };
+        if order.type_ == "Update" && outcome == OrderOutcome::Done && !order.limits.is_empty() {
+            res.limits = order.limits.clone();
+        }
+        if outcome == OrderOutcome::Erred {
+            res.error_message = order.error_message.clone();
+            res.error_traceback = order.error_traceback.clone();
+        }
+        if let Some(s) = new_state {
+            res.state = s.to_string();
+            res.modified = now;
+        }
+        if res.state == "Terminated" {
+            let uuid = res.uuid.clone();
+            for p in self.plan_periods.iter_mut().filter(|p| p.resource == uuid) {
+                if p.end.is_none() {
+                    p.end = Some(now);
+                }
+            }
+        }
+    }
+
+    /// Is a billing month (first day) closed for usage reporting at `today`?
+    ///
+    /// Rule (documented in README.md): the current and the previous calendar month are open;
+    /// anything older is closed; future months are not accepted at all (handled by the caller).
+    /// The control API can close or reopen any month explicitly.
+    pub fn month_closed(&self, month: NaiveDate, today: NaiveDate) -> bool {
+        let month = month_start(month);
+        if self.closed_months.contains(&month) {
+            return true;
+        }
+        if self.opened_months.contains(&month) {
+            return false;
+        }
+        month < months_back(today, 1)
+    }
+
+    /// The open plan period of a resource (creating one if the resource has a plan but none yet).
+    pub fn current_plan_period(&mut self, resource: &str, now: DateTime<Utc>) -> Option<String> {
+        if let Some(p) = self
+            .plan_periods
+            .iter()
+            .find(|p| p.resource == resource && p.end.is_none())
+        {
+            return Some(p.uuid.clone());
+        }
+        let plan = self.resource(resource)?.plan.clone()?;
+        let uuid = new_uuid();
+        self.plan_periods.push(PlanPeriod {
+            uuid: uuid.clone(),
+            resource: resource.to_string(),
+            plan,
+            start: now,
+            end: None,
+        });
+        Some(uuid)
+    }
+}

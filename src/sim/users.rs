@@ -1,0 +1,404 @@
+//! People: users, SSH keys, offering users (the per-offering accounts an SP creates and names) and
+//! the service-provider views of users, keys, projects and project permissions.
+
+use super::render;
+use super::state::*;
+use super::{Reply, Req, Res};
+use actix_web::http::{Method, StatusCode};
+use serde_json::{Map, Value, json};
+
+pub fn list_users(w: &World, r: &Req) -> Res {
+    r.allow(&[Method::GET])?;
+    let username = r.q("username");
+    let email = r.q("email");
+    let full_name = r.q("full_name").map(str::to_lowercase);
+    let uuid = r.q("uuid");
+    let project = r.q("project_uuid");
+    let customer = r.q("customer_uuid");
+    let query = r.q("query").map(str::to_lowercase);
+    let is_active = r
+        .q("is_active")
+        .map(|v| v == "true" || v == "True" || v == "1");
+    let users: Vec<Value> = w
+        .users
+        .iter()
+        .filter(|u| u.is_active)
+        .filter(|u| username.is_none_or(|x| u.username == x))
+        .filter(|u| email.is_none_or(|x| u.email.eq_ignore_ascii_case(x)))
+        .filter(|u| uuid.is_none_or(|x| u.uuid == x))
+        .filter(|u| {
+            full_name
+                .as_deref()
+                .is_none_or(|x| u.full_name().to_lowercase().contains(x))
+        })
+        .filter(|u| {
+            query.as_deref().is_none_or(|q| {
+                u.username.contains(q)
+                    || u.email.to_lowercase().contains(q)
+                    || u.full_name().to_lowercase().contains(q)
+            })
+        })
+        .filter(|u| is_active.is_none_or(|a| u.is_active == a))
+        .filter(|u| {
+            project.is_none_or(|p| w.roles.iter().any(|g| g.user == u.uuid && g.project == p))
+        })
+        .filter(|u| {
+            customer.is_none_or(|c| {
+                w.roles.iter().any(|g| {
+                    g.user == u.uuid && w.project(&g.project).is_some_and(|p| p.customer == c)
+                })
+            })
+        })
+        .map(|u| render::user(w, &r.base, u))
+        .collect();
+    r.list(users)
+}
+
+/// Non-staff callers see only their own keys and shared keys.
+pub fn list_keys(w: &World, r: &Req) -> Res {
+    r.allow(&[Method::GET])?;
+    let user = r.q("user_uuid");
+    let name = r.q("name");
+    let keys: Vec<Value> = w
+        .keys
+        .iter()
+        .filter(|k| k.user == r.caller.user || k.is_shared)
+        .filter(|k| user.is_none_or(|u| k.user == u))
+        .filter(|k| name.is_none_or(|n| k.name == n))
+        .map(|k| render::key(&r.base, k))
+        .collect();
+    r.list(keys)
+}
+
+fn visible_offering_user<'w>(w: &'w World, r: &Req, id: &str) -> Result<&'w OfferingUser, Reply> {
+    w.offering_users
+        .iter()
+        .find(|ou| ou.uuid == id)
+        .filter(|ou| w.is_provider_of_offering(&r.caller, &ou.offering) || ou.user == r.caller.user)
+        .ok_or_else(Reply::not_found)
+}
+
+fn uuid_of(v: &Value) -> Option<String> {
+    v.as_str().map(|s| {
+        s.trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .replace('-', "")
+            .to_lowercase()
+    })
+}
+
+fn username_field(body: &Map<String, Value>) -> Result<Option<Option<String>>, Reply> {
+    match body.get("username") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) if s.chars().count() > 100 => Err(Reply::field(
+            "username",
+            "Ensure this field has no more than 100 characters.",
+        )),
+        Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
+        Some(_) => Err(Reply::field("username", "Not a valid string.")),
+    }
+}
+
+pub fn offering_users(w: &mut World, r: &Req) -> Res {
+    r.allow(&[Method::GET, Method::POST])?;
+    if r.is_get() {
+        let offerings = r.q_all("offering_uuid");
+        let users = r.q_all("user_uuid");
+        let username = r.q("user_username");
+        let found: Vec<Value> = w
+            .offering_users
+            .iter()
+            .filter(|ou| {
+                w.is_provider_of_offering(&r.caller, &ou.offering) || ou.user == r.caller.user
+            })
+            .filter(|ou| offerings.is_empty() || offerings.contains(&ou.offering.as_str()))
+            .filter(|ou| users.is_empty() || users.contains(&ou.user.as_str()))
+            .filter(|ou| username.is_none_or(|n| w.user(&ou.user).is_some_and(|u| u.username == n)))
+            .map(|ou| render::offering_user(w, &r.base, ou))
+            .collect();
+        return r.list(found);
+    }
+    let body = r.json()?;
+    let mut errors = Map::new();
+    let offering = body
+        .get("offering")
+        .or_else(|| body.get("offering_uuid"))
+        .and_then(uuid_of);
+    let user = body
+        .get("user")
+        .or_else(|| body.get("user_uuid"))
+        .and_then(uuid_of);
+    match &offering {
+        None => {
+            errors.insert("offering".into(), json!(["This field is required."]));
+        }
+        Some(o) if !w.is_provider_of_offering(&r.caller, o) => {
+            errors.insert(
+                "offering".into(),
+                json!(["Invalid hyperlink - Object does not exist."]),
+            );
+        }
+        _ => {}
+    }
+    match &user {
+        None => {
+            errors.insert("user".into(), json!(["This field is required."]));
+        }
+        Some(u) if w.user(u).is_none() => {
+            errors.insert(
+                "user".into(),
+                json!(["Invalid hyperlink - Object does not exist."]),
+            );
+        }
+        _ => {}
+    }
+    let username = match username_field(&body) {
+        Ok(u) => u.flatten(),
+        Err(e) => {
+            if let Some(Value::Object(m)) = e.body {
+                errors.extend(m);
+            }
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(Reply::bad(Value::Object(errors)));
+    }
+    let (offering, user) = (offering.expect("checked"), user.expect("checked"));
+    if w.offering_user_for(&offering, &user).is_some() {
+        return Err(Reply::bad(json!({"non_field_errors": [
+            "The fields offering, user must make a unique set."
+        ]})));
+    }
+    if !w
+        .offering(&offering)
+        .is_some_and(|o| o.sp_can_create_offering_user)
+    {
+        return Err(Reply::bad(json!([
+            "It is not allowed to create users for current offering."
+        ])));
+    }
+    let uuid = new_uuid();
+    let state = if username.as_deref().is_some_and(|u| !u.is_empty()) {
+        "OK"
+    } else {
+        "Requested"
+    };
+    w.offering_users.push(OfferingUser {
+        uuid: uuid.clone(),
+        offering,
+        user,
+        username,
+        state: state.into(),
+        created: r.now,
+        modified: r.now,
+    });
+    let ou = w.offering_users.last().expect("just added");
+    Ok(Reply::new(
+        StatusCode::CREATED,
+        render::offering_user(w, &r.base, ou),
+    ))
+}
+
+pub fn offering_user_detail(w: &mut World, r: &Req, id: &str) -> Res {
+    r.allow(&[Method::GET, Method::PUT, Method::PATCH])?;
+    let ou = visible_offering_user(w, r, id)?.clone();
+    if r.is_get() {
+        return r.one(render::offering_user(w, &r.base, &ou));
+    }
+    if !w.is_provider_of_offering(&r.caller, &ou.offering) {
+        return Err(Reply::forbidden());
+    }
+    let body = r.json()?;
+    let username = username_field(&body)?;
+    let x = w
+        .offering_users
+        .iter_mut()
+        .find(|x| x.uuid == id)
+        .expect("checked");
+    if let Some(u) = username {
+        if x.state == "Requested" && u.as_deref().is_some_and(|s| !s.is_empty()) {
+            x.state = "OK".into();
+        }
+        x.username = u;
+    }
+    x.modified = r.now;
+    let x = x.clone();
+    Ok(Reply::ok(render::offering_user(w, &r.base, &x)))
+}
+
+pub fn service_providers(w: &World, r: &Req) -> Res {
+    r.allow(&[Method::GET])?;
+    let customer = r.q("customer_uuid");
+    let found: Vec<Value> = w
+        .service_providers
+        .iter()
+        .filter(|sp| customer.is_none_or(|c| sp.customer == c))
+        .map(|sp| render::service_provider(w, &r.base, sp))
+        .collect();
+    r.list(found)
+}
+
+pub fn service_provider_detail(w: &World, r: &Req, id: &str) -> Res {
+    r.allow(&[Method::GET])?;
+    let sp = w.sp(id).ok_or_else(Reply::not_found)?;
+    r.one(render::service_provider(w, &r.base, sp))
+}
+
+/// `marketplace-service-providers/{uuid}/<action>/`. The SP itself is public (so another SP's uuid
+/// is a 403, as Waldur's permission check answers); an unknown uuid is a 404.
+pub fn service_provider_action(w: &mut World, r: &Req, id: &str, action: &str) -> Res {
+    if !matches!(
+        action,
+        "users" | "keys" | "projects" | "project_permissions" | "set_offerings_username"
+    ) {
+        return Err(Reply::not_found());
+    }
+    let sp = w.sp(id).ok_or_else(Reply::not_found)?.clone();
+    if sp.uuid != r.caller.sp {
+        return Err(Reply::forbidden());
+    }
+    let projects = w.sp_projects(&sp.customer);
+    let users = w.sp_users(&sp.customer);
+    match action {
+        "users" => {
+            r.allow(&[Method::GET])?;
+            let username = r.q("username");
+            let email = r.q("email");
+            let list: Vec<Value> = users
+                .iter()
+                .filter_map(|u| w.user(u))
+                .filter(|u| username.is_none_or(|x| u.username == x))
+                .filter(|u| email.is_none_or(|x| u.email.eq_ignore_ascii_case(x)))
+                .map(|u| {
+                    let count = w
+                        .roles
+                        .iter()
+                        .filter(|g| g.user == u.uuid && projects.contains(&g.project))
+                        .count();
+                    render::sp_user(u, count)
+                })
+                .collect();
+            r.list(list)
+        }
+        "keys" => {
+            r.allow(&[Method::GET])?;
+            let user = r.q("user_uuid");
+            let list: Vec<Value> = w
+                .keys
+                .iter()
+                .filter(|k| users.contains(&k.user))
+                .filter(|k| user.is_none_or(|u| k.user == u))
+                .map(|k| render::key(&r.base, k))
+                .collect();
+            r.list(list)
+        }
+        "projects" => {
+            r.allow(&[Method::GET])?;
+            let list: Vec<Value> = projects
+                .iter()
+                .filter_map(|p| w.project(p))
+                .map(|p| render::project(w, &r.base, p))
+                .collect();
+            r.list(list)
+        }
+        "project_permissions" => {
+            r.allow(&[Method::GET])?;
+            let project = r.q("project_uuid");
+            let user = r.q("user_uuid");
+            let list: Vec<Value> = w
+                .roles
+                .iter()
+                .filter(|g| projects.contains(&g.project))
+                .filter(|g| project.is_none_or(|p| g.project == p))
+                .filter(|g| user.is_none_or(|u| g.user == u))
+                .map(|g| render::project_permission(w, &r.base, g))
+                .collect();
+            r.list(list)
+        }
+        "set_offerings_username" => {
+            r.allow(&[Method::POST])?;
+            let body = r.json()?;
+            let mut errors = Map::new();
+            for k in ["user_uuid", "username"] {
+                match body.get(k) {
+                    None => {
+                        errors.insert(k.into(), json!(["This field is required."]));
+                    }
+                    Some(Value::String(_)) => {}
+                    Some(_) => {
+                        errors.insert(k.into(), json!(["Not a valid string."]));
+                    }
+                }
+            }
+            if !errors.is_empty() {
+                return Err(Reply::bad(Value::Object(errors)));
+            }
+            let raw = body["user_uuid"].as_str().unwrap_or("");
+            let user = raw.replace('-', "").to_lowercase();
+            let username = body["username"].as_str().unwrap_or("").to_string();
+            if w.user(&user).is_none() {
+                return Err(Reply::bad(json!([format!(
+                    "A user with the uuid [{raw}] is not found."
+                )])));
+            }
+            // Every SP offering with a non-terminated resource in one of the user's projects.
+            let user_projects: Vec<String> = w
+                .roles
+                .iter()
+                .filter(|g| g.user == user)
+                .map(|g| g.project.clone())
+                .collect();
+            let mut offerings: Vec<String> = vec![];
+            for res in &w.resources {
+                if res.state != "Terminated"
+                    && user_projects.contains(&res.project)
+                    && w.offering(&res.offering)
+                        .is_some_and(|o| o.customer == sp.customer)
+                    && !offerings.contains(&res.offering)
+                {
+                    offerings.push(res.offering.clone());
+                }
+            }
+            for offering in offerings {
+                let existing = w
+                    .offering_users
+                    .iter_mut()
+                    .find(|ou| ou.offering == offering && ou.user == user);
+                match existing {
+                    Some(ou) => {
+                        if !username.is_empty() {
+                            ou.username = Some(username.clone());
+                            if ou.state == "Requested" {
+                                ou.state = "OK".into();
+                            }
+                            ou.modified = r.now;
+                        }
+                    }
+                    None => w.offering_users.push(OfferingUser {
+                        uuid: new_uuid(),
+                        offering,
+                        user: user.clone(),
+                        username: (!username.is_empty()).then(|| username.clone()),
+                        state: if username.is_empty() {
+                            "Requested"
+                        } else {
+                            "OK"
+                        }
+                        .into(),
+                        created: r.now,
+                        modified: r.now,
+                    }),
+                }
+            }
+            Ok(Reply::new(
+                StatusCode::CREATED,
+                json!({"detail": "Offering users have been set."}),
+            ))
+        }
+        _ => Err(Reply::not_found()),
+    }
+}

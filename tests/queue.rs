@@ -1,0 +1,1161 @@
+//! The job store conformance suite: every case is written once against `&dyn JobStore` and run
+//! for each backend (Redis on a redis-server started by the test harness, and the embedded store
+//! in a temporary directory), plus backend-specific durability and failure cases.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use puhuri_gateway::queue::embedded::EmbeddedStore;
+use puhuri_gateway::queue::redis::{RedisOptions, RedisStore};
+use puhuri_gateway::queue::{
+    Completion, DeliveryLimits, EnqueueOutcome, Idempotency, JobFilter, JobRecord, JobState,
+    JobStore, LeaseResult, NewJob, StoreError,
+};
+use serde_json::json;
+use support::redis::{RedisServer, shared, unique_prefix};
+
+// ---------------------------------------------------------------------------------------------
+// fixtures
+
+struct Fixture {
+    store: Box<dyn JobStore>,
+    _keep: Box<dyn std::any::Any + Send>,
+}
+
+async fn redis_fixture(name: &str) -> Fixture {
+    let server = shared();
+    let store = RedisStore::connect(&server.url(), &unique_prefix(name), RedisOptions::default())
+        .await
+        .expect("connect");
+    Fixture {
+        store: Box::new(store),
+        _keep: Box::new(server),
+    }
+}
+
+async fn embedded_fixture(_name: &str) -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = EmbeddedStore::open(dir.path()).await.expect("open");
+    Fixture {
+        store: Box::new(store),
+        _keep: Box::new(dir),
+    }
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod redis_backend {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let f = super::redis_fixture(stringify!($case)).await;
+                    super::$case(&*f.store).await;
+                }
+            )*
+        }
+        mod embedded_backend {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let f = super::embedded_fixture(stringify!($case)).await;
+                    super::$case(&*f.store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    enqueue_and_get,
+    lease_then_succeed,
+    per_object_order,
+    different_objects_lease_in_parallel,
+    retry_with_due_time,
+    lease_expiry_and_reclaim,
+    heartbeat_extends_lease,
+    lost_lease_changes_nothing,
+    release_gives_the_attempt_back,
+    dead_job,
+    failed_keeps_status_and_error,
+    operator_retry,
+    cancel,
+    idempotency,
+    coalescing,
+    coalescing_skips_running_job,
+    limit_in_flight,
+    limit_per_second,
+    list_paging_and_filters,
+    purge_terminal,
+    counts,
+    concurrent_workers_keep_order_and_limits,
+);
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+const LEASE: Duration = Duration::from_secs(30);
+const NO_LIMITS: DeliveryLimits = DeliveryLimits {
+    max_in_flight: 10_000,
+    max_per_second: 100_000,
+};
+
+fn job(site: &str, operation: &str, object: &str) -> NewJob {
+    NewJob {
+        site: site.into(),
+        operation: operation.into(),
+        object_key: object.into(),
+        coalesce_key: None,
+        payload: json!({"object": object, "n": 1}),
+        idempotency: None,
+    }
+}
+
+fn usage_job(object: &str, coalesce_key: &str, usages: serde_json::Value) -> NewJob {
+    NewJob {
+        site: "site-a".into(),
+        operation: "usage.report".into(),
+        object_key: object.into(),
+        coalesce_key: Some(coalesce_key.into()),
+        payload: json!({"resource": object, "period": "2025-01", "usages": usages}),
+        idempotency: None,
+    }
+}
+
+async fn add(store: &dyn JobStore, j: NewJob) -> JobRecord {
+    match store.enqueue(j).await.expect("enqueue") {
+        EnqueueOutcome::Created(r) => r,
+        other => panic!("expected Created, got {other:?}"),
+    }
+}
+
+async fn get(store: &dyn JobStore, id: uuid::Uuid) -> JobRecord {
+    store.get(id).await.expect("get").expect("job exists")
+}
+
+async fn lease(store: &dyn JobStore, worker: &str) -> JobRecord {
+    lease_for(store, worker, LEASE).await
+}
+
+async fn lease_for(store: &dyn JobStore, worker: &str, d: Duration) -> JobRecord {
+    match store.lease(worker, d, NO_LIMITS).await.expect("lease") {
+        LeaseResult::Leased(r) => r,
+        other => panic!("expected a lease, got {other:?}"),
+    }
+}
+
+async fn assert_idle(store: &dyn JobStore) -> Option<Duration> {
+    match store.lease("probe", LEASE, NO_LIMITS).await.expect("lease") {
+        LeaseResult::Idle { next_due_in } => next_due_in,
+        other => panic!("expected Idle, got {other:?}"),
+    }
+}
+
+fn succeeded() -> Completion {
+    Completion::Succeeded {
+        status: Some(200),
+        result: json!({"ok": true}),
+        delivered: BTreeMap::new(),
+    }
+}
+
+async fn succeed(store: &dyn JobStore, r: &JobRecord) {
+    let worker = r.worker.as_deref().expect("leased job has a worker");
+    assert!(store.complete(r.id, worker, succeeded()).await.unwrap());
+}
+
+// ---------------------------------------------------------------------------------------------
+// cases
+
+async fn enqueue_and_get(store: &dyn JobStore) {
+    let mut j = job("site-a", "order.approve", "order:1");
+    j.payload = json!({"order": "1", "big": 12345678901234567_u64, "f": 0.1, "list": [], "usages": {"cpu": "1.5"}});
+    let r = add(store, j.clone()).await;
+    assert_eq!(r.state, JobState::Queued);
+    assert_eq!(r.attempts, 0);
+    assert_eq!(r.site, "site-a");
+    assert_eq!(r.operation, "order.approve");
+    assert_eq!(r.object_key, "order:1");
+    assert_eq!(r.payload, j.payload);
+    assert!(r.worker.is_none() && r.lease_until.is_none());
+    assert_eq!(get(store, r.id).await, r);
+    assert!(store.get(uuid::Uuid::now_v7()).await.unwrap().is_none());
+    store.ping().await.unwrap();
+}
+
+async fn lease_then_succeed(store: &dyn JobStore) {
+    let r = add(store, job("site-a", "order.approve", "order:1")).await;
+    let l = lease(store, "w1").await;
+    assert_eq!(l.id, r.id);
+    assert_eq!(l.state, JobState::Running);
+    assert_eq!(l.attempts, 1);
+    assert_eq!(l.worker.as_deref(), Some("w1"));
+    assert!(l.lease_until.unwrap() > Utc::now());
+    assert_eq!(assert_idle(store).await, None);
+    assert!(store.complete(r.id, "w1", succeeded()).await.unwrap());
+    let done = get(store, r.id).await;
+    assert_eq!(done.state, JobState::Succeeded);
+    assert_eq!(done.last_status, Some(200));
+    assert_eq!(done.result, Some(json!({"ok": true})));
+    assert!(done.lease_until.is_none());
+    assert_eq!(assert_idle(store).await, None);
+    // completing twice is refused
+    assert!(!store.complete(r.id, "w1", succeeded()).await.unwrap());
+}
+
+async fn per_object_order(store: &dyn JobStore) {
+    let a = add(
+        store,
+        job("site-a", "resource.set_backend_id", "resource:1"),
+    )
+    .await;
+    let b = add(store, job("site-a", "resource.report", "resource:1")).await;
+    let c = add(store, job("site-a", "resource.set_limits", "resource:1")).await;
+    let l = lease(store, "w1").await;
+    assert_eq!(l.id, a.id);
+    // the second job of the object waits while the first is in flight
+    assert_eq!(assert_idle(store).await, None);
+    succeed(store, &l).await;
+    let l = lease(store, "w1").await;
+    assert_eq!(l.id, b.id);
+    assert_eq!(assert_idle(store).await, None);
+    succeed(store, &l).await;
+    let l = lease(store, "w1").await;
+    assert_eq!(l.id, c.id);
+    succeed(store, &l).await;
+    assert_eq!(assert_idle(store).await, None);
+}
+
+async fn different_objects_lease_in_parallel(store: &dyn JobStore) {
+    let a = add(store, job("site-a", "order.approve", "order:1")).await;
+    let b = add(store, job("site-a", "order.approve", "order:2")).await;
+    let la = lease(store, "w1").await;
+    let lb = lease(store, "w2").await;
+    let mut got = [la.id, lb.id];
+    got.sort();
+    let mut want = [a.id, b.id];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+async fn retry_with_due_time(store: &dyn JobStore) {
+    let a = add(store, job("site-a", "order.approve", "order:1")).await;
+    let b = add(store, job("site-a", "order.approve", "order:1")).await;
+    let l = lease(store, "w1").await;
+    let at = Utc::now() + chrono::Duration::milliseconds(300);
+    let outcome = Completion::Retry {
+        at,
+        status: Some(503),
+        error: "upstream unavailable".into(),
+    };
+    assert!(store.complete(l.id, "w1", outcome).await.unwrap());
+    let r = get(store, a.id).await;
+    assert_eq!(r.state, JobState::Retrying);
+    assert_eq!(r.last_status, Some(503));
+    assert_eq!(r.last_error.as_deref(), Some("upstream unavailable"));
+    assert_eq!(
+        r.next_attempt_at.map(|t| t.timestamp_millis()),
+        Some(at.timestamp_millis())
+    );
+    // not before its time, and the object's next job waits behind it
+    let due_in = assert_idle(store).await.expect("a delayed job is pending");
+    assert!(due_in <= Duration::from_millis(300), "{due_in:?}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let l = lease(store, "w2").await;
+    assert_eq!(l.id, a.id);
+    assert_eq!(l.attempts, 2);
+    succeed(store, &l).await;
+    assert_eq!(lease(store, "w2").await.id, b.id);
+}
+
+async fn lease_expiry_and_reclaim(store: &dyn JobStore) {
+    let a = add(store, job("site-a", "order.approve", "order:1")).await;
+    lease_for(store, "w1", Duration::from_millis(200)).await;
+    assert_eq!(store.reclaim_expired().await.unwrap(), 0);
+    assert_eq!(assert_idle(store).await, None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.reclaim_expired().await.unwrap(), 1);
+    assert_eq!(store.reclaim_expired().await.unwrap(), 0);
+    let r = get(store, a.id).await;
+    assert!(matches!(r.state, JobState::Queued | JobState::Retrying));
+    assert!(r.worker.is_none());
+    assert_eq!(r.attempts, 1);
+    let l = lease(store, "w2").await;
+    assert_eq!(l.id, a.id);
+    assert_eq!(l.attempts, 2);
+}
+
+async fn heartbeat_extends_lease(store: &dyn JobStore) {
+    let a = add(store, job("site-a", "order.approve", "order:1")).await;
+    lease_for(store, "w1", Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        store
+            .heartbeat(a.id, "w1", Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .heartbeat(a.id, "w2", Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(store.reclaim_expired().await.unwrap(), 0);
+    let r = get(store, a.id).await;
+    assert_eq!(r.state, JobState::Running);
+    assert!(r.lease_until.unwrap() > Utc::now() + chrono::Duration::seconds(3));
+    assert!(store.complete(a.id, "w1", succeeded()).await.unwrap());
+}
+
+async fn lost_lease_changes_nothing(store: &dyn JobStore) {
+    let a = add(store, job("site-a", "order.approve", "order:1")).await;
+    lease_for(store, "w1", Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(store.reclaim_expired().await.unwrap(), 1);
+    let l = lease(store, "w2").await;
+    assert_eq!(l.id, a.id);
+    let before = get(store, a.id).await;
+    assert!(!store.complete(a.id, "w1", succeeded()).await.unwrap());
+    let failed = Completion::Failed {
+        status: Some(400),
+        error: "x".into(),
+    };
+    assert!(!store.complete(a.id, "w1", failed).await.unwrap());
+    assert!(!store.heartbeat(a.id, "w1", LEASE).await.unwrap());
+    assert!(!store.release(a.id, "w1").await.unwrap());
+    assert_eq!(get(store, a.id).await, before);
+    assert!(store.complete(a.id, "w2", succeeded()).await.unwrap());
+}
+
+async fn release_gives_the_attempt_back(store: &dyn JobStore) {
+    let a = add(store, job("site-a", "order.approve", "order:1")).await;
+    lease(store, "w1").await;
+    assert!(store.release(a.id, "w1").await.unwrap());
+    let r = get(store, a.id).await;
+    assert_eq!(r.state, JobState::Queued);
+    assert_eq!(r.attempts, 0);
+    assert!(r.worker.is_none());
+    let l = lease(store, "w2").await;
+    assert_eq!((l.id, l.attempts), (a.id, 1));
+}
+
+async fn dead_job(store: &dyn JobStore) {
+    let a = add(store, job("site-a", "order.approve", "order:1")).await;
+    let b = add(store, job("site-a", "order.approve", "order:1")).await;
+    let l = lease(store, "w1").await;
+    let dead = Completion::Dead {
+        status: None,
+        error: "connection refused; retries exhausted".into(),
+    };
+    assert!(store.complete(l.id, "w1", dead).await.unwrap());
+    let r = get(store, a.id).await;
+    assert_eq!(r.state, JobState::Dead);
+    assert_eq!(r.last_status, None);
+    assert_eq!(
+        r.last_error.as_deref(),
+        Some("connection refused; retries exhausted")
+    );
+    // a terminal job lets the next one of its object go
+    assert_eq!(lease(store, "w1").await.id, b.id);
+}
+
+async fn failed_keeps_status_and_error(store: &dyn JobStore) {
+    let a = add(store, job("site-a", "usage.report", "resource:1")).await;
+    let l = lease(store, "w1").await;
+    let failed = Completion::Failed {
+        status: Some(400),
+        error: "the billing period is closed".into(),
+    };
+    assert!(store.complete(l.id, "w1", failed).await.unwrap());
+    let r = get(store, a.id).await;
+    assert_eq!(r.state, JobState::Failed);
+    assert_eq!(r.last_status, Some(400));
+    assert_eq!(
+        r.last_error.as_deref(),
+        Some("the billing period is closed")
+    );
+    assert_eq!(r.attempts, 1);
+    assert_eq!(assert_idle(store).await, None);
+}
+
+async fn operator_retry(store: &dyn JobStore) {
+    let a = add(store, job("site-a", "order.approve", "order:1")).await;
+    let b = add(store, job("site-a", "order.approve", "order:2")).await;
+    let fail = Completion::Failed {
+        status: Some(400),
+        error: "bad".into(),
+    };
+    let dead = Completion::Dead {
+        status: Some(503),
+        error: "gone".into(),
+    };
+    let l1 = lease(store, "w1").await;
+    let l2 = lease(store, "w1").await;
+    let (la, lb) = if l1.id == a.id { (l1, l2) } else { (l2, l1) };
+    assert!(store.complete(la.id, "w1", fail).await.unwrap());
+    assert!(store.complete(lb.id, "w1", dead).await.unwrap());
+    for id in [a.id, b.id] {
+        let r = store.retry(id).await.unwrap();
+        assert_eq!(r.state, JobState::Queued);
+        assert_eq!(r.attempts, 0);
+    }
+    let mut leased = vec![lease(store, "w2").await.id, lease(store, "w2").await.id];
+    leased.sort();
+    let mut want = vec![a.id, b.id];
+    want.sort();
+    assert_eq!(leased, want);
+    // only failed or dead jobs can be retried by an operator
+    match store.retry(a.id).await {
+        Err(StoreError::InvalidState { state }) => assert_eq!(state, JobState::Running),
+        other => panic!("expected InvalidState, got {other:?}"),
+    }
+    assert!(matches!(
+        store.retry(uuid::Uuid::now_v7()).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn cancel(store: &dyn JobStore) {
+    let a = add(store, job("site-a", "order.approve", "order:1")).await;
+    let b = add(store, job("site-a", "order.approve", "order:1")).await;
+    let c = add(store, job("site-a", "order.approve", "order:1")).await;
+    // cancel a waiting job in the middle of the line, then the head
+    assert_eq!(store.cancel(b.id).await.unwrap().state, JobState::Canceled);
+    let l = lease(store, "w1").await;
+    assert_eq!(l.id, a.id);
+    match store.cancel(a.id).await {
+        Err(StoreError::InvalidState { state }) => assert_eq!(state, JobState::Running),
+        other => panic!("expected InvalidState, got {other:?}"),
+    }
+    succeed(store, &l).await;
+    match store.cancel(a.id).await {
+        Err(StoreError::InvalidState { state }) => assert_eq!(state, JobState::Succeeded),
+        other => panic!("expected InvalidState, got {other:?}"),
+    }
+    let d = add(store, job("site-a", "order.approve", "order:1")).await;
+    assert_eq!(store.cancel(c.id).await.unwrap().state, JobState::Canceled);
+    assert_eq!(get(store, c.id).await.state, JobState::Canceled);
+    assert_eq!(lease(store, "w1").await.id, d.id);
+    assert!(matches!(
+        store.cancel(uuid::Uuid::now_v7()).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn idempotency(store: &dyn JobStore) {
+    let with_key = |site: &str, fp: &str| {
+        let mut j = job(site, "order.approve", "order:1");
+        j.idempotency = Some(Idempotency {
+            key: "key-1".into(),
+            fingerprint: fp.into(),
+        });
+        j
+    };
+    let first = add(store, with_key("site-a", "fp-1")).await;
+    assert_eq!(first.idempotency_key.as_deref(), Some("key-1"));
+    match store.enqueue(with_key("site-a", "fp-1")).await.unwrap() {
+        EnqueueOutcome::Existing(r) => assert_eq!(r, first),
+        other => panic!("expected Existing, got {other:?}"),
+    }
+    match store.enqueue(with_key("site-a", "fp-2")).await {
+        Err(StoreError::IdempotencyConflict { existing }) => assert_eq!(existing, first.id),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // another site's key space is independent
+    let other = add(store, with_key("site-b", "fp-2")).await;
+    assert_ne!(other.id, first.id);
+    // a site name cannot be confused with a key
+    let mut tricky = job("site-a:key", "order.approve", "order:9");
+    tricky.idempotency = Some(Idempotency {
+        key: "1".into(),
+        fingerprint: "fp-x".into(),
+    });
+    add(store, tricky).await;
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts[&JobState::Queued], 3);
+}
+
+async fn coalescing(store: &dyn JobStore) {
+    let ck = "usage:resource:1:2025-01";
+    let a = add(
+        store,
+        usage_job("resource:1", ck, json!({"cpu": "1.5", "gpu": "2"})),
+    )
+    .await;
+    // a different key on the same object is left alone
+    let other = add(
+        store,
+        usage_job(
+            "resource:1",
+            "usage:resource:1:2025-02",
+            json!({"cpu": "7"}),
+        ),
+    )
+    .await;
+    let b = add(store, usage_job("resource:1", ck, json!({"cpu": "3"}))).await;
+    let old = get(store, a.id).await;
+    assert_eq!(old.state, JobState::Superseded);
+    assert_eq!(old.superseded_by, Some(b.id));
+    assert_eq!(b.payload["usages"], json!({"cpu": "3", "gpu": "2"}));
+    assert_eq!(b.payload["period"], json!("2025-01"));
+    assert_eq!(get(store, other.id).await.state, JobState::Queued);
+    // a retrying job is pending too and is absorbed
+    let l = lease(store, "w1").await;
+    assert_eq!(l.id, other.id);
+    succeed(store, &l).await;
+    let l = lease(store, "w1").await;
+    assert_eq!(l.id, b.id);
+    let retry = Completion::Retry {
+        at: Utc::now() + chrono::Duration::seconds(60),
+        status: Some(502),
+        error: "bad gateway".into(),
+    };
+    assert!(store.complete(b.id, "w1", retry).await.unwrap());
+    let c = add(store, usage_job("resource:1", ck, json!({"gpu": "4"}))).await;
+    assert_eq!(get(store, b.id).await.state, JobState::Superseded);
+    assert_eq!(c.payload["usages"], json!({"cpu": "3", "gpu": "4"}));
+    // the newcomer is due now, not when the absorbed job was
+    let l = lease(store, "w1").await;
+    assert_eq!(l.id, c.id);
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts[&JobState::Superseded], 2);
+}
+
+async fn coalescing_skips_running_job(store: &dyn JobStore) {
+    let ck = "usage:resource:1:2025-01";
+    let a = add(
+        store,
+        usage_job("resource:1", ck, json!({"cpu": "1", "gpu": "2"})),
+    )
+    .await;
+    let l = lease(store, "w1").await;
+    assert_eq!(l.id, a.id);
+    let b = add(store, usage_job("resource:1", ck, json!({"cpu": "5"}))).await;
+    // the running job is not superseded and nothing is merged into the new one
+    assert_eq!(get(store, a.id).await.state, JobState::Running);
+    assert_eq!(b.payload["usages"], json!({"cpu": "5"}));
+    let delivered: BTreeMap<String, String> = [
+        ("cpu".to_string(), "1".to_string()),
+        ("gpu".to_string(), "2".to_string()),
+    ]
+    .into();
+    let ok = Completion::Succeeded {
+        status: Some(200),
+        result: json!(null),
+        delivered: delivered.clone(),
+    };
+    assert!(store.complete(a.id, "w1", ok).await.unwrap());
+    assert_eq!(store.delivered(ck).await.unwrap(), delivered);
+    assert!(store.delivered("usage:other").await.unwrap().is_empty());
+    let l = lease(store, "w1").await;
+    assert_eq!(l.id, b.id);
+    let ok = Completion::Succeeded {
+        status: Some(200),
+        result: json!(null),
+        delivered: [("cpu".to_string(), "5".to_string())].into(),
+    };
+    assert!(store.complete(b.id, "w1", ok).await.unwrap());
+    let want: BTreeMap<String, String> = [
+        ("cpu".to_string(), "5".to_string()),
+        ("gpu".to_string(), "2".to_string()),
+    ]
+    .into();
+    assert_eq!(store.delivered(ck).await.unwrap(), want);
+}
+
+async fn limit_in_flight(store: &dyn JobStore) {
+    for i in 0..4 {
+        add(store, job("site-a", "order.approve", &format!("order:{i}"))).await;
+    }
+    let limits = DeliveryLimits {
+        max_in_flight: 2,
+        max_per_second: 1000,
+    };
+    let mut held = Vec::new();
+    for worker in ["w1", "w2"] {
+        match store.lease(worker, LEASE, limits).await.unwrap() {
+            LeaseResult::Leased(r) => held.push(r),
+            other => panic!("expected a lease, got {other:?}"),
+        }
+    }
+    for worker in ["w1", "w2"] {
+        match store.lease(worker, LEASE, limits).await.unwrap() {
+            LeaseResult::Throttled { retry_in } => assert!(retry_in <= Duration::from_secs(1)),
+            other => panic!("expected Throttled, got {other:?}"),
+        }
+    }
+    succeed(store, &held[0]).await;
+    assert!(matches!(
+        store.lease("w1", LEASE, limits).await.unwrap(),
+        LeaseResult::Leased(_)
+    ));
+    assert!(matches!(
+        store.lease("w2", LEASE, limits).await.unwrap(),
+        LeaseResult::Throttled { .. }
+    ));
+}
+
+async fn limit_per_second(store: &dyn JobStore) {
+    for i in 0..10 {
+        add(store, job("site-a", "order.approve", &format!("order:{i}"))).await;
+    }
+    let limits = DeliveryLimits {
+        max_in_flight: 1000,
+        max_per_second: 2,
+    };
+    let start = Instant::now();
+    let mut leased = 0;
+    let mut throttled = None;
+    for i in 0..10 {
+        let worker = if i % 2 == 0 { "w1" } else { "w2" };
+        match store.lease(worker, LEASE, limits).await.unwrap() {
+            LeaseResult::Leased(_) => leased += 1,
+            LeaseResult::Throttled { retry_in } => {
+                throttled = Some(retry_in);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let retry_in = throttled.expect("the rate limit throttles");
+    assert!(retry_in <= Duration::from_secs(1), "{retry_in:?}");
+    // at most 2 per second; the loop may straddle one second boundary
+    let seconds = start.elapsed().as_secs() as usize + 2;
+    assert!(leased >= 2 && leased <= 2 * seconds, "{leased}");
+    tokio::time::sleep(retry_in + Duration::from_millis(20)).await;
+    assert!(matches!(
+        store.lease("w1", LEASE, limits).await.unwrap(),
+        LeaseResult::Leased(_)
+    ));
+}
+
+async fn list_paging_and_filters(store: &dyn JobStore) {
+    let mut site_a = Vec::new();
+    for i in 0..5 {
+        let op = if i % 2 == 0 {
+            "order.approve"
+        } else {
+            "order.reject"
+        };
+        site_a.push(
+            add(store, job("site-a", op, &format!("order:{i}")))
+                .await
+                .id,
+        );
+    }
+    for i in 0..2 {
+        add(
+            store,
+            job("site-b", "order.approve", &format!("order:b{i}")),
+        )
+        .await;
+    }
+    site_a.reverse(); // newest first
+    let mut filter = JobFilter {
+        site: Some("site-a".into()),
+        limit: 2,
+        ..JobFilter::default()
+    };
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let page = store.list(&filter).await.unwrap();
+        assert!(page.jobs.len() <= 2);
+        assert!(page.jobs.iter().all(|j| j.site == "site-a"));
+        seen.extend(page.jobs.iter().map(|j| j.id));
+        match page.next_cursor {
+            Some(c) => filter.before = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, site_a);
+
+    let all = store
+        .list(&JobFilter {
+            limit: 100,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.jobs.len(), 7);
+    assert_eq!(all.next_cursor, None);
+
+    let rejects = store
+        .list(&JobFilter {
+            site: Some("site-a".into()),
+            operation: Some("order.reject".into()),
+            limit: 100,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        rejects.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![site_a[1], site_a[3]]
+    );
+
+    let l = lease(store, "w1").await;
+    let running = store
+        .list(&JobFilter {
+            state: Some(JobState::Running),
+            limit: 100,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(running.jobs.len(), 1);
+    assert_eq!(running.jobs[0].id, l.id);
+
+    let none = store
+        .list(&JobFilter {
+            site: Some("site-c".into()),
+            limit: 10,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.jobs.is_empty() && none.next_cursor.is_none());
+}
+
+async fn purge_terminal(store: &dyn JobStore) {
+    let mut done = job("site-a", "order.approve", "order:1");
+    done.idempotency = Some(Idempotency {
+        key: "k".into(),
+        fingerprint: "f".into(),
+    });
+    let a = add(store, done.clone()).await;
+    let b = add(store, job("site-a", "order.approve", "order:2")).await;
+    let l = lease(store, "w1").await;
+    let l = if l.id == a.id {
+        l
+    } else {
+        store.release(l.id, "w1").await.unwrap();
+        panic!("expected the older job first")
+    };
+    succeed(store, &l).await;
+    assert_eq!(
+        store
+            .purge_terminal(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.purge_terminal(Duration::ZERO).await.unwrap(), 1);
+    assert!(store.get(a.id).await.unwrap().is_none());
+    assert_eq!(get(store, b.id).await.state, JobState::Queued);
+    let listed = store
+        .list(&JobFilter {
+            limit: 10,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![b.id]
+    );
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts[&JobState::Succeeded], 0);
+    assert_eq!(counts[&JobState::Queued], 1);
+    // the purged job's idempotency key is free again
+    let again = add(store, done).await;
+    assert_ne!(again.id, a.id);
+}
+
+async fn counts(store: &dyn JobStore) {
+    let zero = store.counts().await.unwrap();
+    assert_eq!(zero.len(), JobState::ALL.len());
+    assert!(zero.values().all(|&n| n == 0));
+    for i in 0..3 {
+        add(store, job("site-a", "order.approve", &format!("order:{i}"))).await;
+    }
+    let l = lease(store, "w1").await;
+    let l2 = lease(store, "w1").await;
+    succeed(store, &l).await;
+    let c = store.counts().await.unwrap();
+    assert_eq!(c[&JobState::Queued], 1);
+    assert_eq!(c[&JobState::Running], 1);
+    assert_eq!(c[&JobState::Succeeded], 1);
+    assert_eq!(c.values().sum::<u64>(), 3);
+    store.release(l2.id, "w1").await.unwrap();
+    let c = store.counts().await.unwrap();
+    assert_eq!(c[&JobState::Queued], 2);
+    assert_eq!(c[&JobState::Running], 0);
+}
+
+async fn concurrent_workers_keep_order_and_limits(store: &dyn JobStore) {
+    use std::cell::RefCell;
+    use std::collections::{HashMap, HashSet};
+
+    const JOBS: usize = 30;
+    let mut expected: HashMap<String, Vec<uuid::Uuid>> = HashMap::new();
+    for i in 0..JOBS {
+        let object = format!("resource:{}", i % 5);
+        let id = add(store, job("site-a", "resource.report", &object))
+            .await
+            .id;
+        expected.entry(object).or_default().push(id);
+    }
+    let limits = DeliveryLimits {
+        max_in_flight: 3,
+        max_per_second: 100_000,
+    };
+    let in_flight: RefCell<HashSet<String>> = RefCell::default();
+    let max_seen = RefCell::new(0usize);
+    let delivered: RefCell<HashMap<String, Vec<uuid::Uuid>>> = RefCell::default();
+    let retried: RefCell<HashSet<uuid::Uuid>> = RefCell::default();
+    let done = || delivered.borrow().values().map(Vec::len).sum::<usize>() == JOBS;
+    let worker = |name: &'static str| {
+        let (in_flight, max_seen, delivered, retried) =
+            (&in_flight, &max_seen, &delivered, &retried);
+        async move {
+            for _ in 0..2000 {
+                if done() {
+                    return;
+                }
+                match store.lease(name, LEASE, limits).await.unwrap() {
+                    LeaseResult::Leased(r) => {
+                        assert!(
+                            in_flight.borrow_mut().insert(r.object_key.clone()),
+                            "two jobs of {} in flight",
+                            r.object_key
+                        );
+                        let n = in_flight.borrow().len();
+                        let m = (*max_seen.borrow()).max(n);
+                        *max_seen.borrow_mut() = m;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        in_flight.borrow_mut().remove(&r.object_key);
+                        // every third job fails once, transiently, and is due again at once
+                        let first_try = !retried.borrow().contains(&r.id);
+                        if r.id.as_u128() % 3 == 0 && first_try {
+                            retried.borrow_mut().insert(r.id);
+                            let outcome = Completion::Retry {
+                                at: Utc::now(),
+                                status: Some(503),
+                                error: "busy".into(),
+                            };
+                            assert!(store.complete(r.id, name, outcome).await.unwrap());
+                        } else {
+                            assert!(store.complete(r.id, name, succeeded()).await.unwrap());
+                            delivered
+                                .borrow_mut()
+                                .entry(r.object_key.clone())
+                                .or_default()
+                                .push(r.id);
+                        }
+                    }
+                    LeaseResult::Throttled { retry_in } => {
+                        tokio::time::sleep(retry_in.min(Duration::from_millis(5))).await
+                    }
+                    LeaseResult::Idle { .. } => tokio::time::sleep(Duration::from_millis(2)).await,
+                }
+            }
+        }
+    };
+    futures_util::future::join_all(["w1", "w2", "w3", "w4"].map(worker)).await;
+    assert!(done(), "every job delivered");
+    assert_eq!(
+        *delivered.borrow(),
+        expected,
+        "each job once, in order per object"
+    );
+    assert!(*max_seen.borrow() <= 3, "in flight: {}", max_seen.borrow());
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts[&JobState::Succeeded], JOBS as u64);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis durability and failure
+
+#[tokio::test]
+async fn redis_kill_during_enqueues_keeps_every_acknowledged_job() {
+    let server = std::sync::Arc::new(std::sync::Mutex::new(RedisServer::start_durable()));
+    let url = server.lock().unwrap().url();
+    let options = RedisOptions {
+        wait_timeout: Duration::from_millis(500),
+        connect_timeout: Duration::from_millis(500),
+        response_timeout: Duration::from_millis(500),
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect(&url, &unique_prefix("kill"), options)
+        .await
+        .unwrap();
+    let killer = {
+        let server = server.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            server.lock().unwrap().stop(); // SIGKILL while enqueues are in flight
+        })
+    };
+    let mut acknowledged = Vec::new();
+    let mut failures = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for i in 0.. {
+        if Instant::now() > deadline {
+            break;
+        }
+        match store
+            .enqueue(job("site-a", "order.approve", &format!("order:{}", i % 7)))
+            .await
+        {
+            Ok(o) => acknowledged.push(o.job().id),
+            Err(StoreError::Unavailable(_)) => {
+                failures += 1;
+                if failures >= 3 {
+                    break;
+                }
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    killer.join().unwrap();
+    assert!(failures > 0, "the server was killed during the loop");
+    assert!(!acknowledged.is_empty());
+    server.lock().unwrap().restart();
+    for id in &acknowledged {
+        let r = store.get(*id).await.unwrap();
+        assert!(r.is_some(), "acknowledged job {id} lost");
+    }
+    let queued = store.counts().await.unwrap()[&JobState::Queued];
+    assert!(queued >= acknowledged.len() as u64);
+}
+
+#[tokio::test]
+async fn redis_restart_with_appendonly_keeps_every_acknowledged_job() {
+    let mut server = RedisServer::start_durable();
+    let store = RedisStore::connect(
+        &server.url(),
+        &unique_prefix("restart"),
+        RedisOptions::default(),
+    )
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(
+            add(
+                &store,
+                job("site-a", "order.approve", &format!("order:{i}")),
+            )
+            .await
+            .id,
+        );
+    }
+    let leased = lease(&store, "w1").await;
+    server.restart(); // SIGKILL, then start again on the same port and directory
+    // the same store object works again without being rebuilt
+    for id in &ids {
+        let r = store
+            .get(*id)
+            .await
+            .expect("get after restart")
+            .expect("kept");
+        let want = if *id == leased.id {
+            JobState::Running
+        } else {
+            JobState::Queued
+        };
+        assert_eq!(r.state, want);
+    }
+    assert_eq!(store.counts().await.unwrap()[&JobState::Queued], 19);
+    succeed(&store, &leased).await;
+    assert_eq!(lease(&store, "w2").await.state, JobState::Running);
+    let new = add(&store, job("site-a", "order.approve", "order:new")).await;
+    assert_eq!(get(&store, new.id).await.state, JobState::Queued);
+}
+
+#[tokio::test]
+async fn redis_down_is_unavailable_quickly() {
+    let mut server = RedisServer::start();
+    let options = RedisOptions {
+        wait_timeout: Duration::from_millis(500),
+        connect_timeout: Duration::from_millis(500),
+        response_timeout: Duration::from_millis(500),
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect(&server.url(), &unique_prefix("down"), options)
+        .await
+        .unwrap();
+    let a = add(&store, job("site-a", "order.approve", "order:1")).await;
+    server.stop();
+    let started = Instant::now();
+    for _ in 0..3 {
+        let t = Instant::now();
+        match store
+            .enqueue(job("site-a", "order.approve", "order:2"))
+            .await
+        {
+            Err(StoreError::Unavailable(msg)) => assert!(!msg.is_empty()),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        assert!(matches!(
+            store.lease("w1", LEASE, NO_LIMITS).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            store.ping().await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            store.get(a.id).await,
+            Err(StoreError::Unavailable(_))
+        ));
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // when Redis returns (empty: it kept nothing), the same store recovers by itself
+    server.restart();
+    store.ping().await.expect("reconnects");
+    add(&store, job("site-a", "order.approve", "order:3")).await;
+}
+
+#[tokio::test]
+async fn redis_unreachable_at_start_is_unavailable() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let store = RedisStore::connect(
+        &format!("redis://127.0.0.1:{port}/"),
+        "test:nobody:",
+        RedisOptions::default(),
+    )
+    .await
+    .unwrap();
+    let t = Instant::now();
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(t.elapsed() < Duration::from_secs(3));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embedded durability and exclusivity
+
+#[tokio::test]
+async fn embedded_reopen_keeps_jobs_and_leases_expire_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, delivered_key) = {
+        let store = EmbeddedStore::open(dir.path()).await.unwrap();
+        let a = add(&store, job("site-a", "order.approve", "order:1")).await;
+        let b = add(&store, job("site-a", "order.approve", "order:1")).await;
+        let mut u = usage_job("resource:1", "usage:r1", json!({"cpu": "1"}));
+        u.idempotency = Some(Idempotency {
+            key: "k1".into(),
+            fingerprint: "f1".into(),
+        });
+        let u = add(&store, u).await;
+        // a worker of this process takes a job, then the process "dies"
+        let l = lease_for(&store, "w-dead", Duration::from_millis(200)).await;
+        assert_eq!(l.id, a.id);
+        let l2 = lease(&store, "w-ok").await;
+        assert_eq!(l2.id, u.id);
+        let ok = Completion::Succeeded {
+            status: Some(200),
+            result: json!(null),
+            delivered: [("cpu".to_string(), "1".to_string())].into(),
+        };
+        assert!(store.complete(u.id, "w-ok", ok).await.unwrap());
+        (a, b, "usage:r1")
+    };
+    let store = EmbeddedStore::open(dir.path()).await.unwrap();
+    let r = get(&store, a.id).await;
+    assert_eq!(r.state, JobState::Running);
+    assert_eq!(get(&store, b.id).await.state, JobState::Queued);
+    assert_eq!(
+        store.delivered(delivered_key).await.unwrap()["cpu"],
+        "1".to_string()
+    );
+    // the idempotency key survived
+    let mut u = usage_job("resource:1", "usage:r1", json!({"cpu": "1"}));
+    u.idempotency = Some(Idempotency {
+        key: "k1".into(),
+        fingerprint: "f2".into(),
+    });
+    assert!(matches!(
+        store.enqueue(u).await,
+        Err(StoreError::IdempotencyConflict { .. })
+    ));
+    // the object stays blocked until the dead process's lease expires and is reclaimed
+    assert_eq!(assert_idle(&store).await, None);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(store.reclaim_expired().await.unwrap(), 1);
+    let l = lease(&store, "w-new").await;
+    assert_eq!((l.id, l.attempts), (a.id, 2));
+    succeed(&store, &l).await;
+    assert_eq!(lease(&store, "w-new").await.id, b.id);
+    let c = store.counts().await.unwrap();
+    assert_eq!(c[&JobState::Succeeded], 2);
+    assert_eq!(c[&JobState::Running], 1);
+}
+
+#[tokio::test]
+async fn embedded_second_open_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = EmbeddedStore::open(dir.path()).await.unwrap();
+    let a = add(&first, job("site-a", "order.approve", "order:1")).await;
+    match EmbeddedStore::open(dir.path()).await {
+        Err(StoreError::Unavailable(msg)) => {
+            assert!(msg.contains("another gateway process"), "{msg}");
+            let file = dir.path().join("jobs.redb");
+            assert!(msg.contains(&file.display().to_string()), "{msg}");
+        }
+        Err(other) => panic!("expected Unavailable, got {other:?}"),
+        Ok(_) => panic!("a second open of the same directory must be refused"),
+    }
+    // the first store is unharmed
+    assert_eq!(get(&first, a.id).await.state, JobState::Queued);
+    drop(first);
+    let again = EmbeddedStore::open(dir.path()).await.unwrap();
+    assert_eq!(get(&again, a.id).await.state, JobState::Queued);
+}
+
+/// The child half of `embedded_second_process_is_refused` (does nothing when run normally).
+#[test]
+fn embedded_child_process_open() {
+    let Ok(dir) = std::env::var("QUEUE_TEST_CHILD_OPEN_DIR") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    match rt.block_on(EmbeddedStore::open(std::path::Path::new(&dir))) {
+        Err(StoreError::Unavailable(msg)) if msg.contains("another gateway process") => {
+            println!("REFUSED: {msg}")
+        }
+        Err(other) => panic!("expected the in-use refusal, got {other:?}"),
+        Ok(_) => panic!("a second process opened a store that is in use"),
+    }
+}
+
+#[tokio::test]
+async fn embedded_second_process_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = EmbeddedStore::open(dir.path()).await.unwrap();
+    let a = add(&first, job("site-a", "order.approve", "order:1")).await;
+    let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "embedded_child_process_open", "--nocapture"])
+        .args(["--test-threads", "1"])
+        .env("QUEUE_TEST_CHILD_OPEN_DIR", dir.path())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), child)
+        .await
+        .expect("the child process ends")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("REFUSED:"), "{stdout}");
+    assert!(stdout.contains("jobs.redb"), "{stdout}");
+    assert_eq!(get(&first, a.id).await.state, JobState::Queued);
+}
