@@ -8,8 +8,11 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod queue;
 pub mod sim;
 pub mod startup;
 pub mod telemetry;
+pub mod upstream;
+pub mod worker;

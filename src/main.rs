@@ -168,8 +168,18 @@ fn serve(path: Option<PathBuf>, args: ServeArgs) -> Result<(), String> {
 }
 
 fn sim(args: SimArgs) -> Result<(), String> {
-    let _ = args;
-    Err("the simulator is not built into this binary yet".into())
+    puhuri_gateway::telemetry::init(&puhuri_gateway::config::LogConfig {
+        format: puhuri_gateway::config::LogFormat::Human,
+        level: "info".into(),
+    });
+    let token = args
+        .token
+        .unwrap_or_else(|| puhuri_gateway::sim::demo::TOKEN.to_string());
+    runtime()?.block_on(async move {
+        puhuri_gateway::sim::run_standalone(args.listen, puhuri_gateway::sim::SimOptions { token })
+            .await
+            .map_err(|e| e.to_string())
+    })
 }
 
 fn issue(

@@ -45,19 +45,25 @@ pub struct Check {
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let workers = state.workers_running();
-    let checks = vec![Check {
-        name: "workers",
-        ok: workers,
-        detail: (!workers).then(|| "the delivery workers are not running".to_string()),
-    }];
+    let store = state.store.ping().await;
+    let checks = vec![
+        Check {
+            name: "queue_store",
+            ok: store.is_ok(),
+            detail: store
+                .err()
+                .map(|_| "the job store does not answer; writes are refused with 503".to_string()),
+        },
+        Check {
+            name: "workers",
+            ok: workers,
+            detail: (!workers).then(|| "the delivery workers are not running".to_string()),
+        },
+    ];
     let ready = checks.iter().all(|c| c.ok);
     let body = Readiness {
         status: if ready { "ready" } else { "not_ready" },
-        mode: if state.config.is_sandbox() {
-            "sandbox"
-        } else {
-            "puhuri"
-        },
+        mode: if state.sandbox { "sandbox" } else { "puhuri" },
         checks,
     };
     if ready {

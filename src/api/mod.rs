@@ -4,25 +4,38 @@
 //! stay thin. Everything under `/v1` needs a site token ([`crate::auth::SiteIdentity`]).
 
 pub mod health;
+pub mod jobs;
 pub mod middleware;
 pub mod openapi;
+pub mod submit;
+pub mod usage;
 pub mod whoami;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::{HttpRequest, error::JsonPayloadError, web};
+use tokio::sync::Notify;
 
 use crate::auth::SiteRegistry;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::queue::JobStore;
+use crate::upstream::directory::Directory;
 
 /// What every handler can reach.
 pub struct AppState {
     pub config: Arc<Config>,
     pub sites: SiteRegistry,
+    pub store: Arc<dyn JobStore>,
+    /// Cached lookups in Puhuri (which offering a resource is in, an offering's components).
+    pub directory: Arc<Directory>,
+    /// Wakes an idle delivery loop when work is stored.
+    pub wake: Arc<Notify>,
     /// Set while the delivery workers run; `/readyz` reports it.
     pub workers_running: Arc<AtomicBool>,
+    /// The built-in simulator stands in for Puhuri.
+    pub sandbox: bool,
 }
 
 impl AppState {
@@ -43,7 +56,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
         }))
         .service(health::healthz)
         .service(health::readyz)
-        .service(web::scope("/v1").service(whoami::whoami))
+        .service(
+            web::scope("/v1")
+                .service(whoami::whoami)
+                .service(usage::report_usage)
+                .service(usage::report_usage_batch)
+                .service(jobs::list_jobs)
+                .service(jobs::get_job)
+                .service(jobs::retry_job)
+                .service(jobs::cancel_job),
+        )
         .service(openapi::swagger_ui());
 }
 

@@ -19,11 +19,19 @@ use utoipa_swagger_ui::SwaggerUi;
         super::health::healthz,
         super::health::readyz,
         super::whoami::whoami,
+        super::usage::report_usage,
+        super::usage::report_usage_batch,
+        super::jobs::list_jobs,
+        super::jobs::get_job,
+        super::jobs::retry_job,
+        super::jobs::cancel_job,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&BearerAuth),
     tags(
         (name = "site", description = "Who am I"),
+        (name = "usage", description = "Usage reports, delivered as Waldur's set_usage"),
+        (name = "jobs", description = "Every accepted write is a job: see where it stands, retry or cancel it"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]

@@ -48,6 +48,6 @@ pub async fn whoami(identity: SiteIdentity, state: web::Data<AppState>) -> HttpR
         offerings: identity.site.offerings.iter().cloned().collect(),
         token_expires_at: identity.expires_at,
         key_id: identity.kid.clone(),
-        sandbox: state.config.is_sandbox(),
+        sandbox: state.sandbox,
     })
 }

@@ -1,0 +1,269 @@
+//! Jobs: every accepted write is one, and a site can always see where it stands.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, delete, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::AppState;
+use crate::auth::{Scope, SiteIdentity};
+use crate::error::{ApiError, Problem};
+use crate::queue::{JobFilter, JobRecord, JobState, StoreError};
+
+/// A job as a site sees it.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "job_id": "019a3c1e-7f0c-7cc1-9a35-2f1e7f6b0b1a",
+    "state": "succeeded",
+    "operation": "usage.report",
+    "site": "lumi-accounting",
+    "attempts": 1,
+    "created_at": "2026-11-23T10:00:00Z",
+    "updated_at": "2026-11-23T10:00:01Z",
+    "payload": {"resource_uuid": "5f0c6b7e0b3b4a43b0f8d9a1c2e3f4a5", "month": "2026-11", "usages": {"cpu_k_hours": "12.50"}},
+    "result": {"sent": {"cpu_k_hours": "12.50"}, "unchanged": []}
+}))]
+pub struct JobView {
+    pub job_id: Uuid,
+    pub state: JobState,
+    pub operation: String,
+    pub site: String,
+    /// Delivery attempts started.
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The HTTP status of Puhuri's last answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed, in Puhuri's words where it gave any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// What the delivery did (for usage: which values were sent and which were unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// For `superseded` jobs: the newer job that carries this one's values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<Uuid>,
+    /// The operation as it was queued (resource names resolved to uuids).
+    pub payload: Value,
+}
+
+impl From<JobRecord> for JobView {
+    fn from(j: JobRecord) -> JobView {
+        JobView {
+            job_id: j.id,
+            state: j.state,
+            operation: j.operation,
+            site: j.site,
+            attempts: j.attempts,
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+            next_attempt_at: j.next_attempt_at,
+            last_status: j.last_status,
+            last_error: j.last_error,
+            result: j.result,
+            superseded_by: j.superseded_by,
+            payload: j.payload,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "the job store is unavailable");
+                ApiError::Unavailable {
+                    detail: "the job store is unavailable; nothing was stored, retry later".into(),
+                    retry_after: 5,
+                }
+            }
+            StoreError::IdempotencyConflict { .. } => ApiError::IdempotencyConflict,
+            StoreError::NotFound => ApiError::NotFound("no such job".into()),
+            StoreError::InvalidState { state } => ApiError::Conflict(format!(
+                "the job is {}, which does not allow this",
+                state.as_str()
+            )),
+            StoreError::Corrupt(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+pub fn job_location(id: Uuid) -> String {
+    format!("/v1/jobs/{id}")
+}
+
+/// A job the caller may see: its own site's, or any with `jobs:admin`. Others are 404, so job
+/// ids of other sites cannot be probed.
+async fn visible_job(
+    state: &AppState,
+    identity: &SiteIdentity,
+    id: Uuid,
+) -> Result<JobRecord, ApiError> {
+    let job = state
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such job".into()))?;
+    if job.site != identity.id() && !identity.has(Scope::JobsAdmin) {
+        return Err(ApiError::NotFound("no such job".into()));
+    }
+    Ok(job)
+}
+
+/// One job.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The job id")),
+    responses(
+        (status = 200, body = JobView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/jobs/{id}")]
+pub async fn get_job(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let job = visible_job(&state, &identity, id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(JobView::from(job)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListJobsQuery {
+    /// Only jobs in this state.
+    pub state: Option<String>,
+    /// Only jobs of this operation, e.g. `usage.report`.
+    pub operation: Option<String>,
+    /// Only this site's jobs (`jobs:admin` only; others always see just their own).
+    pub site: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<Uuid>,
+    /// Page size, 1-500 (default 50).
+    pub limit: Option<usize>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JobList {
+    /// Newest first.
+    pub jobs: Vec<JobView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<Uuid>,
+}
+
+/// Jobs, newest first: the site's own, or every site's with `jobs:admin`.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(ListJobsQuery),
+    responses(
+        (status = 200, body = JobList),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/jobs")]
+pub async fn list_jobs(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    query: web::Query<ListJobsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let job_state = match q.state.as_deref() {
+        None => None,
+        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
+            ApiError::InvalidQuery(format!(
+                "state must be one of: {}",
+                JobState::ALL.map(|s| s.as_str()).join(", ")
+            ))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::InvalidQuery(
+            "limit must be between 1 and 500".into(),
+        ));
+    }
+    let site = if identity.has(Scope::JobsAdmin) {
+        q.site
+    } else {
+        Some(identity.id().to_string())
+    };
+    let page = state
+        .store
+        .list(&JobFilter {
+            site,
+            state: job_state,
+            operation: q.operation,
+            before: q.cursor,
+            limit,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(JobList {
+        jobs: page.jobs.into_iter().map(JobView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Try a `failed` or `dead` job again (attempts start over).
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The job id")),
+    responses(
+        (status = 202, body = JobView, description = "Queued again"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "Not failed or dead"),
+    )
+)]
+#[post("/jobs/{id}/retry")]
+pub async fn retry_job(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let job = visible_job(&state, &identity, id.into_inner()).await?;
+    let job = state.store.retry(job.id).await?;
+    state.wake.notify_one();
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, job_location(job.id)))
+        .json(JobView::from(job)))
+}
+
+/// Cancel a job that has not been delivered yet (`queued` or `retrying`).
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "jobs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The job id")),
+    responses(
+        (status = 200, body = JobView, description = "Canceled"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "Running or finished"),
+    )
+)]
+#[delete("/jobs/{id}")]
+pub async fn cancel_job(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let job = visible_job(&state, &identity, id.into_inner()).await?;
+    let job = state.store.cancel(job.id).await?;
+    Ok(HttpResponse::Ok().json(JobView::from(job)))
+}

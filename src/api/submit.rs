@@ -1,0 +1,221 @@
+//! The path every write takes: resolve and check the object, store the job, answer 202.
+//!
+//! - `Idempotency-Key`: the same key and the same request from the same site is the same job
+//!   (answered 200 with it); the same key with a different request is a 422.
+//! - `Prefer: wait=N`: wait up to N seconds (at most `limits.max_wait`) for the job to finish and
+//!   answer 200 with its final state; otherwise 202 as usual.
+//! - Nothing is answered 202 that was not stored: a store failure is a 503 with `Retry-After`.
+
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{HttpRequest, HttpResponse};
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::jobs::{JobView, job_location};
+use crate::auth::SiteIdentity;
+use crate::domain::WaldurUuid;
+use crate::domain::operations::Operation;
+use crate::error::ApiError;
+use crate::queue::{EnqueueOutcome, Idempotency, JobRecord, NewJob};
+use crate::upstream::{ResourceInfo, UpstreamError};
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// How a site names a resource: Puhuri's uuid or the site's own backend id.
+#[derive(Clone, Debug)]
+pub enum ResourceRef {
+    Uuid(WaldurUuid),
+    BackendId(String),
+}
+
+/// Finds the resource and checks it belongs to one of the site's offerings. A resource of another
+/// provider or another site is a 403 that does not say whether it exists.
+pub async fn resolve_resource(
+    state: &AppState,
+    identity: &SiteIdentity,
+    reference: &ResourceRef,
+) -> Result<ResourceInfo, ApiError> {
+    let not_yours = || {
+        ApiError::Forbidden(
+            "the resource is not in one of this site's offerings, or does not exist".into(),
+        )
+    };
+    match reference {
+        ResourceRef::Uuid(uuid) => {
+            let info = state
+                .directory
+                .resource(uuid.as_str())
+                .await
+                .map_err(|e| match e {
+                    e if e.is_not_found() => not_yours(),
+                    e => lookup_failed(e),
+                })?;
+            if identity.owns_offering(&info.offering_uuid) {
+                Ok(info)
+            } else {
+                Err(not_yours())
+            }
+        }
+        ResourceRef::BackendId(backend_id) => {
+            let offerings: Vec<String> = identity.site.offerings.iter().cloned().collect();
+            let found = state
+                .directory
+                .resources_by_backend_id(backend_id, &offerings)
+                .await
+                .map_err(lookup_failed)?;
+            // Waldur filters by offering already; check again rather than trust a filter.
+            let mut mine = found
+                .into_iter()
+                .filter(|r| identity.owns_offering(&r.offering_uuid) && r.state != "Terminated");
+            match (mine.next(), mine.next()) {
+                (Some(one), None) => Ok(one),
+                (None, _) => Err(ApiError::NotFound(format!(
+                    "no resource of this site's offerings has backend_id `{backend_id}`"
+                ))),
+                (Some(_), Some(_)) => Err(ApiError::Conflict(format!(
+                    "several resources have backend_id `{backend_id}`; name the resource by uuid"
+                ))),
+            }
+        }
+    }
+}
+
+/// Puhuri could not answer a check that must happen before anything is queued.
+pub fn lookup_failed(e: UpstreamError) -> ApiError {
+    match e {
+        UpstreamError::Transient { message, .. } => {
+            tracing::warn!(%message, "Puhuri could not be reached to check a request");
+            ApiError::Unavailable {
+                detail: "Puhuri cannot be reached to check this request, and the gateway has no \
+                         cached answer; nothing was stored, retry later"
+                    .into(),
+                retry_after: 10,
+            }
+        }
+        UpstreamError::Permanent { status, message } => {
+            tracing::warn!(status, %message, "Puhuri refused a lookup");
+            ApiError::Upstream {
+                status: actix_web::http::StatusCode::BAD_GATEWAY,
+                detail: format!("Puhuri refused the lookup ({status})"),
+            }
+        }
+    }
+}
+
+/// The `Idempotency-Key` header, if any: 1-255 visible ASCII characters.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::field("Idempotency-Key", "must be 1-255 visible ASCII characters")
+        })?;
+    Ok(Some(key.to_string()))
+}
+
+/// A fingerprint of what the job will do: two requests that queue the same operation with the
+/// same payload are "the same request", however their JSON was spelled.
+fn fingerprint(op: &Operation) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(op.name().as_bytes());
+    hasher.update([0]);
+    hasher.update(op.payload().to_string().as_bytes());
+    format!("{:x}", hasher.finalize())
+}
+
+/// Stores the job. Returns the record and whether it is new.
+pub async fn enqueue(
+    state: &AppState,
+    identity: &SiteIdentity,
+    op: &Operation,
+    idempotency_key: Option<String>,
+) -> Result<(JobRecord, bool), ApiError> {
+    let job = NewJob {
+        site: identity.id().to_string(),
+        operation: op.name().to_string(),
+        object_key: op.object_key(),
+        coalesce_key: op.coalesce_key(),
+        payload: op.payload(),
+        idempotency: idempotency_key.map(|key| Idempotency {
+            key,
+            fingerprint: fingerprint(op),
+        }),
+    };
+    let outcome = state.store.enqueue(job).await?;
+    state.wake.notify_one();
+    Ok(match outcome {
+        EnqueueOutcome::Created(job) => {
+            metrics::counter!("puhuri_gateway_jobs_accepted_total", "operation" => op.name())
+                .increment(1);
+            (job, true)
+        }
+        EnqueueOutcome::Existing(job) => (job, false),
+    })
+}
+
+/// The whole write: store, optionally wait, answer.
+pub async fn submit(
+    state: &AppState,
+    identity: &SiteIdentity,
+    req: &HttpRequest,
+    op: Operation,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(req.headers())?;
+    let (job, created) = enqueue(state, identity, &op, key).await?;
+    let wait = prefer_wait(req.headers()).map(|w| w.min(state.config.limits.max_wait));
+    let job = match wait {
+        Some(wait) if !job.state.is_terminal() => wait_for_outcome(state, job, wait).await?,
+        _ => job,
+    };
+    let mut response = if job.state.is_terminal() || !created {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::Accepted()
+    };
+    response.insert_header((header::LOCATION, job_location(job.id)));
+    if let Some(wait) = wait {
+        response.insert_header(("Preference-Applied", format!("wait={}", wait.as_secs())));
+    }
+    Ok(response.json(JobView::from(job)))
+}
+
+/// `Prefer: wait=N` (RFC 7240), N in seconds.
+pub fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get_all("prefer")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|p| {
+            let (name, value) = p.trim().split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("wait")
+                .then(|| value.trim().parse::<u64>().ok())
+                .flatten()
+        })
+        .map(Duration::from_secs)
+        .next()
+}
+
+async fn wait_for_outcome(
+    state: &AppState,
+    mut job: JobRecord,
+    wait: Duration,
+) -> Result<JobRecord, ApiError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(10);
+    while !job.state.is_terminal() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+        match state.store.get(job.id).await? {
+            Some(latest) => job = latest,
+            None => break,
+        }
+    }
+    Ok(job)
+}

@@ -1,0 +1,326 @@
+//! Usage reports: a resource's monthly totals per component, delivered as Waldur's `set_usage`.
+//!
+//! A report is the month's running total, not an increment: Puhuri replaces the stored value, so
+//! sending the same total twice changes nothing, and a newer total for the same resource,
+//! component and month replaces an older one still waiting in the queue.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::jobs::JobView;
+use super::submit::{ResourceRef, lookup_failed, resolve_resource, submit};
+use crate::auth::{Scope, SiteIdentity};
+use crate::domain::operations::{Operation, UsageReport};
+use crate::domain::{Amount, ComponentType, Month, WaldurUuid};
+use crate::error::{ApiError, FieldError, Problem};
+
+pub const MAX_COMPONENTS: usize = 100;
+pub const MAX_DESCRIPTION: usize = 1000;
+
+/// A usage report for one resource and month.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "resource_backend_id": "project_465000123",
+    "month": "2026-11",
+    "usages": {"cpu_k_hours": "1520.25", "gpu_k_hours": 12.5, "gb_k_hours": "300"},
+    "description": "LUMI accounting, 2026-11-23"
+}))]
+pub struct UsageRequest {
+    /// Puhuri's uuid of the resource. Give this or `resource_backend_id`.
+    pub resource_uuid: Option<String>,
+    /// The site's own id for the resource (its `backend_id` in Puhuri).
+    pub resource_backend_id: Option<String>,
+    /// The billing month, `YYYY-MM`. Default: the current month (UTC).
+    pub month: Option<String>,
+    /// The month's total per component type, as a JSON number or a decimal string. Not negative;
+    /// more than two decimals are rounded half-to-even.
+    #[schema(value_type = Object, additional_properties = true)]
+    pub usages: BTreeMap<String, Value>,
+    /// A note stored with the usage in Puhuri (at most 1,000 characters).
+    pub description: Option<String>,
+}
+
+/// A validated report, before the resource is resolved.
+struct ParsedUsage {
+    resource: ResourceRef,
+    month: Month,
+    usages: BTreeMap<ComponentType, Amount>,
+    description: Option<String>,
+}
+
+/// Checks every field and reports every problem at once, each with its path.
+fn parse(request: &UsageRequest, at: &str) -> Result<ParsedUsage, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let field = |name: &str| format!("{at}{name}");
+    let resource = match (&request.resource_uuid, &request.resource_backend_id) {
+        (Some(uuid), None) => match WaldurUuid::parse(uuid) {
+            Ok(u) => Some(ResourceRef::Uuid(u)),
+            Err(m) => {
+                errors.push(FieldError::new(field("resource_uuid"), m));
+                None
+            }
+        },
+        (None, Some(backend_id)) => match crate::domain::BackendId::parse(backend_id) {
+            Ok(b) => Some(ResourceRef::BackendId(b.as_str().to_string())),
+            Err(m) => {
+                errors.push(FieldError::new(field("resource_backend_id"), m));
+                None
+            }
+        },
+        (Some(_), Some(_)) => {
+            errors.push(FieldError::new(
+                field("resource_uuid"),
+                "give resource_uuid or resource_backend_id, not both",
+            ));
+            None
+        }
+        (None, None) => {
+            errors.push(FieldError::new(
+                field("resource_uuid"),
+                "give resource_uuid or resource_backend_id",
+            ));
+            None
+        }
+    };
+    let month = match request.month.as_deref() {
+        None => Some(Month::current()),
+        Some(m) => Month::parse(m)
+            .map_err(|e| errors.push(FieldError::new(field("month"), e)))
+            .ok(),
+    };
+    if request.usages.is_empty() {
+        errors.push(FieldError::new(
+            field("usages"),
+            "must name at least one component",
+        ));
+    }
+    if request.usages.len() > MAX_COMPONENTS {
+        errors.push(FieldError::new(
+            field("usages"),
+            "must name at most 100 components",
+        ));
+    }
+    let mut usages = BTreeMap::new();
+    for (type_, value) in &request.usages {
+        let path = field(&format!("usages.{type_}"));
+        match (ComponentType::parse(type_), Amount::from_json(value)) {
+            (Ok(t), Ok(a)) => {
+                usages.insert(t, a);
+            }
+            (Err(m), _) | (_, Err(m)) => errors.push(FieldError::new(path, m)),
+        }
+    }
+    if let Some(d) = &request.description
+        && d.chars().count() > MAX_DESCRIPTION
+    {
+        errors.push(FieldError::new(
+            field("description"),
+            "must be at most 1000 characters",
+        ));
+    }
+    match (resource, month, errors.is_empty()) {
+        (Some(resource), Some(month), true) => Ok(ParsedUsage {
+            resource,
+            month,
+            usages,
+            description: request.description.clone(),
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Resolves the resource, checks the site may report for it and that every component is a usage
+/// component of its offering, and returns the operation to queue.
+async fn prepare(
+    state: &AppState,
+    identity: &SiteIdentity,
+    request: &UsageRequest,
+    at: &str,
+) -> Result<Operation, ApiError> {
+    let parsed = parse(request, at).map_err(ApiError::validation)?;
+    let resource = resolve_resource(state, identity, &parsed.resource).await?;
+    let offering = state
+        .directory
+        .offering(&resource.offering_uuid)
+        .await
+        .map_err(lookup_failed)?;
+    let usage_types: BTreeSet<&str> = offering
+        .components
+        .iter()
+        .filter(|c| c.billing_type == "usage")
+        .map(|c| c.type_.as_str())
+        .collect();
+    let unknown: Vec<&str> = parsed
+        .usages
+        .keys()
+        .map(ComponentType::as_str)
+        .filter(|t| !usage_types.contains(t))
+        .collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = usage_types.into_iter().collect();
+        return Err(ApiError::validation(
+            unknown
+                .iter()
+                .map(|t| {
+                    FieldError::new(
+                        format!("{at}usages.{t}"),
+                        format!(
+                            "`{t}` is not a usage component of the resource's offering (it has: {})",
+                            known.join(", ")
+                        ),
+                    )
+                })
+                .collect(),
+        ));
+    }
+    Ok(Operation::UsageReport(UsageReport {
+        resource_uuid: resource.uuid,
+        month: parsed.month.to_string(),
+        usages: parsed
+            .usages
+            .into_iter()
+            .map(|(t, a)| (t.as_str().to_string(), a.to_waldur()))
+            .collect(),
+        description: parsed.description,
+    }))
+}
+
+/// Report a resource's usage for a month.
+///
+/// Answers 202 with the job once the report is stored; it is delivered to Puhuri as `set_usage`
+/// with retries. Send `Idempotency-Key` to make retries of this call safe, and `Prefer: wait=N`
+/// to wait up to N seconds for the delivery.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "usage",
+    security(("bearer" = [])),
+    request_body = UsageRequest,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this call safe: the same key and body return the same job"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N seconds for the job to finish"),
+    ),
+    responses(
+        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
+        (status = 200, body = JobView, description = "The job of an earlier call with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or the resource is not in the site's offerings"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid fields, unknown components, or a reused Idempotency-Key"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "Nothing was stored; retry after Retry-After"),
+    )
+)]
+#[post("/usage")]
+pub async fn report_usage(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<UsageRequest>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::UsageWrite)?;
+    let op = prepare(&state, &identity, &body, "").await?;
+    submit(&state, &identity, &req, op).await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsageBatchRequest {
+    /// Up to `limits.max_batch` (default 1,000) reports.
+    pub reports: Vec<UsageRequest>,
+}
+
+/// The outcome of one report of a batch.
+#[derive(Serialize, ToSchema)]
+pub struct BatchItem {
+    /// The report's position in the request.
+    pub index: usize,
+    /// What a single `POST /v1/usage` would have answered.
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Problem>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchResponse {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub results: Vec<BatchItem>,
+}
+
+/// Report usage for many resources at once.
+///
+/// Each report is checked and stored on its own: the answer is 200 with a result per report, each
+/// with the status a single report would have had. With `Idempotency-Key: K`, report `i` uses
+/// the key `K#i`.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "usage",
+    security(("bearer" = [])),
+    request_body = UsageBatchRequest,
+    responses(
+        (status = 200, body = BatchResponse),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "Empty or too large batch"),
+    )
+)]
+#[post("/usage/batch")]
+pub async fn report_usage_batch(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<UsageBatchRequest>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::UsageWrite)?;
+    let reports = body.into_inner().reports;
+    let max = state.config.limits.max_batch;
+    if reports.is_empty() || reports.len() > max {
+        return Err(ApiError::field(
+            "reports",
+            format!("must hold 1 to {max} reports"),
+        ));
+    }
+    let key = super::submit::idempotency_key(req.headers())?;
+    let mut results = Vec::with_capacity(reports.len());
+    for (index, report) in reports.iter().enumerate() {
+        let at = format!("reports[{index}].");
+        let outcome = match prepare(&state, &identity, report, &at).await {
+            Ok(op) => {
+                let item_key = key.as_ref().map(|k| format!("{k}#{index}"));
+                super::submit::enqueue(&state, &identity, &op, item_key).await
+            }
+            Err(e) => Err(e),
+        };
+        results.push(match outcome {
+            Ok((job, created)) => BatchItem {
+                index,
+                status: if created { 202 } else { 200 },
+                job: Some(JobView::from(job)),
+                error: None,
+            },
+            Err(e) => {
+                use actix_web::ResponseError;
+                BatchItem {
+                    index,
+                    status: e.status_code().as_u16(),
+                    job: None,
+                    error: Some(e.problem()),
+                }
+            }
+        });
+    }
+    let accepted = results.iter().filter(|r| r.job.is_some()).count();
+    Ok(HttpResponse::Ok().json(BatchResponse {
+        accepted,
+        rejected: results.len() - accepted,
+        results,
+    }))
+}

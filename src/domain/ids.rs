@@ -1,0 +1,107 @@
+//! Identifiers as Waldur spells them.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A Waldur uuid: 32 lowercase hex digits, no dashes. Parsing also accepts the dashed form.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct WaldurUuid(String);
+
+impl WaldurUuid {
+    pub fn parse(s: &str) -> Result<WaldurUuid, &'static str> {
+        uuid::Uuid::parse_str(s.trim())
+            .map(|u| WaldurUuid(u.simple().to_string()))
+            .map_err(|_| "must be a uuid (32 hex digits)")
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for WaldurUuid {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        WaldurUuid::parse(&s)
+    }
+}
+
+impl From<WaldurUuid> for String {
+    fn from(u: WaldurUuid) -> String {
+        u.0
+    }
+}
+
+impl fmt::Display for WaldurUuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A site's own id for a resource (Waldur's `backend_id`): 1–255 printable characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BackendId(String);
+
+impl BackendId {
+    pub const MAX_LEN: usize = 255;
+
+    pub fn parse(s: &str) -> Result<BackendId, &'static str> {
+        if s.is_empty() {
+            return Err("must not be empty");
+        }
+        if s.chars().count() > Self::MAX_LEN {
+            return Err("must be at most 255 characters");
+        }
+        if s.chars().any(char::is_control) {
+            return Err("must not contain control characters");
+        }
+        Ok(BackendId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for BackendId {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        BackendId::parse(&s)
+    }
+}
+
+impl From<BackendId> for String {
+    fn from(b: BackendId) -> String {
+        b.0
+    }
+}
+
+impl fmt::Display for BackendId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_are_normalized_to_waldurs_spelling() {
+        let u = WaldurUuid::parse("A1B2C3D4-0000-4000-8000-0123456789AB").unwrap();
+        assert_eq!(u.as_str(), "a1b2c3d40000400080000123456789ab");
+        assert!(WaldurUuid::parse("not-a-uuid").is_err());
+        assert!(WaldurUuid::parse("").is_err());
+    }
+
+    #[test]
+    fn backend_ids_are_bounded_and_printable() {
+        assert!(BackendId::parse("project_465000123").is_ok());
+        assert!(BackendId::parse("").is_err());
+        assert!(BackendId::parse(&"x".repeat(256)).is_err());
+        assert!(BackendId::parse("a\nb").is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! Validated values and the rules of delivery.
+//!
+//! Input from sites is parsed once at the edge into these types, so invalid data cannot travel
+//! further: a [`Month`] is a real calendar month, an [`Amount`] is a non-negative decimal with at
+//! most two places, a [`WaldurUuid`] is 32 lowercase hex digits.
+
+pub mod ids;
+pub mod operations;
+pub mod retry;
+pub mod usage;
+
+pub use ids::{BackendId, WaldurUuid};
+pub use usage::{Amount, ComponentType, Month};

@@ -1,0 +1,165 @@
+//! Cached answers to "which offering is this resource in?" and "what components does this
+//! offering have?", asked before every write is queued.
+//!
+//! A resource never changes offering, so that answer is kept long; a site's backend id can be
+//! changed, so backend-id lookups are kept briefly and forgotten when the gateway itself sets a
+//! backend id. Offering components change rarely; when Puhuri cannot be reached a stale answer is
+//! used rather than refusing the site's work.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::{OfferingInfo, ResourceInfo, UpstreamError, WaldurClient};
+
+const RESOURCE_TTL: Duration = Duration::from_secs(24 * 3600);
+const BACKEND_ID_TTL: Duration = Duration::from_secs(60);
+const OFFERING_TTL: Duration = Duration::from_secs(600);
+const MAX_ENTRIES: usize = 100_000;
+
+struct Entry<T> {
+    value: T,
+    at: Instant,
+}
+
+struct Cache<T> {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, Entry<T>>>,
+}
+
+impl<T: Clone> Cache<T> {
+    fn new(ttl: Duration) -> Self {
+        Cache {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cached value and whether it is still fresh.
+    fn get(&self, key: &str) -> Option<(T, bool)> {
+        let entries = self.entries.lock();
+        entries
+            .get(key)
+            .map(|e| (e.value.clone(), e.at.elapsed() < self.ttl))
+    }
+
+    fn put(&self, key: String, value: T) {
+        let mut entries = self.entries.lock();
+        if entries.len() >= MAX_ENTRIES {
+            // Bounded memory: drop everything stale, and if that is not enough, everything.
+            let ttl = self.ttl;
+            entries.retain(|_, e| e.at.elapsed() < ttl);
+            if entries.len() >= MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            key,
+            Entry {
+                value,
+                at: Instant::now(),
+            },
+        );
+    }
+
+    fn remove_where(&self, mut pred: impl FnMut(&str, &T) -> bool) {
+        self.entries.lock().retain(|k, e| !pred(k, &e.value));
+    }
+}
+
+pub struct Directory {
+    client: WaldurClient,
+    resources: Cache<ResourceInfo>,
+    backend_ids: Cache<Vec<ResourceInfo>>,
+    offerings: Cache<Arc<OfferingInfo>>,
+}
+
+impl Directory {
+    pub fn new(client: WaldurClient) -> Directory {
+        Directory {
+            client,
+            resources: Cache::new(RESOURCE_TTL),
+            backend_ids: Cache::new(BACKEND_ID_TTL),
+            offerings: Cache::new(OFFERING_TTL),
+        }
+    }
+
+    pub fn client(&self) -> &WaldurClient {
+        &self.client
+    }
+
+    /// The resource as the service provider sees it (404 when it is not the provider's).
+    pub async fn resource(&self, uuid: &str) -> Result<ResourceInfo, UpstreamError> {
+        if let Some((info, true)) = self.resources.get(uuid) {
+            return Ok(info);
+        }
+        match self.client.resource_info(uuid).await {
+            Ok(info) => {
+                self.resources.put(uuid.to_string(), info.clone());
+                Ok(info)
+            }
+            // Offering membership never changes: a stale entry is still right.
+            Err(e @ UpstreamError::Transient { .. }) => {
+                self.resources.get(uuid).map(|(info, _)| info).ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Resources of `offerings` with this backend id.
+    pub async fn resources_by_backend_id(
+        &self,
+        backend_id: &str,
+        offerings: &[String],
+    ) -> Result<Vec<ResourceInfo>, UpstreamError> {
+        let key = format!("{}|{backend_id}", offerings.join(","));
+        if let Some((found, true)) = self.backend_ids.get(&key) {
+            return Ok(found);
+        }
+        match self
+            .client
+            .resources_by_backend_id(backend_id, offerings)
+            .await
+        {
+            Ok(found) => {
+                for info in &found {
+                    self.resources.put(info.uuid.clone(), info.clone());
+                }
+                self.backend_ids.put(key, found.clone());
+                Ok(found)
+            }
+            Err(e @ UpstreamError::Transient { .. }) => {
+                self.backend_ids.get(&key).map(|(f, _)| f).ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Forget backend-id lookups that name `backend_id` or `resource_uuid` (after the gateway
+    /// changed a backend id).
+    pub fn forget_backend_id(&self, resource_uuid: &str, backend_id: Option<&str>) {
+        self.backend_ids.remove_where(|k, found| {
+            backend_id.is_some_and(|b| k.ends_with(&format!("|{b}")))
+                || found.iter().any(|r| r.uuid == resource_uuid)
+        });
+    }
+
+    pub async fn offering(&self, uuid: &str) -> Result<Arc<OfferingInfo>, UpstreamError> {
+        if let Some((info, true)) = self.offerings.get(uuid) {
+            return Ok(info);
+        }
+        match self.client.offering_info(uuid).await {
+            Ok(info) => {
+                let info = Arc::new(info);
+                self.offerings.put(uuid.to_string(), info.clone());
+                Ok(info)
+            }
+            Err(e @ UpstreamError::Transient { .. }) => {
+                self.offerings.get(uuid).map(|(i, _)| i).ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

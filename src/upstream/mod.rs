@@ -1,0 +1,309 @@
+//! The Waldur (Puhuri Core) client: one typed function per call the gateway makes, the service
+//! provider's token on every request, and errors classified as transient or permanent.
+//!
+//! Paths and bodies follow `upstream/CONTRACT.md`: trailing slashes always, uuids as 32 hex digits,
+//! decimals as strings, `Authorization: Token <token>`.
+
+pub mod directory;
+pub mod error;
+
+use std::time::Duration;
+
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use url::Url;
+
+pub use error::UpstreamError;
+
+/// What the gateway needs to know about a resource to scope and deliver work for it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct ResourceInfo {
+    pub uuid: String,
+    #[serde(default)]
+    pub offering_uuid: String,
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub backend_id: Option<String>,
+}
+
+/// An offering component as usage reporting needs it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Component {
+    #[serde(rename = "type")]
+    pub type_: String,
+    #[serde(default)]
+    pub billing_type: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct OfferingInfo {
+    pub uuid: String,
+    #[serde(default)]
+    pub components: Vec<Component>,
+}
+
+/// A page of a list as Waldur returned it.
+#[derive(Clone, Debug)]
+pub struct Page {
+    pub items: Vec<Value>,
+    pub total: Option<u64>,
+    pub has_next: bool,
+}
+
+#[derive(Clone)]
+pub struct WaldurClient {
+    http: reqwest::Client,
+    base: Url,
+}
+
+impl std::fmt::Debug for WaldurClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaldurClient")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WaldurClient {
+    /// `base` is the API root ending in `/api/`.
+    pub fn new(
+        base: Url,
+        token: &SecretString,
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<WaldurClient, String> {
+        let mut auth = HeaderValue::from_str(&format!("Token {}", token.expose_secret()))
+            .map_err(|_| "the service provider's token has characters a header cannot carry")?;
+        // Marked sensitive so reqwest and hyper never print it.
+        auth.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, auth);
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("puhuri-gateway/", env!("CARGO_PKG_VERSION")))
+            .timeout(timeout)
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(WaldurClient { http, base })
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.base
+            .join(path.trim_start_matches('/'))
+            .expect("paths built by this module are valid")
+    }
+
+    /// One call; any status but 2xx is an error. Returns the status, headers and JSON body
+    /// (`Value::Null` when empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, HeaderMap, Value), UpstreamError> {
+        let mut request = self.http.request(method, self.url(path));
+        if !query.is_empty() {
+            request = request.query(query);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_transport(&e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| UpstreamError::from_transport(&e))?;
+        if !status.is_success() {
+            return Err(UpstreamError::from_status(
+                status.as_u16(),
+                retry_after(&headers),
+                &bytes,
+            ));
+        }
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|_| UpstreamError::Transient {
+                status: Some(status.as_u16()),
+                message: "Puhuri's answer was not JSON".into(),
+                retry_after: None,
+            })?
+        };
+        Ok((status, headers, value))
+    }
+
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, UpstreamError> {
+        self.call(Method::GET, path, query, None)
+            .await
+            .map(|(_, _, v)| v)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, UpstreamError> {
+        self.call(Method::POST, path, &[], Some(body))
+            .await
+            .map(|(_, _, v)| v)
+    }
+
+    /// One page of a list endpoint, with Waldur's `X-Result-Count` and `Link` headers read.
+    pub async fn get_page(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Page, UpstreamError> {
+        let (_, headers, value) = self.call(Method::GET, path, query, None).await?;
+        let items = match value {
+            Value::Array(items) => items,
+            _ => {
+                return Err(UpstreamError::Transient {
+                    status: None,
+                    message: "Puhuri's list answer was not an array".into(),
+                    retry_after: None,
+                });
+            }
+        };
+        let total = headers
+            .get("x-result-count")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let has_next = headers
+            .get_all(header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("rel=\"next\""));
+        Ok(Page {
+            items,
+            total,
+            has_next,
+        })
+    }
+
+    // --- resources -------------------------------------------------------------------------
+
+    pub async fn provider_resource(&self, uuid: &str) -> Result<Value, UpstreamError> {
+        self.get(&format!("marketplace-provider-resources/{uuid}/"), &[])
+            .await
+    }
+
+    pub async fn resource_info(&self, uuid: &str) -> Result<ResourceInfo, UpstreamError> {
+        let value = self.provider_resource(uuid).await?;
+        parse(value)
+    }
+
+    /// Resources of the given offerings with this backend id (Waldur filters exactly).
+    pub async fn resources_by_backend_id(
+        &self,
+        backend_id: &str,
+        offerings: &[String],
+    ) -> Result<Vec<ResourceInfo>, UpstreamError> {
+        let mut query = vec![
+            ("backend_id", backend_id.to_string()),
+            ("page_size", "100".to_string()),
+        ];
+        query.extend(offerings.iter().map(|o| ("offering_uuid", o.clone())));
+        for field in ["uuid", "offering_uuid", "state", "backend_id"] {
+            query.push(("field", field.to_string()));
+        }
+        let page = self
+            .get_page("marketplace-provider-resources/", &query)
+            .await?;
+        page.items
+            .into_iter()
+            .map(parse)
+            .collect::<Result<Vec<ResourceInfo>, _>>()
+    }
+
+    // --- offerings ---------------------------------------------------------------------------
+
+    pub async fn provider_offering(&self, uuid: &str) -> Result<Value, UpstreamError> {
+        self.get(&format!("marketplace-provider-offerings/{uuid}/"), &[])
+            .await
+    }
+
+    pub async fn offering_info(&self, uuid: &str) -> Result<OfferingInfo, UpstreamError> {
+        parse(self.provider_offering(uuid).await?)
+    }
+
+    // --- usage -------------------------------------------------------------------------------
+
+    /// `set_usage`: the amounts replace the month's values (an upsert), so a repeat is harmless.
+    pub async fn set_usage(
+        &self,
+        resource_uuid: &str,
+        date: &str,
+        usages: &[(String, String)],
+        description: Option<&str>,
+    ) -> Result<u16, UpstreamError> {
+        let usages: Vec<Value> = usages
+            .iter()
+            .map(|(type_, amount)| {
+                let mut item = json!({"type": type_, "amount": amount});
+                if let Some(d) = description {
+                    item["description"] = json!(d);
+                }
+                item
+            })
+            .collect();
+        let body = json!({"resource": resource_uuid, "date": date, "usages": usages});
+        self.call(
+            Method::POST,
+            "marketplace-component-usages/set_usage/",
+            &[],
+            Some(&body),
+        )
+        .await
+        .map(|(status, _, _)| status.as_u16())
+    }
+
+    pub async fn component_usages(
+        &self,
+        resource_uuid: &str,
+        billing_period: &str,
+    ) -> Result<Vec<Value>, UpstreamError> {
+        let query = [
+            ("resource_uuid", resource_uuid.to_string()),
+            ("billing_period", billing_period.to_string()),
+            ("page_size", "100".to_string()),
+        ];
+        Ok(self
+            .get_page("marketplace-component-usages/", &query)
+            .await?
+            .items)
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, UpstreamError> {
+    serde_json::from_value(value).map_err(|e| UpstreamError::Transient {
+        status: None,
+        message: format!("Puhuri's answer did not have the expected shape: {e}"),
+        retry_after: None,
+    })
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds.min(24 * 3600)));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.signed_duration_since(chrono::Utc::now());
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}

@@ -1,0 +1,364 @@
+//! Delivery workers: lease a job, deliver it, record the outcome — forever, until shutdown.
+//!
+//! [`Worker::try_execute_one`] is one whole step and what tests drive instead of sleeping. The
+//! pool runs `delivery.workers` loops of it, plus a housekeeping loop that puts jobs of dead
+//! workers back in line and removes expired finished jobs.
+//!
+//! A worker holds a lease on its job and renews it while the delivery runs, so a slow Puhuri does
+//! not let another replica take the job over; a worker that dies stops renewing and its job is
+//! reclaimed when the lease expires. On shutdown the loops stop leasing, in-flight deliveries get
+//! `delivery.shutdown_grace` to finish, and whatever is still running is released back to the
+//! queue without counting the attempt.
+
+pub mod deliver;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+pub use deliver::{Delivered, Deliverer};
+
+use crate::domain::retry::{RetryDecision, RetryPolicy};
+use crate::queue::{
+    Completion, DeliveryLimits, JobId, JobRecord, JobState, JobStore, LeaseResult, StoreError,
+};
+use crate::upstream::UpstreamError;
+
+/// How long an idle worker waits before looking again when nothing wakes it.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How long a worker waits after the store failed before trying again.
+const STORE_ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepOutcome {
+    /// A job was delivered (or failed) and its new state recorded.
+    Finished {
+        id: JobId,
+        state: JobState,
+    },
+    /// A job was leased but its lease was lost before the outcome could be recorded.
+    LeaseLost {
+        id: JobId,
+    },
+    Idle {
+        next_due_in: Option<Duration>,
+    },
+    Throttled {
+        retry_in: Duration,
+    },
+}
+
+#[derive(Clone)]
+pub struct Worker {
+    pub id: String,
+    store: Arc<dyn JobStore>,
+    deliverer: Arc<Deliverer>,
+    policy: RetryPolicy,
+    limits: DeliveryLimits,
+    lease: Duration,
+}
+
+impl Worker {
+    pub fn new(
+        id: String,
+        store: Arc<dyn JobStore>,
+        deliverer: Deliverer,
+        policy: RetryPolicy,
+        limits: DeliveryLimits,
+        lease: Duration,
+    ) -> Worker {
+        Worker {
+            id,
+            store,
+            deliverer: Arc::new(deliverer),
+            policy,
+            limits,
+            lease,
+        }
+    }
+
+    /// The same worker under another lease-holder id (one per delivery loop).
+    pub fn named(&self, id: String) -> Worker {
+        Worker { id, ..self.clone() }
+    }
+
+    /// Leases one due job, delivers it and records the outcome.
+    pub async fn try_execute_one(&self) -> Result<StepOutcome, StoreError> {
+        match self.store.lease(&self.id, self.lease, self.limits).await? {
+            LeaseResult::Leased(job) => {
+                let completion = self.deliver_with_heartbeat(&job).await;
+                self.record(&job, completion).await
+            }
+            LeaseResult::Idle { next_due_in } => Ok(StepOutcome::Idle { next_due_in }),
+            LeaseResult::Throttled { retry_in } => Ok(StepOutcome::Throttled { retry_in }),
+        }
+    }
+
+    async fn record(
+        &self,
+        job: &JobRecord,
+        completion: Completion,
+    ) -> Result<StepOutcome, StoreError> {
+        let state = match &completion {
+            Completion::Succeeded { .. } => JobState::Succeeded,
+            Completion::Failed { .. } => JobState::Failed,
+            Completion::Retry { .. } => JobState::Retrying,
+            Completion::Dead { .. } => JobState::Dead,
+        };
+        metrics::counter!(
+            "puhuri_gateway_deliveries_total",
+            "operation" => job.operation.clone(),
+            "outcome" => state.as_str(),
+        )
+        .increment(1);
+        match &completion {
+            Completion::Succeeded { .. } => {
+                tracing::info!(job = %job.id, operation = %job.operation, "delivered")
+            }
+            Completion::Failed { status, error } => {
+                tracing::warn!(job = %job.id, operation = %job.operation, ?status, %error, "Puhuri refused the job")
+            }
+            Completion::Retry { at, status, error } => {
+                tracing::info!(job = %job.id, operation = %job.operation, ?status, %error, retry_at = %at, "delivery will be retried")
+            }
+            Completion::Dead { status, error } => {
+                tracing::warn!(job = %job.id, operation = %job.operation, ?status, %error, attempts = job.attempts, "retries exhausted")
+            }
+        }
+        if self.store.complete(job.id, &self.id, completion).await? {
+            Ok(StepOutcome::Finished { id: job.id, state })
+        } else {
+            tracing::warn!(job = %job.id, "the lease was lost before the outcome was recorded; another worker will deliver it again");
+            Ok(StepOutcome::LeaseLost { id: job.id })
+        }
+    }
+
+    /// Delivers while renewing the lease every third of its length.
+    async fn deliver_with_heartbeat(&self, job: &JobRecord) -> Completion {
+        let delivery = self.deliverer.deliver(job);
+        tokio::pin!(delivery);
+        let mut beat = tokio::time::interval(self.lease / 3);
+        beat.tick().await; // the first tick is immediate
+        loop {
+            tokio::select! {
+                result = &mut delivery => return self.completion(job, result),
+                _ = beat.tick() => {
+                    match self.store.heartbeat(job.id, &self.id, self.lease).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(job = %job.id, "lease lost during delivery"),
+                        Err(e) => tracing::warn!(job = %job.id, error = %e, "could not renew the lease"),
+                    }
+                }
+            }
+        }
+    }
+
+    fn completion(&self, job: &JobRecord, result: Result<Delivered, UpstreamError>) -> Completion {
+        match result {
+            Ok(done) => Completion::Succeeded {
+                status: done.status,
+                result: done.result,
+                delivered: done.delivered,
+            },
+            Err(UpstreamError::Permanent { status, message }) => Completion::Failed {
+                status: (status != 0).then_some(status),
+                error: message,
+            },
+            Err(UpstreamError::Transient {
+                status,
+                message,
+                retry_after,
+            }) => match self
+                .policy
+                .decide(job.attempts, job.created_at, Utc::now(), retry_after)
+            {
+                RetryDecision::RetryAt(at) => Completion::Retry {
+                    at,
+                    status,
+                    error: message,
+                },
+                RetryDecision::GiveUp => Completion::Dead {
+                    status,
+                    error: message,
+                },
+            },
+        }
+    }
+}
+
+/// A unique id for this process's workers: host, process id and a random suffix (a restarted
+/// process on the same host never reuses the id of the one that died).
+pub fn process_worker_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "gateway".into());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[..8])
+}
+
+/// Running delivery loops.
+pub struct WorkerPool {
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    running: Arc<AtomicBool>,
+}
+
+pub struct PoolSettings {
+    pub loops: usize,
+    pub retention: Duration,
+    pub grace: Duration,
+}
+
+impl WorkerPool {
+    /// Starts `loops` delivery loops and one housekeeping loop. `wake` is notified when work is
+    /// enqueued so idle loops start at once instead of at their next poll.
+    pub fn start(
+        worker: Arc<Worker>,
+        store: Arc<dyn JobStore>,
+        wake: Arc<Notify>,
+        settings: PoolSettings,
+        running: Arc<AtomicBool>,
+    ) -> WorkerPool {
+        let (shutdown, watch_rx) = watch::channel(false);
+        let mut tasks = Vec::with_capacity(settings.loops + 1);
+        for n in 0..settings.loops {
+            let worker = worker.clone();
+            let wake = wake.clone();
+            let rx = watch_rx.clone();
+            let id = format!("{}#{n}", worker.id);
+            tasks.push(tokio::spawn(delivery_loop(
+                worker,
+                id,
+                wake,
+                rx,
+                settings.grace,
+            )));
+        }
+        tasks.push(tokio::spawn(housekeeping_loop(
+            store,
+            settings.retention,
+            watch_rx,
+        )));
+        running.store(true, Ordering::Relaxed);
+        WorkerPool {
+            shutdown,
+            tasks,
+            running,
+        }
+    }
+
+    /// Stops leasing, lets in-flight deliveries finish within the grace period, releases the rest.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.running.store(false, Ordering::Relaxed);
+    }
+}
+
+async fn delivery_loop(
+    worker: Arc<Worker>,
+    loop_id: String,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    // Each loop leases under its own id so one loop's lease is never completed by another.
+    let worker = worker.named(loop_id);
+    while !*shutdown.borrow() {
+        let leased = match worker
+            .store
+            .lease(&worker.id, worker.lease, worker.limits)
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "the job store is unavailable; waiting");
+                wait(&mut shutdown, &wake, STORE_ERROR_BACKOFF).await;
+                continue;
+            }
+        };
+        match leased {
+            LeaseResult::Leased(job) => {
+                let delivery = worker.deliver_with_heartbeat(&job);
+                tokio::pin!(delivery);
+                let completion = tokio::select! {
+                    c = &mut delivery => Some(c),
+                    _ = grace_expired(shutdown.clone(), grace) => None,
+                };
+                match completion {
+                    Some(c) => {
+                        if let Err(e) = worker.record(&job, c).await {
+                            // The lease will expire and the job will be delivered again.
+                            tracing::warn!(job = %job.id, error = %e, "could not record the outcome");
+                        }
+                    }
+                    None => {
+                        tracing::info!(job = %job.id, "shutting down: handing the job back");
+                        let _ = worker.store.release(job.id, &worker.id).await;
+                        return;
+                    }
+                }
+            }
+            LeaseResult::Idle { next_due_in } => {
+                let nap = next_due_in.map_or(IDLE_POLL, |d| d.min(IDLE_POLL));
+                wait(&mut shutdown, &wake, nap).await;
+            }
+            LeaseResult::Throttled { retry_in } => {
+                wait(&mut shutdown, &wake, retry_in.max(Duration::from_millis(5))).await;
+            }
+        }
+    }
+}
+
+/// Resolves `grace` after shutdown was signalled; never, otherwise.
+async fn grace_expired(mut shutdown: watch::Receiver<bool>, grace: Duration) {
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+    tokio::time::sleep(grace).await;
+}
+
+async fn wait(shutdown: &mut watch::Receiver<bool>, wake: &Notify, at_most: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(at_most) => {}
+        _ = wake.notified() => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
+async fn housekeeping_loop(
+    store: Arc<dyn JobStore>,
+    retention: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut reclaim = tokio::time::interval(Duration::from_secs(1));
+    let mut purge = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = reclaim.tick() => {
+                match store.reclaim_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(jobs = n, "reclaimed jobs whose worker stopped renewing its lease"),
+                    Err(e) => tracing::debug!(error = %e, "reclaim skipped"),
+                }
+            }
+            _ = purge.tick() => {
+                if let Err(e) = store.purge_terminal(retention).await {
+                    tracing::debug!(error = %e, "purge skipped");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
