@@ -6,15 +6,24 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use puhuri_gateway::config::{Config, Overrides};
-use puhuri_gateway::startup::Application;
+use puhuri_gateway::queue::JobStore;
+use puhuri_gateway::sim::demo;
+use puhuri_gateway::startup::{Application, Workers};
+use puhuri_gateway::worker::Worker;
 use serde_json::{Value, json};
 
+use crate::support::redis::{RedisServer, shared, unique_prefix};
+
 pub const GATEWAY_ID: &str = "gw-test";
-pub const ALPHA_OFFERING: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-pub const BETA_OFFERING: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+/// Site alpha is bound to the simulator's LUMI-like offering.
+pub const ALPHA_OFFERING: &str = demo::LUMI_OFFERING_UUID;
+/// Site beta is bound to the same provider's second offering.
+pub const BETA_OFFERING: &str = demo::SECOND_OFFERING_UUID;
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -70,7 +79,7 @@ secret_file = "{hs}"
 [[sites]]
 id = "beta"
 offerings = ["{BETA_OFFERING}"]
-scopes = ["read"]
+scopes = ["read", "usage:write", "orders:write", "resources:write", "users:write"]
 
 [[sites.keys]]
 kid = "beta-ed"
@@ -96,21 +105,90 @@ pub fn load_config(toml: &str, dir: &Path) -> Result<Config, String> {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
+    /// The in-process simulator's control API (`.../__sim/`).
+    pub sim: String,
+    pub store: Arc<dyn JobStore>,
+    /// One delivery step at a time (for apps spawned with `Workers::Manual`).
+    pub worker: Worker,
+    _redis: Option<Arc<RedisServer>>,
     _dir: tempfile::TempDir,
 }
 
+/// Which store the app uses, and whether its delivery loops run.
+#[derive(Clone, Copy, Debug)]
+pub struct Setup {
+    pub redis: bool,
+    pub workers: Workers,
+}
+
+/// Sandbox mode (the simulator in-process), the embedded store, workers running.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(
+        Setup {
+            redis: false,
+            workers: Workers::Start,
+        },
+        "",
+    )
+    .await
+}
+
+/// Redis (a test redis-server, unique key prefix), workers driven by the test.
+pub async fn spawn_manual_app() -> TestApp {
+    spawn_app_with(
+        Setup {
+            redis: true,
+            workers: Workers::Manual,
+        },
+        "",
+    )
+    .await
+}
+
+/// Redis, workers running.
+pub async fn spawn_redis_app() -> TestApp {
+    spawn_app_with(
+        Setup {
+            redis: true,
+            workers: Workers::Start,
+        },
+        "",
+    )
+    .await
+}
+
+/// `extra_toml` is appended to the base configuration (e.g. a `[delivery]` table).
+pub async fn spawn_app_with(setup: Setup, extra_toml: &str) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let config = load_config(&base_config_toml(dir.path()), dir.path()).expect("test config");
+    let mut toml = base_config_toml(dir.path());
+    let redis = setup.redis.then(shared);
+    if let Some(server) = &redis {
+        toml.push_str(&format!(
+            "\n[redis]\nurl = \"{}\"\nkey_prefix = \"{}\"\n",
+            server.url(),
+            unique_prefix("api")
+        ));
+    }
+    toml.push_str(extra_toml);
+    let config = load_config(&toml, dir.path()).expect("test config");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let app = Application::build(config, listener)
+    let app = Application::build_with(config, listener, setup.workers)
         .await
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let sim = app
+        .simulator_control_url()
+        .expect("sandbox mode runs the simulator");
+    let store = app.store();
+    let worker = app.worker();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         client: reqwest::Client::new(),
+        sim,
+        store,
+        worker,
+        _redis: redis,
         _dir: dir,
     }
 }
@@ -135,6 +213,73 @@ impl TestApp {
     pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
         self.get_with_auth(path, Some(&format!("Bearer {token}")))
             .await
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_usage(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.post_json("/v1/usage", token, body).await
+    }
+
+    pub async fn job(&self, token: &str, id: &str) -> Value {
+        let response = self.get_as(&format!("/v1/jobs/{id}"), token).await;
+        assert_eq!(response.status(), 200, "GET job {id}");
+        response.json().await.unwrap()
+    }
+
+    /// Runs delivery steps until nothing is due (bounded).
+    pub async fn drain(&self) {
+        use puhuri_gateway::worker::StepOutcome;
+        for _ in 0..1000 {
+            match self.worker.try_execute_one().await.expect("store answers") {
+                StepOutcome::Idle { .. } => return,
+                StepOutcome::Throttled { retry_in } => tokio::time::sleep(retry_in).await,
+                _ => {}
+            }
+        }
+        panic!("the queue did not drain in 1000 steps");
+    }
+
+    /// The simulator's control API.
+    pub async fn sim_get(&self, path: &str) -> Value {
+        self.client
+            .get(format!("{}{}", self.sim, path.trim_start_matches('/')))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn sim_post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{}", self.sim, path.trim_start_matches('/')))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Calls the simulator received, optionally only those whose path contains `fragment`.
+    pub async fn sim_calls(&self, fragment: &str) -> Vec<Value> {
+        let calls = self.sim_get("calls").await;
+        let list = calls
+            .as_array()
+            .cloned()
+            .or_else(|| calls["calls"].as_array().cloned())
+            .unwrap_or_default();
+        list.into_iter()
+            .filter(|c| c["path"].as_str().is_some_and(|p| p.contains(fragment)))
+            .collect()
     }
 }
 

@@ -5,3 +5,6 @@ mod config;
 mod health;
 mod helpers;
 mod openapi;
+#[path = "../support/mod.rs"]
+mod support;
+mod usage;

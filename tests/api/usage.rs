@@ -1,0 +1,507 @@
+//! Usage reports through the gateway to the simulator: validation, scoping, coalescing,
+//! idempotency and delivery outcomes.
+
+use puhuri_gateway::sim::demo;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn report(resource: &str, usages: Value) -> Value {
+    json!({"resource_uuid": resource, "usages": usages})
+}
+
+#[tokio::test]
+async fn a_report_is_accepted_then_delivered_as_set_usage() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let response = app
+        .post_usage(
+            &token,
+            &report(
+                demo::RESOURCE_OK_UUID,
+                json!({"cpu_k_hours": "12.345", "gpu_k_hours": 3}),
+            ),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let job: Value = response.json().await.unwrap();
+    assert_eq!(job["state"], "queued");
+    assert_eq!(
+        location,
+        format!("/v1/jobs/{}", job["job_id"].as_str().unwrap())
+    );
+    // Rounded half-to-even to two places before queueing.
+    assert_eq!(job["payload"]["usages"]["cpu_k_hours"], "12.34");
+
+    app.drain().await;
+    let done = app.job(&token, job["job_id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 1);
+
+    let calls = app.sim_calls("set_usage").await;
+    assert_eq!(calls.len(), 1);
+    let body = &calls[0]["body"];
+    assert_eq!(body["resource"], demo::RESOURCE_OK_UUID);
+    assert!(body["date"].as_str().unwrap().ends_with("-15T12:00:00Z"));
+    let usages = app
+        .sim_get(&format!("state/usages/{}", demo::RESOURCE_OK_UUID))
+        .await;
+    let this_month = chrono::Utc::now().format("%Y-%m-01").to_string();
+    let cpu = usages
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| {
+            u["type"] == "cpu_k_hours"
+                && u["billing_period"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&this_month)
+        })
+        .expect("cpu usage stored");
+    assert_eq!(cpu["usage"], "12.34");
+}
+
+#[tokio::test]
+async fn a_resource_can_be_named_by_its_backend_id() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let resource = app
+        .sim_get(&format!("state/resource/{}", demo::RESOURCE_OK_UUID))
+        .await;
+    let backend_id = resource["backend_id"]
+        .as_str()
+        .expect("the demo resource has a backend_id");
+    let response = app
+        .post_usage(
+            &token,
+            &json!({"resource_backend_id": backend_id, "usages": {"cpu_k_hours": 1}}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let job: Value = response.json().await.unwrap();
+    assert_eq!(job["payload"]["resource_uuid"], demo::RESOURCE_OK_UUID);
+    let response = app
+        .post_usage(
+            &token,
+            &json!({"resource_backend_id": "no-such-backend-id", "usages": {"cpu_k_hours": 1}}),
+        )
+        .await;
+    assert_problem(response, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn invalid_fields_are_all_reported_and_nothing_is_stored() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let response = app
+        .post_usage(
+            &token,
+            &json!({"resource_uuid": "nope", "month": "2026-13", "usages": {"cpu_k_hours": -1, "bad type": 1, "gpu_k_hours": "x"}}),
+        )
+        .await;
+    let body = assert_problem(response, 422, "validation_failed").await;
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "resource_uuid",
+        "month",
+        "usages.cpu_k_hours",
+        "usages.bad type",
+        "usages.gpu_k_hours",
+    ] {
+        assert!(fields.contains(&expected), "{expected} in {fields:?}");
+    }
+    let response = app
+        .post_usage(
+            &token,
+            &json!({"resource_uuid": demo::RESOURCE_OK_UUID, "usages": {}}),
+        )
+        .await;
+    assert_problem(response, 422, "validation_failed").await;
+    let list: Value = app.get_as("/v1/jobs", &token).await.json().await.unwrap();
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn unknown_components_are_named() {
+    let app = spawn_manual_app().await;
+    let response = app
+        .post_usage(
+            &alpha_token(),
+            &report(
+                demo::RESOURCE_OK_UUID,
+                json!({"cpu_k_hours": 1, "tpu_hours": 2}),
+            ),
+        )
+        .await;
+    let body = assert_problem(response, 422, "validation_failed").await;
+    assert_eq!(body["errors"][0]["field"], "usages.tpu_hours");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cpu_k_hours")
+    );
+}
+
+#[tokio::test]
+async fn body_problems_are_problem_documents() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let send = |body: &'static str, content_type: &'static str| {
+        app.client
+            .post(app.url("/v1/usage"))
+            .bearer_auth(&token)
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+    };
+    assert_problem(
+        send("{not json", "application/json").await.unwrap(),
+        400,
+        "invalid_json",
+    )
+    .await;
+    assert_problem(
+        send("{}", "text/plain").await.unwrap(),
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    assert_problem(
+        send(r#"{"usages": {}, "surprise": 1}"#, "application/json")
+            .await
+            .unwrap(),
+        400,
+        "invalid_json",
+    )
+    .await;
+    let big = format!(r#"{{"description": "{}"}}"#, "x".repeat(2 * 1024 * 1024));
+    let response = app
+        .client
+        .post(app.url("/v1/usage"))
+        .bearer_auth(&token)
+        .header("Content-Type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 413, "payload_too_large").await;
+}
+
+#[tokio::test]
+async fn another_sites_resource_and_another_providers_resource_are_403() {
+    let app = spawn_manual_app().await;
+    // beta is bound to the second offering: the LUMI resource is not its.
+    let response = app
+        .post_usage(
+            &beta_token(),
+            &report(demo::RESOURCE_OK_UUID, json!({"cpu_k_hours": 1})),
+        )
+        .await;
+    let beta_refusal = assert_problem(response, 403, "forbidden").await;
+    // A uuid that exists nowhere gets the same answer: existence is not revealed.
+    let response = app
+        .post_usage(
+            &alpha_token(),
+            &report(
+                "ffffffffffff4fff8fffffffffffffff",
+                json!({"cpu_k_hours": 1}),
+            ),
+        )
+        .await;
+    let missing = assert_problem(response, 403, "forbidden").await;
+    assert_eq!(beta_refusal["detail"], missing["detail"]);
+    assert!(app.sim_calls("set_usage").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_scope_is_403() {
+    let app = spawn_manual_app().await;
+    let mut c = claims("alpha");
+    c["scope"] = json!("read");
+    let token = sign(
+        jsonwebtoken::Algorithm::EdDSA,
+        "alpha-ed",
+        "ed25519.key",
+        &c,
+    );
+    let response = app
+        .post_usage(
+            &token,
+            &report(demo::RESOURCE_OK_UUID, json!({"cpu_k_hours": 1})),
+        )
+        .await;
+    let www = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(www.contains("insufficient_scope"), "{www}");
+    assert_problem(response, 403, "insufficient_scope").await;
+}
+
+#[tokio::test]
+async fn a_newer_value_supersedes_a_queued_one_and_an_unchanged_value_is_not_resent() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let first: Value = app
+        .post_usage(
+            &token,
+            &report(
+                demo::RESOURCE_OK_UUID,
+                json!({"cpu_k_hours": 10, "gpu_k_hours": 1}),
+            ),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let second: Value = app
+        .post_usage(
+            &token,
+            &report(demo::RESOURCE_OK_UUID, json!({"cpu_k_hours": 20})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let first = app.job(&token, first["job_id"].as_str().unwrap()).await;
+    assert_eq!(first["state"], "superseded");
+    assert_eq!(first["superseded_by"], second["job_id"]);
+    app.drain().await;
+    let second = app.job(&token, second["job_id"].as_str().unwrap()).await;
+    assert_eq!(second["state"], "succeeded");
+    // The newer job carried the older one's gpu value too.
+    assert_eq!(
+        second["result"]["sent"],
+        json!({"cpu_k_hours": "20.00", "gpu_k_hours": "1.00"})
+    );
+    assert_eq!(app.sim_calls("set_usage").await.len(), 1);
+
+    // The same totals again: succeeded without a call.
+    let again: Value = app
+        .post_usage(
+            &token,
+            &report(
+                demo::RESOURCE_OK_UUID,
+                json!({"cpu_k_hours": 20, "gpu_k_hours": 1}),
+            ),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.drain().await;
+    let again = app.job(&token, again["job_id"].as_str().unwrap()).await;
+    assert_eq!(again["state"], "succeeded");
+    assert_eq!(again["result"]["sent"], json!({}));
+    assert_eq!(app.sim_calls("set_usage").await.len(), 1);
+}
+
+#[tokio::test]
+async fn idempotency_keys_return_the_same_job_or_refuse_another_body() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let send = |body: Value| {
+        app.client
+            .post(app.url("/v1/usage"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "nightly-2026-11-23")
+            .json(&body)
+            .send()
+    };
+    let body = report(demo::RESOURCE_OK_UUID, json!({"cpu_k_hours": 5}));
+    let first = send(body.clone()).await.unwrap();
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    let repeat = send(body).await.unwrap();
+    assert_eq!(repeat.status(), 200);
+    let repeat: Value = repeat.json().await.unwrap();
+    assert_eq!(first["job_id"], repeat["job_id"]);
+    let other = send(report(demo::RESOURCE_OK_UUID, json!({"cpu_k_hours": 6})))
+        .await
+        .unwrap();
+    assert_problem(other, 422, "idempotency_key_reused").await;
+}
+
+#[tokio::test]
+async fn a_closed_period_fails_at_once_with_the_reason() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let month = "2026-01";
+    let response = app
+        .sim_post("periods/close", &json!({"month": month}))
+        .await;
+    assert!(
+        response.status().is_success(),
+        "closing a period: {}",
+        response.status()
+    );
+    let job: Value = app
+        .post_usage(&token, &json!({"resource_uuid": demo::RESOURCE_OK_UUID, "month": month, "usages": {"cpu_k_hours": 1}}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.drain().await;
+    let job = app.job(&token, job["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["attempts"], 1);
+    assert_eq!(job["last_status"], 400);
+    assert!(
+        job["last_error"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("closed"),
+        "{job}"
+    );
+}
+
+#[tokio::test]
+async fn transient_upstream_errors_are_retried_and_permanent_ones_are_not() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let fault = app
+        .sim_post("faults", &json!({"kind": "error", "path_prefix": "/api/marketplace-component-usages/set_usage/", "status": 503, "rate": 1.0}))
+        .await;
+    assert!(
+        fault.status().is_success(),
+        "{}",
+        fault.text().await.unwrap()
+    );
+    let job: Value = app
+        .post_usage(
+            &token,
+            &report(demo::RESOURCE_OK_UUID, json!({"cpu_k_hours": 7})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = job["job_id"].as_str().unwrap();
+    app.worker.try_execute_one().await.unwrap();
+    let job = app.job(&token, id).await;
+    assert_eq!(job["state"], "retrying", "{job}");
+    assert_eq!(job["last_status"], 503);
+    assert!(job["next_attempt_at"].is_string());
+}
+
+#[tokio::test]
+async fn prefer_wait_answers_with_the_outcome() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/v1/usage"))
+        .bearer_auth(alpha_token())
+        .header("Prefer", "wait=5")
+        .json(&report(
+            demo::RESOURCE_OK_UUID,
+            json!({"gb_k_hours": "2.5"}),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["preference-applied"], "wait=5");
+    let job: Value = response.json().await.unwrap();
+    assert_eq!(job["state"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_batch_gives_a_result_per_report() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let response = app
+        .post_json(
+            "/v1/usage/batch",
+            &token,
+            &json!({"reports": [
+                report(demo::RESOURCE_OK_UUID, json!({"cpu_k_hours": 1})),
+                report(demo::RESOURCE_OK_UUID, json!({"nope": 1})),
+                report("ffffffffffff4fff8fffffffffffffff", json!({"cpu_k_hours": 1})),
+            ]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["accepted"], 1);
+    assert_eq!(body["rejected"], 2);
+    let statuses: Vec<u64> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, vec![202, 422, 403]);
+    assert_eq!(body["results"][1]["error"]["code"], "validation_failed");
+    assert_eq!(
+        body["results"][1]["error"]["errors"][0]["field"],
+        "reports[1].usages.nope"
+    );
+
+    let too_many: Vec<Value> = (0..1001)
+        .map(|_| report(demo::RESOURCE_OK_UUID, json!({"cpu_k_hours": 1})))
+        .collect();
+    let response = app
+        .post_json("/v1/usage/batch", &token, &json!({"reports": too_many}))
+        .await;
+    assert_problem(response, 422, "validation_failed").await;
+}
+
+#[tokio::test]
+async fn jobs_are_visible_to_their_site_only_unless_admin() {
+    let app = spawn_manual_app().await;
+    let job: Value = app
+        .post_usage(
+            &alpha_token(),
+            &report(demo::RESOURCE_OK_UUID, json!({"cpu_k_hours": 1})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = job["job_id"].as_str().unwrap();
+    let response = app.get_as(&format!("/v1/jobs/{id}"), &beta_token()).await;
+    assert_problem(response, 404, "not_found").await;
+    let list: Value = app
+        .get_as("/v1/jobs", &beta_token())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(list["jobs"].as_array().unwrap().is_empty());
+    let list: Value = app
+        .get_as("/v1/jobs?state=queued", &alpha_token())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
+    let response = app.get_as("/v1/jobs?state=bogus", &alpha_token()).await;
+    assert_problem(response, 400, "invalid_query").await;
+
+    // Cancel a queued job; a second cancel is a conflict.
+    let response = app
+        .client
+        .delete(app.url(&format!("/v1/jobs/{id}")))
+        .bearer_auth(alpha_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = app
+        .client
+        .delete(app.url(&format!("/v1/jobs/{id}")))
+        .bearer_auth(alpha_token())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 409, "conflict").await;
+}
