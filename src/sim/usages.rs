@@ -305,7 +305,9 @@ pub fn set_usage(w: &mut World, r: &Req) -> Res {
     };
     let mut current = Map::new();
     for item in items {
-        current.insert(item.type_.clone(), json!(render::dec2(item.amount)));
+        // The schema types `current_usages` values as numbers.
+        let as_number = render::dec2(item.amount).parse::<f64>().unwrap_or(0.0);
+        current.insert(item.type_.clone(), json!(as_number));
         if let Some(u) = w
             .usages
             .iter_mut()
