@@ -221,9 +221,7 @@ async fn pagination_link_and_counts() {
     assert!(r.raw.is_empty());
     // field= limits the fields.
     let r = t
-        .get(&format!(
-            "marketplace-provider-resources/?field=uuid&field=state&backend_id=project_465000001"
-        ))
+        .get("marketplace-provider-resources/?field=uuid&field=state&backend_id=project_465000001")
         .await;
     assert_eq!(
         r.body,

@@ -48,7 +48,7 @@ pub fn list(w: &World, r: &Req) -> Res {
         .filter(|u| types.is_empty() || types.contains(&u.type_.as_str()))
         .filter(|u| period.is_none_or(|p| u.billing_period == p))
         .collect();
-    found.sort_by(|a, b| b.date.cmp(&a.date));
+    found.sort_by_key(|x| std::cmp::Reverse(x.date));
     r.list(found.into_iter().map(|u| render::usage(w, u)).collect())
 }
 
