@@ -26,9 +26,9 @@ use serde_json::{Map, Value, json};
 use std::str::FromStr;
 
 /// The demo service provider's API token (40 hex digits, like a DRF token).
-pub const TOKEN: &str = "d3m0d3m0d3m0d3m0d3m0d3m0d3m0d3m0d3m0d3m0";
+pub const TOKEN: &str = "deadbeefdeadbeefdeadbeefdeadbeefdeadbeef";
 /// The second service provider's token.
-pub const OTHER_SP_TOKEN: &str = "0th3r0th3r0th3r0th3r0th3r0th3r0th3r0th3r";
+pub const OTHER_SP_TOKEN: &str = "feedfacefeedfacefeedfacefeedfacefeedface";
 
 pub const SERVICE_PROVIDER_UUID: &str = "5e0000000000400080000000000000a1";
 pub const SP_CUSTOMER_UUID: &str = "c0000000000040008000000000000001";
@@ -54,6 +54,9 @@ pub const PROJECT_B_UUID: &str = "b0000000000040008000000000000002";
 pub const PROJECT_OTHER_UUID: &str = "b0000000000040008000000000000003";
 /// A project of the demo SP's own organisation (its token can order there without consumer review).
 pub const PROJECT_SP_UUID: &str = "b0000000000040008000000000000004";
+/// A client project (organisation 2) where the demo SP's token user is only a PROJECT.MEMBER:
+/// its orders there start in pending-consumer. It has no resources.
+pub const PROJECT_CONSUMER_UUID: &str = "b0000000000040008000000000000005";
 
 /// Alice: PROJECT.MANAGER of project A; has an offering user on LUMI (`alice_lumi`).
 pub const USER_ALICE_UUID: &str = "a0000000000040008000000000000011";
@@ -360,6 +363,7 @@ pub fn world(now: DateTime<Utc>) -> World {
         grant(USER_CAROL_UUID, PROJECT_B_UUID, "PROJECT.ADMIN"),
         grant(USER_DAVE_UUID, PROJECT_OTHER_UUID, "PROJECT.MEMBER"),
         grant(SP_OWNER_USER_UUID, PROJECT_SP_UUID, "PROJECT.ADMIN"),
+        grant(SP_OWNER_USER_UUID, PROJECT_CONSUMER_UUID, "PROJECT.MEMBER"),
     ];
 
     let limits = obj(json!({"cpu_k_hours": 1000, "gpu_k_hours": 100, "gb_k_hours": 5000}));
@@ -574,7 +578,7 @@ pub fn world(now: DateTime<Utc>) -> World {
         usage(3, this_month, "cpu_k_hours", "42.50"),
     ];
     if let Some(r) = w.resource_mut(RESOURCE_OK_UUID) {
-        r.current_usages = obj(json!({"cpu_k_hours": "42.50"}));
+        r.current_usages = obj(json!({"cpu_k_hours": 42.5}));
     }
 
     let ou = |uuid: &str, offering: &str, user: &str, username: &str| OfferingUser {

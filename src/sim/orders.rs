@@ -40,7 +40,7 @@ pub fn collection(w: &mut World, r: &Req) -> Res {
                     .is_some_and(|x| providers.contains(&x.customer.as_str()))
         })
         .collect();
-    found.sort_by(|a, b| b.created.cmp(&a.created));
+    found.sort_by_key(|x| std::cmp::Reverse(x.created));
     r.list(
         found
             .into_iter()

@@ -42,7 +42,7 @@ pub fn list(w: &World, r: &Req) -> Res {
         })
         .filter(|x| name_exact.is_none_or(|n| x.name == n))
         .collect();
-    found.sort_by(|a, b| b.created.cmp(&a.created));
+    found.sort_by_key(|x| std::cmp::Reverse(x.created));
     r.list(
         found
             .into_iter()

@@ -303,10 +303,15 @@ impl World {
         self.is_provider_of_offering(caller, &r.offering)
     }
 
-    /// Consumer side: resources in projects of the caller's own organisation.
+    /// Consumer side: projects of the caller's own organisation and projects where the caller's
+    /// user holds a role.
     pub fn consumer_sees_project(&self, caller: &Caller, project: &str) -> bool {
         self.project(project)
             .is_some_and(|p| p.customer == caller.customer)
+            || self
+                .roles
+                .iter()
+                .any(|g| g.user == caller.user && g.project == project)
     }
 
     pub fn sees_resource(&self, caller: &Caller, r: &Resource) -> bool {

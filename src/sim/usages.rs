@@ -48,7 +48,7 @@ pub fn list(w: &World, r: &Req) -> Res {
         .filter(|u| types.is_empty() || types.contains(&u.type_.as_str()))
         .filter(|u| period.is_none_or(|p| u.billing_period == p))
         .collect();
-    found.sort_by(|a, b| b.date.cmp(&a.date));
+    found.sort_by_key(|x| std::cmp::Reverse(x.date));
     r.list(found.into_iter().map(|u| render::usage(w, u)).collect())
 }
 
@@ -305,7 +305,9 @@ pub fn set_usage(w: &mut World, r: &Req) -> Res {
     };
     let mut current = Map::new();
     for item in items {
-        current.insert(item.type_.clone(), json!(render::dec2(item.amount)));
+        // The schema types `current_usages` values as numbers.
+        let as_number = render::dec2(item.amount).parse::<f64>().unwrap_or(0.0);
+        current.insert(item.type_.clone(), json!(as_number));
         if let Some(u) = w
             .usages
             .iter_mut()
