@@ -51,6 +51,9 @@ format = "human"
 max_token_lifetime = "2h"
 leeway = "5s"
 
+[limits]
+max_body_bytes = 262144
+
 [[sites]]
 id = "alpha"
 offerings = ["{ALPHA_OFFERING}"]

@@ -182,7 +182,7 @@ async fn body_problems_are_problem_documents() {
         "invalid_json",
     )
     .await;
-    let big = format!(r#"{{"description": "{}"}}"#, "x".repeat(2 * 1024 * 1024));
+    let big = format!(r#"{{"description": "{}"}}"#, "x".repeat(300 * 1024));
     let response = app
         .client
         .post(app.url("/v1/usage"))

@@ -1,0 +1,428 @@
+//! Nothing accepted is lost: the gateway killed with SIGKILL mid-delivery, Redis restarted
+//! mid-run, and Puhuri misbehaving in every way the simulator can.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use puhuri_gateway::sim::{self, SimOptions, SimServer, demo};
+use puhuri_gateway::startup::Workers;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::support::redis::{RedisServer, shared, unique_prefix};
+
+/// Settings that make retries and lease expiry quick enough for a test.
+const FAST_DELIVERY: &str = r#"
+[upstream]
+timeout = "1s"
+connect_timeout = "1s"
+
+[delivery]
+workers = 4
+lease = "3s"
+backoff_base = "20ms"
+backoff_cap = "300ms"
+max_attempts = 1000
+"#;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A gateway process (the real binary), talking to a simulator in this test process.
+struct GatewayProcess {
+    child: Child,
+    address: String,
+}
+
+impl GatewayProcess {
+    async fn start(config: &Path, log: &Path) -> GatewayProcess {
+        let port = free_port();
+        let log = std::fs::File::create(log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_puhuri-gateway"))
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("the gateway binary starts");
+        let address = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = client.get(format!("{address}/healthz")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the gateway did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        GatewayProcess { child, address }
+    }
+
+    fn kill(&mut self) {
+        // Child::kill is SIGKILL on Unix: no shutdown code runs.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A gateway configuration against an external simulator.
+fn external_config(dir: &Path, sim: &SimServer, store_toml: &str) -> std::path::PathBuf {
+    let token_file = dir.join("sp-token");
+    std::fs::write(&token_file, demo::TOKEN).unwrap();
+    let toml = format!(
+        "{base}\n{store_toml}\n[upstream]\nurl = \"{url}\"\ntoken_file = \"{token}\"\n\
+         service_provider_uuid = \"{sp}\"\ntimeout = \"1s\"\nconnect_timeout = \"1s\"\n\
+         [delivery]\nworkers = 4\nlease = \"3s\"\nbackoff_base = \"20ms\"\nbackoff_cap = \"300ms\"\n\
+         max_attempts = 1000\n[log]\nlevel = \"info\"\nformat = \"json\"\n",
+        base = base_config_toml(dir).replace("[log]\nlevel = \"warn\"\nformat = \"human\"\n", ""),
+        url = sim.api_url(),
+        token = token_file.display(),
+        sp = demo::SERVICE_PROVIDER_UUID,
+    );
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+/// Sends `count` usage reports, cycling through the LUMI components with growing values.
+/// Returns the last value sent per component.
+async fn send_reports(
+    client: &reqwest::Client,
+    address: &str,
+    count: usize,
+    start: usize,
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let token = alpha_token();
+    let mut last = BTreeMap::new();
+    let mut ids = Vec::new();
+    for i in start..start + count {
+        let component = demo::COMPONENTS[i % 3];
+        let value = format!("{}.{:02}", i + 1, i % 100);
+        let response = client
+            .post(format!("{address}/v1/usage"))
+            .bearer_auth(&token)
+            .json(&json!({"resource_uuid": demo::RESOURCE_OK_UUID, "usages": {component: value}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202, "report {i}");
+        let job: Value = response.json().await.unwrap();
+        ids.push(job["job_id"].as_str().unwrap().to_string());
+        last.insert(component.to_string(), value);
+    }
+    (last, ids)
+}
+
+/// Waits until no job is queued, running or retrying; returns every job.
+async fn wait_until_settled(
+    client: &reqwest::Client,
+    address: &str,
+    limit: Duration,
+) -> Vec<Value> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let list: Value = client
+            .get(format!("{address}/v1/jobs?limit=500"))
+            .bearer_auth(alpha_token())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let jobs = list["jobs"].as_array().unwrap().clone();
+        let pending = jobs
+            .iter()
+            .filter(|j| matches!(j["state"].as_str(), Some("queued" | "running" | "retrying")))
+            .count();
+        if pending == 0 {
+            return jobs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} jobs still pending: {:?}",
+            jobs.iter()
+                .map(|j| (j["state"].clone(), j["last_error"].clone()))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The simulator's current-month usage per component of the demo resource.
+async fn sim_usage(client: &reqwest::Client, sim: &SimServer) -> BTreeMap<String, String> {
+    let usages: Value = client
+        .get(format!(
+            "{}state/usages/{}",
+            sim.control_url(),
+            demo::RESOURCE_OK_UUID
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let this_month = chrono::Utc::now().format("%Y-%m-01").to_string();
+    usages
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| {
+            u["billing_period"]
+                .as_str()
+                .unwrap()
+                .starts_with(&this_month)
+        })
+        .map(|u| {
+            (
+                u["type"].as_str().unwrap().to_string(),
+                u["usage"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn assert_all_delivered(jobs: &[Value], ids: &[String]) {
+    for id in ids {
+        let job = jobs
+            .iter()
+            .find(|j| j["job_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("accepted job {id} was lost"));
+        let state = job["state"].as_str().unwrap();
+        assert!(
+            state == "succeeded" || state == "superseded",
+            "job {id} ended {state}: {job}"
+        );
+    }
+}
+
+async fn crash_during_delivery(store_toml: &str) {
+    let sim = sim::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        SimOptions {
+            token: demo::TOKEN.to_string(),
+        },
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    // Slow deliveries, so the kill lands while some are in flight.
+    client
+        .post(format!("{}faults", sim.control_url()))
+        .json(&json!({"kind": "latency", "path_prefix": "/api/marketplace-component-usages/", "latency_ms": 150}))
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = external_config(dir.path(), &sim, store_toml);
+
+    let mut first = GatewayProcess::start(&config, &dir.path().join("first.log")).await;
+    let (mut last, mut ids) = send_reports(&client, &first.address, 30, 0).await;
+    // Wait until deliveries are under way, then kill without warning.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim_calls(&client, &sim).await < 2 {
+        assert!(Instant::now() < deadline, "no delivery started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill();
+
+    let second = GatewayProcess::start(&config, &dir.path().join("second.log")).await;
+    let (more, more_ids) = send_reports(&client, &second.address, 15, 30).await;
+    last.extend(more);
+    ids.extend(more_ids);
+    let jobs = wait_until_settled(&client, &second.address, Duration::from_secs(60)).await;
+    assert_all_delivered(&jobs, &ids);
+    assert_eq!(
+        sim_usage(&client, &sim).await,
+        last,
+        "Puhuri holds the last value sent"
+    );
+}
+
+async fn sim_calls(client: &reqwest::Client, sim: &SimServer) -> usize {
+    let calls: Value = client
+        .get(format!(
+            "{}calls?path_prefix=/api/marketplace-component-usages/set_usage/",
+            sim.control_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    calls.as_array().map_or(0, |c| c.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_during_delivery_loses_nothing_with_redis() {
+    let redis = shared();
+    let store = format!(
+        "[redis]\nurl = \"{}\"\nkey_prefix = \"{}\"\n",
+        redis.url(),
+        unique_prefix("crash")
+    );
+    crash_during_delivery(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_during_delivery_loses_nothing_with_the_embedded_store() {
+    crash_during_delivery("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_loses_nothing_acknowledged_and_the_gateway_recovers_by_itself() {
+    let mut redis = RedisServer::start_durable();
+    let extra = format!(
+        "{FAST_DELIVERY}\n[redis]\nurl = \"{}\"\nkey_prefix = \"{}\"\npool_wait_timeout = \"500ms\"\n",
+        redis.url(),
+        unique_prefix("restart")
+    );
+    let app = spawn_app_with(
+        Setup {
+            redis: false,
+            workers: Workers::Start,
+        },
+        &extra,
+    )
+    .await;
+    app.sim_post(
+        "faults",
+        &json!({"kind": "latency", "path_prefix": "/api/marketplace-component-usages/", "latency_ms": 100}),
+    )
+    .await;
+    let (mut last, mut ids) = send_reports(&app.client, &app.address, 20, 0).await;
+
+    redis.stop();
+    // While Redis is down: not ready, and writes are refused with 503 + Retry-After, never 202.
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let refused = app
+        .post_usage(
+            &alpha_token(),
+            &json!({"resource_uuid": demo::RESOURCE_OK_UUID, "usages": {"cpu_k_hours": 999}}),
+        )
+        .await;
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_problem(refused, 503, "unavailable").await;
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(Instant::now() < deadline, "the gateway did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (more, more_ids) = send_reports(&app.client, &app.address, 10, 20).await;
+    last.extend(more);
+    ids.extend(more_ids);
+    let jobs = wait_until_settled(&app.client, &app.address, Duration::from_secs(60)).await;
+    assert_all_delivered(&jobs, &ids);
+    let usages = app
+        .sim_get(&format!("state/usages/{}", demo::RESOURCE_OK_UUID))
+        .await;
+    let this_month = chrono::Utc::now().format("%Y-%m-01").to_string();
+    for (component, value) in &last {
+        let stored = usages
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| {
+                u["type"] == component.as_str()
+                    && u["billing_period"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with(&this_month)
+            })
+            .unwrap();
+        assert_eq!(stored["usage"], value.as_str(), "{component}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_job_lands_despite_errors_timeouts_throttling_and_dropped_connections() {
+    let app = spawn_app_with(
+        Setup {
+            redis: true,
+            workers: Workers::Start,
+        },
+        FAST_DELIVERY,
+    )
+    .await;
+    let path = "/api/marketplace-component-usages/set_usage/";
+    for fault in [
+        json!({"kind": "error", "path_prefix": path, "status": 503, "rate": 0.25}),
+        json!({"kind": "error", "path_prefix": path, "status": 502, "rate": 0.1}),
+        json!({"kind": "throttle", "path_prefix": path, "retry_after": 1, "rate": 0.1}),
+        json!({"kind": "drop", "path_prefix": path, "rate": 0.1}),
+        json!({"kind": "hang", "path_prefix": path, "hang_ms": 3000, "rate": 0.05}),
+        json!({"kind": "latency", "path_prefix": path, "latency_ms": 30, "rate": 0.3}),
+        // Lookups misbehave too: the directory's cache and the site's retries absorb them.
+        json!({"kind": "latency", "path_prefix": "/api/marketplace-provider-resources/", "latency_ms": 20, "rate": 0.5}),
+    ] {
+        let response = app.sim_post("faults", &fault).await;
+        assert!(response.status().is_success(), "{fault}");
+    }
+    // In rounds, so that reports are delivered one by one rather than coalesced.
+    let mut last = BTreeMap::new();
+    let mut ids = Vec::new();
+    for round in 0..12 {
+        let (sent, round_ids) = send_reports(&app.client, &app.address, 3, round * 3).await;
+        last.extend(sent);
+        ids.extend(round_ids);
+        wait_until_settled(&app.client, &app.address, Duration::from_secs(30)).await;
+    }
+    let jobs = wait_until_settled(&app.client, &app.address, Duration::from_secs(30)).await;
+    assert_all_delivered(&jobs, &ids);
+    let retried = jobs
+        .iter()
+        .filter(|j| j["attempts"].as_u64().unwrap_or(0) > 1)
+        .count();
+    assert!(retried > 0, "the faults caused retries");
+    let usages = app
+        .sim_get(&format!("state/usages/{}", demo::RESOURCE_OK_UUID))
+        .await;
+    let this_month = chrono::Utc::now().format("%Y-%m-01").to_string();
+    for (component, value) in &last {
+        let stored = usages
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| {
+                u["type"] == component.as_str()
+                    && u["billing_period"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with(&this_month)
+            })
+            .unwrap();
+        assert_eq!(stored["usage"], value.as_str(), "{component}");
+    }
+}
