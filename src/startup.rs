@@ -132,12 +132,13 @@ impl Application {
             sandbox: sandbox.is_some(),
         });
         let max_body = config.limits.max_body_bytes;
+        let sandboxed = sandbox.is_some();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(Compress::default())
                 .wrap(from_fn(request_context))
                 .app_data(state.clone())
-                .configure(|cfg| api::configure(cfg, max_body))
+                .configure(|cfg| api::configure(cfg, max_body, sandboxed))
         })
         .listen(listener)?
         .shutdown_timeout(config.delivery.shutdown_grace.as_secs().max(1))
@@ -231,16 +232,12 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn JobStore>> {
     }
 }
 
-/// Adds the `demo` site (every scope, the simulator's LUMI-like offering, a fresh HS256 key) and
+/// Adds the `demo` site (every scope, the simulator's LUMI-like offering, an HS256 key kept in the
+/// data directory) and
 /// writes a token for it to `<data_dir>/demo.token`.
 fn prepare_sandbox_site(config: &mut Config, sim: &SimServer) -> anyhow::Result<SandboxInfo> {
-    let secret: String = {
-        use rand::Rng;
-        let mut rng = rand::rng();
-        (0..32)
-            .map(|_| format!("{:02x}", rng.random::<u8>()))
-            .collect()
-    };
+    std::fs::create_dir_all(&config.data_dir)?;
+    let secret = sandbox_secret(&config.data_dir)?;
     config.sites.retain(|s| s.id != SANDBOX_SITE);
     config.sites.push(SiteConfig {
         id: SANDBOX_SITE.to_string(),
@@ -260,7 +257,6 @@ fn prepare_sandbox_site(config: &mut Config, sim: &SimServer) -> anyhow::Result<
         .min(std::time::Duration::from_secs(7 * 24 * 3600));
     let token = crate::auth::issue::issue_token(config, SANDBOX_SITE, None, &[], ttl)
         .map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(&config.data_dir)?;
     let token_file = config.data_dir.join("demo.token");
     write_private(&token_file, &token)?;
     Ok(SandboxInfo {
@@ -268,6 +264,27 @@ fn prepare_sandbox_site(config: &mut Config, sim: &SimServer) -> anyhow::Result<
         token_file,
         simulator_url: sim.control_url(),
     })
+}
+
+/// The sandbox site's HS256 secret, kept in the data directory so tokens from an earlier start
+/// (in a Swagger UI tab, in a script) keep working after a restart.
+fn sandbox_secret(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("sandbox.secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if existing.len() >= 32 {
+            return Ok(existing.to_string());
+        }
+    }
+    let secret: String = {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        (0..32)
+            .map(|_| format!("{:02x}", rng.random::<u8>()))
+            .collect()
+    };
+    write_private(&path, &secret)?;
+    Ok(secret)
 }
 
 fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {

@@ -45,7 +45,7 @@ impl AppState {
 }
 
 /// Registers every route and the body/query/path parsing rules.
-pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
+pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: bool) {
     cfg.app_data(json_config(max_body_bytes))
         .app_data(web::PayloadConfig::new(max_body_bytes))
         .app_data(web::QueryConfig::default().error_handler(|err, _| {
@@ -66,7 +66,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
                 .service(jobs::retry_job)
                 .service(jobs::cancel_job),
         )
-        .service(openapi::swagger_ui());
+        .service(openapi::swagger_ui(sandbox));
 }
 
 fn json_config(limit: usize) -> web::JsonConfig {

@@ -66,7 +66,17 @@ pub fn document_json() -> String {
     json
 }
 
-/// Swagger UI at `/docs/`, reading `/openapi.json`.
-pub fn swagger_ui() -> SwaggerUi {
-    SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi())
+/// Swagger UI at `/docs/`, reading `/openapi.json`. In sandbox mode the document's title and
+/// description say so, so nobody mistakes the sandbox for a gateway connected to Puhuri.
+pub fn swagger_ui(sandbox: bool) -> SwaggerUi {
+    let mut doc = ApiDoc::openapi();
+    if sandbox {
+        doc.info.title = format!("{} (SANDBOX MODE)", doc.info.title);
+        doc.info.description = Some(format!(
+            "**SANDBOX MODE**: this gateway runs against its built-in Waldur simulator; nothing \
+             reaches Puhuri Core. Authorize with the token in `<data_dir>/demo.token`.\n\n{}",
+            doc.info.description.unwrap_or_default()
+        ));
+    }
+    SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", doc)
 }

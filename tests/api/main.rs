@@ -5,6 +5,7 @@ mod config;
 mod health;
 mod helpers;
 mod openapi;
+mod quickstart;
 mod resilience;
 #[path = "../support/mod.rs"]
 mod support;

@@ -1,0 +1,240 @@
+//! The quick start: the built binary, no configuration, no Redis, an empty directory.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use puhuri_gateway::sim::demo;
+use serde_json::{Value, json};
+
+/// A sandbox gateway started the way the README says, in `dir`.
+struct Sandbox {
+    child: Child,
+    address: String,
+    simulator: String,
+}
+
+impl Sandbox {
+    fn start(dir: &Path) -> Sandbox {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_puhuri-gateway"));
+        command
+            .current_dir(dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        // No configuration at all: nothing from the environment either.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("PUHURI_GATEWAY") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command.spawn().expect("the gateway binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut simulator = None;
+        let mut said_sandbox = false;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while simulator.is_none() || !said_sandbox {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("the sandbox announcement");
+            if line.contains("SANDBOX MODE") {
+                said_sandbox = true;
+            }
+            if let Some(url) = line.split("Simulator state: ").nth(1) {
+                simulator = Some(url.trim().trim_end_matches("calls").to_string());
+            }
+        }
+        Sandbox {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+            simulator: simulator.unwrap(),
+        }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn job_state(client: &reqwest::Client, sandbox: &Sandbox, token: &str, id: &str) -> Value {
+    client
+        .get(format!("{}/v1/jobs/{id}", sandbox.address))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn wait_for_state(
+    client: &reqwest::Client,
+    sandbox: &Sandbox,
+    token: &str,
+    id: &str,
+    wanted: &[&str],
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let job = job_state(client, sandbox, token, id).await;
+        if wanted.contains(&job["state"].as_str().unwrap_or("")) {
+            return job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} stayed {}",
+            job["state"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quick_start_works_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let first = Sandbox::start(dir.path());
+
+    // The token the sandbox wrote.
+    let token = std::fs::read_to_string(dir.path().join("data/demo.token")).unwrap();
+    let token = token.trim().to_string();
+
+    // Everything says sandbox.
+    let whoami: Value = client
+        .get(format!("{}/v1/whoami", first.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(whoami["site"], "demo");
+    assert_eq!(whoami["sandbox"], true);
+    let ready: Value = client
+        .get(format!("{}/readyz", first.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["mode"], "sandbox");
+    let doc: Value = client
+        .get(format!("{}/openapi.json", first.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["info"]["title"].as_str().unwrap().contains("SANDBOX"));
+    let docs = client
+        .get(format!("{}/docs/", first.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(docs.status(), 200);
+
+    // POST a usage report, see its job succeed and the value in the simulator.
+    let job: Value = client
+        .post(format!("{}/v1/usage", first.address))
+        .bearer_auth(&token)
+        .json(&json!({"resource_uuid": demo::RESOURCE_OK_UUID, "usages": {"cpu_k_hours": 12.5}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let finished_id = job["job_id"].as_str().unwrap().to_string();
+    wait_for_state(&client, &first, &token, &finished_id, &["succeeded"]).await;
+    let usages: Value = client
+        .get(format!(
+            "{}state/usages/{}",
+            first.simulator,
+            demo::RESOURCE_OK_UUID
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        usages
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["type"] == "cpu_k_hours" && u["usage"] == "12.50"),
+        "{usages}"
+    );
+
+    // A job that cannot be delivered yet: Puhuri (the simulator) refuses every usage call.
+    let fault = client
+        .post(format!("{}faults", first.simulator))
+        .json(&json!({"kind": "error", "path_prefix": "/api/marketplace-component-usages/", "status": 503}))
+        .send()
+        .await
+        .unwrap();
+    assert!(fault.status().is_success());
+    let job: Value = client
+        .post(format!("{}/v1/usage", first.address))
+        .bearer_auth(&token)
+        .json(&json!({"resource_uuid": demo::RESOURCE_OK_UUID, "usages": {"gpu_k_hours": 3}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pending_id = job["job_id"].as_str().unwrap().to_string();
+    wait_for_state(&client, &first, &token, &pending_id, &["retrying"]).await;
+
+    // Killed without warning; started again on the same directory.
+    first.kill();
+    let second = Sandbox::start(dir.path());
+    // The earlier token still works (the sandbox key is kept), the finished job is still there,
+    // and the pending one is delivered by the new process.
+    let finished = job_state(&client, &second, &token, &finished_id).await;
+    assert_eq!(finished["state"], "succeeded", "{finished}");
+    wait_for_state(&client, &second, &token, &pending_id, &["succeeded"]).await;
+
+    // A second gateway on the same data directory is refused, not allowed to corrupt it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = Command::new(env!("CARGO_BIN_EXE_puhuri-gateway"))
+        .current_dir(dir.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("in use"), "{stderr}");
+    drop(second);
+}
