@@ -64,6 +64,7 @@ impl Application {
         listener: TcpListener,
         workers: Workers,
     ) -> anyhow::Result<Application> {
+        crate::api::metrics::install();
         let store = open_store(&config).await?;
         let (client, sim, sandbox) = match &config.upstream {
             Upstream::Puhuri(u) => {

@@ -5,6 +5,7 @@
 
 pub mod health;
 pub mod jobs;
+pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod submit;
@@ -56,6 +57,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: b
         }))
         .service(health::healthz)
         .service(health::readyz)
+        .service(metrics::prometheus)
         .service(
             web::scope("/v1")
                 .service(whoami::whoami)

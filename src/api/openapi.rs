@@ -18,6 +18,7 @@ use utoipa_swagger_ui::SwaggerUi;
     paths(
         super::health::healthz,
         super::health::readyz,
+        super::metrics::prometheus,
         super::whoami::whoami,
         super::usage::report_usage,
         super::usage::report_usage_batch,

@@ -94,3 +94,23 @@ async fn swagger_ui_and_the_openapi_document_are_served() {
     let doc: Value = response.json().await.unwrap();
     assert!(doc["paths"]["/v1/whoami"].is_object());
 }
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_format() {
+    let app = spawn_app().await;
+    let _ = app
+        .post_usage(
+            &alpha_token(),
+            &serde_json::json!({"resource_uuid": puhuri_gateway::sim::demo::RESOURCE_OK_UUID, "usages": {"cpu_k_hours": 1}}),
+        )
+        .await;
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("puhuri_gateway_jobs{"), "{text}");
+    assert!(text.contains("puhuri_gateway_store_up 1"), "{text}");
+    assert!(
+        text.contains("puhuri_gateway_jobs_accepted_total"),
+        "{text}"
+    );
+}
