@@ -66,12 +66,10 @@ impl Application {
     ) -> anyhow::Result<Application> {
         crate::api::metrics::install();
         let store = open_store(&config).await?;
-        let (client, sim, sandbox) = match &config.upstream {
+        let (upstream, sim, sandbox) = match &config.upstream {
             Upstream::Puhuri(u) => {
-                let client =
-                    WaldurClient::new(u.url.clone(), &u.token, u.timeout, u.connect_timeout)
-                        .map_err(anyhow::Error::msg)?;
-                (client, None, None)
+                let upstream = (u.url.clone(), u.token.clone(), u.timeout, u.connect_timeout);
+                (upstream, None, None)
             }
             Upstream::Sandbox { timeout } => {
                 let timeout = *timeout;
@@ -83,12 +81,19 @@ impl Application {
                 )?;
                 let url = url::Url::parse(&sim.api_url())?;
                 let token = SecretString::from(sim::demo::TOKEN.to_string());
-                let client =
-                    WaldurClient::new(url, &token, timeout, timeout).map_err(anyhow::Error::msg)?;
                 let info = prepare_sandbox_site(&mut config, &sim)?;
-                (client, Some(sim), Some(info))
+                ((url, token, timeout, timeout), Some(sim), Some(info))
             }
         };
+        // Two clients, not one shared: a connection lives on the runtime that opened it, and the
+        // HTTP server's worker runtimes stop first at shutdown. Deliveries must not ride on their
+        // connections, or an in-flight delivery would fail during the shutdown grace period.
+        let (url, token, timeout, connect_timeout) = upstream;
+        let new_client = || {
+            WaldurClient::new(url.clone(), &token, timeout, connect_timeout)
+                .map_err(anyhow::Error::msg)
+        };
+        let (client, lookup_client) = (new_client()?, new_client()?);
         let config = Arc::new(config);
         let sites = SiteRegistry::from_config(&config).map_err(anyhow::Error::msg)?;
         let wake = Arc::new(Notify::new());
@@ -127,7 +132,7 @@ impl Application {
             config: config.clone(),
             sites,
             store: store.clone(),
-            directory: Arc::new(Directory::new(client)),
+            directory: Arc::new(Directory::new(lookup_client)),
             wake,
             workers_running,
             sandbox: sandbox.is_some(),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use puhuri_gateway::sim::{self, SimOptions, SimServer, demo};
@@ -425,4 +425,99 @@ async fn every_job_lands_despite_errors_timeouts_throttling_and_dropped_connecti
             .unwrap();
         assert_eq!(stored["usage"], value.as_str(), "{component}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_an_unfinished_delivery_back_within_the_grace_period() {
+    use puhuri_gateway::queue::JobStore;
+    use puhuri_gateway::queue::redis::{RedisOptions, RedisStore};
+
+    let sim = sim::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        SimOptions {
+            token: demo::TOKEN.to_string(),
+        },
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    // A Puhuri that takes far longer than the grace period to answer.
+    client
+        .post(format!("{}faults", sim.control_url()))
+        .json(&json!({"kind": "latency", "path_prefix": "/api/marketplace-component-usages/", "latency_ms": 8000}))
+        .send()
+        .await
+        .unwrap();
+    let redis = shared();
+    let prefix = unique_prefix("sigterm");
+    let dir = tempfile::tempdir().unwrap();
+    let config = external_config(
+        dir.path(),
+        &sim,
+        &format!(
+            "[redis]\nurl = \"{}\"\nkey_prefix = \"{prefix}\"\n",
+            redis.url()
+        ),
+    );
+    // Longer timeout and lease than the default test settings, a short grace.
+    let toml = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("timeout = \"1s\"\nconnect", "timeout = \"20s\"\nconnect")
+        .replace("lease = \"3s\"", "lease = \"30s\"\nshutdown_grace = \"1s\"");
+    std::fs::write(&config, toml).unwrap();
+
+    let gateway = GatewayProcess::start(&config, &dir.path().join("gateway.log")).await;
+    let (_, ids) = send_reports(&client, &gateway.address, 1, 0).await;
+    let id = &ids[0];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let job: Value = client
+            .get(format!("{}/v1/jobs/{id}", gateway.address))
+            .bearer_auth(alpha_token())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["state"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never started: {job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let stopping = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &gateway.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut gateway = gateway;
+    let exit = loop {
+        if let Some(exit) = gateway.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            stopping.elapsed() < Duration::from_secs(6),
+            "the gateway did not stop within the grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "a clean exit: {exit:?}");
+
+    // The job was handed back: queued again, the interrupted attempt not counted.
+    let store = RedisStore::connect(&redis.url(), &prefix, RedisOptions::default())
+        .await
+        .unwrap();
+    let job = store
+        .get(id.parse().unwrap())
+        .await
+        .unwrap()
+        .expect("the job is still stored");
+    assert_eq!(
+        job.state,
+        puhuri_gateway::queue::JobState::Queued,
+        "{job:?}"
+    );
+    assert_eq!(job.attempts, 0);
 }
