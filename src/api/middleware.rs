@@ -55,7 +55,7 @@ pub async fn request_context(
         if status >= 500 {
             tracing::warn!(status, latency_ms, "request finished");
         } else {
-            tracing::debug!(status, latency_ms, "request finished");
+            tracing::info!(status, latency_ms, "request finished");
         }
     });
     Ok(response)
