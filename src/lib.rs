@@ -5,6 +5,7 @@
 //! the service provider's token. `sim` is a faithful stand-in for Puhuri Core used by the tests and
 //! the zero-configuration sandbox.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;

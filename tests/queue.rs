@@ -1159,3 +1159,147 @@ async fn embedded_second_process_is_refused() {
     assert!(stdout.contains("jobs.redb"), "{stdout}");
     assert_eq!(get(&first, a.id).await.state, JobState::Queued);
 }
+
+// ---------------------------------------------------------------------------------------------
+// delivered-map expiry (each backend built with a short time to live)
+
+fn delivered_one(name: &str, value: &str) -> Completion {
+    Completion::Succeeded {
+        status: Some(200),
+        result: json!(null),
+        delivered: [(name.to_string(), value.to_string())].into(),
+    }
+}
+
+/// Deliver `usages` for `ck` (one job, leased and completed); returns when the write started.
+async fn deliver(store: &dyn JobStore, ck: &str, name: &str, value: &str) -> Instant {
+    let object = format!("resource:{ck}");
+    let r = add(store, usage_job(&object, ck, json!({ name: value }))).await;
+    let l = lease(store, "w1").await;
+    assert_eq!(l.id, r.id);
+    let started = Instant::now();
+    assert!(
+        store
+            .complete(r.id, "w1", delivered_one(name, value))
+            .await
+            .unwrap()
+    );
+    started
+}
+
+/// With a time to live of `TTL`: a map expires `TTL` after its last write, and every write
+/// refreshes it; an expired map reads as empty and is gone after `purge_terminal`.
+async fn delivered_maps_expire(store: &dyn JobStore) {
+    const TTL: Duration = Duration::from_millis(1500);
+    let (a, b) = ("usage:resource:a:2025-01", "usage:resource:b:2025-01");
+    deliver(store, a, "cpu", "1").await;
+    let b_done = {
+        deliver(store, b, "cpu", "7").await;
+        Instant::now()
+    };
+    tokio::time::sleep(TTL / 2).await;
+    let a_refreshed = deliver(store, a, "gpu", "2").await;
+    // past b's expiry, well before a's (refreshed) one
+    tokio::time::sleep_until((b_done + TTL + Duration::from_millis(200)).into()).await;
+    store
+        .purge_terminal(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(store.delivered(b).await.unwrap().is_empty(), "b expired");
+    if a_refreshed.elapsed() < TTL - Duration::from_millis(100) {
+        let want: BTreeMap<String, String> = [
+            ("cpu".to_string(), "1".to_string()),
+            ("gpu".to_string(), "2".to_string()),
+        ]
+        .into();
+        assert_eq!(store.delivered(a).await.unwrap(), want, "a was refreshed");
+    }
+    tokio::time::sleep_until((a_refreshed + TTL + Duration::from_millis(300)).into()).await;
+    assert!(store.delivered(a).await.unwrap().is_empty(), "a expired");
+    store
+        .purge_terminal(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(store.delivered(a).await.unwrap().is_empty());
+    // a new delivery after expiry starts a fresh map
+    deliver(store, a, "ram", "3").await;
+    assert_eq!(
+        store.delivered(a).await.unwrap(),
+        [("ram".to_string(), "3".to_string())].into()
+    );
+}
+
+#[tokio::test]
+async fn redis_delivered_maps_expire() {
+    let server = shared();
+    let store = RedisStore::connect(
+        &server.url(),
+        &unique_prefix("delivered_expiry"),
+        RedisOptions::default(),
+    )
+    .await
+    .unwrap()
+    .with_delivered_ttl(Duration::from_millis(1500));
+    delivered_maps_expire(&store).await;
+}
+
+#[tokio::test]
+async fn embedded_delivered_maps_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path())
+        .await
+        .unwrap()
+        .with_delivered_ttl(Duration::from_millis(1500));
+    delivered_maps_expire(&store).await;
+}
+
+#[tokio::test]
+async fn redis_delivered_map_has_the_default_ttl() {
+    let server = shared();
+    let prefix = unique_prefix("delivered_default_ttl");
+    let store = RedisStore::connect(&server.url(), &prefix, RedisOptions::default())
+        .await
+        .unwrap();
+    let ck = "usage:resource:1:2025-01";
+    deliver(&store, ck, "cpu", "1").await;
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{prefix}delivered:{ck}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let ttl = puhuri_gateway::queue::DELIVERED_TTL.as_millis() as i64;
+    assert!(pttl > ttl - 60_000 && pttl <= ttl, "PTTL {pttl}");
+}
+
+#[tokio::test]
+async fn embedded_delivered_maps_survive_reopen_until_they_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = "usage:resource:1:2025-01";
+    {
+        let store = EmbeddedStore::open(dir.path()).await.unwrap();
+        deliver(&store, ck, "cpu", "1").await;
+    }
+    // the default time to live keeps it across a restart and a purge
+    let store = EmbeddedStore::open(dir.path()).await.unwrap();
+    store.purge_terminal(Duration::ZERO).await.unwrap();
+    assert_eq!(
+        store.delivered(ck).await.unwrap(),
+        [("cpu".to_string(), "1".to_string())].into()
+    );
+    drop(store);
+    // a short one drops it
+    let store = EmbeddedStore::open(dir.path())
+        .await
+        .unwrap()
+        .with_delivered_ttl(Duration::from_millis(50));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    store
+        .purge_terminal(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(dir.path()).await.unwrap();
+    assert!(store.delivered(ck).await.unwrap().is_empty());
+}

@@ -22,6 +22,11 @@
 //! Delivery limits, reclaim, release and operator retry behave as documented for the Redis
 //! backend (`0` means no limit; the clock is this process's).
 //!
+//! A coalesce key's delivered map expires [`DELIVERED_TTL`](super::DELIVERED_TTL) after its last
+//! write (see [`EmbeddedStore::with_delivered_ttl`]): `delivered` no longer returns it and
+//! `purge_terminal` deletes it. Maps in a file written before their write times were recorded count
+//! as written when the store is opened.
+//!
 //! Blocking redb work runs on tokio's blocking pool.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -44,10 +49,21 @@ use super::{
 /// The store's file inside the data directory.
 pub const FILE_NAME: &str = "jobs.redb";
 
+/// Part of the [`StoreError::Unavailable`] message when the file is locked by another process.
+const IN_USE: &str = "is already in use by another gateway process";
+
+/// Whether `err` is the refusal to open a store file another process (or another store object in
+/// this process) holds open.
+pub fn is_in_use(err: &StoreError) -> bool {
+    matches!(err, StoreError::Unavailable(msg) if msg.contains(IN_USE))
+}
+
 /// Job id (as u128, which sorts like the UUID) -> JSON of [`Stored`].
 const JOBS: TableDefinition<u128, &str> = TableDefinition::new("jobs");
 /// Coalesce key -> JSON object of the values last delivered.
 const DELIVERED: TableDefinition<&str, &str> = TableDefinition::new("delivered");
+/// Coalesce key -> when its delivered map was last written (ms), for expiry.
+const DELIVERED_AT: TableDefinition<&str, i64> = TableDefinition::new("delivered_at");
 
 const LIST_SCAN_CAP: usize = 5000;
 const DEFAULT_PAGE: usize = 50;
@@ -174,6 +190,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
+    /// How long a delivered map outlives its last write.
+    delivered_ttl: Duration,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -220,6 +238,7 @@ enum Done<T> {
 struct Tx<'t> {
     jobs: redb::Table<'t, u128, &'static str>,
     delivered: redb::Table<'t, &'static str, &'static str>,
+    delivered_at: redb::Table<'t, &'static str, i64>,
 }
 
 impl Tx<'_> {
@@ -328,15 +347,31 @@ impl EmbeddedStore {
         let path = dir.join(FILE_NAME);
         let db = Database::create(&path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
-                "the job store {} is already in use by another gateway process; stop that \
-                 process or give this one its own data directory",
+                "the job store {} {IN_USE}; stop that process or give this one its own data \
+                 directory",
                 path.display()
             )),
             other => storage(format!("cannot open {}: {other}", path.display())),
         })?;
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(JOBS).map_err(storage)?;
-        txn.open_table(DELIVERED).map_err(storage)?;
+        {
+            // maps written before write times were kept: count them as written now
+            let delivered = txn.open_table(DELIVERED).map_err(storage)?;
+            let mut delivered_at = txn.open_table(DELIVERED_AT).map_err(storage)?;
+            let mut missing = Vec::new();
+            for entry in delivered.iter().map_err(storage)? {
+                let (k, _) = entry.map_err(storage)?;
+                let key = k.value().to_owned();
+                if delivered_at.get(key.as_str()).map_err(storage)?.is_none() {
+                    missing.push(key);
+                }
+            }
+            let now = now_ms();
+            for key in missing {
+                delivered_at.insert(key.as_str(), now).map_err(storage)?;
+            }
+        }
         txn.commit().map_err(storage)?;
         let index = Index::load(&db)?;
         Ok(EmbeddedStore {
@@ -345,7 +380,15 @@ impl EmbeddedStore {
                 path,
                 index: Mutex::new(index),
             }),
+            delivered_ttl: super::DELIVERED_TTL,
         })
+    }
+
+    /// How long a coalesce key's delivered map is kept after its last write (default
+    /// [`DELIVERED_TTL`](super::DELIVERED_TTL)); applies to this handle and its clones.
+    pub fn with_delivered_ttl(mut self, ttl: Duration) -> EmbeddedStore {
+        self.delivered_ttl = ttl;
+        self
     }
 
     /// Path of the store's file.
@@ -368,6 +411,7 @@ impl EmbeddedStore {
                 let mut tx = Tx {
                     jobs: txn.open_table(JOBS).map_err(storage)?,
                     delivered: txn.open_table(DELIVERED).map_err(storage)?,
+                    delivered_at: txn.open_table(DELIVERED_AT).map_err(storage)?,
                 };
                 f(&mut idx, &mut tx, now_ms())
             };
@@ -679,6 +723,7 @@ impl JobStore for EmbeddedStore {
 
     async fn complete(&self, id: JobId, worker: &str, outcome: Completion) -> StoreResult<bool> {
         let worker = worker.to_owned();
+        let ttl_ms = dur_ms(self.delivered_ttl);
         self.write(move |idx, tx, now| {
             let Some(mut s) = tx.get(id)? else {
                 return Ok(Done::Skip(false));
@@ -715,8 +760,14 @@ impl JobStore for EmbeddedStore {
                         .as_ref()
                         .filter(|_| !delivered.is_empty())
                     {
+                        let expired = tx
+                            .delivered_at
+                            .get(ck.as_str())
+                            .map_err(storage)?
+                            .is_some_and(|at| at.value() <= now.saturating_sub(ttl_ms));
                         let mut map: BTreeMap<String, String> =
                             match tx.delivered.get(ck.as_str()).map_err(storage)? {
+                                Some(_) if expired => BTreeMap::new(),
                                 Some(v) => serde_json::from_str(v.value()).map_err(|e| {
                                     StoreError::Corrupt(format!("embedded store: {e}"))
                                 })?,
@@ -727,6 +778,7 @@ impl JobStore for EmbeddedStore {
                         tx.delivered
                             .insert(ck.as_str(), json.as_str())
                             .map_err(storage)?;
+                        tx.delivered_at.insert(ck.as_str(), now).map_err(storage)?;
                     }
                     JobState::Succeeded
                 }
@@ -853,8 +905,19 @@ impl JobStore for EmbeddedStore {
 
     async fn delivered(&self, coalesce_key: &str) -> StoreResult<BTreeMap<String, String>> {
         let ck = coalesce_key.to_owned();
+        let ttl_ms = dur_ms(self.delivered_ttl);
         self.read(move |_, db| {
             let txn = db.begin_read().map_err(storage)?;
+            let at = txn.open_table(DELIVERED_AT).map_err(storage)?;
+            let cutoff = now_ms().saturating_sub(ttl_ms);
+            if at
+                .get(ck.as_str())
+                .map_err(storage)?
+                .is_some_and(|at| at.value() <= cutoff)
+            {
+                // expired, not yet purged
+                return Ok(BTreeMap::new());
+            }
             let t = txn.open_table(DELIVERED).map_err(storage)?;
             match t.get(ck.as_str()).map_err(storage)? {
                 Some(v) => serde_json::from_str(v.value())
@@ -867,7 +930,21 @@ impl JobStore for EmbeddedStore {
 
     async fn purge_terminal(&self, retention: Duration) -> StoreResult<u32> {
         let retention_ms = dur_ms(retention);
+        let ttl_ms = dur_ms(self.delivered_ttl);
         self.write(move |idx, tx, now| {
+            // delivered maps whose last write is older than their time to live
+            let delivered_cutoff = now.saturating_sub(ttl_ms);
+            let mut expired = Vec::new();
+            for entry in tx.delivered_at.iter().map_err(storage)? {
+                let (k, at) = entry.map_err(storage)?;
+                if at.value() <= delivered_cutoff {
+                    expired.push(k.value().to_owned());
+                }
+            }
+            for ck in &expired {
+                tx.delivered.remove(ck.as_str()).map_err(storage)?;
+                tx.delivered_at.remove(ck.as_str()).map_err(storage)?;
+            }
             let cutoff = now.saturating_sub(retention_ms);
             let old: Vec<(i64, JobId)> = idx
                 .terminal
@@ -888,7 +965,7 @@ impl JobStore for EmbeddedStore {
                 tx.delete(id)?;
             }
             let n = old.len() as u32;
-            Ok(if n > 0 {
+            Ok(if n > 0 || !expired.is_empty() {
                 Done::Commit(n)
             } else {
                 Done::Skip(0)

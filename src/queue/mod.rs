@@ -14,7 +14,7 @@
 //!   new job, and leaves the object's line.
 //! - `complete(.., Succeeded { delivered, .. })` merges `delivered` into the per-coalesce-key map of
 //!   last delivered values, read back with [`JobStore::delivered`], so unchanged values are not
-//!   re-sent.
+//!   re-sent. A map expires [`DELIVERED_TTL`] after its last write.
 //! - The shared delivery limits (in-flight leases and leases started per second) are enforced inside
 //!   `lease`, across every process that shares the store.
 
@@ -27,10 +27,18 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub mod embedded;
+pub mod open;
 pub mod redis;
+
+pub use open::open_store;
 
 /// The payload field that coalescing merges (an object of component type -> value).
 pub const COALESCE_FIELD: &str = "usages";
+
+/// How long a coalesce key's delivered map is kept after its last write. Coalesce keys name a
+/// month (`usage:<resource>:<YYYY-MM>`); 62 days covers that month and the next, while its usage
+/// can still be reported or corrected.
+pub const DELIVERED_TTL: Duration = Duration::from_secs(62 * 24 * 3600);
 
 /// Job ids are UUIDv7, so they sort by creation time and serve as paging cursors.
 pub type JobId = Uuid;
@@ -262,10 +270,12 @@ pub trait JobStore: Send + Sync + 'static {
     /// `queued` or `retrying` -> `canceled`.
     async fn cancel(&self, id: JobId) -> StoreResult<JobRecord>;
 
-    /// The values last delivered for a coalesce key.
+    /// The values last delivered for a coalesce key (empty once the map expired, see
+    /// [`DELIVERED_TTL`]).
     async fn delivered(&self, coalesce_key: &str) -> StoreResult<BTreeMap<String, String>>;
 
-    /// Remove terminal jobs older than `retention`. Returns how many.
+    /// Remove terminal jobs older than `retention`. Returns how many. Expired delivered maps are
+    /// removed too (the embedded store; Redis expires them itself).
     async fn purge_terminal(&self, retention: Duration) -> StoreResult<u32>;
 
     /// Counts per state (for metrics and `/readyz`).

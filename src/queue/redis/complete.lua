@@ -1,5 +1,5 @@
 -- ARGV: prefix, id, worker, kind (succeeded|failed|retry|dead), status|'', error, result JSON,
---       retry at ms, then delivered pairs (name, value, ...)
+--       retry at ms, delivered map time to live ms, then delivered pairs (name, value, ...)
 local id, worker, kind, status, err = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local k = jk(id)
 local f = redis.call('HMGET', k, 'state', 'worker', 'object_key', 'coalesce_key')
@@ -26,11 +26,13 @@ end
 if kind == 'succeeded' then
   redis.call('HSET', k, 'result', ARGV[7])
   redis.call('HDEL', k, 'last_error')
-  if f[4] and #ARGV > 8 then
+  if f[4] and #ARGV > 9 then
     local dk = P .. 'delivered:' .. f[4]
-    for i = 9, #ARGV, 2 do
+    for i = 10, #ARGV, 2 do
       redis.call('HSET', dk, ARGV[i], ARGV[i + 1])
     end
+    -- a map is only useful while its period can still be reported: expire it after the last write
+    redis.call('PEXPIRE', dk, ARGV[9])
   end
 else
   redis.call('HSET', k, 'last_error', err)

@@ -46,8 +46,10 @@
 //! - An operator's `retry` puts the job at the back of its object's line.
 //! - Durability is Redis's: an acknowledged job survives a Redis crash only with
 //!   `appendonly yes` and `appendfsync always` (`everysec` may lose the last second).
-//! - `delivered:<ck>` maps are never expired by the store (they are small: one value per
-//!   usage component per coalesce key).
+//! - `delivered:<ck>` maps expire [`DELIVERED_TTL`](super::DELIVERED_TTL) after their last
+//!   write (`PEXPIRE` in the completion script; see [`RedisStore::with_delivered_ttl`]): coalesce
+//!   keys name a month (`usage:<resource>:<YYYY-MM>`) and a map is only useful while that month can
+//!   still be reported. Maps written before this expiry existed keep no TTL until written again.
 //! - Coalescing merges `usages` with cjson: keep amounts as strings (as the API does), since
 //!   cjson re-encodes numbers with 14 significant digits.
 //!
@@ -129,6 +131,8 @@ impl Default for RedisOptions {
 pub struct RedisStore {
     pool: Pool,
     prefix: String,
+    /// How long a delivered map outlives its last write.
+    delivered_ttl: Duration,
     /// Overall deadline of one call (waiting for a connection, connecting, replies).
     deadline: Duration,
 }
@@ -175,8 +179,21 @@ impl RedisStore {
         Ok(RedisStore {
             pool,
             prefix: key_prefix.to_owned(),
+            delivered_ttl: super::DELIVERED_TTL,
             deadline: options.wait_timeout + options.connect_timeout + options.response_timeout,
         })
+    }
+
+    /// How long a coalesce key's delivered map is kept after its last write (default
+    /// [`DELIVERED_TTL`](super::DELIVERED_TTL)).
+    pub fn with_delivered_ttl(mut self, ttl: Duration) -> RedisStore {
+        self.delivered_ttl = ttl;
+        self
+    }
+
+    /// The key prefix this store uses.
+    pub fn key_prefix(&self) -> &str {
+        &self.prefix
     }
 
     fn key(&self, rest: &str) -> String {
@@ -478,6 +495,7 @@ impl JobStore for RedisStore {
                     String::new(),
                     result.to_string(),
                     "0".to_owned(),
+                    dur_ms(self.delivered_ttl.max(Duration::from_millis(1))),
                 ]);
                 for (k, v) in delivered {
                     args.push(k);
