@@ -46,6 +46,9 @@ enum Command {
     Openapi,
     /// Validate the configuration and exit non-zero with the reasons.
     CheckConfig,
+    /// Inspect and manage jobs in the configured store (for operators).
+    #[command(subcommand)]
+    Jobs(puhuri_gateway::admin::JobsCommand),
 }
 
 #[derive(Args, Clone, Default)]
@@ -133,6 +136,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Some(Command::CheckConfig) => check_config(cli.config),
+        Some(Command::Jobs(command)) => jobs(cli.config, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -192,6 +196,13 @@ fn issue(
     let config = load(path, &Overrides::default())?;
     let token = puhuri_gateway::auth::issue::issue_token(&config, site, kid, scopes, ttl)?;
     println!("{token}");
+    Ok(())
+}
+
+fn jobs(path: Option<PathBuf>, command: puhuri_gateway::admin::JobsCommand) -> Result<(), String> {
+    let config = load(path, &Overrides::default())?;
+    let output = runtime()?.block_on(puhuri_gateway::admin::run(&config, command))?;
+    print!("{output}");
     Ok(())
 }
 

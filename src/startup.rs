@@ -65,7 +65,7 @@ impl Application {
         workers: Workers,
     ) -> anyhow::Result<Application> {
         crate::api::metrics::install();
-        let store = open_store(&config).await?;
+        let store = crate::queue::open_store(&config.store, None).await?;
         let (upstream, sim, sandbox) = match &config.upstream {
             Upstream::Puhuri(u) => {
                 let upstream = (u.url.clone(), u.token.clone(), u.timeout, u.connect_timeout);
@@ -199,42 +199,6 @@ impl Application {
             sim.stop().await;
         }
         served
-    }
-}
-
-/// The job store the configuration names (Redis, or the embedded file in `data_dir`).
-async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn JobStore>> {
-    use crate::config::StoreConfig;
-    use crate::queue::embedded::EmbeddedStore;
-    use crate::queue::redis::{RedisOptions, RedisStore};
-    use secrecy::ExposeSecret;
-    match &config.store {
-        StoreConfig::Embedded { dir } => {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                anyhow::anyhow!("cannot create the data directory {}: {e}", dir.display())
-            })?;
-            Ok(Arc::new(EmbeddedStore::open(dir).await?))
-        }
-        StoreConfig::Redis {
-            url,
-            key_prefix,
-            pool_size,
-            pool_wait_timeout,
-        } => {
-            let prefix = if key_prefix.ends_with(':') {
-                key_prefix.clone()
-            } else {
-                format!("{key_prefix}:")
-            };
-            let options = RedisOptions {
-                pool_size: *pool_size,
-                wait_timeout: *pool_wait_timeout,
-                ..RedisOptions::default()
-            };
-            Ok(Arc::new(
-                RedisStore::connect(url.expose_secret(), &prefix, options).await?,
-            ))
-        }
     }
 }
 
