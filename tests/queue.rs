@@ -1303,3 +1303,51 @@ async fn embedded_delivered_maps_survive_reopen_until_they_expire() {
     let store = EmbeddedStore::open(dir.path()).await.unwrap();
     assert!(store.delivered(ck).await.unwrap().is_empty());
 }
+
+/// Concurrent changes are group-committed: every one answered is in the file after a reopen,
+/// and a refused one (an idempotency conflict) in the same group changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_group_commit_keeps_every_acknowledged_change() {
+    use puhuri_gateway::queue::Idempotency;
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(EmbeddedStore::open(dir.path()).await.unwrap());
+    let mut tasks = Vec::new();
+    for t in 0..64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..20 {
+                let mut new = job("site-a", "usage.report", &format!("resource:{t}:{n}"));
+                // Every task reuses one key with its own body: all but the first conflict.
+                if n == 0 {
+                    new.idempotency = Some(Idempotency {
+                        key: "shared".into(),
+                        fingerprint: format!("task-{t}"),
+                    });
+                }
+                match store.enqueue(new).await {
+                    Ok(outcome) => ids.push(outcome.job().id),
+                    Err(StoreError::IdempotencyConflict { .. }) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            ids
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        acknowledged.extend(task.await.unwrap());
+    }
+    // 64 x 19 plain jobs, plus the one task whose keyed job came first.
+    assert_eq!(acknowledged.len(), 64 * 19 + 1);
+    drop(store);
+    let reopened = EmbeddedStore::open(dir.path()).await.unwrap();
+    for id in &acknowledged {
+        assert!(reopened.get(*id).await.unwrap().is_some(), "job {id} lost");
+    }
+    let counts = reopened.counts().await.unwrap();
+    assert_eq!(
+        counts.get(&JobState::Queued).copied(),
+        Some(acknowledged.len() as u64)
+    );
+}

@@ -184,6 +184,109 @@ struct Inner {
     db: Database,
     path: PathBuf,
     index: Mutex<Index>,
+    /// To the writer thread, which group-commits state changes (see [`EmbeddedStore::write`]).
+    writes: std::sync::mpsc::Sender<PendingWrite>,
+}
+
+/// The most changes one group transaction takes.
+const MAX_GROUP: usize = 1024;
+
+/// One state change, type-erased: it runs against the index and the open transaction and says
+/// how to answer its caller once the transaction's fate is known.
+type PendingWrite = Box<dyn FnOnce(&mut Index, &mut Tx<'_>, i64) -> Applied + Send>;
+
+/// What a state change did inside a group transaction.
+enum Applied {
+    /// It wrote: answer after the commit, with the commit's outcome.
+    Wrote(Box<dyn FnOnce(StoreResult<()>) + Send>),
+    /// It wrote nothing (a refusal or a no-op): answer whatever happens to the transaction.
+    Untouched(Box<dyn FnOnce() + Send>),
+    /// It failed part way (storage error): the transaction and the index can no longer be trusted.
+    Broken(Box<dyn FnOnce() + Send>),
+}
+
+impl Inner {
+    /// Runs a group of changes in one write transaction and commits once. Returns the answers
+    /// to give, which the writer gives only after letting go of the store (see [`write_loop`]).
+    fn commit(&self, batch: Vec<PendingWrite>) -> Vec<Answer> {
+        let mut idx = self.index.lock();
+        let txn = match self.db.begin_write() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "the embedded store cannot begin a transaction");
+                // Dropping an unrun change drops its answer channel: its caller gets an
+                // `Unavailable` error and nothing was changed.
+                drop(batch);
+                return Vec::new();
+            }
+        };
+        let mut wrote = Vec::new();
+        let mut answers: Vec<Answer> = Vec::new();
+        let mut broken = false;
+        let opened = (|| -> StoreResult<()> {
+            let mut tx = Tx {
+                jobs: txn.open_table(JOBS).map_err(storage)?,
+                delivered: txn.open_table(DELIVERED).map_err(storage)?,
+                delivered_at: txn.open_table(DELIVERED_AT).map_err(storage)?,
+            };
+            for change in batch {
+                match change(&mut idx, &mut tx, now_ms()) {
+                    Applied::Wrote(answer) => wrote.push(answer),
+                    Applied::Untouched(answer) => answers.push(answer),
+                    Applied::Broken(answer) => {
+                        broken = true;
+                        answers.push(answer);
+                    }
+                }
+            }
+            Ok(())
+        })();
+        let committed = match opened {
+            Err(e) => Err(e.to_string()),
+            Ok(()) if broken => Err("a change failed part way".to_string()),
+            Ok(()) if wrote.is_empty() => txn.abort().map_err(|e| e.to_string()),
+            Ok(()) => txn.commit().map_err(|e| format!("commit failed: {e}")),
+        };
+        if committed.is_err() {
+            // The index may hold changes the file does not: rebuild it from the file.
+            if let Ok(fresh) = Index::load(&self.db) {
+                *idx = fresh;
+            }
+        }
+        for answer in wrote {
+            let outcome = committed.clone().map_err(storage);
+            answers.push(Box::new(move || answer(outcome)));
+        }
+        answers
+    }
+}
+
+/// A caller's answer, ready to be sent.
+type Answer = Box<dyn FnOnce() + Send>;
+
+/// The writer thread: takes the first waiting change, everything else already waiting (up to
+/// [`MAX_GROUP`]), and commits them together. It ends when the store is dropped (the channel
+/// closes), holding the store only while it commits so the file is released on drop.
+fn write_loop(store: std::sync::Weak<Inner>, changes: std::sync::mpsc::Receiver<PendingWrite>) {
+    while let Ok(first) = changes.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP {
+            match changes.try_recv() {
+                Ok(change) => batch.push(change),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = store.upgrade() else {
+            return;
+        };
+        let answers = inner.commit(batch);
+        // Let go of the store before answering: a caller that drops the store after its answer
+        // must find the file released.
+        drop(inner);
+        for answer in answers {
+            answer();
+        }
+    }
 }
 
 /// The embedded job store. Cheap to clone.
@@ -374,12 +477,20 @@ impl EmbeddedStore {
         }
         txn.commit().map_err(storage)?;
         let index = Index::load(&db)?;
+        let (writes, changes) = std::sync::mpsc::channel();
+        let inner = Arc::new(Inner {
+            db,
+            path,
+            index: Mutex::new(index),
+            writes,
+        });
+        let writer = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("embedded-store-writer".into())
+            .spawn(move || write_loop(writer, changes))
+            .map_err(|e| storage(format!("cannot start the writer thread: {e}")))?;
         Ok(EmbeddedStore {
-            inner: Arc::new(Inner {
-                db,
-                path,
-                index: Mutex::new(index),
-            }),
+            inner,
             delivered_ttl: super::DELIVERED_TTL,
         })
     }
@@ -397,53 +508,42 @@ impl EmbeddedStore {
     }
 
     /// Run one state change: `f` checks first and returns errors before touching the index, then
-    /// changes the index and the records; the transaction commits durably.
+    /// changes the index and the records; the change is committed durably before this returns.
+    ///
+    /// Group commit: a durable commit costs an fsync, so one transaction per change would bound
+    /// the store at the disk's fsync rate. Instead changes go to one writer thread, which runs
+    /// every change waiting for it in one transaction and commits once; changes that arrive while
+    /// an fsync is in progress ride on the next one. A caller is answered only after the commit
+    /// that holds its change.
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Index, &mut Tx<'_>, i64) -> StoreResult<Done<T>> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut idx = inner.index.lock();
-            let txn = inner.db.begin_write().map_err(storage)?;
-            let result = {
-                let mut tx = Tx {
-                    jobs: txn.open_table(JOBS).map_err(storage)?,
-                    delivered: txn.open_table(DELIVERED).map_err(storage)?,
-                    delivered_at: txn.open_table(DELIVERED_AT).map_err(storage)?,
-                };
-                f(&mut idx, &mut tx, now_ms())
-            };
-            match result {
-                Ok(Done::Commit(v)) => match txn.commit() {
-                    Ok(()) => Ok(v),
-                    Err(e) => {
-                        // the index may hold changes the file does not: rebuild it
-                        if let Ok(fresh) = Index::load(&inner.db) {
-                            *idx = fresh;
-                        }
-                        Err(storage(format!("commit failed: {e}")))
-                    }
-                },
-                Ok(Done::Skip(v)) => {
-                    txn.abort().map_err(storage)?;
-                    Ok(v)
-                }
-                Err(e) => {
-                    let _ = txn.abort();
-                    if matches!(e, StoreError::Unavailable(_) | StoreError::Corrupt(_)) {
-                        // a failure part way through may have left index changes behind
-                        if let Ok(fresh) = Index::load(&inner.db) {
-                            *idx = fresh;
-                        }
-                    }
-                    Err(e)
-                }
+        let (answer, outcome) = tokio::sync::oneshot::channel::<StoreResult<T>>();
+        let change: PendingWrite = Box::new(move |idx, tx, now| match f(idx, tx, now) {
+            Ok(Done::Commit(v)) => Applied::Wrote(Box::new(move |committed| {
+                let _ = answer.send(committed.map(|()| v));
+            })),
+            Ok(Done::Skip(v)) => Applied::Untouched(Box::new(move || {
+                let _ = answer.send(Ok(v));
+            })),
+            Err(e @ (StoreError::Unavailable(_) | StoreError::Corrupt(_))) => {
+                Applied::Broken(Box::new(move || {
+                    let _ = answer.send(Err(e));
+                }))
             }
-        })
-        .await
-        .map_err(|e| storage(format!("store task failed: {e}")))?
+            Err(e) => Applied::Untouched(Box::new(move || {
+                let _ = answer.send(Err(e));
+            })),
+        });
+        self.inner
+            .writes
+            .send(change)
+            .map_err(|_| storage("the writer thread has stopped"))?;
+        outcome
+            .await
+            .map_err(|_| storage("the store dropped a change without answering"))?
     }
 
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
