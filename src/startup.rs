@@ -94,13 +94,15 @@ impl Application {
                 .map_err(anyhow::Error::msg)
         };
         let (client, lookup_client) = (new_client()?, new_client()?);
+        // The request path's lookups; the deliverer only forgets entries it made stale.
+        let directory = Arc::new(Directory::new(lookup_client));
         let config = Arc::new(config);
         let sites = SiteRegistry::from_config(&config).map_err(anyhow::Error::msg)?;
         let wake = Arc::new(Notify::new());
         let worker = Worker::new(
             process_worker_id(),
             store.clone(),
-            Deliverer::new(client.clone(), store.clone()),
+            Deliverer::new(client.clone(), store.clone()).with_directory(directory.clone()),
             RetryPolicy {
                 base: config.delivery.backoff_base,
                 cap: config.delivery.backoff_cap,
@@ -132,7 +134,7 @@ impl Application {
             config: config.clone(),
             sites,
             store: store.clone(),
-            directory: Arc::new(Directory::new(lookup_client)),
+            directory,
             wake,
             workers_running,
             sandbox: sandbox.is_some(),

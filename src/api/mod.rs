@@ -8,8 +8,12 @@ pub mod jobs;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod orders;
+pub mod reads;
+pub mod resources;
 pub mod submit;
 pub mod usage;
+pub mod users;
 pub mod whoami;
 
 use std::sync::Arc;
@@ -66,7 +70,28 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: b
                 .service(jobs::list_jobs)
                 .service(jobs::get_job)
                 .service(jobs::retry_job)
-                .service(jobs::cancel_job),
+                .service(jobs::cancel_job)
+                .service(orders::list_orders)
+                .service(orders::get_order)
+                .service(orders::approve_order)
+                .service(orders::reject_order)
+                .service(orders::order_done)
+                .service(orders::order_erred)
+                .service(resources::list_resources)
+                .service(resources::get_resource)
+                .service(resources::resource_team)
+                .service(resources::resource_usage)
+                .service(resources::set_backend_id)
+                .service(resources::set_state)
+                .service(resources::submit_report)
+                .service(resources::set_limits)
+                .service(resources::get_offering)
+                .service(users::set_offering_username)
+                .service(users::set_username)
+                .service(users::list_users)
+                .service(users::list_ssh_keys)
+                .service(users::list_projects)
+                .service(users::list_project_permissions),
         )
         .service(openapi::swagger_ui(sandbox));
 }

@@ -21,17 +21,127 @@ pub struct UsageReport {
     pub description: Option<String>,
 }
 
+/// An order transition by the provider.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrderApprove {
+    pub order_uuid: String,
+    /// Merged into the order's attributes by Waldur.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<serde_json::Map<String, Value>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderReject {
+    pub order_uuid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderDone {
+    pub order_uuid: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderErred {
+    pub order_uuid: String,
+    pub message: String,
+    /// Sent as `error_traceback`; `""` when the site gave none.
+    #[serde(default)]
+    pub traceback: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceBackendId {
+    pub resource_uuid: String,
+    pub backend_id: String,
+}
+
+/// `ok` → `set_as_ok`, `erred` → `set_as_erred`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceState {
+    pub resource_uuid: String,
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportSection {
+    pub header: String,
+    pub body: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceReport {
+    pub resource_uuid: String,
+    pub report: Vec<ReportSection>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceLimits {
+    pub resource_uuid: String,
+    /// Component type -> limit.
+    pub limits: BTreeMap<String, u64>,
+}
+
+/// Create-or-update one offering user's username.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferingUsername {
+    pub offering_uuid: String,
+    pub user_uuid: String,
+    pub username: String,
+}
+
+/// A user's username on every offering of the service provider (`set_offerings_username`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserUsername {
+    pub service_provider_uuid: String,
+    pub user_uuid: String,
+    pub username: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "operation", content = "payload")]
 pub enum Operation {
     #[serde(rename = "usage.report")]
     UsageReport(UsageReport),
+    #[serde(rename = "order.approve")]
+    OrderApprove(OrderApprove),
+    #[serde(rename = "order.reject")]
+    OrderReject(OrderReject),
+    #[serde(rename = "order.done")]
+    OrderDone(OrderDone),
+    #[serde(rename = "order.erred")]
+    OrderErred(OrderErred),
+    #[serde(rename = "resource.backend_id")]
+    ResourceBackendId(ResourceBackendId),
+    #[serde(rename = "resource.state")]
+    ResourceState(ResourceState),
+    #[serde(rename = "resource.report")]
+    ResourceReport(ResourceReport),
+    #[serde(rename = "resource.limits")]
+    ResourceLimits(ResourceLimits),
+    #[serde(rename = "offering_user.username")]
+    OfferingUsername(OfferingUsername),
+    #[serde(rename = "user.username")]
+    UserUsername(UserUsername),
 }
 
 impl Operation {
     pub fn name(&self) -> &'static str {
         match self {
             Operation::UsageReport(_) => "usage.report",
+            Operation::OrderApprove(_) => "order.approve",
+            Operation::OrderReject(_) => "order.reject",
+            Operation::OrderDone(_) => "order.done",
+            Operation::OrderErred(_) => "order.erred",
+            Operation::ResourceBackendId(_) => "resource.backend_id",
+            Operation::ResourceState(_) => "resource.state",
+            Operation::ResourceReport(_) => "resource.report",
+            Operation::ResourceLimits(_) => "resource.limits",
+            Operation::OfferingUsername(_) => "offering_user.username",
+            Operation::UserUsername(_) => "user.username",
         }
     }
 
@@ -39,6 +149,20 @@ impl Operation {
     pub fn object_key(&self) -> String {
         match self {
             Operation::UsageReport(u) => format!("resource:{}", u.resource_uuid),
+            Operation::OrderApprove(o) => format!("order:{}", o.order_uuid),
+            Operation::OrderReject(o) => format!("order:{}", o.order_uuid),
+            Operation::OrderDone(o) => format!("order:{}", o.order_uuid),
+            Operation::OrderErred(o) => format!("order:{}", o.order_uuid),
+            Operation::ResourceBackendId(r) => format!("resource:{}", r.resource_uuid),
+            Operation::ResourceState(r) => format!("resource:{}", r.resource_uuid),
+            Operation::ResourceReport(r) => format!("resource:{}", r.resource_uuid),
+            Operation::ResourceLimits(r) => format!("resource:{}", r.resource_uuid),
+            // One offering user is one upstream object; a user's username across offerings
+            // touches every offering user of that user.
+            Operation::OfferingUsername(u) => {
+                format!("offering-user:{}:{}", u.offering_uuid, u.user_uuid)
+            }
+            Operation::UserUsername(u) => format!("user:{}", u.user_uuid),
         }
     }
 
@@ -46,6 +170,7 @@ impl Operation {
     pub fn coalesce_key(&self) -> Option<String> {
         match self {
             Operation::UsageReport(u) => Some(usage_coalesce_key(&u.resource_uuid, &u.month)),
+            _ => None,
         }
     }
 
@@ -84,5 +209,35 @@ mod tests {
         assert_eq!(Operation::from_job(op.name(), &payload).unwrap(), op);
         assert_eq!(op.object_key(), "resource:r1");
         assert_eq!(op.coalesce_key().unwrap(), "usage:r1:2026-11");
+    }
+
+    #[test]
+    fn site_operations_round_trip_and_name_their_object() {
+        let ops = [
+            Operation::OrderApprove(OrderApprove {
+                order_uuid: "o1".into(),
+                attributes: None,
+            }),
+            Operation::OrderErred(OrderErred {
+                order_uuid: "o1".into(),
+                message: "boom".into(),
+                traceback: String::new(),
+            }),
+            Operation::ResourceLimits(ResourceLimits {
+                resource_uuid: "r1".into(),
+                limits: BTreeMap::from([("cpu_k_hours".into(), 10)]),
+            }),
+            Operation::OfferingUsername(OfferingUsername {
+                offering_uuid: "f1".into(),
+                user_uuid: "u1".into(),
+                username: "x".into(),
+            }),
+        ];
+        let keys = ["order:o1", "order:o1", "resource:r1", "offering-user:f1:u1"];
+        for (op, key) in ops.iter().zip(keys) {
+            assert_eq!(&Operation::from_job(op.name(), &op.payload()).unwrap(), op);
+            assert_eq!(op.object_key(), key);
+            assert!(op.coalesce_key().is_none());
+        }
     }
 }

@@ -74,6 +74,8 @@ pub struct Directory {
     resources: Cache<ResourceInfo>,
     backend_ids: Cache<Vec<ResourceInfo>>,
     offerings: Cache<Arc<OfferingInfo>>,
+    /// Organisation uuid -> its service provider's uuid (never changes).
+    providers: Cache<String>,
 }
 
 impl Directory {
@@ -83,6 +85,7 @@ impl Directory {
             resources: Cache::new(RESOURCE_TTL),
             backend_ids: Cache::new(BACKEND_ID_TTL),
             offerings: Cache::new(OFFERING_TTL),
+            providers: Cache::new(RESOURCE_TTL),
         }
     }
 
@@ -127,7 +130,10 @@ impl Directory {
                 for info in &found {
                     self.resources.put(info.uuid.clone(), info.clone());
                 }
-                self.backend_ids.put(key, found.clone());
+                // An empty answer is not kept: a backend id being set must be found at once.
+                if !found.is_empty() {
+                    self.backend_ids.put(key, found.clone());
+                }
                 Ok(found)
             }
             Err(e @ UpstreamError::Transient { .. }) => {
@@ -144,6 +150,22 @@ impl Directory {
             backend_id.is_some_and(|b| k.ends_with(&format!("|{b}")))
                 || found.iter().any(|r| r.uuid == resource_uuid)
         });
+    }
+
+    /// The service provider (its uuid) of the organisation that owns `offering_uuid`.
+    pub async fn service_provider_of_offering(
+        &self,
+        offering_uuid: &str,
+    ) -> Result<Option<String>, UpstreamError> {
+        let customer = self.offering(offering_uuid).await?.customer_uuid.clone();
+        if let Some((sp, _)) = self.providers.get(&customer) {
+            return Ok(Some(sp));
+        }
+        let sp = self.client.service_provider_of(&customer).await?;
+        if let Some(sp) = &sp {
+            self.providers.put(customer, sp.clone());
+        }
+        Ok(sp)
     }
 
     pub async fn offering(&self, uuid: &str) -> Result<Arc<OfferingInfo>, UpstreamError> {

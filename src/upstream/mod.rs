@@ -42,6 +42,9 @@ pub struct Component {
 #[derive(Clone, Debug, Deserialize)]
 pub struct OfferingInfo {
     pub uuid: String,
+    /// The provider's organisation.
+    #[serde(default)]
+    pub customer_uuid: String,
     #[serde(default)]
     pub components: Vec<Component>,
 }
@@ -230,6 +233,170 @@ impl WaldurClient {
             .collect::<Result<Vec<ResourceInfo>, _>>()
     }
 
+    /// A resource's team (`ProjectUser[]`, not paginated).
+    pub async fn resource_team(&self, uuid: &str) -> Result<Vec<Value>, UpstreamError> {
+        array(
+            self.get(&format!("marketplace-provider-resources/{uuid}/team/"), &[])
+                .await?,
+        )
+    }
+
+    /// A resource's current plan periods with this month's component usages (not paginated).
+    pub async fn plan_periods(&self, uuid: &str) -> Result<Vec<Value>, UpstreamError> {
+        array(
+            self.get(
+                &format!("marketplace-provider-resources/{uuid}/plan_periods/"),
+                &[],
+            )
+            .await?,
+        )
+    }
+
+    /// A provider action on a resource (`set_backend_id`, `submit_report`, `set_as_ok`,
+    /// `set_as_erred`, `set_limits`): the status and Waldur's answer.
+    pub async fn resource_action(
+        &self,
+        uuid: &str,
+        action: &str,
+        body: &Value,
+    ) -> Result<(u16, Value), UpstreamError> {
+        self.call(
+            Method::POST,
+            &format!("marketplace-provider-resources/{uuid}/{action}/"),
+            &[],
+            Some(body),
+        )
+        .await
+        .map(|(status, _, value)| (status.as_u16(), value))
+    }
+
+    // --- orders ------------------------------------------------------------------------------
+
+    pub async fn order(&self, uuid: &str) -> Result<Value, UpstreamError> {
+        self.get(&format!("marketplace-orders/{uuid}/"), &[]).await
+    }
+
+    /// An order transition (`approve_by_provider`, `reject_by_provider`, `set_state_done`,
+    /// `set_state_erred`).
+    pub async fn order_action(
+        &self,
+        uuid: &str,
+        action: &str,
+        body: &Value,
+    ) -> Result<(u16, Value), UpstreamError> {
+        self.call(
+            Method::POST,
+            &format!("marketplace-orders/{uuid}/{action}/"),
+            &[],
+            Some(body),
+        )
+        .await
+        .map(|(status, _, value)| (status.as_u16(), value))
+    }
+
+    // --- offering users and usernames ----------------------------------------------------------
+
+    pub async fn offering_users(
+        &self,
+        offering_uuid: &str,
+        user_uuid: &str,
+    ) -> Result<Vec<Value>, UpstreamError> {
+        let query = [
+            ("offering_uuid", offering_uuid.to_string()),
+            ("user_uuid", user_uuid.to_string()),
+        ];
+        Ok(self
+            .get_page("marketplace-offering-users/", &query)
+            .await?
+            .items)
+    }
+
+    pub async fn create_offering_user(
+        &self,
+        offering_uuid: &str,
+        user_uuid: &str,
+        username: &str,
+    ) -> Result<Value, UpstreamError> {
+        let body =
+            json!({"offering_uuid": offering_uuid, "user_uuid": user_uuid, "username": username});
+        self.post("marketplace-offering-users/", &body).await
+    }
+
+    pub async fn set_offering_user_username(
+        &self,
+        uuid: &str,
+        username: &str,
+    ) -> Result<Value, UpstreamError> {
+        self.call(
+            Method::PATCH,
+            &format!("marketplace-offering-users/{uuid}/"),
+            &[],
+            Some(&json!({"username": username})),
+        )
+        .await
+        .map(|(_, _, v)| v)
+    }
+
+    /// Sets a user's username on every offering of the provider where the user has a resource.
+    pub async fn set_offerings_username(
+        &self,
+        sp_uuid: &str,
+        user_uuid: &str,
+        username: &str,
+    ) -> Result<u16, UpstreamError> {
+        self.call(
+            Method::POST,
+            &format!("marketplace-service-providers/{sp_uuid}/set_offerings_username/"),
+            &[],
+            Some(&json!({"user_uuid": user_uuid, "username": username})),
+        )
+        .await
+        .map(|(status, _, _)| status.as_u16())
+    }
+
+    /// The service provider of an organisation (at most one).
+    pub async fn service_provider_of(
+        &self,
+        customer_uuid: &str,
+    ) -> Result<Option<String>, UpstreamError> {
+        let page = self
+            .get_page(
+                "marketplace-service-providers/",
+                &[("customer_uuid", customer_uuid.to_string())],
+            )
+            .await?;
+        Ok(page
+            .items
+            .first()
+            .and_then(|sp| sp["uuid"].as_str())
+            .map(str::to_string))
+    }
+
+    /// Every item of a list, following pages of 100 (at most `max_pages` pages).
+    pub async fn get_all(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        max_pages: usize,
+    ) -> Result<Vec<Value>, UpstreamError> {
+        let mut items = Vec::new();
+        for page in 1..=max_pages {
+            let mut q = query.to_vec();
+            q.push(("page_size", "100".to_string()));
+            q.push(("page", page.to_string()));
+            let got = self.get_page(path, &q).await?;
+            items.extend(got.items);
+            if !got.has_next {
+                return Ok(items);
+            }
+        }
+        Err(UpstreamError::Transient {
+            status: None,
+            message: format!("the list at {path} is longer than {max_pages} pages"),
+            retry_after: None,
+        })
+    }
+
     // --- offerings ---------------------------------------------------------------------------
 
     pub async fn provider_offering(&self, uuid: &str) -> Result<Value, UpstreamError> {
@@ -286,6 +453,17 @@ impl WaldurClient {
             .get_page("marketplace-component-usages/", &query)
             .await?
             .items)
+    }
+}
+
+fn array(value: Value) -> Result<Vec<Value>, UpstreamError> {
+    match value {
+        Value::Array(items) => Ok(items),
+        _ => Err(UpstreamError::Transient {
+            status: None,
+            message: "Puhuri's list answer was not an array".into(),
+            retry_after: None,
+        }),
     }
 }
 

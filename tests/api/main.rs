@@ -4,9 +4,14 @@ mod auth;
 mod config;
 mod health;
 mod helpers;
+mod lifecycle;
 mod openapi;
+mod orders;
 mod quickstart;
 mod resilience;
+mod resources;
+mod site_helpers;
 #[path = "../support/mod.rs"]
 mod support;
 mod usage;
+mod users;

@@ -1,0 +1,378 @@
+//! Orders: the provider's side of an order's life (approve, reject, done, erred) and reads.
+//!
+//! A transition is queued as a job on the order (`order:<uuid>`, one at a time, in the order the
+//! site sent them) and delivered as Waldur's provider action. Waldur answers a transition from
+//! the wrong state with 409; the worker then re-reads the order: already where the transition
+//! leads (approve: `executing`, `done` or `pending-start-date`; reject: `rejected`; done: `done`;
+//! erred: `erred`) is success, anything else fails the job with Waldur's reason and the state.
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::jobs::JobView;
+use super::reads::{
+    OrderView, QueryParams, list_response, site_order, upstream_page_failed, uuid_in_path,
+};
+use super::submit::submit;
+use crate::auth::{Scope, SiteIdentity};
+use crate::domain::operations::{Operation, OrderApprove, OrderDone, OrderErred, OrderReject};
+use crate::error::{ApiError, FieldError, Problem};
+
+pub const MAX_COMMENT: usize = 2000;
+pub const MAX_TRACEBACK: usize = 65_536;
+
+/// Waldur's order states.
+pub const ORDER_STATES: [&str; 9] = [
+    "pending-consumer",
+    "pending-provider",
+    "pending-project",
+    "pending-start-date",
+    "executing",
+    "done",
+    "erred",
+    "canceled",
+    "rejected",
+];
+pub const ORDER_TYPES: [&str; 4] = ["Create", "Update", "Terminate", "Restore"];
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveRequest {
+    /// Merged into the order's attributes in Puhuri.
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RejectRequest {
+    /// Shown to the customer as the provider's rejection comment (at most 2,000 characters).
+    pub comment: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErredRequest {
+    /// Why it failed (1–2,000 characters); reaches Puhuri unchanged as `error_message`.
+    pub message: String,
+    /// Details (at most 64 KiB); sent as `error_traceback`, empty when absent.
+    pub traceback: Option<String>,
+}
+
+/// An optional JSON body: absent or empty is the default.
+fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    body: &web::Bytes,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(super::describe_serde_error(&e)))
+}
+
+/// Checks scope and ownership, then queues `op`.
+async fn queue_transition(
+    state: &AppState,
+    identity: &SiteIdentity,
+    req: &HttpRequest,
+    uuid: &str,
+    make: impl FnOnce(String) -> Operation,
+) -> Result<HttpResponse, ApiError> {
+    let uuid = uuid_in_path(uuid, "order")?;
+    site_order(state, identity, &uuid, true).await?;
+    submit(state, identity, req, make(uuid.to_string())).await
+}
+
+/// Approve an order waiting for the provider (`approve_by_provider`).
+///
+/// Answers 202 with the job. Approving an order that is already executing or done succeeds (the
+/// job says `already`); approving a rejected or canceled order fails with Puhuri's reason.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "orders",
+    security(("bearer" = [])),
+    params(("uuid" = String, Path, description = "The order's uuid")),
+    request_body(content = Option<ApproveRequest>, description = "Optional; may be empty"),
+    responses(
+        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
+        (status = 200, body = JobView, description = "The job of an earlier call with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `orders:write`, or the order is not in the site's offerings"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "Not a uuid"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "Nothing was stored; retry after Retry-After"),
+    )
+)]
+#[post("/orders/{uuid}/approve")]
+pub async fn approve_order(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::OrdersWrite)?;
+    let request: ApproveRequest = optional_body(&body)?;
+    queue_transition(&state, &identity, &req, &path, |order_uuid| {
+        Operation::OrderApprove(OrderApprove {
+            order_uuid,
+            attributes: request.attributes,
+        })
+    })
+    .await
+}
+
+/// Reject an order waiting for the provider (`reject_by_provider`).
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "orders",
+    security(("bearer" = [])),
+    params(("uuid" = String, Path, description = "The order's uuid")),
+    request_body(content = Option<RejectRequest>, description = "Optional; may be empty"),
+    responses(
+        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
+        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's order"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/orders/{uuid}/reject")]
+pub async fn reject_order(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::OrdersWrite)?;
+    let request: RejectRequest = optional_body(&body)?;
+    if let Some(c) = &request.comment
+        && c.chars().count() > MAX_COMMENT
+    {
+        return Err(ApiError::field(
+            "comment",
+            "must be at most 2000 characters",
+        ));
+    }
+    queue_transition(&state, &identity, &req, &path, |order_uuid| {
+        Operation::OrderReject(OrderReject {
+            order_uuid,
+            comment: request.comment,
+        })
+    })
+    .await
+}
+
+/// Mark an executing order done (`set_state_done`).
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "orders",
+    security(("bearer" = [])),
+    params(("uuid" = String, Path, description = "The order's uuid")),
+    responses(
+        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
+        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's order"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/orders/{uuid}/done")]
+pub async fn order_done(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::OrdersWrite)?;
+    queue_transition(&state, &identity, &req, &path, |order_uuid| {
+        Operation::OrderDone(OrderDone { order_uuid })
+    })
+    .await
+}
+
+/// Mark an order erred (`set_state_erred`, with both `error_message` and `error_traceback`).
+///
+/// Waldur allows this only for `Marketplace.Slurm` offerings; for others the job fails with
+/// Puhuri's 405 reason.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "orders",
+    security(("bearer" = [])),
+    params(("uuid" = String, Path, description = "The order's uuid")),
+    request_body = ErredRequest,
+    responses(
+        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
+        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's order"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/orders/{uuid}/erred")]
+pub async fn order_erred(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<ErredRequest>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::OrdersWrite)?;
+    let request = body.into_inner();
+    let mut errors = Vec::new();
+    let n = request.message.chars().count();
+    if n == 0 || n > MAX_COMMENT {
+        errors.push(FieldError::new("message", "must be 1 to 2000 characters"));
+    }
+    if request
+        .traceback
+        .as_ref()
+        .is_some_and(|t| t.len() > MAX_TRACEBACK)
+    {
+        errors.push(FieldError::new("traceback", "must be at most 65536 bytes"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    queue_transition(&state, &identity, &req, &path, |order_uuid| {
+        Operation::OrderErred(OrderErred {
+            order_uuid,
+            message: request.message,
+            traceback: request.traceback.unwrap_or_default(),
+        })
+    })
+    .await
+}
+
+/// Orders of the site's offerings.
+///
+/// Filters: `state` (repeat or comma-separate; default `pending-provider,executing`; `all` for
+/// every state), `type` (`Create`, `Update`, `Terminate`, `Restore`), `resource_uuid`. Paginated
+/// with `page` and `page_size` (≤ 100, default 10); `Link` and `X-Result-Count` headers.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "orders",
+    security(("bearer" = [])),
+    params(
+        ("state" = Option<String>, Query, description = "Order states, comma-separated or repeated; `all` for every state. Default: pending-provider,executing"),
+        ("type" = Option<String>, Query, description = "Order types, comma-separated or repeated"),
+        ("resource_uuid" = Option<String>, Query, description = "Only orders of this resource"),
+        ("page" = Option<u64>, Query, description = "From 1"),
+        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10"),
+    ),
+    responses(
+        (status = 200, body = [OrderView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `read`"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "A page after the last"),
+        (status = 502, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+        (status = 504, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/orders")]
+pub async fn list_orders(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::Read)?;
+    let params = QueryParams::parse(&req, &["state", "type", "resource_uuid"])?;
+    let paging = params.paging()?;
+    let mut query: Vec<(&str, String)> = identity
+        .site
+        .offerings
+        .iter()
+        .map(|o| ("offering_uuid", o.clone()))
+        .collect();
+    let states = params.all("state");
+    if states.is_empty() {
+        query.push(("state", "pending-provider".into()));
+        query.push(("state", "executing".into()));
+    } else if !states.iter().any(|s| s == "all") {
+        for s in states {
+            if !ORDER_STATES.contains(&s.as_str()) {
+                return Err(ApiError::InvalidQuery(format!(
+                    "`{s}` is not an order state (use: all, {})",
+                    ORDER_STATES.join(", ")
+                )));
+            }
+            query.push(("state", s));
+        }
+    }
+    for t in params.all("type") {
+        let Some(known) = ORDER_TYPES.iter().find(|k| k.eq_ignore_ascii_case(&t)) else {
+            return Err(ApiError::InvalidQuery(format!(
+                "`{t}` is not an order type (use: {})",
+                ORDER_TYPES.join(", ")
+            )));
+        };
+        query.push(("type", known.to_string()));
+    }
+    if let Some(r) = params.one("resource_uuid") {
+        let r = crate::domain::WaldurUuid::parse(r)
+            .map_err(|m| ApiError::InvalidQuery(format!("`resource_uuid` {m}")))?;
+        query.push(("resource_uuid", r.to_string()));
+    }
+    query.push(("o", "-created".into()));
+    query.extend(paging.upstream_query());
+    let page = state
+        .directory
+        .client()
+        .get_page("marketplace-orders/", &query)
+        .await
+        .map_err(|e| upstream_page_failed(e, &paging))?;
+    let items: Vec<OrderView> = page
+        .items
+        .iter()
+        // Puhuri filtered by offering already; check again rather than trust a filter.
+        .filter(|o| {
+            o["offering_uuid"]
+                .as_str()
+                .is_some_and(|x| identity.owns_offering(x))
+        })
+        .map(OrderView::from_waldur)
+        .collect();
+    let total = page.total.unwrap_or(items.len() as u64);
+    Ok(list_response(&state, &req, &paging, total, &items))
+}
+
+/// One order of the site's offerings.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "orders",
+    security(("bearer" = [])),
+    params(("uuid" = String, Path, description = "The order's uuid")),
+    responses(
+        (status = 200, body = OrderView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's order"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "Not a uuid"),
+        (status = 502, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+        (status = 504, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/orders/{uuid}")]
+pub async fn get_order(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::Read)?;
+    let uuid = uuid_in_path(&path, "order")?;
+    let order = site_order(&state, &identity, &uuid, false).await?;
+    Ok(HttpResponse::Ok().json(OrderView::from_waldur(&order)))
+}

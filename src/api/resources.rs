@@ -1,0 +1,727 @@
+//! Resources (allocations) of the site's offerings: backend id, state, report and limits (queued
+//! writes on `resource:<uuid>`), and reads: list, one, its team, its usage for a month, and the
+//! offering's components and plans.
+//!
+//! Every `{resource}` in a path is a uuid or `backend_id:<id>` (see [`super::reads`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::jobs::JobView;
+use super::reads::{
+    QueryParams, ReportSectionView, ResourceView, TeamMemberView, list_response, read_failed,
+    resource_ref, text, upstream_page_failed, uuid_in_path,
+};
+use super::submit::{lookup_failed, resolve_resource, submit};
+use crate::auth::{Scope, SiteIdentity};
+use crate::domain::operations::{
+    Operation, ReportSection, ResourceBackendId, ResourceLimits, ResourceReport, ResourceState,
+};
+use crate::domain::{BackendId, Month, WaldurUuid};
+use crate::error::{ApiError, FieldError, Problem};
+use crate::upstream::ResourceInfo;
+
+pub const MAX_REPORT_SECTIONS: usize = 50;
+pub const MAX_REPORT_HEADER: usize = 255;
+pub const MAX_REPORT_BODY: usize = 20_000;
+pub const MAX_STATE_MESSAGE: usize = 2000;
+pub const RESOURCE_STATES: [&str; 6] = [
+    "Creating",
+    "OK",
+    "Erred",
+    "Updating",
+    "Terminating",
+    "Terminated",
+];
+
+/// Resolves `{resource}` and checks it is the site's (403 otherwise, before anything is queued).
+async fn site_resource(
+    state: &AppState,
+    identity: &SiteIdentity,
+    segment: &str,
+) -> Result<ResourceInfo, ApiError> {
+    let reference = resource_ref(segment)?;
+    resolve_resource(state, identity, &reference).await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackendIdRequest {
+    /// The site's own id for the resource (1–255 characters, no control characters).
+    pub backend_id: String,
+}
+
+/// Set the site's own id for a resource (`set_backend_id`).
+///
+/// After delivery the resource can be named `backend_id:<id>` in paths and usage reports.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "resources",
+    security(("bearer" = [])),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`")),
+    request_body = BackendIdRequest,
+    responses(
+        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
+        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `resources:write`, or not the site's resource"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No resource with that backend id"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "Several resources have that backend id"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/resources/{resource}/backend-id")]
+pub async fn set_backend_id(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<BackendIdRequest>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::ResourcesWrite)?;
+    let backend_id =
+        BackendId::parse(&body.backend_id).map_err(|m| ApiError::field("backend_id", m))?;
+    let resource = site_resource(&state, &identity, &path).await?;
+    // Lookups by the old or the new id must not be answered from the cache from now on.
+    state
+        .directory
+        .forget_backend_id(&resource.uuid, Some(backend_id.as_str()));
+    let op = Operation::ResourceBackendId(ResourceBackendId {
+        resource_uuid: resource.uuid,
+        backend_id: backend_id.as_str().to_string(),
+    });
+    submit(&state, &identity, &req, op).await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateRequest {
+    /// `ok` (Waldur's `set_as_ok`; clears the error) or `erred` (`set_as_erred`).
+    #[schema(example = "erred")]
+    pub state: String,
+    /// With `erred`: why (at most 2,000 characters), stored as the resource's `error_message`.
+    pub message: Option<String>,
+}
+
+/// Set a resource OK or erred.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "resources",
+    security(("bearer" = [])),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`")),
+    request_body = StateRequest,
+    responses(
+        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
+        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's resource"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "Unknown state, or a message with `ok`"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/resources/{resource}/state")]
+pub async fn set_state(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<StateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::ResourcesWrite)?;
+    let request = body.into_inner();
+    let mut errors = Vec::new();
+    if !matches!(request.state.as_str(), "ok" | "erred") {
+        errors.push(FieldError::new("state", "must be `ok` or `erred`"));
+    }
+    match &request.message {
+        Some(_) if request.state == "ok" => errors.push(FieldError::new(
+            "message",
+            "is only taken with `erred` (setting OK clears the error)",
+        )),
+        Some(m) if m.chars().count() > MAX_STATE_MESSAGE => errors.push(FieldError::new(
+            "message",
+            "must be at most 2000 characters",
+        )),
+        _ => {}
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let resource = site_resource(&state, &identity, &path).await?;
+    let op = Operation::ResourceState(ResourceState {
+        resource_uuid: resource.uuid,
+        state: request.state,
+        message: request.message,
+    });
+    submit(&state, &identity, &req, op).await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"report": [{"header": "Access", "body": "ssh lumi.csc.fi; project_465000123"}]}))]
+pub struct ReportRequest {
+    /// Replaces the whole report (an empty list clears it). At most 50 sections; a header of
+    /// 1–255 characters and a body of 1–20,000 characters each.
+    pub report: Vec<ReportSectionView>,
+}
+
+/// Replace a resource's report (`submit_report`): what the customer sees about the allocation.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "resources",
+    security(("bearer" = [])),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`")),
+    request_body = ReportRequest,
+    responses(
+        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
+        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's resource"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[put("/resources/{resource}/report")]
+pub async fn submit_report(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<ReportRequest>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::ResourcesWrite)?;
+    let request = body.into_inner();
+    let mut errors = Vec::new();
+    if request.report.len() > MAX_REPORT_SECTIONS {
+        errors.push(FieldError::new("report", "must have at most 50 sections"));
+    }
+    for (i, section) in request.report.iter().enumerate() {
+        let header = section.header.chars().count();
+        if section.header.trim().is_empty() || header > MAX_REPORT_HEADER {
+            errors.push(FieldError::new(
+                format!("report[{i}].header"),
+                "must be 1 to 255 characters, not only spaces",
+            ));
+        }
+        if section.body.trim().is_empty() || section.body.chars().count() > MAX_REPORT_BODY {
+            errors.push(FieldError::new(
+                format!("report[{i}].body"),
+                "must be 1 to 20000 characters, not only spaces",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let resource = site_resource(&state, &identity, &path).await?;
+    let op = Operation::ResourceReport(ResourceReport {
+        resource_uuid: resource.uuid,
+        report: request
+            .report
+            .into_iter()
+            .map(|s| ReportSection {
+                header: s.header,
+                body: s.body,
+            })
+            .collect(),
+    });
+    submit(&state, &identity, &req, op).await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"limits": {"cpu_k_hours": 2000, "gpu_k_hours": 100}}))]
+pub struct LimitsRequest {
+    /// Component type → a whole number ≥ 0. Each type must be a component of the offering.
+    #[schema(value_type = Object, additional_properties = true)]
+    pub limits: BTreeMap<String, Value>,
+}
+
+/// Set a resource's limits (`set_limits`; no order is created).
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "resources",
+    security(("bearer" = [])),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`")),
+    request_body = LimitsRequest,
+    responses(
+        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
+        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's resource"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "Bad values, or types that are not components of the offering (named)"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[put("/resources/{resource}/limits")]
+pub async fn set_limits(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<LimitsRequest>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::ResourcesWrite)?;
+    let request = body.into_inner();
+    let mut errors = Vec::new();
+    if request.limits.is_empty() || request.limits.len() > 100 {
+        errors.push(FieldError::new("limits", "must name 1 to 100 components"));
+    }
+    let mut limits = BTreeMap::new();
+    for (type_, value) in &request.limits {
+        match value.as_u64() {
+            Some(n) => {
+                limits.insert(type_.clone(), n);
+            }
+            None => errors.push(FieldError::new(
+                format!("limits.{type_}"),
+                "must be a whole number, not negative",
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let resource = site_resource(&state, &identity, &path).await?;
+    let offering = state
+        .directory
+        .offering(&resource.offering_uuid)
+        .await
+        .map_err(lookup_failed)?;
+    let known: BTreeSet<&str> = offering
+        .components
+        .iter()
+        .map(|c| c.type_.as_str())
+        .collect();
+    let unknown: Vec<FieldError> = limits
+        .keys()
+        .filter(|t| !known.contains(t.as_str()))
+        .map(|t| {
+            FieldError::new(
+                format!("limits.{t}"),
+                format!(
+                    "`{t}` is not a component of the resource's offering (it has: {})",
+                    known.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::validation(unknown));
+    }
+    let op = Operation::ResourceLimits(ResourceLimits {
+        resource_uuid: resource.uuid,
+        limits,
+    });
+    submit(&state, &identity, &req, op).await
+}
+
+// --- reads -------------------------------------------------------------------------------------
+
+/// Resources of the site's offerings.
+///
+/// Filters: `state` (repeat or comma-separate; default every state), `backend_id`,
+/// `offering_uuid` (one of the site's; another is a 403). Paginated like every list.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "resources",
+    security(("bearer" = [])),
+    params(
+        ("state" = Option<String>, Query, description = "Resource states (`Creating`, `OK`, `Erred`, `Updating`, `Terminating`, `Terminated`), comma-separated or repeated"),
+        ("backend_id" = Option<String>, Query, description = "Exactly this backend id"),
+        ("offering_uuid" = Option<String>, Query, description = "Only this offering (one of the site's)"),
+        ("page" = Option<u64>, Query, description = "From 1"),
+        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10"),
+    ),
+    responses(
+        (status = 200, body = [ResourceView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `read`, or an offering that is not the site's"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "A page after the last"),
+        (status = 502, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+        (status = 504, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/resources")]
+pub async fn list_resources(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::Read)?;
+    let params = QueryParams::parse(&req, &["state", "backend_id", "offering_uuid"])?;
+    let paging = params.paging()?;
+    let mut query: Vec<(&str, String)> = Vec::new();
+    match params.one("offering_uuid") {
+        Some(o) => {
+            let o = WaldurUuid::parse(o)
+                .map_err(|m| ApiError::InvalidQuery(format!("`offering_uuid` {m}")))?;
+            if !identity.owns_offering(o.as_str()) {
+                return Err(ApiError::Forbidden(
+                    "the offering is not one of this site's".into(),
+                ));
+            }
+            query.push(("offering_uuid", o.to_string()));
+        }
+        None => query.extend(
+            identity
+                .site
+                .offerings
+                .iter()
+                .map(|o| ("offering_uuid", o.clone())),
+        ),
+    }
+    for s in params.all("state") {
+        let Some(known) = RESOURCE_STATES.iter().find(|k| k.eq_ignore_ascii_case(&s)) else {
+            return Err(ApiError::InvalidQuery(format!(
+                "`{s}` is not a resource state (use: {})",
+                RESOURCE_STATES.join(", ")
+            )));
+        };
+        query.push(("state", known.to_string()));
+    }
+    if let Some(b) = params.one("backend_id") {
+        query.push(("backend_id", b.to_string()));
+    }
+    query.push(("o", "-created".into()));
+    query.extend(paging.upstream_query());
+    let page = state
+        .directory
+        .client()
+        .get_page("marketplace-provider-resources/", &query)
+        .await
+        .map_err(|e| upstream_page_failed(e, &paging))?;
+    let items: Vec<ResourceView> = page
+        .items
+        .iter()
+        .filter(|r| {
+            r["offering_uuid"]
+                .as_str()
+                .is_some_and(|x| identity.owns_offering(x))
+        })
+        .map(ResourceView::from_waldur)
+        .collect();
+    let total = page.total.unwrap_or(items.len() as u64);
+    Ok(list_response(&state, &req, &paging, total, &items))
+}
+
+/// One resource of the site's offerings.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "resources",
+    security(("bearer" = [])),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`")),
+    responses(
+        (status = 200, body = ResourceView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's resource"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 502, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+        (status = 504, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/resources/{resource}")]
+pub async fn get_resource(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::Read)?;
+    let resource = site_resource(&state, &identity, &path).await?;
+    let full = state
+        .directory
+        .client()
+        .provider_resource(&resource.uuid)
+        .await
+        .map_err(read_failed)?;
+    Ok(HttpResponse::Ok().json(ResourceView::from_waldur(&full)))
+}
+
+/// The resource's team: the members of its project, with their usernames on its offering.
+///
+/// Not paginated (Waldur does not paginate it either).
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "resources",
+    security(("bearer" = [])),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`")),
+    responses(
+        (status = 200, body = [TeamMemberView]),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's resource"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 502, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+        (status = 504, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/resources/{resource}/team")]
+pub async fn resource_team(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::Read)?;
+    let resource = site_resource(&state, &identity, &path).await?;
+    let team = state
+        .directory
+        .client()
+        .resource_team(&resource.uuid)
+        .await
+        .map_err(read_failed)?;
+    let team: Vec<TeamMemberView> = team.iter().map(TeamMemberView::from_waldur).collect();
+    Ok(HttpResponse::Ok().json(team))
+}
+
+/// A plan period of a resource.
+#[derive(Serialize, ToSchema)]
+pub struct PlanPeriodView {
+    pub uuid: String,
+    pub plan_uuid: Option<String>,
+    pub plan_name: Option<String>,
+    pub start: Option<String>,
+    /// `null` while the period is open.
+    pub end: Option<String>,
+}
+
+/// One component's usage for the month, as Puhuri stores it.
+#[derive(Serialize, ToSchema)]
+pub struct ComponentUsageView {
+    /// The component type, e.g. `cpu_k_hours`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub name: Option<String>,
+    pub measured_unit: Option<String>,
+    /// A decimal string, e.g. `"12.50"`.
+    pub usage: String,
+    pub date: Option<String>,
+    pub description: Option<String>,
+}
+
+/// A resource's usage for one month.
+#[derive(Serialize, ToSchema)]
+pub struct ResourceUsageView {
+    pub resource_uuid: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// The plan periods that overlap the month (Puhuri lists only periods still open at the start
+    /// of the current month, so a closed period of an older month may be missing).
+    pub plan_periods: Vec<PlanPeriodView>,
+    pub usages: Vec<ComponentUsageView>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    /// `YYYY-MM`; default the current month (UTC).
+    pub month: Option<String>,
+}
+
+/// The resource's plan periods and component usages for a month.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "resources",
+    security(("bearer" = [])),
+    params(
+        ("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`"),
+        UsageQuery,
+    ),
+    responses(
+        (status = 200, body = ResourceUsageView),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's resource"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 502, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+        (status = 504, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/resources/{resource}/usage")]
+pub async fn resource_usage(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<UsageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::Read)?;
+    let month = match &query.month {
+        None => Month::current(),
+        Some(m) => Month::parse(m).map_err(|e| ApiError::InvalidQuery(format!("`month` {e}")))?,
+    };
+    let resource = site_resource(&state, &identity, &path).await?;
+    let client = state.directory.client();
+    let start = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
+        .map_err(ApiError::internal)?;
+    let next = if start.month() == 12 {
+        NaiveDate::from_ymd_opt(start.year() + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(start.year(), start.month() + 1, 1)
+    }
+    .ok_or_else(|| ApiError::internal("month out of range"))?;
+    let billing_period = start.to_string();
+    let (periods, usages) = tokio::try_join!(
+        client.plan_periods(&resource.uuid),
+        client.component_usages(&resource.uuid, &billing_period),
+    )
+    .map_err(read_failed)?;
+    let day = |v: Option<String>| {
+        v.and_then(|s| NaiveDate::parse_from_str(s.get(..10).unwrap_or(""), "%Y-%m-%d").ok())
+    };
+    let plan_periods = periods
+        .iter()
+        .filter(|p| {
+            day(text(p, "start")).is_none_or(|s| s < next)
+                && day(text(p, "end")).is_none_or(|e| e >= start)
+        })
+        .map(|p| PlanPeriodView {
+            uuid: text(p, "uuid").unwrap_or_default(),
+            plan_uuid: text(p, "plan_uuid"),
+            plan_name: text(p, "plan_name"),
+            start: text(p, "start"),
+            end: text(p, "end"),
+        })
+        .collect();
+    let usages = usages
+        .iter()
+        .map(|u| ComponentUsageView {
+            type_: text(u, "type").unwrap_or_default(),
+            name: text(u, "name"),
+            measured_unit: text(u, "measured_unit"),
+            usage: text(u, "usage").unwrap_or_default(),
+            date: text(u, "date"),
+            description: text(u, "description").filter(|d| !d.is_empty()),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(ResourceUsageView {
+        resource_uuid: resource.uuid,
+        month: month.to_string(),
+        plan_periods,
+        usages,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OfferingComponentView {
+    /// The key used in usage reports and limits, e.g. `cpu_k_hours`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub name: Option<String>,
+    pub measured_unit: Option<String>,
+    /// `usage`, `limit`, `fixed`, `one` or `few`.
+    pub billing_type: Option<String>,
+    pub limit_period: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub limit_amount: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PlanView {
+    pub uuid: String,
+    pub name: String,
+    pub unit: Option<String>,
+    /// Component type → price per unit (decimal string).
+    pub prices: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OfferingView {
+    pub uuid: String,
+    pub name: String,
+    /// E.g. `Marketplace.Basic` or `Marketplace.Slurm`.
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+    pub state: Option<String>,
+    pub components: Vec<OfferingComponentView>,
+    pub plans: Vec<PlanView>,
+}
+
+/// One of the site's offerings: its components and plans.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "resources",
+    security(("bearer" = [])),
+    params(("uuid" = String, Path, description = "The offering's uuid")),
+    responses(
+        (status = 200, body = OfferingView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not one of the site's offerings"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 502, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+        (status = 504, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/offerings/{uuid}")]
+pub async fn get_offering(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::Read)?;
+    let uuid = uuid_in_path(&path, "offering")?;
+    if !identity.owns_offering(uuid.as_str()) {
+        return Err(ApiError::Forbidden(
+            "the offering is not one of this site's".into(),
+        ));
+    }
+    let o = state
+        .directory
+        .client()
+        .provider_offering(uuid.as_str())
+        .await
+        .map_err(read_failed)?;
+    let list = |key: &str| o[key].as_array().cloned().unwrap_or_default();
+    let components = list("components")
+        .iter()
+        .map(|c| OfferingComponentView {
+            type_: text(c, "type").unwrap_or_default(),
+            name: text(c, "name"),
+            measured_unit: text(c, "measured_unit"),
+            billing_type: text(c, "billing_type"),
+            limit_period: text(c, "limit_period"),
+            limit_amount: c["limit_amount"].clone(),
+        })
+        .collect();
+    let plans = list("plans")
+        .iter()
+        .map(|p| PlanView {
+            uuid: text(p, "uuid").unwrap_or_default(),
+            name: text(p, "name").unwrap_or_default(),
+            unit: text(p, "unit"),
+            prices: p["components"]
+                .as_array()
+                .map(|cs| {
+                    cs.iter()
+                        .filter_map(|c| Some((text(c, "type")?, text(c, "price")?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(OfferingView {
+        uuid: text(&o, "uuid").unwrap_or_default(),
+        name: text(&o, "name").unwrap_or_default(),
+        type_: text(&o, "type"),
+        state: text(&o, "state"),
+        components,
+        plans,
+    }))
+}

@@ -1,0 +1,499 @@
+//! People: usernames (queued writes) and the service provider's views of users, SSH keys,
+//! projects and project permissions, narrowed to the site.
+//!
+//! **Whose user is it?** A user is the site's when they hold an active role in a project that has
+//! a live (not terminated) resource in one of the site's offerings, i.e. they are on the team of
+//! one of its resources. The check is two calls: the user's project roles in the provider's view
+//! (`…/project_permissions/?user_uuid=`) and a count of resources of those projects in the site's
+//! offerings. For `POST /v1/offering-users` the resource must be in that very offering.
+//!
+//! **What the reads can and cannot filter.** Puhuri's provider views list everything of the
+//! provider; the gateway narrows them: projects to those with a live resource in the site's
+//! offerings; project permissions to those projects; users to people with a role in them; SSH
+//! keys to those users' keys. To do that it reads the provider's lists in pages of 100 (at most
+//! 50 pages each) and paginates the filtered result itself, so these reads cost more upstream
+//! calls than the order and resource lists. A user who is also on another site's resources is
+//! visible to both sites (the user is shared; their other projects are not listed).
+//!
+//! **`PUT /v1/users/{uuid}/username`** is Waldur's `set_offerings_username`: it sets the username
+//! on *every* offering of the service provider where the user has a resource, which can include
+//! offerings of other sites sharing the provider. Grant `users:write` accordingly, or use
+//! `POST /v1/offering-users`, which touches one offering of the site only.
+
+use std::collections::BTreeSet;
+
+use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::jobs::JobView;
+use super::reads::{
+    LIVE_RESOURCE_STATES, MAX_UPSTREAM_PAGES, ProjectPermissionView, ProjectView, QueryParams,
+    SshKeyView, UserView, list_response, read_failed, service_provider_uuid, site_projects,
+    uuid_in_path,
+};
+use super::submit::{lookup_failed, submit};
+use crate::auth::{Scope, SiteIdentity};
+use crate::domain::WaldurUuid;
+use crate::domain::operations::{OfferingUsername, Operation, UserUsername};
+use crate::error::{ApiError, FieldError, Problem};
+
+pub const MAX_USERNAME: usize = 100;
+
+/// 1–100 characters, no whitespace or control characters.
+pub fn validate_username(username: &str) -> Result<(), &'static str> {
+    let n = username.chars().count();
+    if n == 0 || n > MAX_USERNAME {
+        return Err("must be 1 to 100 characters");
+    }
+    if username
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err("must not contain spaces or control characters");
+    }
+    Ok(())
+}
+
+fn not_yours() -> ApiError {
+    ApiError::Forbidden(
+        "the user is not on the team of a resource of this site's offerings, or does not exist"
+            .into(),
+    )
+}
+
+/// 403 unless the user holds a role in a project with a live resource in `offerings`.
+async fn check_user(
+    state: &AppState,
+    identity: &SiteIdentity,
+    user: &WaldurUuid,
+    offerings: &[String],
+) -> Result<(), ApiError> {
+    let sp = service_provider_uuid(state, identity, true).await?;
+    let client = state.directory.client();
+    let roles = client
+        .get_all(
+            &format!("marketplace-service-providers/{sp}/project_permissions/"),
+            &[("user_uuid", user.to_string())],
+            MAX_UPSTREAM_PAGES,
+        )
+        .await
+        .map_err(lookup_failed)?;
+    let projects: BTreeSet<&str> = roles
+        .iter()
+        .filter(|r| r["user_uuid"].as_str() == Some(user.as_str()))
+        .filter_map(|r| r["project_uuid"].as_str())
+        .collect();
+    if projects.is_empty() {
+        return Err(not_yours());
+    }
+    let mut query: Vec<(&str, String)> = projects
+        .iter()
+        .map(|p| ("project_uuid", p.to_string()))
+        .collect();
+    query.extend(offerings.iter().map(|o| ("offering_uuid", o.clone())));
+    query.extend(
+        LIVE_RESOURCE_STATES
+            .iter()
+            .map(|s| ("state", s.to_string())),
+    );
+    query.push(("field", "offering_uuid".into()));
+    query.push(("field", "project_uuid".into()));
+    query.push(("page_size", "100".into()));
+    let page = client
+        .get_page("marketplace-provider-resources/", &query)
+        .await
+        .map_err(lookup_failed)?;
+    // Check again rather than trust the filters.
+    let found = page.items.iter().any(|r| {
+        r["offering_uuid"]
+            .as_str()
+            .is_some_and(|o| offerings.iter().any(|x| x == o))
+            && r["project_uuid"]
+                .as_str()
+                .is_some_and(|p| projects.contains(p))
+    });
+    if found { Ok(()) } else { Err(not_yours()) }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"offering_uuid": "0f000000000040008000000000000001", "user_uuid": "a0000000000040008000000000000012", "username": "bob_lumi"}))]
+pub struct OfferingUserRequest {
+    /// One of the site's offerings.
+    pub offering_uuid: String,
+    /// A user on the team of a resource of that offering.
+    pub user_uuid: String,
+    /// 1–100 characters, no whitespace or control characters.
+    pub username: String,
+}
+
+/// Create or update a user's account name on one of the site's offerings.
+///
+/// Delivered idempotently: the offering user is looked up first and its username changed only if
+/// it differs; it is created when absent (a create that meets an existing one is an update).
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "users",
+    security(("bearer" = [])),
+    request_body = OfferingUserRequest,
+    responses(
+        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
+        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `users:write`, not the site's offering, or not the site's user"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/offering-users")]
+pub async fn set_offering_username(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<OfferingUserRequest>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::UsersWrite)?;
+    let mut errors = Vec::new();
+    let offering = WaldurUuid::parse(&body.offering_uuid)
+        .map_err(|m| errors.push(FieldError::new("offering_uuid", m)))
+        .ok();
+    let user = WaldurUuid::parse(&body.user_uuid)
+        .map_err(|m| errors.push(FieldError::new("user_uuid", m)))
+        .ok();
+    if let Err(m) = validate_username(&body.username) {
+        errors.push(FieldError::new("username", m));
+    }
+    let (Some(offering), Some(user), true) = (offering, user, errors.is_empty()) else {
+        return Err(ApiError::validation(errors));
+    };
+    if !identity.owns_offering(offering.as_str()) {
+        return Err(ApiError::Forbidden(
+            "the offering is not one of this site's".into(),
+        ));
+    }
+    check_user(&state, &identity, &user, &[offering.to_string()]).await?;
+    let op = Operation::OfferingUsername(OfferingUsername {
+        offering_uuid: offering.to_string(),
+        user_uuid: user.to_string(),
+        username: body.username.clone(),
+    });
+    submit(&state, &identity, &req, op).await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsernameRequest {
+    /// 1–100 characters, no whitespace or control characters.
+    pub username: String,
+}
+
+/// Set a user's username on every offering of the service provider where they have a resource
+/// (`set_offerings_username`).
+///
+/// The user must be on the team of a resource of one of the site's offerings. Note that Waldur
+/// applies the name to all the provider's offerings, not only the site's.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "users",
+    security(("bearer" = [])),
+    params(("uuid" = String, Path, description = "The user's uuid")),
+    request_body = UsernameRequest,
+    responses(
+        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
+        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's user"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "Not a uuid"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[put("/users/{uuid}/username")]
+pub async fn set_username(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<UsernameRequest>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::UsersWrite)?;
+    let user = uuid_in_path(&path, "user")?;
+    validate_username(&body.username).map_err(|m| ApiError::field("username", m))?;
+    let offerings: Vec<String> = identity.site.offerings.iter().cloned().collect();
+    check_user(&state, &identity, &user, &offerings).await?;
+    let sp = service_provider_uuid(&state, &identity, true).await?;
+    let op = Operation::UserUsername(UserUsername {
+        service_provider_uuid: sp,
+        user_uuid: user.to_string(),
+        username: body.username.clone(),
+    });
+    submit(&state, &identity, &req, op).await
+}
+
+// --- reads -------------------------------------------------------------------------------------
+
+/// Everything at a provider view path, read in pages of 100.
+async fn provider_list(
+    state: &AppState,
+    identity: &SiteIdentity,
+    view: &str,
+    query: &[(&str, String)],
+) -> Result<Vec<Value>, ApiError> {
+    let sp = service_provider_uuid(state, identity, false).await?;
+    state
+        .directory
+        .client()
+        .get_all(
+            &format!("marketplace-service-providers/{sp}/{view}/"),
+            query,
+            MAX_UPSTREAM_PAGES,
+        )
+        .await
+        .map_err(read_failed)
+}
+
+/// Active roles in the site's projects.
+async fn site_roles(
+    state: &AppState,
+    identity: &SiteIdentity,
+    query: &[(&str, String)],
+) -> Result<Vec<Value>, ApiError> {
+    let projects = site_projects(state, identity).await?;
+    let roles = provider_list(state, identity, "project_permissions", query).await?;
+    Ok(roles
+        .into_iter()
+        .filter(|r| {
+            r["project_uuid"]
+                .as_str()
+                .is_some_and(|p| projects.contains(p))
+        })
+        .collect())
+}
+
+fn uuid_filter(params: &QueryParams, key: &str) -> Result<Option<String>, ApiError> {
+    params
+        .one(key)
+        .map(|v| {
+            WaldurUuid::parse(v)
+                .map(|u| u.to_string())
+                .map_err(|m| ApiError::InvalidQuery(format!("`{key}` {m}")))
+        })
+        .transpose()
+}
+
+/// People on the teams of the site's resources.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "users",
+    security(("bearer" = [])),
+    params(
+        ("username" = Option<String>, Query, description = "Exactly this Puhuri username"),
+        ("page" = Option<u64>, Query, description = "From 1"),
+        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10"),
+    ),
+    responses(
+        (status = 200, body = [UserView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `read`"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "A page after the last"),
+        (status = 502, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+        (status = 504, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/users")]
+pub async fn list_users(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::Read)?;
+    let params = QueryParams::parse(&req, &["username"])?;
+    let paging = params.paging()?;
+    let roles = site_roles(&state, &identity, &[]).await?;
+    let members: BTreeSet<&str> = roles
+        .iter()
+        .filter_map(|r| r["user_uuid"].as_str())
+        .collect();
+    let mut query = Vec::new();
+    if let Some(u) = params.one("username") {
+        query.push(("username", u.to_string()));
+    }
+    let users: Vec<UserView> = provider_list(&state, &identity, "users", &query)
+        .await?
+        .iter()
+        .filter(|u| u["uuid"].as_str().is_some_and(|x| members.contains(x)))
+        .filter(|u| params.one("username").is_none_or(|n| u["username"] == n))
+        .map(UserView::from_waldur)
+        .collect();
+    let (page, total) = paging.slice(users)?;
+    Ok(list_response(&state, &req, &paging, total, &page))
+}
+
+/// SSH keys of the people on the teams of the site's resources.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "users",
+    security(("bearer" = [])),
+    params(
+        ("user_uuid" = Option<String>, Query, description = "Only this user's keys"),
+        ("page" = Option<u64>, Query, description = "From 1"),
+        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10"),
+    ),
+    responses(
+        (status = 200, body = [SshKeyView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `read`"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "A page after the last"),
+        (status = 502, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+        (status = 504, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/ssh-keys")]
+pub async fn list_ssh_keys(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::Read)?;
+    let params = QueryParams::parse(&req, &["user_uuid"])?;
+    let paging = params.paging()?;
+    let user = uuid_filter(&params, "user_uuid")?;
+    let roles = site_roles(&state, &identity, &[]).await?;
+    let members: BTreeSet<&str> = roles
+        .iter()
+        .filter_map(|r| r["user_uuid"].as_str())
+        .collect();
+    let mut query = Vec::new();
+    if let Some(u) = &user {
+        query.push(("user_uuid", u.clone()));
+    }
+    let keys: Vec<SshKeyView> = provider_list(&state, &identity, "keys", &query)
+        .await?
+        .iter()
+        .filter(|k| {
+            k["user_uuid"]
+                .as_str()
+                .is_some_and(|u| members.contains(u) && user.as_deref().is_none_or(|x| x == u))
+        })
+        .map(SshKeyView::from_waldur)
+        .collect();
+    let (page, total) = paging.slice(keys)?;
+    Ok(list_response(&state, &req, &paging, total, &page))
+}
+
+/// Projects with a live resource in the site's offerings.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "users",
+    security(("bearer" = [])),
+    params(
+        ("page" = Option<u64>, Query, description = "From 1"),
+        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10"),
+    ),
+    responses(
+        (status = 200, body = [ProjectView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `read`"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "A page after the last"),
+        (status = 502, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+        (status = 504, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/projects")]
+pub async fn list_projects(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::Read)?;
+    let params = QueryParams::parse(&req, &[])?;
+    let paging = params.paging()?;
+    let mine = site_projects(&state, &identity).await?;
+    let projects: Vec<ProjectView> = provider_list(&state, &identity, "projects", &[])
+        .await?
+        .iter()
+        .filter(|p| p["uuid"].as_str().is_some_and(|u| mine.contains(u)))
+        .map(ProjectView::from_waldur)
+        .collect();
+    let (page, total) = paging.slice(projects)?;
+    Ok(list_response(&state, &req, &paging, total, &page))
+}
+
+/// Active project roles in the site's projects.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "users",
+    security(("bearer" = [])),
+    params(
+        ("project_uuid" = Option<String>, Query, description = "Only this project"),
+        ("user_uuid" = Option<String>, Query, description = "Only this user"),
+        ("page" = Option<u64>, Query, description = "From 1"),
+        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10"),
+    ),
+    responses(
+        (status = 200, body = [ProjectPermissionView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `read`"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "A page after the last"),
+        (status = 502, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+        (status = 504, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/project-permissions")]
+pub async fn list_project_permissions(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::Read)?;
+    let params = QueryParams::parse(&req, &["project_uuid", "user_uuid"])?;
+    let paging = params.paging()?;
+    let mut query = Vec::new();
+    let project = uuid_filter(&params, "project_uuid")?;
+    let user = uuid_filter(&params, "user_uuid")?;
+    if let Some(p) = &project {
+        query.push(("project_uuid", p.clone()));
+    }
+    if let Some(u) = &user {
+        query.push(("user_uuid", u.clone()));
+    }
+    let roles: Vec<ProjectPermissionView> = site_roles(&state, &identity, &query)
+        .await?
+        .iter()
+        .filter(|r| project.as_deref().is_none_or(|p| r["project_uuid"] == p))
+        .filter(|r| user.as_deref().is_none_or(|u| r["user_uuid"] == u))
+        .map(ProjectPermissionView::from_waldur)
+        .collect();
+    let (page, total) = paging.slice(roles)?;
+    Ok(list_response(&state, &req, &paging, total, &page))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_username;
+
+    #[test]
+    fn usernames_are_bounded_and_have_no_spaces() {
+        assert!(validate_username("alice_lumi").is_ok());
+        assert!(validate_username("a.b-c@d").is_ok());
+        assert!(validate_username(&"x".repeat(100)).is_ok());
+        assert!(validate_username(&"x".repeat(101)).is_err());
+        assert!(validate_username("").is_err());
+        assert!(validate_username("a b").is_err());
+        assert!(validate_username("a\tb").is_err());
+        assert!(validate_username("a\u{7}").is_err());
+    }
+}

@@ -1,0 +1,164 @@
+//! The whole service-provider lifecycle of one allocation, through the gateway only; the
+//! simulator's control API is used only to check what reached "Puhuri".
+
+use puhuri_gateway::sim::demo;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::site_helpers::*;
+
+async fn step(app: &TestApp, token: &str, response: reqwest::Response) -> Value {
+    let job = accepted(response).await;
+    let done = delivered(app, token, &job).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    done
+}
+
+#[tokio::test]
+async fn an_order_goes_from_waiting_to_billed_through_the_gateway() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+
+    // 1. The order waiting for the provider shows up in the default list.
+    let (_, _, waiting) = get_json(&app, "/v1/orders?type=Create", &token).await;
+    let order = waiting
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["uuid"] == demo::ORDER_PENDING_UUID)
+        .expect("the pending order is listed")
+        .clone();
+    assert_eq!(order["state"], "pending-provider");
+    let resource = order["resource_uuid"].as_str().unwrap().to_string();
+    assert_eq!(resource, demo::RESOURCE_CREATING_UUID);
+
+    // 2. Approve.
+    let order_path = format!("/v1/orders/{}", demo::ORDER_PENDING_UUID);
+    step(
+        &app,
+        &token,
+        post_empty(&app, &format!("{order_path}/approve"), &token).await,
+    )
+    .await;
+    let (_, _, read) = get_json(&app, &order_path, &token).await;
+    assert_eq!(read["state"], "executing");
+
+    // 3. Provision: the site's own id, then name the resource by it from here on.
+    step(
+        &app,
+        &token,
+        app.post_json(
+            &format!("/v1/resources/{resource}/backend-id"),
+            &token,
+            &json!({"backend_id": "project_465000999"}),
+        )
+        .await,
+    )
+    .await;
+    let by_id = "/v1/resources/backend_id:project_465000999";
+    let report = json!([{"header": "Access", "body": "ssh lumi.example.org, project_465000999"}]);
+    step(
+        &app,
+        &token,
+        put_json(
+            &app,
+            &format!("{by_id}/report"),
+            &token,
+            &json!({"report": report}),
+        )
+        .await,
+    )
+    .await;
+
+    // 4. Done: the order completes and the resource is OK.
+    step(
+        &app,
+        &token,
+        post_empty(&app, &format!("{order_path}/done"), &token).await,
+    )
+    .await;
+    let (_, _, resource_view) = get_json(&app, by_id, &token).await;
+    assert_eq!(resource_view["state"], "OK");
+
+    // 5. Usernames for the resource's team.
+    let (_, _, team) = get_json(&app, &format!("{by_id}/team"), &token).await;
+    let team = team.as_array().unwrap().clone();
+    assert!(!team.is_empty());
+    for member in &team {
+        let user = member["user_uuid"].as_str().unwrap();
+        let username = format!("{}_465000999", member["username"].as_str().unwrap());
+        step(
+            &app,
+            &token,
+            app.post_json(
+                "/v1/offering-users",
+                &token,
+                &json!({"offering_uuid": ALPHA_OFFERING, "user_uuid": user, "username": username}),
+            )
+            .await,
+        )
+        .await;
+    }
+    let (_, _, team_after) = get_json(&app, &format!("{by_id}/team"), &token).await;
+    for member in team_after.as_array().unwrap() {
+        assert_eq!(
+            member["offering_user_username"],
+            format!("{}_465000999", member["username"].as_str().unwrap()),
+            "{member}"
+        );
+    }
+
+    // 6. Monthly usage, by backend id.
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    step(
+        &app,
+        &token,
+        app.post_usage(
+            &token,
+            &json!({"resource_backend_id": "project_465000999", "month": month, "usages": {"cpu_k_hours": "120.5", "gb_k_hours": 3}}),
+        )
+        .await,
+    )
+    .await;
+    let (status, _, usage) = get_json(&app, &format!("{by_id}/usage?month={month}"), &token).await;
+    assert_eq!(status, 200, "{usage}");
+    let cpu = usage["usages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["type"] == "cpu_k_hours")
+        .expect("cpu usage read back");
+    assert_eq!(cpu["usage"], "120.50");
+    assert!(
+        !usage["plan_periods"].as_array().unwrap().is_empty(),
+        "{usage}"
+    );
+
+    // 7. What Puhuri holds.
+    let order = sim_order(&app, demo::ORDER_PENDING_UUID).await;
+    assert_eq!(order["state"], "done");
+    let stored = sim_resource(&app, &resource).await;
+    assert_eq!(stored["state"], "OK");
+    assert_eq!(stored["backend_id"], "project_465000999");
+    assert_eq!(stored["report"], report);
+    let usages = app.sim_get(&format!("state/usages/{resource}")).await;
+    let amounts: Vec<(String, String)> = usages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["type"].as_str().unwrap().into(),
+                u["usage"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        amounts.contains(&("cpu_k_hours".into(), "120.50".into())),
+        "{amounts:?}"
+    );
+    assert!(
+        amounts.contains(&("gb_k_hours".into(), "3.00".into())),
+        "{amounts:?}"
+    );
+}

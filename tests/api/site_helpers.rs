@@ -1,0 +1,71 @@
+//! Helpers for the site API tests (orders, resources, users, reads).
+
+#![allow(dead_code)]
+
+use jsonwebtoken::Algorithm;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+/// A token of site alpha granting only `scope` (space-separated scopes).
+pub fn alpha_token_with(scope: &str) -> String {
+    let mut c = claims("alpha");
+    c["scope"] = Value::String(scope.into());
+    sign(Algorithm::EdDSA, "alpha-ed", "ed25519.key", &c)
+}
+
+pub async fn post_empty(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request sent")
+}
+
+pub async fn put_json(app: &TestApp, path: &str, token: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .put(app.url(path))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("request sent")
+}
+
+/// Asserts 202 and returns the job id.
+pub async fn accepted(response: reqwest::Response) -> String {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["state"], "queued", "{body}");
+    body["job_id"].as_str().unwrap().to_string()
+}
+
+/// Drains the queue and returns the job as the site sees it.
+pub async fn delivered(app: &TestApp, token: &str, job: &str) -> Value {
+    app.drain().await;
+    app.job(token, job).await
+}
+
+/// The order's state as the simulator holds it.
+pub async fn sim_order(app: &TestApp, uuid: &str) -> Value {
+    app.sim_get(&format!("state/order/{uuid}")).await
+}
+
+pub async fn sim_resource(app: &TestApp, uuid: &str) -> Value {
+    app.sim_get(&format!("state/resource/{uuid}")).await
+}
+
+/// GET returning status and JSON body.
+pub async fn get_json(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let response = app.get_as(path, token).await;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, headers, body)
+}

@@ -1,0 +1,352 @@
+//! Usernames (offering users, set_offerings_username) and the people reads.
+
+use puhuri_gateway::sim::demo;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::site_helpers::*;
+
+fn offering_user(user: &str, username: &str) -> Value {
+    json!({"offering_uuid": ALPHA_OFFERING, "user_uuid": user, "username": username})
+}
+
+async fn offering_users_of(app: &TestApp, user: &str) -> Vec<Value> {
+    // The team read shows each member's username on the resource's offering.
+    let team: Value = app
+        .get_as(
+            &format!("/v1/resources/{}/team", demo::RESOURCE_OK_UUID),
+            &alpha_token(),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    team.as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["user_uuid"] == user)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn an_offering_user_is_created_then_updated_then_left_alone() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let created = accepted(
+        app.post_json(
+            "/v1/offering-users",
+            &token,
+            &offering_user(demo::USER_BOB_UUID, "bob_lumi"),
+        )
+        .await,
+    )
+    .await;
+    let job = delivered(&app, &token, &created).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["result"]["action"], "created");
+    assert_eq!(
+        offering_users_of(&app, demo::USER_BOB_UUID).await[0]["offering_user_username"],
+        "bob_lumi"
+    );
+
+    let same = accepted(
+        app.post_json(
+            "/v1/offering-users",
+            &token,
+            &offering_user(demo::USER_BOB_UUID, "bob_lumi"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        delivered(&app, &token, &same).await["result"]["action"],
+        "unchanged"
+    );
+    let renamed = accepted(
+        app.post_json(
+            "/v1/offering-users",
+            &token,
+            &offering_user(demo::USER_BOB_UUID, "bberg"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        delivered(&app, &token, &renamed).await["result"]["action"],
+        "updated"
+    );
+    assert_eq!(
+        offering_users_of(&app, demo::USER_BOB_UUID).await[0]["offering_user_username"],
+        "bberg"
+    );
+    // One create in all: the lookups kept it from hitting the uniqueness check.
+    let creates: Vec<Value> = app
+        .sim_calls("marketplace-offering-users")
+        .await
+        .into_iter()
+        .filter(|c| c["method"] == "POST")
+        .collect();
+    assert_eq!(creates.len(), 1);
+}
+
+#[tokio::test]
+async fn an_existing_offering_user_is_patched_not_duplicated() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let job = accepted(
+        app.post_json(
+            "/v1/offering-users",
+            &token,
+            &offering_user(demo::USER_ALICE_UUID, "aandersson"),
+        )
+        .await,
+    )
+    .await;
+    let done = delivered(&app, &token, &job).await;
+    assert_eq!(done["result"]["action"], "updated", "{done}");
+    assert_eq!(
+        done["result"]["offering_user_uuid"],
+        demo::OFFERING_USER_ALICE_UUID
+    );
+    let ou = app
+        .sim_get(&format!(
+            "state/offering-user/{}",
+            demo::OFFERING_USER_ALICE_UUID
+        ))
+        .await;
+    assert_eq!(ou["username"], "aandersson");
+    let patches: Vec<Value> = app
+        .sim_calls("marketplace-offering-users")
+        .await
+        .into_iter()
+        .filter(|c| c["method"] == "PATCH")
+        .collect();
+    assert_eq!(patches.len(), 1);
+}
+
+#[tokio::test]
+async fn usernames_and_ids_are_validated() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    for username in ["", "bob lumi", "bob\u{7}", &"x".repeat(101)] {
+        let response = app
+            .post_json(
+                "/v1/offering-users",
+                &token,
+                &offering_user(demo::USER_BOB_UUID, username),
+            )
+            .await;
+        let body = assert_problem(response, 422, "validation_failed").await;
+        assert_eq!(body["errors"][0]["field"], "username");
+        let response = put_json(
+            &app,
+            &format!("/v1/users/{}/username", demo::USER_BOB_UUID),
+            &token,
+            &json!({"username": username}),
+        )
+        .await;
+        assert_problem(response, 422, "validation_failed").await;
+    }
+    let response = app
+        .post_json(
+            "/v1/offering-users",
+            &token,
+            &json!({"offering_uuid": "x", "user_uuid": "y", "username": "ok"}),
+        )
+        .await;
+    let body = assert_problem(response, 422, "validation_failed").await;
+    assert_eq!(body["errors"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn users_and_offerings_of_others_are_refused() {
+    let app = spawn_manual_app().await;
+    let alpha = alpha_token();
+    let beta = beta_token();
+    // Dave is only on the other provider's project.
+    let response = app
+        .post_json(
+            "/v1/offering-users",
+            &alpha,
+            &offering_user(demo::USER_DAVE_UUID, "dave"),
+        )
+        .await;
+    assert_problem(response, 403, "forbidden").await;
+    let response = put_json(
+        &app,
+        &format!("/v1/users/{}/username", demo::USER_DAVE_UUID),
+        &alpha,
+        &json!({"username": "dave"}),
+    )
+    .await;
+    assert_problem(response, 403, "forbidden").await;
+    // Unknown user: the same answer.
+    let response = put_json(
+        &app,
+        "/v1/users/a00000000000400080000000000000ff/username",
+        &alpha,
+        &json!({"username": "ghost"}),
+    )
+    .await;
+    assert_problem(response, 403, "forbidden").await;
+    // Beta may not name users on alpha's offering, nor Carol (no resource of beta's offering).
+    let response = app
+        .post_json(
+            "/v1/offering-users",
+            &beta,
+            &offering_user(demo::USER_BOB_UUID, "bob"),
+        )
+        .await;
+    assert_problem(response, 403, "forbidden").await;
+    let response = put_json(
+        &app,
+        &format!("/v1/users/{}/username", demo::USER_CAROL_UUID),
+        &beta,
+        &json!({"username": "carol"}),
+    )
+    .await;
+    assert_problem(response, 403, "forbidden").await;
+    let response = app
+        .post_json(
+            "/v1/offering-users",
+            &alpha_token_with("read orders:write resources:write"),
+            &offering_user(demo::USER_BOB_UUID, "bob"),
+        )
+        .await;
+    assert_problem(response, 403, "insufficient_scope").await;
+    assert!(app.sim_calls("marketplace-offering-users").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_users_username_is_set_across_the_providers_offerings() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let job = accepted(
+        put_json(
+            &app,
+            &format!("/v1/users/{}/username", demo::USER_CAROL_UUID),
+            &token,
+            &json!({"username": "ccarlsson"}),
+        )
+        .await,
+    )
+    .await;
+    let done = delivered(&app, &token, &job).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let calls = app.sim_calls("set_offerings_username").await;
+    assert_eq!(calls.len(), 1);
+    assert!(
+        calls[0]["path"]
+            .as_str()
+            .unwrap()
+            .contains(demo::SERVICE_PROVIDER_UUID)
+    );
+    assert_eq!(
+        calls[0]["body"],
+        json!({"user_uuid": demo::USER_CAROL_UUID, "username": "ccarlsson"})
+    );
+    let team: Value = app
+        .get_as(
+            &format!("/v1/resources/{}/team", demo::RESOURCE_ERRED_UUID),
+            &token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let carol = team
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user_uuid"] == demo::USER_CAROL_UUID)
+        .unwrap();
+    assert_eq!(carol["offering_user_username"], "ccarlsson");
+}
+
+fn uuids(v: &Value, key: &str) -> Vec<String> {
+    let mut out: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x[key].as_str().unwrap().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn people_reads_are_narrowed_to_the_site() {
+    let app = spawn_manual_app().await;
+    let alpha = alpha_token();
+    let beta = beta_token();
+
+    let (status, headers, users) = get_json(&app, "/v1/users", &alpha).await;
+    assert_eq!(status, 200, "{users}");
+    assert_eq!(
+        uuids(&users, "uuid"),
+        [
+            demo::USER_ALICE_UUID,
+            demo::USER_BOB_UUID,
+            demo::USER_CAROL_UUID
+        ]
+    );
+    assert_eq!(headers["x-result-count"], "3");
+    // Beta's only resource is in project A: Alice and Bob, not Carol.
+    let (_, _, users) = get_json(&app, "/v1/users", &beta).await;
+    assert_eq!(
+        uuids(&users, "uuid"),
+        [demo::USER_ALICE_UUID, demo::USER_BOB_UUID]
+    );
+    let (_, headers, page) = get_json(&app, "/v1/users?page_size=2&page=2", &alpha).await;
+    assert_eq!(page.as_array().unwrap().len(), 1);
+    assert!(headers["link"].to_str().unwrap().contains("rel=\"prev\""));
+    let (status, _, _) = get_json(&app, "/v1/users?page=3&page_size=2", &alpha).await;
+    assert_eq!(status, 404);
+    let (_, _, users) = get_json(&app, "/v1/users?username=bob", &alpha).await;
+    assert_eq!(uuids(&users, "uuid"), [demo::USER_BOB_UUID]);
+
+    let (_, _, keys) = get_json(&app, "/v1/ssh-keys", &beta).await;
+    assert_eq!(
+        uuids(&keys, "uuid"),
+        [demo::KEY_ALICE_UUID, demo::KEY_BOB_UUID]
+    );
+    assert!(
+        keys[0]["public_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("ssh-ed25519 ")
+    );
+    let (_, _, keys) = get_json(
+        &app,
+        &format!("/v1/ssh-keys?user_uuid={}", demo::USER_CAROL_UUID),
+        &beta,
+    )
+    .await;
+    assert!(keys.as_array().unwrap().is_empty());
+
+    let (_, _, projects) = get_json(&app, "/v1/projects", &alpha).await;
+    assert_eq!(
+        uuids(&projects, "uuid"),
+        [demo::PROJECT_A_UUID, demo::PROJECT_B_UUID]
+    );
+    let (_, _, projects) = get_json(&app, "/v1/projects", &beta).await;
+    assert_eq!(uuids(&projects, "uuid"), [demo::PROJECT_A_UUID]);
+
+    let (_, _, roles) = get_json(
+        &app,
+        &format!("/v1/project-permissions?user_uuid={}", demo::USER_BOB_UUID),
+        &beta,
+    )
+    .await;
+    let roles = roles.as_array().unwrap();
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0]["project_uuid"], demo::PROJECT_A_UUID);
+    assert_eq!(roles[0]["role"], "PROJECT.MEMBER");
+    assert!(!Value::Array(roles.clone()).to_string().contains("/api/"));
+
+    let response = app
+        .get_as("/v1/users", &alpha_token_with("users:write"))
+        .await;
+    assert_problem(response, 403, "insufficient_scope").await;
+}
