@@ -1519,3 +1519,101 @@ fn demo_uuids_are_32_hex() {
 
 #[path = "sim_support/schema.rs"]
 mod schema;
+
+#[tokio::test]
+async fn seeded_resources_take_usage_and_keep_one_record_per_key() {
+    let t = setup().await;
+    let r = t
+        .ctl(
+            Method::POST,
+            "resources",
+            Some(json!({"count": 500, "backend_id_prefix": "bench-"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.raw);
+    let seeded = r.body.as_array().unwrap().clone();
+    assert_eq!(seeded.len(), 500);
+    let last = seeded[499]["uuid"].as_str().unwrap().to_string();
+    let backend_id = seeded[499]["backend_id"].as_str().unwrap().to_string();
+    assert!(backend_id.starts_with("bench-"));
+
+    // The provider sees it, by uuid and by backend_id.
+    let res = t
+        .get(&format!("marketplace-provider-resources/{last}/"))
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body["state"], "OK");
+    let by_backend = t
+        .get(&format!(
+            "marketplace-provider-resources/?backend_id={backend_id}"
+        ))
+        .await;
+    assert_eq!(uuids(&by_backend.body), vec![last.clone()]);
+    // The other provider does not.
+    let hidden = t
+        .other_get(&format!("marketplace-provider-resources/{last}/"))
+        .await;
+    assert_eq!(hidden.status, 404);
+
+    // Usage upserts through the index: two reports for the same key leave one record with the
+    // second amount; another month is another record; demo records are untouched.
+    use chrono::Datelike;
+    let today = chrono::Utc::now().date_naive();
+    let this_month = today.format("%Y-%m-01").to_string();
+    let prev = (today.with_day(1).unwrap() - chrono::Duration::days(1))
+        .format("%Y-%m-15")
+        .to_string();
+    for (amount, date) in [("1.00", None), ("2.50", None), ("9.00", Some(prev))] {
+        let mut body =
+            json!({"resource": last, "usages": [{"type": "cpu_k_hours", "amount": amount}]});
+        if let Some(d) = date {
+            body["date"] = json!(d);
+        }
+        let r = t
+            .post("marketplace-component-usages/set_usage/", body)
+            .await;
+        assert_eq!(r.status, 201, "{}", r.raw);
+    }
+    let records = t
+        .ctl(Method::GET, &format!("state/usages/{last}"), None)
+        .await;
+    let records = records.body.as_array().unwrap().clone();
+    assert_eq!(records.len(), 2, "{records:?}");
+    let current = records
+        .iter()
+        .find(|u| u["billing_period"] == this_month.as_str())
+        .expect("this month's record");
+    assert_eq!(current["usage"], "2.50");
+    let demo_records = t
+        .ctl(
+            Method::GET,
+            &format!("state/usages/{}", demo::RESOURCE_OK_UUID),
+            None,
+        )
+        .await;
+    assert_eq!(demo_records.body.as_array().unwrap().len(), 3);
+
+    // Bad seeds change nothing.
+    let r = t
+        .ctl(Method::POST, "resources", Some(json!({"count": 0})))
+        .await;
+    assert_eq!(r.status, 400);
+    let r = t
+        .ctl(
+            Method::POST,
+            "resources",
+            Some(json!({"count": 1, "offering_uuid": "00000000000000000000000000000000"})),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let all = t.get("marketplace-provider-resources/?page_size=1").await;
+    let count: usize = all.headers["x-result-count"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        count, 505,
+        "5 demo resources of this provider and 500 seeded"
+    );
+}

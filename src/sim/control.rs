@@ -19,6 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/faults", web::post().to(add_fault))
         .route("/faults", web::delete().to(clear_faults))
         .route("/faults/{id}", web::delete().to(delete_fault))
+        .route("/resources", web::post().to(seed_resources))
         .route("/state/{kind}/{uuid}", web::get().to(get_state))
         .route("/periods", web::get().to(get_periods))
         .route("/periods/close", web::post().to(close_period))
@@ -90,6 +91,85 @@ async fn delete_fault(shared: web::Data<Shared>, id: web::Path<u64>) -> HttpResp
     } else {
         HttpResponse::NotFound().json(json!({"detail": "Not found."}))
     }
+}
+
+/// The most resources one `POST /__sim/resources` adds.
+const MAX_SEEDED: usize = 100_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedBody {
+    count: usize,
+    offering_uuid: Option<String>,
+    project_uuid: Option<String>,
+    state: Option<String>,
+    backend_id_prefix: Option<String>,
+}
+
+/// `POST /__sim/resources`: adds `count` resources (default: OK, in the demo LUMI offering and
+/// project A, on its first plan, backend ids `<prefix><n>`), for load tests that need many
+/// distinct upstream objects. Answers 201 with `[{"uuid", "backend_id"}]` in creation order.
+async fn seed_resources(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
+    let b: SeedBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(format!("invalid body: {e}")),
+    };
+    if b.count == 0 || b.count > MAX_SEEDED {
+        return bad(format!("count must be between 1 and {MAX_SEEDED}"));
+    }
+    let offering = b
+        .offering_uuid
+        .unwrap_or_else(|| demo::LUMI_OFFERING_UUID.into());
+    let project = b
+        .project_uuid
+        .unwrap_or_else(|| demo::PROJECT_A_UUID.into());
+    let state = b.state.unwrap_or_else(|| "OK".into());
+    let prefix = b.backend_id_prefix.unwrap_or_else(|| "seeded-".into());
+    let mut w = shared.world.lock();
+    let Some(plan) = w
+        .offering(&offering)
+        .map(|o| o.plans.first().map(|p| p.uuid.clone()))
+    else {
+        return bad(format!("no offering {offering}"));
+    };
+    if w.project(&project).is_none() {
+        return bad(format!("no project {project}"));
+    }
+    let start = w.resources.len();
+    let now = Utc::now();
+    let seeded: Vec<Value> = (0..b.count)
+        .map(|n| {
+            let uuid = super::state::new_uuid();
+            let name = format!("seeded-{}", start + n);
+            let backend_id = format!("{prefix}{}", start + n);
+            w.resources.push(super::state::Resource {
+                uuid: uuid.clone(),
+                name: name.clone(),
+                slug: name.clone(),
+                description: String::new(),
+                offering: offering.clone(),
+                project: project.clone(),
+                plan: plan.clone(),
+                state: state.clone(),
+                backend_id: backend_id.clone(),
+                limits: Default::default(),
+                attributes: json!({"name": name})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                options: Default::default(),
+                report: vec![],
+                current_usages: Default::default(),
+                error_message: String::new(),
+                error_traceback: String::new(),
+                end_date: None,
+                created: now,
+                modified: now,
+            });
+            json!({"uuid": uuid, "backend_id": backend_id})
+        })
+        .collect();
+    HttpResponse::Created().json(seeded)
 }
 
 /// `GET /__sim/state/{kind}/{uuid}`: any object, regardless of which token could see it.

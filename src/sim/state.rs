@@ -2,13 +2,16 @@
 //!
 //! Everything here is synchronous and lives behind one `parking_lot::Mutex` (see `mod.rs`), so a
 //! request sees and changes a consistent world, exactly like one database transaction in Waldur.
-//! Collections are small `Vec`s searched linearly: the demo data has tens of objects, and keeping
-//! insertion order makes listings deterministic.
+//! Collections are `Vec`s, so listings keep insertion order and stay deterministic. The lookups a
+//! delivery makes on every call (a resource by uuid, a resource's open plan period, a usage record by
+//! (resource, component, month)) go through small hash indexes, so a world seeded with thousands of
+//! resources for a load test (`POST /__sim/resources`) does not turn each call into a linear scan.
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 
 /// A new 32-hex (dash-less) UUID, as Waldur prints them.
 pub fn new_uuid() -> String {
@@ -231,6 +234,18 @@ pub struct World {
     pub closed_months: BTreeSet<NaiveDate>,
     /// Months (first day) reopened explicitly through the control API (overrides the default rule).
     pub opened_months: BTreeSet<NaiveDate>,
+    index: Index,
+}
+
+/// Positions in the `World`'s vectors. Resource and plan-period entries are hints, checked on
+/// use and refreshed after a scan; the usage index is authoritative whenever it has as many
+/// entries as `usages` (each (resource, component, month) has one record) and rebuilt otherwise,
+/// so code that assigns the vectors directly (the demo data) needs no care.
+#[derive(Clone, Debug, Default)]
+struct Index {
+    resources: RefCell<HashMap<String, usize>>,
+    open_periods: HashMap<String, usize>,
+    usages: HashMap<(String, String, NaiveDate), usize>,
 }
 
 /// Order states in which an order still blocks a new one on the same resource.
@@ -266,10 +281,46 @@ impl World {
         self.users.iter().find(|u| u.uuid == uuid)
     }
     pub fn resource(&self, uuid: &str) -> Option<&Resource> {
-        self.resources.iter().find(|r| r.uuid == uuid)
+        self.resource_position(uuid).map(|i| &self.resources[i])
     }
     pub fn resource_mut(&mut self, uuid: &str) -> Option<&mut Resource> {
-        self.resources.iter_mut().find(|r| r.uuid == uuid)
+        self.resource_position(uuid).map(|i| &mut self.resources[i])
+    }
+    fn resource_position(&self, uuid: &str) -> Option<usize> {
+        let hint = self.index.resources.borrow().get(uuid).copied();
+        if let Some(i) = hint.filter(|&i| self.resources.get(i).is_some_and(|r| r.uuid == uuid)) {
+            return Some(i);
+        }
+        let i = self.resources.iter().position(|r| r.uuid == uuid)?;
+        self.index
+            .resources
+            .borrow_mut()
+            .insert(uuid.to_string(), i);
+        Some(i)
+    }
+    /// The usage record of (resource, component, month), if one was reported.
+    pub fn usage_record_mut(
+        &mut self,
+        resource: &str,
+        type_: &str,
+        month: NaiveDate,
+    ) -> Option<&mut Usage> {
+        if self.index.usages.len() != self.usages.len() {
+            self.index.usages = (self.usages.iter().enumerate())
+                .map(|(i, u)| ((u.resource.clone(), u.type_.clone(), u.billing_period), i))
+                .collect();
+        }
+        let key = (resource.to_string(), type_.to_string(), month);
+        let i = *self.index.usages.get(&key)?;
+        Some(&mut self.usages[i])
+    }
+    /// Adds a usage record for a (resource, component, month) that has none yet.
+    pub fn push_usage(&mut self, u: Usage) {
+        let key = (u.resource.clone(), u.type_.clone(), u.billing_period);
+        if self.index.usages.len() == self.usages.len() {
+            self.index.usages.insert(key, self.usages.len());
+        }
+        self.usages.push(u);
     }
     pub fn order(&self, uuid: &str) -> Option<&Order> {
         self.orders.iter().find(|o| o.uuid == uuid)
@@ -444,15 +495,18 @@ impl World {
 
     /// The open plan period of a resource (creating one if the resource has a plan but none yet).
     pub fn current_plan_period(&mut self, resource: &str, now: DateTime<Utc>) -> Option<String> {
-        if let Some(p) = self
-            .plan_periods
-            .iter()
-            .find(|p| p.resource == resource && p.end.is_none())
-        {
-            return Some(p.uuid.clone());
+        let is_open = |p: &PlanPeriod| p.resource == resource && p.end.is_none();
+        let hint = self.index.open_periods.get(resource).copied();
+        if let Some(i) = hint.filter(|&i| self.plan_periods.get(i).is_some_and(is_open)) {
+            return Some(self.plan_periods[i].uuid.clone());
+        }
+        if let Some(i) = self.plan_periods.iter().position(is_open) {
+            self.index.open_periods.insert(resource.to_string(), i);
+            return Some(self.plan_periods[i].uuid.clone());
         }
         let plan = self.resource(resource)?.plan.clone()?;
         let uuid = new_uuid();
+        (self.index.open_periods).insert(resource.to_string(), self.plan_periods.len());
         self.plan_periods.push(PlanPeriod {
             uuid: uuid.clone(),
             resource: resource.to_string(),

@@ -308,18 +308,14 @@ pub fn set_usage(w: &mut World, r: &Req) -> Res {
         // The schema types `current_usages` values as numbers.
         let as_number = render::dec2(item.amount).parse::<f64>().unwrap_or(0.0);
         current.insert(item.type_.clone(), json!(as_number));
-        if let Some(u) = w
-            .usages
-            .iter_mut()
-            .find(|u| u.resource == resource && u.type_ == item.type_ && u.billing_period == month)
-        {
+        if let Some(u) = w.usage_record_mut(&resource, &item.type_, month) {
             u.usage = item.amount;
             u.date = date;
             u.description = item.description;
             u.recurring = item.recurring;
             u.plan_period = period.clone();
         } else {
-            w.usages.push(Usage {
+            w.push_usage(Usage {
                 uuid: new_uuid(),
                 resource: resource.clone(),
                 plan_period: period.clone(),
