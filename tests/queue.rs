@@ -573,7 +573,7 @@ async fn limit_in_flight(store: &dyn JobStore) {
     }
     let limits = DeliveryLimits {
         max_in_flight: 2,
-        max_per_second: 1000,
+        max_per_second: 0,
     };
     let mut held = Vec::new();
     for worker in ["w1", "w2"] {
@@ -605,32 +605,44 @@ async fn limit_per_second(store: &dyn JobStore) {
     }
     let limits = DeliveryLimits {
         max_in_flight: 1000,
-        max_per_second: 2,
+        max_per_second: 4,
     };
-    let start = Instant::now();
-    let mut leased = 0;
-    let mut throttled = None;
-    for i in 0..10 {
-        let worker = if i % 2 == 0 { "w1" } else { "w2" };
-        match store.lease(worker, LEASE, limits).await.unwrap() {
-            LeaseResult::Leased(_) => leased += 1,
-            LeaseResult::Throttled { retry_in } => {
-                throttled = Some(retry_in);
-                break;
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    let retry_in = throttled.expect("the rate limit throttles");
-    assert!(retry_in <= Duration::from_secs(1), "{retry_in:?}");
-    // at most 2 per second; the loop may straddle one second boundary
-    let seconds = start.elapsed().as_secs() as usize + 2;
-    assert!(leased >= 2 && leased <= 2 * seconds, "{leased}");
-    tokio::time::sleep(retry_in + Duration::from_millis(20)).await;
+    // Starts are spaced evenly, 250 ms apart at 4 per second, whichever worker asks.
+    let first = Instant::now();
     assert!(matches!(
         store.lease("w1", LEASE, limits).await.unwrap(),
         LeaseResult::Leased(_)
     ));
+    let retry_in = match store.lease("w2", LEASE, limits).await.unwrap() {
+        LeaseResult::Throttled { retry_in } => retry_in,
+        other => panic!("a second start at once must be throttled, got {other:?}"),
+    };
+    let waited = first.elapsed();
+    assert!(
+        retry_in <= Duration::from_millis(250) && retry_in + waited >= Duration::from_millis(240),
+        "the next start is one spacing after the first: {retry_in:?} after {waited:?}"
+    );
+    tokio::time::sleep(retry_in + Duration::from_millis(5)).await;
+    assert!(matches!(
+        store.lease("w2", LEASE, limits).await.unwrap(),
+        LeaseResult::Leased(_)
+    ));
+    assert!(first.elapsed() >= Duration::from_millis(250));
+    assert!(matches!(
+        store.lease("w1", LEASE, limits).await.unwrap(),
+        LeaseResult::Throttled { .. }
+    ));
+    // Without a rate limit the rest start at once.
+    let unlimited = DeliveryLimits {
+        max_in_flight: 1000,
+        max_per_second: 0,
+    };
+    for _ in 0..8 {
+        assert!(matches!(
+            store.lease("w3", LEASE, unlimited).await.unwrap(),
+            LeaseResult::Leased(_)
+        ));
+    }
 }
 
 async fn list_paging_and_filters(store: &dyn JobStore) {

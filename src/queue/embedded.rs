@@ -93,8 +93,9 @@ struct Index {
     idem: HashMap<(String, String), JobId>,
     terminal: BTreeSet<(i64, JobId)>,
     counts: BTreeMap<JobState, u64>,
-    /// (second, leases started in it) for `max_per_second`.
-    rate: (i64, u32),
+    /// The earliest time (microseconds) the next lease may start, for `max_per_second`: starts
+    /// are spaced evenly with no burst, as in the Redis backend.
+    next_start_us: i64,
     seq: u64,
 }
 
@@ -775,17 +776,17 @@ impl JobStore for EmbeddedStore {
                     retry_in: Duration::from_millis(IN_FLIGHT_RETRY_MS as u64),
                 }));
             }
-            let second = now.div_euclid(1000);
-            if idx.rate.0 != second {
-                idx.rate = (second, 0);
+            if limits.max_per_second > 0 {
+                let now_us = Utc::now().timestamp_micros();
+                if idx.next_start_us > now_us {
+                    let wait_ms = (idx.next_start_us - now_us + 999) / 1000;
+                    return Ok(Done::Skip(LeaseResult::Throttled {
+                        retry_in: Duration::from_millis(wait_ms.max(1) as u64),
+                    }));
+                }
+                let spacing_us = 1_000_000_u32.div_ceil(limits.max_per_second) as i64;
+                idx.next_start_us = now_us + spacing_us;
             }
-            if limits.max_per_second > 0 && idx.rate.1 >= limits.max_per_second {
-                let retry_in = 1000 - now.rem_euclid(1000);
-                return Ok(Done::Skip(LeaseResult::Throttled {
-                    retry_in: Duration::from_millis(retry_in as u64),
-                }));
-            }
-            idx.rate.1 += 1;
             let id = s.record.id;
             let until = now.saturating_add(lease_ms);
             idx.remove_ready(id);

@@ -6,10 +6,11 @@ local function ms(x)
 end
 
 -- Redis's clock, so every replica agrees on "now".
-local NOW
+local NOW, NOW_US
 do
   local t = redis.call('TIME')
   NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  NOW_US = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
 local function jk(id)

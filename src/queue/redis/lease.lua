@@ -29,14 +29,16 @@ end
 if max_flight > 0 and redis.call('ZCARD', P .. 'leases') >= max_flight then
   return { 'throttled', '100' }
 end
+-- Starts are spaced evenly, at least ceil(1e6 / rate) us apart (a rate limiter without burst):
+-- any one-second window then holds at most max_rate starts, however the window is placed.
 if max_rate > 0 then
-  local rk = P .. 'rate:' .. ms(math.floor(NOW / 1000))
-  local used = tonumber(redis.call('GET', rk) or '0')
-  if used >= max_rate then
-    return { 'throttled', ms(1000 - NOW % 1000) }
+  local rk = P .. 'rate:next'
+  local spacing = math.ceil(1000000 / max_rate)
+  local next_start = tonumber(redis.call('GET', rk) or '0')
+  if next_start > NOW_US then
+    return { 'throttled', ms(math.max(1, math.ceil((next_start - NOW_US) / 1000))) }
   end
-  redis.call('INCR', rk)
-  redis.call('PEXPIRE', rk, 2000)
+  redis.call('SET', rk, string.format('%d', NOW_US + spacing), 'PX', math.ceil(spacing / 1000) + 1000)
 end
 
 local until_ms = NOW + lease_ms

@@ -16,7 +16,7 @@
 //! | `P idem:<n>:<site>:<k>` | hash   | idempotency key -> job id and request fingerprint           |
 //! | `P delivered:<ck>`      | hash   | values last delivered for a coalesce key                    |
 //! | `P counts`              | hash   | jobs per state                                              |
-//! | `P rate:<second>`       | string | leases started in that second (expires after 2 s)           |
+//! | `P rate:next`           | string | earliest time (us) the next lease may start, for the rate   |
 //!
 //! # Why only line heads are in `ready`
 //! Jobs of one upstream object must be delivered one at a time and in order. Keeping only the head
@@ -36,9 +36,10 @@
 //!
 //! # Semantics worth knowing
 //! - Delivery limits: `0` means "no limit" for `max_in_flight` and `max_per_second`. In-flight is
-//!   the size of `leases` (every replica's running jobs); the rate is counted per Redis-clock
-//!   second. When the in-flight limit is reached `lease` suggests retrying in 100 ms; when the rate
-//!   is reached, at the start of the next second.
+//!   the size of `leases` (every replica's running jobs). The rate spaces starts evenly on the
+//!   Redis clock, `ceil(1e6 / max_per_second)` microseconds apart, with no burst: any one-second
+//!   window, wherever it falls, holds at most `max_per_second` starts. When the in-flight limit is
+//!   reached `lease` suggests retrying in 100 ms; when the rate is, at the next free start.
 //! - `lease` does not reclaim expired leases itself: workers call `reclaim_expired` periodically.
 //!   Until then a lease past its expiry still belongs to its worker (heartbeat and complete work).
 //! - A reclaimed job becomes `retrying` with a `last_error` naming the worker whose lease expired;
