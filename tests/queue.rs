@@ -87,6 +87,7 @@ conformance!(
     coalescing_skips_running_job,
     limit_in_flight,
     limit_per_second,
+    limit_per_second_window,
     list_paging_and_filters,
     purge_terminal,
     counts,
@@ -643,6 +644,36 @@ async fn limit_per_second(store: &dyn JobStore) {
             LeaseResult::Leased(_)
         ));
     }
+}
+
+async fn limit_per_second_window(store: &dyn JobStore) {
+    for i in 0..40 {
+        add(store, job("site-a", "order.approve", &format!("order:{i}"))).await;
+    }
+    let limits = DeliveryLimits {
+        max_in_flight: 1000,
+        max_per_second: 20,
+    };
+    // Eager workers for a little over a second: the starts the store grants within the first
+    // second (all granted at or after `start`) never exceed the rate, and late wake-ups do not
+    // cost much of it.
+    let start = Instant::now();
+    let mut in_first_second = 0;
+    while start.elapsed() < Duration::from_millis(1200) {
+        match store.lease("w1", LEASE, limits).await.unwrap() {
+            LeaseResult::Leased(_) => {
+                if start.elapsed() < Duration::from_secs(1) {
+                    in_first_second += 1;
+                }
+            }
+            LeaseResult::Throttled { retry_in } => tokio::time::sleep(retry_in).await,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        (12..=20).contains(&in_first_second),
+        "{in_first_second} starts in one second at 20 per second"
+    );
 }
 
 async fn list_paging_and_filters(store: &dyn JobStore) {

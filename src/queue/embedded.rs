@@ -318,6 +318,16 @@ fn encode(s: &Stored) -> String {
     serde_json::to_string(s).expect("a job record serializes")
 }
 
+/// The spacing of delivery starts for `max_per_second`, and whether a late start keeps the grid.
+/// Mirrors `lease.lua`: below 20 per second, starts are 1/rate apart and the grid restarts at each
+/// start; from 20 on, a late start keeps the grid and the spacing is 1/(rate - 1), so that any
+/// one-second window still holds at most `rate` starts.
+fn start_spacing_us(rate: u32) -> (i64, bool) {
+    let keep_grid = rate >= 20;
+    let per_second = if keep_grid { rate - 1 } else { rate };
+    (i64::from(1_000_000_u32.div_ceil(per_second)), keep_grid)
+}
+
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
@@ -784,8 +794,14 @@ impl JobStore for EmbeddedStore {
                         retry_in: Duration::from_millis(wait_ms.max(1) as u64),
                     }));
                 }
-                let spacing_us = 1_000_000_u32.div_ceil(limits.max_per_second) as i64;
-                idx.next_start_us = now_us + spacing_us;
+                let (spacing_us, keep_grid) = start_spacing_us(limits.max_per_second);
+                let late = now_us - idx.next_start_us;
+                let slot = if keep_grid && late < spacing_us {
+                    idx.next_start_us
+                } else {
+                    now_us
+                };
+                idx.next_start_us = slot + spacing_us;
             }
             let id = s.record.id;
             let until = now.saturating_add(lease_ms);

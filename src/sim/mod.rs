@@ -81,7 +81,7 @@ impl SimServer {
 }
 
 /// Most calls kept by the recorder; older ones are dropped first.
-const MAX_RECORDED_CALLS: usize = 10_000;
+const MAX_RECORDED_CALLS: usize = 50_000;
 
 /// State shared by all workers.
 pub(crate) struct Shared {

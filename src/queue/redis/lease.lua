@@ -29,16 +29,22 @@ end
 if max_flight > 0 and redis.call('ZCARD', P .. 'leases') >= max_flight then
   return { 'throttled', '100' }
 end
--- Starts are spaced evenly, at least ceil(1e6 / rate) us apart (a rate limiter without burst):
--- any one-second window then holds at most max_rate starts, however the window is placed.
+-- Starts are spaced evenly on a grid with no burst (see "Delivery limits" in mod.rs): `rate:next`
+-- is the next grid point. Small rates use spacing 1/rate and restart the grid at each start; from
+-- 20 per second on, a start that comes late keeps the grid (so late wake-ups cost no throughput)
+-- and the spacing is 1/(rate - 1), which keeps any one-second window at max_rate starts or fewer.
 if max_rate > 0 then
   local rk = P .. 'rate:next'
-  local spacing = math.ceil(1000000 / max_rate)
-  local next_start = tonumber(redis.call('GET', rk) or '0')
-  if next_start > NOW_US then
-    return { 'throttled', ms(math.max(1, math.ceil((next_start - NOW_US) / 1000))) }
+  local keep_grid = max_rate >= 20
+  local spacing = math.ceil(1000000 / (keep_grid and (max_rate - 1) or max_rate))
+  local slot = tonumber(redis.call('GET', rk) or '0')
+  if slot > NOW_US then
+    return { 'throttled', ms(math.max(1, math.ceil((slot - NOW_US) / 1000))) }
   end
-  redis.call('SET', rk, string.format('%d', NOW_US + spacing), 'PX', math.ceil(spacing / 1000) + 1000)
+  if not keep_grid or NOW_US - slot >= spacing then
+    slot = NOW_US
+  end
+  redis.call('SET', rk, string.format('%d', slot + spacing), 'PX', math.ceil(spacing / 1000) + 1000)
 end
 
 local until_ms = NOW + lease_ms

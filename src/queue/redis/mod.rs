@@ -37,9 +37,13 @@
 //! # Semantics worth knowing
 //! - Delivery limits: `0` means "no limit" for `max_in_flight` and `max_per_second`. In-flight is
 //!   the size of `leases` (every replica's running jobs). The rate spaces starts evenly on the
-//!   Redis clock, `ceil(1e6 / max_per_second)` microseconds apart, with no burst: any one-second
-//!   window, wherever it falls, holds at most `max_per_second` starts. When the in-flight limit is
-//!   reached `lease` suggests retrying in 100 ms; when the rate is, at the next free start.
+//!   Redis clock with no burst, so that any one-second window, wherever it falls, holds at most
+//!   `max_per_second` starts. Below 20 per second the starts are `1/rate` apart, counted from the
+//!   previous start. From 20 on, starts follow a grid `1/(rate - 1)` apart that a late start does
+//!   not shift: a worker waking a millisecond after its slot would otherwise cost that millisecond
+//!   on every start (a quarter of the throughput at 300/s), and a start may fall anywhere in its
+//!   slot, so the grid is one slot per second finer than the rate. When the in-flight limit is
+//!   reached `lease` suggests retrying in 100 ms; when the rate is, at the next slot.
 //! - `lease` does not reclaim expired leases itself: workers call `reclaim_expired` periodically.
 //!   Until then a lease past its expiry still belongs to its worker (heartbeat and complete work).
 //! - A reclaimed job becomes `retrying` with a `last_error` naming the worker whose lease expired;
