@@ -71,6 +71,11 @@ const MAX_PAGE: usize = 1000;
 /// Suggested wait when the in-flight limit is reached.
 const IN_FLIGHT_RETRY_MS: i64 = 100;
 
+/// redb's page cache. Its default (1 GiB) lets a busy store grow the process by hundreds of
+/// megabytes; the hot pages of a job queue (recent jobs, the index tables) fit in far less, and
+/// the operating system's file cache still holds the rest.
+const PAGE_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Stored {
     record: JobRecord,
@@ -459,14 +464,17 @@ impl EmbeddedStore {
             ))
         })?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
-                "the job store {} {IN_USE}; stop that process or give this one its own data \
+        let db = Database::builder()
+            .set_cache_size(PAGE_CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
+                    "the job store {} {IN_USE}; stop that process or give this one its own data \
                  directory",
-                path.display()
-            )),
-            other => storage(format!("cannot open {}: {other}", path.display())),
-        })?;
+                    path.display()
+                )),
+                other => storage(format!("cannot open {}: {other}", path.display())),
+            })?;
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(JOBS).map_err(storage)?;
         {
