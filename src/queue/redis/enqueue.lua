@@ -17,7 +17,9 @@ end
 
 local line = line_key(okey)
 
--- Coalescing: a pending (not running) job of this object with the same key is absorbed.
+-- Coalescing: a pending (not running) job of this object with the same key is absorbed. The
+-- bookkeeping of set_state and finish is inlined (fewer calls: this runs on nearly every report).
+local absorbed = false
 if ckey ~= '' then
   local ids = redis.call('LRANGE', line, 0, -1)
   for _, old in ipairs(ids) do
@@ -34,29 +36,43 @@ if ckey ~= '' then
       end
       redis.call('LREM', line, 0, old)
       redis.call('ZREM', P .. 'ready', old)
-      redis.call('HSET', jk(old), 'superseded_by', id)
-      set_state(old, f[1], 'superseded')
-      finish(old)
+      redis.call('HINCRBY', P .. 'counts', f[1], -1)
+      redis.call('HINCRBY', P .. 'counts', 'superseded', 1)
+      redis.call('HSET', jk(old), 'superseded_by', id, 'state', 'superseded',
+        'updated_at', ms(NOW), 'finished_at', ms(NOW))
+      redis.call('HDEL', jk(old), 'worker', 'lease_until', 'next_attempt_at')
+      redis.call('ZADD', P .. 'terminal', ms(NOW), old)
+      absorbed = true
     end
   end
 end
 
-local k = jk(id)
-redis.call('HSET', k, 'id', id, 'site', site, 'operation', op, 'object_key', okey,
-  'payload', payload, 'state', 'queued', 'attempts', '0', 'created_at', ms(NOW),
-  'updated_at', ms(NOW))
+local fields = { 'id', id, 'site', site, 'operation', op, 'object_key', okey, 'payload', payload,
+  'state', 'queued', 'attempts', '0', 'created_at', ms(NOW), 'updated_at', ms(NOW) }
+local function field(name, value)
+  fields[#fields + 1] = name
+  fields[#fields + 1] = value
+end
 if ckey ~= '' then
-  redis.call('HSET', k, 'coalesce_key', ckey)
+  field('coalesce_key', ckey)
 end
 if usages ~= '' then
-  redis.call('HSET', k, 'usages', usages)
+  field('usages', usages)
 end
 if ikey ~= '' then
-  redis.call('HSET', k, 'idempotency_key', ikey, 'idempotency_fp', ifp)
+  field('idempotency_key', ikey)
+  field('idempotency_fp', ifp)
 end
+local k = jk(id)
+redis.call('HSET', k, unpack(fields))
 redis.call('HINCRBY', P .. 'counts', 'queued', 1)
 redis.call('ZADD', P .. 'all', 0, id)
 redis.call('ZADD', P .. 'site:' .. site, 0, id)
-redis.call('RPUSH', line, id)
-promote_head(okey)
+-- Alone in its line, the new job is the head: due now. Otherwise the head is unchanged unless a
+-- job was absorbed (it may have been the head).
+if redis.call('RPUSH', line, id) == 1 then
+  redis.call('ZADD', P .. 'ready', ms(NOW), id)
+elseif absorbed then
+  promote_head(okey)
+end
 return with_status('created', id)
