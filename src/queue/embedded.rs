@@ -326,11 +326,12 @@ fn encode(s: &Stored) -> String {
 /// The spacing of delivery starts for `max_per_second`, and whether a late start keeps the grid.
 /// Mirrors `lease.lua`: below 20 per second, starts are 1/rate apart and the grid restarts at each
 /// start; from 20 on, a late start keeps the grid and the spacing is 1/(rate - 1), so that any
-/// one-second window still holds at most `rate` starts.
+/// one-second window still holds at most `rate` starts. Both leave 10 ms a second for the calls'
+/// arrival at Puhuri to jitter.
 fn start_spacing_us(rate: u32) -> (i64, bool) {
     let keep_grid = rate >= 20;
     let per_second = if keep_grid { rate - 1 } else { rate };
-    (i64::from(1_000_000_u32.div_ceil(per_second)), keep_grid)
+    (i64::from(1_010_000_u32.div_ceil(per_second)), keep_grid)
 }
 
 fn now_ms() -> i64 {

@@ -29,14 +29,14 @@ end
 if max_flight > 0 and redis.call('ZCARD', P .. 'leases') >= max_flight then
   return { 'throttled', '100' }
 end
--- Starts are spaced evenly on a grid with no burst (see "Delivery limits" in mod.rs): `rate:next`
--- is the next grid point. Small rates use spacing 1/rate and restart the grid at each start; from
--- 20 per second on, a start that comes late keeps the grid (so late wake-ups cost no throughput)
--- and the spacing is 1/(rate - 1), which keeps any one-second window at max_rate starts or fewer.
+-- Starts are spaced evenly with no burst (see "Delivery limits" in mod.rs): `rate:next` is the
+-- next free slot. Below 20 per second each start restarts the spacing; from 20 on, a late start
+-- keeps the grid (late wake-ups cost no throughput) and the grid has one slot fewer per second.
+-- The spacing also leaves 10 ms a second for the calls' arrival at Puhuri to jitter.
 if max_rate > 0 then
   local rk = P .. 'rate:next'
   local keep_grid = max_rate >= 20
-  local spacing = math.ceil(1000000 / (keep_grid and (max_rate - 1) or max_rate))
+  local spacing = math.ceil(1010000 / (keep_grid and (max_rate - 1) or max_rate))
   local slot = tonumber(redis.call('GET', rk) or '0')
   if slot > NOW_US then
     return { 'throttled', ms(math.max(1, math.ceil((slot - NOW_US) / 1000))) }

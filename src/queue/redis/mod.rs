@@ -42,7 +42,9 @@
 //!   previous start. From 20 on, starts follow a grid `1/(rate - 1)` apart that a late start does
 //!   not shift: a worker waking a millisecond after its slot would otherwise cost that millisecond
 //!   on every start (a quarter of the throughput at 300/s), and a start may fall anywhere in its
-//!   slot, so the grid is one slot per second finer than the rate. When the in-flight limit is
+//!   slot, so the grid is one slot per second coarser than the rate. Both spacings are stretched
+//!   by 1% (10 ms a second), so that jitter between a start and its call's arrival at Puhuri does
+//!   not push a window over the limit there either. When the in-flight limit is
 //!   reached `lease` suggests retrying in 100 ms; when the rate is, at the next slot.
 //! - `lease` does not reclaim expired leases itself: workers call `reclaim_expired` periodically.
 //!   Until then a lease past its expiry still belongs to its worker (heartbeat and complete work).
