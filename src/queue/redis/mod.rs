@@ -65,14 +65,21 @@
 //! is bounded by an overall deadline, so when Redis is gone every call fails fast with
 //! [`StoreError::Unavailable`]. Broken connections fail their recycle check and are replaced, so the
 //! same store object works again as soon as Redis is back.
+//!
+//! Calls share one multiplexed connection taken out of the pool: redis-rs pipelines concurrent
+//! requests on it, which is what a single-threaded Redis serves best. Getting a pooled connection
+//! per call would add the pool's recycle check (an UNWATCH and a PING) to every call, a third of
+//! the commands Redis saw under load. A call that fails on the connection itself (I/O, timeout,
+//! dropped) forgets it, and the next call takes a fresh one from the pool.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_redis::{Hook, Pool, Runtime};
+use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, Script};
 use uuid::Uuid;
 
@@ -137,6 +144,9 @@ impl Default for RedisOptions {
 #[derive(Clone)]
 pub struct RedisStore {
     pool: Pool,
+    /// The connection calls share (see "Failure behaviour"); `None` until first use or after a
+    /// connection-level failure.
+    shared: Arc<Mutex<Option<MultiplexedConnection>>>,
     prefix: String,
     /// How long a delivered map outlives its last write.
     delivered_ttl: Duration,
@@ -185,6 +195,7 @@ impl RedisStore {
             .map_err(|e| unavailable(format!("cannot build the connection pool: {e}")))?;
         Ok(RedisStore {
             pool,
+            shared: Arc::default(),
             prefix: key_prefix.to_owned(),
             delivered_ttl: super::DELIVERED_TTL,
             deadline: options.wait_timeout + options.connect_timeout + options.response_timeout,
@@ -207,20 +218,64 @@ impl RedisStore {
         format!("{}{}", self.prefix, rest)
     }
 
-    /// Run `f` with a pooled connection under the call deadline.
+    /// The shared connection, taking one out of the pool when there is none.
+    async fn connection(&self) -> StoreResult<MultiplexedConnection> {
+        if let Some(c) = self.shared.lock().expect("not poisoned").clone() {
+            return Ok(c);
+        }
+        let pooled = self.pool.get().await.map_err(unavailable)?;
+        let conn = deadpool_redis::Connection::take(pooled);
+        let mut shared = self.shared.lock().expect("not poisoned");
+        // Another call may have been quicker: use its connection and let this one go.
+        Ok(shared.get_or_insert(conn).clone())
+    }
+
+    /// Forgets the shared connection after a failure on the connection itself.
+    fn forget_connection(&self) {
+        self.shared.lock().expect("not poisoned").take();
+    }
+
+    /// Run `f` with the shared connection under the call deadline. If the shared connection turns
+    /// out to be dead (Redis restarted since it was last used), `f` runs once more on a fresh one:
+    /// every script is safe to repeat in effect (a repeated enqueue adds a second job with the same
+    /// effect; a repeated lease or completion is resolved by lease expiry and the lease check).
     async fn with_conn<T, F, Fut>(&self, f: F) -> StoreResult<T>
     where
-        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let work = async {
-            let conn = self.pool.get().await.map_err(unavailable)?;
-            f(conn).await.map_err(unavailable)
+            let conn = self.connection().await?;
+            match f(conn).await {
+                Ok(v) => Ok(v),
+                Err(e) if e.is_connection_dropped() => {
+                    self.forget_connection();
+                    let conn = self.connection().await?;
+                    f(conn).await.map_err(|e| self.connection_failed(e))
+                }
+                Err(e) => Err(self.connection_failed(e)),
+            }
         };
         match tokio::time::timeout(self.deadline, work).await {
             Ok(r) => r,
-            Err(_) => Err(unavailable(format!("no answer within {:?}", self.deadline))),
+            Err(_) => {
+                self.forget_connection();
+                Err(unavailable(format!("no answer within {:?}", self.deadline)))
+            }
         }
+    }
+
+    /// Maps a failed call, forgetting the shared connection when the failure was its own.
+    fn connection_failed(&self, e: redis::RedisError) -> StoreError {
+        if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_unrecoverable_error()
+        {
+            self.forget_connection();
+        }
+        unavailable(e)
     }
 
     async fn run<T: redis::FromRedisValue + Send + 'static>(
@@ -229,13 +284,13 @@ impl RedisStore {
         args: Vec<String>,
     ) -> StoreResult<T> {
         let prefix = self.prefix.clone();
-        self.with_conn(move |mut conn| async move {
+        self.with_conn(move |mut conn| {
             let mut inv = script.prepare_invoke();
-            inv.arg(prefix);
-            for a in args {
+            inv.arg(&prefix);
+            for a in &args {
                 inv.arg(a);
             }
-            inv.invoke_async::<T>(&mut conn).await
+            async move { inv.invoke_async::<T>(&mut conn).await }
         })
         .await
     }
@@ -243,7 +298,10 @@ impl RedisStore {
     async fn job_by_id(&self, id: JobId) -> StoreResult<Option<JobRecord>> {
         let key = self.key(&format!("job:{id}"));
         let fields: Vec<String> = self
-            .with_conn(move |mut conn| async move { conn.hgetall(key).await })
+            .with_conn(move |mut conn| {
+                let key = key.clone();
+                async move { conn.hgetall(key).await }
+            })
             .await?;
         if fields.is_empty() {
             return Ok(None);
@@ -423,12 +481,12 @@ impl JobStore for RedisStore {
         let hashes: Vec<Vec<String>> = if keys.is_empty() {
             Vec::new()
         } else {
-            self.with_conn(move |mut conn| async move {
+            self.with_conn(move |mut conn| {
                 let mut pipe = redis::pipe();
                 for k in &keys {
                     pipe.hgetall(k);
                 }
-                pipe.query_async(&mut conn).await
+                async move { pipe.query_async(&mut conn).await }
             })
             .await?
         };
@@ -566,8 +624,11 @@ impl JobStore for RedisStore {
 
     async fn delivered(&self, coalesce_key: &str) -> StoreResult<BTreeMap<String, String>> {
         let key = self.key(&format!("delivered:{coalesce_key}"));
-        self.with_conn(move |mut conn| async move { conn.hgetall(key).await })
-            .await
+        self.with_conn(move |mut conn| {
+            let key = key.clone();
+            async move { conn.hgetall(key).await }
+        })
+        .await
     }
 
     async fn purge_terminal(&self, retention: Duration) -> StoreResult<u32> {
@@ -587,7 +648,10 @@ impl JobStore for RedisStore {
     async fn counts(&self) -> StoreResult<BTreeMap<JobState, u64>> {
         let key = self.key("counts");
         let raw: HashMap<String, i64> = self
-            .with_conn(move |mut conn| async move { conn.hgetall(key).await })
+            .with_conn(move |mut conn| {
+                let key = key.clone();
+                async move { conn.hgetall(key).await }
+            })
             .await?;
         let mut out: BTreeMap<JobState, u64> = JobState::ALL.into_iter().map(|s| (s, 0)).collect();
         for (k, v) in raw {
