@@ -75,6 +75,9 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "$line"
 done
 
+# For scale: the gateway's HTTP ceiling on this machine, a route with no token, body or store.
+healthz=$(wrk -t2 -c"$CONNECTIONS" -d5s "$GATEWAY_URL/healthz" | awk '/^Requests\/sec:/ { print $2 }')
+
 # Everything accepted is in the store (warm-up included), nothing lost on the way.
 stored=$(curl -sf "$GATEWAY_URL/metrics" | awk '/^puhuri_gateway_jobs_accepted_total/ { s += $2 } END { print s + 0 }')
 rss=$(peak_rss_mb "$GATEWAY_PID")
@@ -88,3 +91,4 @@ if [[ -z $EMBEDDED ]]; then
 fi
 echo "  accepted in measured rounds: $TOTAL; jobs accepted by the gateway (incl. warm-up): $stored"
 echo "  gateway peak RSS: $rss MB"
+echo "  for scale, GET /healthz (no token, no body, no store) on the same gateway: $healthz/s"

@@ -260,14 +260,18 @@ impl WaldurClient {
         action: &str,
         body: &Value,
     ) -> Result<(u16, Value), UpstreamError> {
-        self.call(
-            Method::POST,
+        self.post_action(
             &format!("marketplace-provider-resources/{uuid}/{action}/"),
-            &[],
-            Some(body),
+            body,
         )
         .await
-        .map(|(status, _, value)| (status.as_u16(), value))
+    }
+
+    /// POSTs an action's body: the status and Waldur's answer.
+    async fn post_action(&self, path: &str, body: &Value) -> Result<(u16, Value), UpstreamError> {
+        self.call(Method::POST, path, &[], Some(body))
+            .await
+            .map(|(status, _, value)| (status.as_u16(), value))
     }
 
     // --- orders ------------------------------------------------------------------------------
@@ -284,14 +288,8 @@ impl WaldurClient {
         action: &str,
         body: &Value,
     ) -> Result<(u16, Value), UpstreamError> {
-        self.call(
-            Method::POST,
-            &format!("marketplace-orders/{uuid}/{action}/"),
-            &[],
-            Some(body),
-        )
-        .await
-        .map(|(status, _, value)| (status.as_u16(), value))
+        self.post_action(&format!("marketplace-orders/{uuid}/{action}/"), body)
+            .await
     }
 
     // --- offering users and usernames ----------------------------------------------------------
