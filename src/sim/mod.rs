@@ -454,6 +454,20 @@ fn route(w: &mut World, r: &Req) -> Res {
     }
 }
 
+/// Sleeps until `deadline` within a fraction of a millisecond. tokio's timer fires up to a couple of
+/// milliseconds late (1 ms ticks, then the wake-up), which would make a 20 ms latency fault 21-22 ms;
+/// so the timer covers all but the last 3 ms, and a thread of the blocking pool sleeps the rest.
+async fn sleep_precisely_until(deadline: tokio::time::Instant) {
+    const TIMER_SLACK: std::time::Duration = std::time::Duration::from_millis(3);
+    if let Some(coarse) = deadline.checked_sub(TIMER_SLACK) {
+        tokio::time::sleep_until(coarse).await;
+    }
+    let rest = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if !rest.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+    }
+}
+
 /// Entry point of every non-control request.
 async fn api_entry(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
     let path = req.path().to_string();
@@ -462,6 +476,8 @@ async fn api_entry(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>
         return Reply::not_found().into_response();
     }
     let received = Utc::now();
+    // Added latency counts from arrival, so the simulator's own work does not lengthen it.
+    let arrived = tokio::time::Instant::now();
     let method = req.method().clone();
     let body_json = if body.is_empty() {
         Value::Null
@@ -482,7 +498,7 @@ async fn api_entry(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>
     // Injected faults first: they model the network and proxies in front of Waldur.
     let effect = shared.faults.lock().decide(method.as_str(), &path);
     if effect.latency_ms > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(effect.latency_ms)).await;
+        sleep_precisely_until(arrived + std::time::Duration::from_millis(effect.latency_ms)).await;
     }
     match effect.action {
         faults::Action::None => {}
