@@ -88,6 +88,7 @@ conformance!(
     limit_in_flight,
     limit_per_second,
     limit_per_second_window,
+    lease_brings_delivered_values,
     list_paging_and_filters,
     purge_terminal,
     counts,
@@ -675,6 +676,33 @@ async fn limit_per_second_window(store: &dyn JobStore) {
         (12..=20).contains(&in_first_second),
         "{in_first_second} starts in one second at 20 per second"
     );
+}
+
+async fn lease_brings_delivered_values(store: &dyn JobStore) {
+    let ck = "usage:resource:7:2025-01";
+    add(store, usage_job("resource:7", ck, json!({"cpu": "1"}))).await;
+    let first = lease(store, "w1").await;
+    assert_eq!(
+        first.delivered,
+        Some(BTreeMap::new()),
+        "nothing delivered yet"
+    );
+    let sent: BTreeMap<String, String> = [("cpu".to_string(), "1".to_string())].into();
+    let ok = Completion::Succeeded {
+        status: Some(201),
+        result: json!(null),
+        delivered: sent.clone(),
+    };
+    assert!(store.complete(first.id, "w1", ok).await.unwrap());
+    let next = add(store, usage_job("resource:7", ck, json!({"cpu": "2"}))).await;
+    assert_eq!(next.delivered, None, "only a lease brings them");
+    let leased = lease(store, "w1").await;
+    assert_eq!(leased.id, next.id);
+    assert_eq!(leased.delivered, Some(sent));
+    assert_eq!(get(store, next.id).await.delivered, None, "not stored");
+    // a job without a coalesce key has none
+    add(store, job("site-a", "order.approve", "order:7")).await;
+    assert_eq!(lease(store, "w2").await.delivered, None);
 }
 
 async fn list_paging_and_filters(store: &dyn JobStore) {

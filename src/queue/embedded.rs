@@ -621,6 +621,74 @@ fn merge_usages(older: &serde_json::Value, newer: &mut serde_json::Value) {
     payload.insert(COALESCE_FIELD.to_owned(), serde_json::Value::Object(merged));
 }
 
+impl EmbeddedStore {
+    /// Leases the earliest due line head: `lease` without the delivered values.
+    async fn lease_job(
+        &self,
+        worker: &str,
+        lease_for: Duration,
+        limits: DeliveryLimits,
+    ) -> StoreResult<LeaseResult> {
+        let worker = worker.to_owned();
+        let lease_ms = dur_ms(lease_for);
+        self.write(move |idx, tx, now| {
+            let mut found = None;
+            while let Some(&(due, id)) = idx.ready.first() {
+                if due > now {
+                    break;
+                }
+                let s = tx.must(id)?;
+                if is_pending(s.record.state) {
+                    found = Some(s);
+                    break;
+                }
+                idx.remove_ready(id); // stale; should not happen
+            }
+            let Some(mut s) = found else {
+                let next_due_in = idx
+                    .ready
+                    .first()
+                    .map(|&(due, _)| Duration::from_millis((due - now).max(0) as u64));
+                return Ok(Done::Skip(LeaseResult::Idle { next_due_in }));
+            };
+            if limits.max_in_flight > 0 && idx.leases.len() >= limits.max_in_flight as usize {
+                return Ok(Done::Skip(LeaseResult::Throttled {
+                    retry_in: Duration::from_millis(IN_FLIGHT_RETRY_MS as u64),
+                }));
+            }
+            if limits.max_per_second > 0 {
+                let now_us = Utc::now().timestamp_micros();
+                if idx.next_start_us > now_us {
+                    let wait_ms = (idx.next_start_us - now_us + 999) / 1000;
+                    return Ok(Done::Skip(LeaseResult::Throttled {
+                        retry_in: Duration::from_millis(wait_ms.max(1) as u64),
+                    }));
+                }
+                let (spacing_us, keep_grid) = start_spacing_us(limits.max_per_second);
+                let late = now_us - idx.next_start_us;
+                let slot = if keep_grid && late < spacing_us {
+                    idx.next_start_us
+                } else {
+                    now_us
+                };
+                idx.next_start_us = slot + spacing_us;
+            }
+            let id = s.record.id;
+            let until = now.saturating_add(lease_ms);
+            idx.remove_ready(id);
+            idx.add_lease(id, until);
+            s.record.worker = Some(worker);
+            s.record.lease_until = Some(time(until));
+            s.record.attempts += 1;
+            s.record.next_attempt_at = None;
+            set_state(idx, &mut s, JobState::Running, now);
+            tx.put(&s)?;
+            Ok(Done::Commit(LeaseResult::Leased(s.record)))
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl JobStore for EmbeddedStore {
     async fn enqueue(&self, job: NewJob) -> StoreResult<EnqueueOutcome> {
@@ -684,6 +752,7 @@ impl JobStore for EmbeddedStore {
                     worker: None,
                     lease_until: None,
                     idempotency_key: job.idempotency.as_ref().map(|i| i.key.clone()),
+                    delivered: None,
                 },
                 fingerprint: job.idempotency.as_ref().map(|i| i.fingerprint.clone()),
                 seq: idx.seq,
@@ -768,63 +837,16 @@ impl JobStore for EmbeddedStore {
         lease_for: Duration,
         limits: DeliveryLimits,
     ) -> StoreResult<LeaseResult> {
-        let worker = worker.to_owned();
-        let lease_ms = dur_ms(lease_for);
-        self.write(move |idx, tx, now| {
-            let mut found = None;
-            while let Some(&(due, id)) = idx.ready.first() {
-                if due > now {
-                    break;
-                }
-                let s = tx.must(id)?;
-                if is_pending(s.record.state) {
-                    found = Some(s);
-                    break;
-                }
-                idx.remove_ready(id); // stale; should not happen
+        let leased = self.lease_job(worker, lease_for, limits).await?;
+        // What the Redis backend reads in its lease script; here a second read of this process's
+        // own file, after the lease committed (only this lease-holder delivers for the key now).
+        if let LeaseResult::Leased(mut job) = leased {
+            if let Some(ck) = job.coalesce_key.clone() {
+                job.delivered = Some(self.delivered(&ck).await?);
             }
-            let Some(mut s) = found else {
-                let next_due_in = idx
-                    .ready
-                    .first()
-                    .map(|&(due, _)| Duration::from_millis((due - now).max(0) as u64));
-                return Ok(Done::Skip(LeaseResult::Idle { next_due_in }));
-            };
-            if limits.max_in_flight > 0 && idx.leases.len() >= limits.max_in_flight as usize {
-                return Ok(Done::Skip(LeaseResult::Throttled {
-                    retry_in: Duration::from_millis(IN_FLIGHT_RETRY_MS as u64),
-                }));
-            }
-            if limits.max_per_second > 0 {
-                let now_us = Utc::now().timestamp_micros();
-                if idx.next_start_us > now_us {
-                    let wait_ms = (idx.next_start_us - now_us + 999) / 1000;
-                    return Ok(Done::Skip(LeaseResult::Throttled {
-                        retry_in: Duration::from_millis(wait_ms.max(1) as u64),
-                    }));
-                }
-                let (spacing_us, keep_grid) = start_spacing_us(limits.max_per_second);
-                let late = now_us - idx.next_start_us;
-                let slot = if keep_grid && late < spacing_us {
-                    idx.next_start_us
-                } else {
-                    now_us
-                };
-                idx.next_start_us = slot + spacing_us;
-            }
-            let id = s.record.id;
-            let until = now.saturating_add(lease_ms);
-            idx.remove_ready(id);
-            idx.add_lease(id, until);
-            s.record.worker = Some(worker);
-            s.record.lease_until = Some(time(until));
-            s.record.attempts += 1;
-            s.record.next_attempt_at = None;
-            set_state(idx, &mut s, JobState::Running, now);
-            tx.put(&s)?;
-            Ok(Done::Commit(LeaseResult::Leased(s.record)))
-        })
-        .await
+            return Ok(LeaseResult::Leased(job));
+        }
+        Ok(leased)
     }
 
     async fn heartbeat(&self, id: JobId, worker: &str, lease_for: Duration) -> StoreResult<bool> {

@@ -141,6 +141,11 @@ pub struct JobRecord {
     pub worker: Option<String>,
     pub lease_until: Option<DateTime<Utc>>,
     pub idempotency_key: Option<String>,
+    /// Only in what `lease` returns, for a job with a coalesce key: the values last delivered for
+    /// that key (what [`JobStore::delivered`] answers), read in the same step, so a worker needs
+    /// no second round trip before deciding what to send. Not stored.
+    #[serde(skip)]
+    pub delivered: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

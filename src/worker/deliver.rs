@@ -61,7 +61,9 @@ impl Deliverer {
         let operation = Operation::from_job(&job.operation, &job.payload)
             .map_err(|message| UpstreamError::Permanent { status: 0, message })?;
         match operation {
-            Operation::UsageReport(report) => self.report_usage(&report).await,
+            Operation::UsageReport(report) => {
+                self.report_usage(&report, job.delivered.as_ref()).await
+            }
             Operation::OrderApprove(o) => {
                 let body = match o.attributes {
                     Some(a) => json!({"attributes": a}),
@@ -237,14 +239,22 @@ impl Deliverer {
         Ok(done(status, json!({"action": "set_offerings_username"})))
     }
 
-    async fn report_usage(&self, report: &UsageReport) -> Result<Delivered, UpstreamError> {
+    /// `known`: the values last delivered for the report's month, when the lease brought them.
+    async fn report_usage(
+        &self,
+        report: &UsageReport,
+        known: Option<&BTreeMap<String, String>>,
+    ) -> Result<Delivered, UpstreamError> {
         let month = Month::parse(&report.month).map_err(|m| UpstreamError::Permanent {
             status: 0,
             message: format!("month: {m}"),
         })?;
         let key = usage_coalesce_key(&report.resource_uuid, &report.month);
         // If the store cannot say what was delivered, send everything: a repeat is harmless.
-        let already = self.store.delivered(&key).await.unwrap_or_default();
+        let already = match known {
+            Some(values) => values.clone(),
+            None => self.store.delivered(&key).await.unwrap_or_default(),
+        };
         let (unchanged, changed): (Vec<_>, Vec<_>) = report
             .usages
             .iter()

@@ -54,4 +54,16 @@ redis.call('HSET', jk(id), 'worker', worker, 'lease_until', ms(until_ms),
   'attempts', ms(tonumber(f[2]) + 1))
 redis.call('HDEL', jk(id), 'next_attempt_at')
 set_state(id, f[1], 'running')
-return with_status('leased', id)
+local reply = with_status('leased', id)
+-- The values last delivered for the job's coalesce key, so the worker needs no second call.
+local ck = redis.call('HGET', jk(id), 'coalesce_key')
+if ck then
+  local d = redis.call('HGETALL', P .. 'delivered:' .. ck)
+  local m = {}
+  for i = 1, #d, 2 do
+    m[d[i]] = d[i + 1]
+  end
+  table.insert(reply, '__delivered')
+  table.insert(reply, #d == 0 and '{}' or cjson.encode(m))
+end
+return reply

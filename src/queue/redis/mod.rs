@@ -393,6 +393,12 @@ fn parse_job(fields: &[String]) -> StoreResult<JobRecord> {
         worker: m.get("worker").map(|s| s.to_string()),
         lease_until: opt_time("lease_until")?,
         idempotency_key: m.get("idempotency_key").map(|s| s.to_string()),
+        // added by lease.lua to its reply, never stored in the hash
+        delivered: m
+            .get("__delivered")
+            .map(|s| serde_json::from_str(s))
+            .transpose()
+            .map_err(|e| corrupt(format!("job {id}: bad delivered values: {e}")))?,
     })
 }
 
