@@ -192,10 +192,13 @@ async fn the_quick_start_works_and_survives_a_restart() {
         "{usages}"
     );
 
-    // A job that cannot be delivered yet: Puhuri (the simulator) refuses every usage call.
+    // A job that cannot be delivered yet: Puhuri (the simulator) throttles every usage call and
+    // asks for 5 s. Once the job is `retrying`, no attempt runs for 5 s, so the kill below never
+    // catches one in flight (that job would wait for its lease to expire, a minute, which is what
+    // the resilience tests cover).
     let fault = client
         .post(format!("{}faults", first.simulator))
-        .json(&json!({"kind": "error", "path_prefix": "/api/marketplace-component-usages/", "status": 503}))
+        .json(&json!({"kind": "throttle", "path_prefix": "/api/marketplace-component-usages/", "retry_after": 5}))
         .send()
         .await
         .unwrap();
