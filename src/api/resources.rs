@@ -18,7 +18,7 @@ use super::reads::{
     QueryParams, ReportSectionView, ResourceView, TeamMemberView, list_response, read_failed,
     resource_ref, text, upstream_page_failed, uuid_in_path,
 };
-use super::submit::{lookup_failed, resolve_resource, submit};
+use super::submit::{lookup_failed, refuse_unknown_components, resolve_resource, submit};
 use crate::auth::{Scope, SiteIdentity};
 use crate::domain::operations::{
     Operation, ReportSection, ResourceBackendId, ResourceLimits, ResourceReport, ResourceState,
@@ -307,22 +307,12 @@ pub async fn set_limits(
         .iter()
         .map(|c| c.type_.as_str())
         .collect();
-    let unknown: Vec<FieldError> = limits
-        .keys()
-        .filter(|t| !known.contains(t.as_str()))
-        .map(|t| {
-            FieldError::new(
-                format!("limits.{t}"),
-                format!(
-                    "`{t}` is not a component of the resource's offering (it has: {})",
-                    known.iter().copied().collect::<Vec<_>>().join(", ")
-                ),
-            )
-        })
-        .collect();
-    if !unknown.is_empty() {
-        return Err(ApiError::validation(unknown));
-    }
+    refuse_unknown_components(
+        limits.keys().map(String::as_str),
+        &known,
+        "component",
+        |t| format!("limits.{t}"),
+    )?;
     let op = Operation::ResourceLimits(ResourceLimits {
         resource_uuid: resource.uuid,
         limits,

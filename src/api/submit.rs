@@ -6,6 +6,7 @@
 //!   answer 200 with its final state; otherwise 202 as usual.
 //! - Nothing is answered 202 that was not stored: a store failure is a 503 with `Retry-After`.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderMap};
@@ -17,7 +18,7 @@ use super::jobs::{JobView, job_location};
 use crate::auth::SiteIdentity;
 use crate::domain::WaldurUuid;
 use crate::domain::operations::Operation;
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::queue::{EnqueueOutcome, Idempotency, JobRecord, NewJob};
 use crate::upstream::{ResourceInfo, UpstreamError};
 
@@ -79,6 +80,35 @@ pub async fn resolve_resource(
                 ))),
             }
         }
+    }
+}
+
+/// Refuses (422, one error per type) the component types in `names` that are not in `known`,
+/// the resource's offering's components of the `kind` the operation takes ("usage component",
+/// "component"). `field` names each error's field after the type.
+pub fn refuse_unknown_components<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    known: &BTreeSet<&str>,
+    kind: &str,
+    field: impl Fn(&str) -> String,
+) -> Result<(), ApiError> {
+    let errors: Vec<FieldError> = names
+        .into_iter()
+        .filter(|t| !known.contains(t))
+        .map(|t| {
+            FieldError::new(
+                field(t),
+                format!(
+                    "`{t}` is not a {kind} of the resource's offering (it has: {})",
+                    known.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(errors))
     }
 }
 

@@ -13,7 +13,9 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::jobs::JobView;
-use super::submit::{ResourceRef, lookup_failed, resolve_resource, submit};
+use super::submit::{
+    ResourceRef, lookup_failed, refuse_unknown_components, resolve_resource, submit,
+};
 use crate::auth::{Scope, SiteIdentity};
 use crate::domain::operations::{Operation, UsageReport};
 use crate::domain::{Amount, ComponentType, Month, WaldurUuid};
@@ -156,29 +158,12 @@ async fn prepare(
         .filter(|c| c.billing_type == "usage")
         .map(|c| c.type_.as_str())
         .collect();
-    let unknown: Vec<&str> = parsed
-        .usages
-        .keys()
-        .map(ComponentType::as_str)
-        .filter(|t| !usage_types.contains(t))
-        .collect();
-    if !unknown.is_empty() {
-        let known: Vec<&str> = usage_types.into_iter().collect();
-        return Err(ApiError::validation(
-            unknown
-                .iter()
-                .map(|t| {
-                    FieldError::new(
-                        format!("{at}usages.{t}"),
-                        format!(
-                            "`{t}` is not a usage component of the resource's offering (it has: {})",
-                            known.join(", ")
-                        ),
-                    )
-                })
-                .collect(),
-        ));
-    }
+    refuse_unknown_components(
+        parsed.usages.keys().map(ComponentType::as_str),
+        &usage_types,
+        "usage component",
+        |t| format!("{at}usages.{t}"),
+    )?;
     Ok(Operation::UsageReport(UsageReport {
         resource_uuid: resource.uuid,
         month: parsed.month.to_string(),

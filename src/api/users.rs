@@ -275,6 +275,18 @@ async fn site_roles(
         .collect())
 }
 
+/// The uuids of the people with a role in the site's projects.
+async fn site_members(
+    state: &AppState,
+    identity: &SiteIdentity,
+) -> Result<BTreeSet<String>, ApiError> {
+    let roles = site_roles(state, identity, &[]).await?;
+    Ok(roles
+        .iter()
+        .filter_map(|r| r["user_uuid"].as_str().map(str::to_string))
+        .collect())
+}
+
 fn uuid_filter(params: &QueryParams, key: &str) -> Result<Option<String>, ApiError> {
     params
         .one(key)
@@ -316,11 +328,7 @@ pub async fn list_users(
     identity.require(Scope::Read)?;
     let params = QueryParams::parse(&req, &["username"])?;
     let paging = params.paging()?;
-    let roles = site_roles(&state, &identity, &[]).await?;
-    let members: BTreeSet<&str> = roles
-        .iter()
-        .filter_map(|r| r["user_uuid"].as_str())
-        .collect();
+    let members = site_members(&state, &identity).await?;
     let mut query = Vec::new();
     if let Some(u) = params.one("username") {
         query.push(("username", u.to_string()));
@@ -367,11 +375,7 @@ pub async fn list_ssh_keys(
     let params = QueryParams::parse(&req, &["user_uuid"])?;
     let paging = params.paging()?;
     let user = uuid_filter(&params, "user_uuid")?;
-    let roles = site_roles(&state, &identity, &[]).await?;
-    let members: BTreeSet<&str> = roles
-        .iter()
-        .filter_map(|r| r["user_uuid"].as_str())
-        .collect();
+    let members = site_members(&state, &identity).await?;
     let mut query = Vec::new();
     if let Some(u) = &user {
         query.push(("user_uuid", u.clone()));

@@ -153,10 +153,7 @@ async fn seed_resources(shared: web::Data<Shared>, body: web::Bytes) -> HttpResp
                 state: state.clone(),
                 backend_id: backend_id.clone(),
                 limits: Default::default(),
-                attributes: json!({"name": name})
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
+                attributes: demo::obj(json!({"name": name})),
                 options: Default::default(),
                 report: vec![],
                 current_usages: Default::default(),

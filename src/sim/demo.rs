@@ -101,7 +101,7 @@ pub const PLAN_PERIOD_OK_UUID: &str = "99000000000040008000000000000001";
 /// LUMI usage component types.
 pub const COMPONENTS: [&str; 3] = ["cpu_k_hours", "gpu_k_hours", "gb_k_hours"];
 
-fn obj(v: Value) -> Map<String, Value> {
+pub(super) fn obj(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
         _ => Map::new(),

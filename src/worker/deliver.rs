@@ -251,9 +251,13 @@ impl Deliverer {
         })?;
         let key = usage_coalesce_key(&report.resource_uuid, &report.month);
         // If the store cannot say what was delivered, send everything: a repeat is harmless.
+        let fetched;
         let already = match known {
-            Some(values) => values.clone(),
-            None => self.store.delivered(&key).await.unwrap_or_default(),
+            Some(values) => values,
+            None => {
+                fetched = self.store.delivered(&key).await.unwrap_or_default();
+                &fetched
+            }
         };
         let (unchanged, changed): (Vec<_>, Vec<_>) = report
             .usages
