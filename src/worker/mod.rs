@@ -323,7 +323,13 @@ async fn delivery_loop(
                 wait(&mut shutdown, &wake, nap).await;
             }
             LeaseResult::Throttled { retry_in } => {
-                wait(&mut shutdown, &wake, retry_in.max(Duration::from_millis(5))).await;
+                // Not woken by new work: a throttled loop waits for the limit, not for work, and
+                // a wake-up per accepted request would cost a lease call per request.
+                let pause = retry_in.max(Duration::from_millis(5));
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.changed() => {}
+                }
             }
         }
     }
