@@ -52,9 +52,14 @@ export BENCH_TOKEN_FILE=$WORK/token BENCH_RESOURCES_FILE=$WORK/resources.txt
 # Warm up: connections, the resource cache (one upstream lookup per resource), allocator.
 wrk -t2 -c"$CONNECTIONS" -d3s -s "$ROOT/bench/usage.lua" "$GATEWAY_URL" >/dev/null
 
-declare -a RPS P50 P99 RAW RAW_P99
+declare -a RPS P50 P99 RAW RAW_P99 GW_CPU REDIS_CPU
 TOTAL=0
 for round in $(seq 1 "$ROUNDS"); do
+  gw_before=$(cpu_us "$GATEWAY_PID")
+  if [[ -z $EMBEDDED ]]; then
+    redis_before=$(cpu_us "$REDIS_PID")
+    redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
+  fi
   out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s -s "$ROOT/bench/usage.lua" "$GATEWAY_URL" | grep '^RESULT')
   eval "${out#RESULT }"
   if ((socket_errors + non2xx > 0)); then
@@ -64,8 +69,17 @@ for round in $(seq 1 "$ROUNDS"); do
   fi
   TOTAL=$((TOTAL + requests))
   RPS+=("$rps") P50+=("$p50_ms") P99+=("$p99_ms")
-  line="round $round: gateway $rps reports/s, p50 ${p50_ms} ms, p99 ${p99_ms} ms"
+  gw_cpu=$((($(cpu_us "$GATEWAY_PID") - gw_before) / requests))
+  GW_CPU+=("$gw_cpu")
+  line="round $round: gateway $rps reports/s, p50 ${p50_ms} ms, p99 ${p99_ms} ms, gateway CPU ${gw_cpu} us/report"
   if [[ -z $EMBEDDED ]]; then
+    redis_cpu=$((($(cpu_us "$REDIS_PID") - redis_before) / requests))
+    REDIS_CPU+=("$redis_cpu")
+    # Where Redis's time went in this round (before redis-benchmark adds its own commands).
+    redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' | grep '^cmdstat' |
+      awk -F'[:=,]' '{ printf "%s calls=%s usec_per_call=%s usec=%s\n", $1, $3, $7, $5 }' |
+      sort -t= -k4 -n -r | head -n 4 >"$WORK/commandstats"
+    line="$line, Redis CPU ${redis_cpu} us/report"
     csv=$(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTIONS" -n 300000 -t set --csv | tail -n 1)
     raw=$(echo "$csv" | tr -d '"' | cut -d, -f2)
     raw_p99=$(echo "$csv" | tr -d '"' | cut -d, -f7)
@@ -73,6 +87,7 @@ for round in $(seq 1 "$ROUNDS"); do
     line="$line | redis-benchmark SET $raw/s, p99 ${raw_p99} ms"
   fi
   echo "$line"
+  [[ -z $EMBEDDED ]] && sed 's/^cmdstat_/    redis /' "$WORK/commandstats"
 done
 
 # For scale: the gateway's HTTP ceiling on this machine, a route with no token, body or store.
@@ -89,6 +104,7 @@ if [[ -z $EMBEDDED ]]; then
   echo "  redis-benchmark SET median: $(median "${RAW[@]}")/s, p99 $(median "${RAW_P99[@]}") ms"
   echo "  ratio gateway / raw Redis: $(python3 -c "print(f'{$(median "${RPS[@]}") / $(median "${RAW[@]}") * 100:.1f}%')")"
 fi
+echo "  CPU per report (median): gateway $(median "${GW_CPU[@]}") us${EMBEDDED:+}$([[ -z $EMBEDDED ]] && echo ", redis-server $(median "${REDIS_CPU[@]}") us")"
 echo "  accepted in measured rounds: $TOTAL; jobs accepted by the gateway (incl. warm-up): $stored"
 echo "  gateway peak RSS: $rss MB"
 echo "  for scale, GET /healthz (no token, no body, no store) on the same gateway: $healthz/s"

@@ -3,7 +3,9 @@
 # Sourced, not run.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/puhuri-gateway"
+# GATEWAY_BIN runs a binary built elsewhere (an A/B comparison of two builds); otherwise the
+# release binary is built from this checkout.
+BIN="${GATEWAY_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/puhuri-gateway}"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/puhuri-bench.XXXXXX")
 STARTED_PIDS=()
 SIM_TOKEN=deadbeefdeadbeefdeadbeefdeadbeefdeadbeef
@@ -51,6 +53,7 @@ wait_for() {
 }
 
 build_release() {
+  [[ -n "${GATEWAY_BIN:-}" ]] && return
   echo "building the release binary ..." >&2
   (cd "$ROOT" && cargo build --release --locked --quiet --bin puhuri-gateway)
 }
@@ -73,13 +76,14 @@ seed_resources() {
 }
 
 # start_redis: redis-server as production runs it (append-only file, fsync every second) on a
-# free port; sets REDIS_PORT and REDIS_URL.
+# free port; sets REDIS_PORT, REDIS_URL and REDIS_PID.
 start_redis() {
   REDIS_PORT=$(free_port)
   mkdir -p "$WORK/redis"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --save '' \
     --appendonly yes --appendfsync everysec --daemonize no >"$WORK/redis.log" 2>&1 &
-  STARTED_PIDS+=($!)
+  REDIS_PID=$!
+  STARTED_PIDS+=("$REDIS_PID")
   REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
   local deadline=$((SECONDS + 10))
   until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do
@@ -151,6 +155,11 @@ stop_gateway() {
 # peak_rss_mb PID: the process's peak resident set (VmHWM) in MB.
 peak_rss_mb() {
   awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
+}
+
+# cpu_us PID: CPU time (user + system) the process has used so far, in microseconds.
+cpu_us() {
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000000 / hz }' "/proc/$1/stat"
 }
 
 # median of the arguments.
