@@ -85,6 +85,7 @@ conformance!(
     idempotency,
     coalescing,
     coalescing_skips_running_job,
+    coalescing_two_pending_jobs,
     limit_in_flight,
     limit_per_second,
     limit_per_second_window,
@@ -567,6 +568,45 @@ async fn coalescing_skips_running_job(store: &dyn JobStore) {
     ]
     .into();
     assert_eq!(store.delivered(ck).await.unwrap(), want);
+}
+
+/// Two pending jobs with one key (the first went back to the queue after the second arrived) are
+/// both absorbed; the newer one's values win over the older one's, the newcomer's over both.
+async fn coalescing_two_pending_jobs(store: &dyn JobStore) {
+    let ck = "usage:resource:1:2025-01";
+    let a = add(
+        store,
+        usage_job(
+            "resource:1",
+            ck,
+            json!({"cpu": "1", "gpu": "1", "mem": "1"}),
+        ),
+    )
+    .await;
+    assert_eq!(lease(store, "w1").await.id, a.id);
+    let b = add(
+        store,
+        usage_job("resource:1", ck, json!({"cpu": "2", "gpu": "2"})),
+    )
+    .await;
+    assert!(store.release(a.id, "w1").await.unwrap());
+    let c = add(store, usage_job("resource:1", ck, json!({"cpu": "3"}))).await;
+    assert_eq!(
+        c.payload["usages"],
+        json!({"cpu": "3", "gpu": "2", "mem": "1"})
+    );
+    for old in [a.id, b.id] {
+        let r = get(store, old).await;
+        assert_eq!(r.state, JobState::Superseded);
+        assert_eq!(r.superseded_by, Some(c.id));
+    }
+    // what enqueue answered is what is stored
+    assert_eq!(get(store, c.id).await, c);
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts[&JobState::Superseded], 2);
+    assert_eq!(counts[&JobState::Queued], 1);
+    assert_eq!(lease(store, "w1").await.id, c.id);
+    assert_idle(store).await;
 }
 
 async fn limit_in_flight(store: &dyn JobStore) {

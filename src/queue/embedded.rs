@@ -605,18 +605,28 @@ impl EmbeddedStore {
     }
 }
 
-fn merge_usages(older: &serde_json::Value, newer: &mut serde_json::Value) {
-    let Some(old) = older.get(COALESCE_FIELD).and_then(|u| u.as_object()) else {
+/// Collects an absorbed job's usages, in line order: a later job's values replace an earlier's.
+fn absorb_usages(
+    absorbed: &mut Option<serde_json::Map<String, serde_json::Value>>,
+    older: &serde_json::Value,
+) {
+    if let Some(old) = older.get(COALESCE_FIELD).and_then(|u| u.as_object()) {
+        absorbed
+            .get_or_insert_with(serde_json::Map::new)
+            .extend(old.clone());
+    }
+}
+
+/// The new job's usages over the absorbed ones: values the new job does not carry are kept.
+fn merge_usages(
+    absorbed: Option<serde_json::Map<String, serde_json::Value>>,
+    newer: &mut serde_json::Value,
+) {
+    let (Some(mut merged), Some(payload)) = (absorbed, newer.as_object_mut()) else {
         return;
     };
-    let Some(payload) = newer.as_object_mut() else {
-        return;
-    };
-    let mut merged = old.clone();
     if let Some(new) = payload.get(COALESCE_FIELD).and_then(|u| u.as_object()) {
-        for (k, v) in new {
-            merged.insert(k.clone(), v.clone());
-        }
+        merged.extend(new.clone());
     }
     payload.insert(COALESCE_FIELD.to_owned(), serde_json::Value::Object(merged));
 }
@@ -708,6 +718,7 @@ impl JobStore for EmbeddedStore {
                 }
             }
             let mut payload = job.payload;
+            let mut absorbed = None;
             // coalescing: absorb pending jobs of this object with the same key
             if let Some(ck) = &job.coalesce_key {
                 let line: Vec<JobId> = idx
@@ -720,7 +731,7 @@ impl JobStore for EmbeddedStore {
                     if s.record.coalesce_key.as_ref() != Some(ck) || !is_pending(s.record.state) {
                         continue;
                     }
-                    merge_usages(&s.record.payload, &mut payload);
+                    absorb_usages(&mut absorbed, &s.record.payload);
                     if let Some(l) = idx.lines.get_mut(&job.object_key) {
                         l.retain(|x| *x != old);
                     }
@@ -731,6 +742,7 @@ impl JobStore for EmbeddedStore {
                     tx.put(&s)?;
                 }
             }
+            merge_usages(absorbed, &mut payload);
             idx.seq += 1;
             let s = Stored {
                 record: JobRecord {

@@ -402,6 +402,48 @@ fn parse_job(fields: &[String]) -> StoreResult<JobRecord> {
     })
 }
 
+/// The record of a job enqueue.lua just created, from what the caller sent and the script's short
+/// reply `{id, created_at ms, merged usages|''}`: the same record a read of the hash would give,
+/// without sending the whole hash back on every accepted request.
+fn created_record(id: JobId, job: NewJob, reply: &[String]) -> StoreResult<JobRecord> {
+    let [reply_id, created_at, merged] = reply else {
+        return Err(corrupt("bad enqueue reply"));
+    };
+    if *reply_id != id.to_string() {
+        return Err(corrupt("enqueue replied for another job"));
+    }
+    let created_at = ms_to_time(created_at)?;
+    let mut payload = job.payload;
+    if !merged.is_empty() {
+        let usages: serde_json::Value = serde_json::from_str(merged)
+            .map_err(|e| corrupt(format!("job {id}: bad usages: {e}")))?;
+        if let Some(obj) = payload.as_object_mut() {
+            obj.insert(COALESCE_FIELD.to_owned(), usages);
+        }
+    }
+    Ok(JobRecord {
+        id,
+        site: job.site,
+        operation: job.operation,
+        object_key: job.object_key,
+        coalesce_key: job.coalesce_key,
+        payload,
+        state: JobState::Queued,
+        attempts: 0,
+        created_at,
+        updated_at: created_at,
+        next_attempt_at: None,
+        last_status: None,
+        last_error: None,
+        result: None,
+        superseded_by: None,
+        worker: None,
+        lease_until: None,
+        idempotency_key: job.idempotency.map(|i| i.key),
+        delivered: None,
+    })
+}
+
 /// Split the coalesced `usages` object off the payload (see the module doc).
 pub(crate) fn split_usages(payload: &serde_json::Value) -> (serde_json::Value, Option<String>) {
     let mut rest = payload.clone();
@@ -431,9 +473,9 @@ impl JobStore for RedisStore {
         };
         let args = vec![
             id.to_string(),
-            job.site,
-            job.operation,
-            job.object_key,
+            job.site.clone(),
+            job.operation.clone(),
+            job.object_key.clone(),
             opt_str(job.coalesce_key.as_deref()),
             payload.to_string(),
             usages.unwrap_or_default(),
@@ -443,7 +485,7 @@ impl JobStore for RedisStore {
         let reply: Vec<String> = self.run(&ENQUEUE, args).await?;
         let (status, rest) = Self::split_status(reply)?;
         match status.as_str() {
-            "created" => Ok(EnqueueOutcome::Created(parse_job(&rest)?)),
+            "created" => created_record(id, job, &rest).map(EnqueueOutcome::Created),
             "existing" => Ok(EnqueueOutcome::Existing(parse_job(&rest)?)),
             "conflict" => {
                 let existing = rest
