@@ -66,14 +66,19 @@
 //! [`StoreError::Unavailable`]. Broken connections fail their recycle check and are replaced, so the
 //! same store object works again as soon as Redis is back.
 //!
-//! Calls share one multiplexed connection taken out of the pool: redis-rs pipelines concurrent
-//! requests on it, which is what a single-threaded Redis serves best. Getting a pooled connection
-//! per call would add the pool's recycle check (an UNWATCH and a PING) to every call, a third of
-//! the commands Redis saw under load. A call that fails on the connection itself (I/O, timeout,
-//! dropped) forgets it, and the next call takes a fresh one from the pool.
+//! Calls made on one thread share one multiplexed connection taken out of the pool: redis-rs
+//! pipelines concurrent requests on it, which is what a single-threaded Redis serves best. Getting
+//! a pooled connection per call would add the pool's recycle check (an UNWATCH and a PING) to every
+//! call, a third of the commands Redis saw under load. One connection per thread rather than per
+//! process because each HTTP worker runs on its own thread: a connection made there has its
+//! reader and writer task on that thread too, so a request's round trip to Redis never hands off to
+//! another thread and back. A call that fails on the connection itself (I/O, timeout, dropped)
+//! forgets its thread's connection, and the next call there takes a fresh one from the pool.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -140,13 +145,20 @@ impl Default for RedisOptions {
     }
 }
 
+thread_local! {
+    /// Each thread's connection per store (see "Failure behaviour"), by [`RedisStore::id`]. An
+    /// entry lives until it fails or its thread ends.
+    static CONNECTIONS: RefCell<HashMap<u64, MultiplexedConnection>> = RefCell::default();
+}
+
+static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(0);
+
 /// The Redis job store. Cheap to clone (the pool is shared).
 #[derive(Clone)]
 pub struct RedisStore {
     pool: Pool,
-    /// The connection calls share (see "Failure behaviour"); `None` until first use or after a
-    /// connection-level failure.
-    shared: Arc<Mutex<Option<MultiplexedConnection>>>,
+    /// Names this store's connections in [`CONNECTIONS`]; clones share it.
+    id: u64,
     prefix: String,
     /// How long a delivered map outlives its last write.
     delivered_ttl: Duration,
@@ -195,7 +207,7 @@ impl RedisStore {
             .map_err(|e| unavailable(format!("cannot build the connection pool: {e}")))?;
         Ok(RedisStore {
             pool,
-            shared: Arc::default(),
+            id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
             prefix: key_prefix.to_owned(),
             delivered_ttl: super::DELIVERED_TTL,
             deadline: options.wait_timeout + options.connect_timeout + options.response_timeout,
@@ -218,24 +230,23 @@ impl RedisStore {
         format!("{}{}", self.prefix, rest)
     }
 
-    /// The shared connection, taking one out of the pool when there is none.
+    /// This thread's connection, taking one out of the pool when there is none.
     async fn connection(&self) -> StoreResult<MultiplexedConnection> {
-        if let Some(c) = self.shared.lock().expect("not poisoned").clone() {
+        if let Some(c) = CONNECTIONS.with_borrow(|m| m.get(&self.id).cloned()) {
             return Ok(c);
         }
         let pooled = self.pool.get().await.map_err(unavailable)?;
         let conn = deadpool_redis::Connection::take(pooled);
-        let mut shared = self.shared.lock().expect("not poisoned");
-        // Another call may have been quicker: use its connection and let this one go.
-        Ok(shared.get_or_insert(conn).clone())
+        // Another call on this thread may have been quicker: use its connection, drop this one.
+        Ok(CONNECTIONS.with_borrow_mut(|m| m.entry(self.id).or_insert(conn).clone()))
     }
 
-    /// Forgets the shared connection after a failure on the connection itself.
+    /// Forgets this thread's connection after a failure on the connection itself.
     fn forget_connection(&self) {
-        self.shared.lock().expect("not poisoned").take();
+        CONNECTIONS.with_borrow_mut(|m| m.remove(&self.id));
     }
 
-    /// Run `f` with the shared connection under the call deadline. If the shared connection turns
+    /// Run `f` with this thread's connection under the call deadline. If the connection turns
     /// out to be dead (Redis restarted since it was last used), `f` runs once more on a fresh one:
     /// every script is safe to repeat in effect (a repeated enqueue adds a second job with the same
     /// effect; a repeated lease or completion is resolved by lease expiry and the lease check).
@@ -265,7 +276,7 @@ impl RedisStore {
         }
     }
 
-    /// Maps a failed call, forgetting the shared connection when the failure was its own.
+    /// Maps a failed call, forgetting this thread's connection when the failure was its own.
     fn connection_failed(&self, e: redis::RedisError) -> StoreError {
         if e.is_io_error()
             || e.is_timeout()
