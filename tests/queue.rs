@@ -92,6 +92,7 @@ conformance!(
     lease_brings_delivered_values,
     list_paging_and_filters,
     purge_terminal,
+    purge_spares_retried_and_takes_superseded,
     counts,
     concurrent_workers_keep_order_and_limits,
 );
@@ -759,14 +760,23 @@ async fn list_paging_and_filters(store: &dyn JobStore) {
                 .id,
         );
     }
+    let mut every = site_a.clone();
     for i in 0..2 {
-        add(
+        let b = add(
             store,
             job("site-b", "order.approve", &format!("order:b{i}")),
         )
         .await;
+        every.push(b.id);
     }
+    // one more of site a after site b's, so an admin's list interleaves the sites
+    let last = add(store, job("site-a", "order.approve", "order:5"))
+        .await
+        .id;
+    site_a.push(last);
+    every.push(last);
     site_a.reverse(); // newest first
+    every.reverse();
     let mut filter = JobFilter {
         site: Some("site-a".into()),
         limit: 2,
@@ -792,8 +802,23 @@ async fn list_paging_and_filters(store: &dyn JobStore) {
         })
         .await
         .unwrap();
-    assert_eq!(all.jobs.len(), 7);
+    assert_eq!(all.jobs.len(), 8);
     assert_eq!(all.next_cursor, None);
+    // an admin's pages, across sites, newest first
+    let mut filter = JobFilter {
+        limit: 3,
+        ..JobFilter::default()
+    };
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let page = store.list(&filter).await.unwrap();
+        seen.extend(page.jobs.iter().map(|j| j.id));
+        match page.next_cursor {
+            Some(c) => filter.before = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, every);
 
     let rejects = store
         .list(&JobFilter {
@@ -806,7 +831,7 @@ async fn list_paging_and_filters(store: &dyn JobStore) {
         .unwrap();
     assert_eq!(
         rejects.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
-        vec![site_a[1], site_a[3]]
+        vec![site_a[2], site_a[4]]
     );
 
     let l = lease(store, "w1").await;
@@ -876,6 +901,39 @@ async fn purge_terminal(store: &dyn JobStore) {
     // the purged job's idempotency key is free again
     let again = add(store, done).await;
     assert_ne!(again.id, a.id);
+}
+
+/// A job retried by an operator after it failed is no longer terminal: purging must leave it,
+/// then take it once it finishes again. Superseded jobs are terminal from the start.
+async fn purge_spares_retried_and_takes_superseded(store: &dyn JobStore) {
+    let a = add(store, job("site-a", "order.approve", "order:1")).await;
+    let l = lease(store, "w1").await;
+    let failed = Completion::Failed {
+        status: Some(400),
+        error: "refused".into(),
+    };
+    assert!(store.complete(l.id, "w1", failed).await.unwrap());
+    let ck = "usage:resource:1:2025-01";
+    let old = add(store, usage_job("resource:1", ck, json!({"cpu": "1"}))).await;
+    let new = add(store, usage_job("resource:1", ck, json!({"cpu": "2"}))).await;
+    assert_eq!(store.retry(a.id).await.unwrap().state, JobState::Queued);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // the superseded report goes; the retried job and the newer report stay
+    assert_eq!(store.purge_terminal(Duration::ZERO).await.unwrap(), 1);
+    assert!(store.get(old.id).await.unwrap().is_none());
+    assert_eq!(get(store, a.id).await.state, JobState::Queued);
+    assert_eq!(get(store, new.id).await.state, JobState::Queued);
+    let l = lease(store, "w1").await;
+    assert_eq!(l.id, a.id);
+    succeed(store, &l).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.purge_terminal(Duration::ZERO).await.unwrap(), 1);
+    assert!(store.get(a.id).await.unwrap().is_none());
+    assert_eq!(store.purge_terminal(Duration::ZERO).await.unwrap(), 0);
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts[&JobState::Succeeded], 0);
+    assert_eq!(counts[&JobState::Superseded], 0);
+    assert_eq!(counts[&JobState::Queued], 1);
 }
 
 async fn counts(store: &dyn JobStore) {

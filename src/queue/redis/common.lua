@@ -57,9 +57,17 @@ local function leave_line(id, object_key)
   promote_head(object_key)
 end
 
--- Bookkeeping for a job that just reached a terminal state (purge works from `terminal`).
+-- An entry of `finished`, the purge queue: finish time (ms) and id. The list is in finish order
+-- (scripts run one at a time on Redis's clock), so appending costs O(1) where a sorted set insert
+-- walks a large skiplist. An entry whose job was retried since is stale: its time no longer
+-- matches the job's `finished_at`, and purge drops it.
+local function finished_entry(at, id)
+  return at .. ':' .. id
+end
+
+-- Bookkeeping for a job that just reached a terminal state (purge works from `finished`).
 local function finish(id)
-  redis.call('ZADD', P .. 'terminal', ms(NOW), id)
+  redis.call('RPUSH', P .. 'finished', finished_entry(ms(NOW), id))
   redis.call('HSET', jk(id), 'finished_at', ms(NOW))
   redis.call('HDEL', jk(id), 'worker', 'lease_until', 'next_attempt_at')
 end

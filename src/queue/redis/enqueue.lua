@@ -27,6 +27,7 @@ local queued_delta, retrying_delta, superseded = 1, 0, 0
 -- that one was last (the same order, one call fewer).
 local replaced_last = false
 local ready_removed = false
+local finished = {}
 
 -- Coalescing: a pending (not running) job of this object with the same key is absorbed. Its
 -- usages are kept where the new job has none, older jobs' values under newer ones.
@@ -61,7 +62,7 @@ if ckey ~= '' then
       superseded = superseded + 1
       redis.call('HSET', jk(old), 'superseded_by', id, 'state', 'superseded',
         'updated_at', now, 'finished_at', now)
-      redis.call('ZADD', P .. 'terminal', now, old)
+      finished[#finished + 1] = finished_entry(now, old)
     end
   end
 end
@@ -103,7 +104,10 @@ end
 if superseded ~= 0 then
   redis.call('HINCRBY', counts, 'superseded', superseded)
 end
-redis.call('ZADD', P .. 'all', 0, id)
+if superseded ~= 0 then
+  redis.call('RPUSH', P .. 'finished', unpack(finished))
+end
+redis.call('SADD', P .. 'sites', site)
 redis.call('ZADD', P .. 'site:' .. site, 0, id)
 
 -- Only the head of a line is ever in the ready set.

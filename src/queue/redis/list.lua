@@ -1,36 +1,62 @@
 -- ARGV: prefix, site|'', state|'', operation|'', before id|'', limit, scan cap.
 -- Read only. Returns { cursor|'', id, ... }: up to limit + 1 matching ids, newest first. The
--- index zsets have score 0, so members sort by id, and UUIDv7 ids sort by creation time.
+-- per-site index zsets have score 0, so members sort by id, and UUIDv7 ids sort by creation
+-- time. Without a site, the sites' indexes are merged (every site that ever queued a job is in
+-- `sites`).
 local site, state, op, before = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local limit, cap = tonumber(ARGV[6]), tonumber(ARGV[7])
-local idx = P .. 'all'
-if site ~= '' then
-  idx = P .. 'site:' .. site
+local sites = { site }
+if site == '' then
+  sites = redis.call('SMEMBERS', P .. 'sites')
 end
-local max = '+'
+local start = '+'
 if before ~= '' then
-  max = '(' .. before
+  start = '(' .. before
 end
+
+-- One reader per site: a buffer of ids (newest first) refilled 200 at a time.
+local readers = {}
+for i, s in ipairs(sites) do
+  readers[i] = { idx = P .. 'site:' .. s, max = start, buf = {}, pos = 1, done = false }
+end
+local function peek(r)
+  if r.pos > #r.buf and not r.done then
+    r.buf = redis.call('ZREVRANGEBYLEX', r.idx, r.max, '-', 'LIMIT', 0, 200)
+    r.pos = 1
+    if #r.buf == 0 then
+      r.done = true
+    else
+      r.max = '(' .. r.buf[#r.buf]
+    end
+  end
+  return r.buf[r.pos]
+end
+
 local out = { '' }
 local scanned = 0
 local last
 while scanned < cap do
-  local ids = redis.call('ZREVRANGEBYLEX', idx, max, '-', 'LIMIT', 0, 200)
-  if #ids == 0 then
-    return out
-  end
-  for _, id in ipairs(ids) do
-    scanned = scanned + 1
-    last = id
-    local f = redis.call('HMGET', jk(id), 'state', 'operation')
-    if f[1] and (state == '' or f[1] == state) and (op == '' or f[2] == op) then
-      table.insert(out, id)
-      if #out > limit + 1 then
-        return out
-      end
+  -- the newest id at the head of any reader
+  local best, best_id
+  for _, r in ipairs(readers) do
+    local id = peek(r)
+    if id and (not best_id or id > best_id) then
+      best, best_id = r, id
     end
   end
-  max = '(' .. last
+  if not best then
+    return out
+  end
+  best.pos = best.pos + 1
+  scanned = scanned + 1
+  last = best_id
+  local f = redis.call('HMGET', jk(best_id), 'state', 'operation')
+  if f[1] and (state == '' or f[1] == state) and (op == '' or f[2] == op) then
+    table.insert(out, best_id)
+    if #out > limit + 1 then
+      return out
+    end
+  end
 end
 -- scan cap reached: the page may be short, continue after the last id scanned
 out[1] = last

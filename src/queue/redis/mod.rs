@@ -11,8 +11,10 @@
 //! | `P obj:<object_key>`    | list   | ids of the object's unfinished jobs, in acceptance order    |
 //! | `P ready`               | zset   | ids of pending line heads, score = due time (ms)            |
 //! | `P leases`              | zset   | ids of running jobs, score = lease expiry (ms)              |
-//! | `P terminal`            | zset   | ids of terminal jobs, score = finish time (ms), for purging |
-//! | `P all`, `P site:<s>`   | zset   | every id / a site's ids, score 0 so they sort by id (UUIDv7)|
+//! | `P finished`            | list   | `<finish ms>:<id>` of terminal jobs in finish order, purged |
+//! |                         |        | from the head (entries of jobs retried since are stale)     |
+//! | `P site:<s>`            | zset   | a site's job ids, score 0 so they sort by id (UUIDv7)       |
+//! | `P sites`               | set    | every site that queued a job (an admin's list merges them)  |
 //! | `P idem:<n>:<site>:<k>` | hash   | idempotency key -> job id and request fingerprint           |
 //! | `P delivered:<ck>`      | hash   | values last delivered for a coalesce key                    |
 //! | `P counts`              | hash   | jobs per state                                              |
@@ -693,11 +695,11 @@ impl JobStore for RedisStore {
     async fn purge_terminal(&self, retention: Duration) -> StoreResult<u32> {
         let mut total = 0u32;
         for _ in 0..MAX_BATCHES {
-            let n: u32 = self
+            let (removed, consumed): (u32, usize) = self
                 .run(&PURGE, vec![dur_ms(retention), BATCH.to_string()])
                 .await?;
-            total += n;
-            if (n as usize) < BATCH {
+            total += removed;
+            if consumed < BATCH {
                 break;
             }
         }

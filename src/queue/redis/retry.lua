@@ -8,7 +8,6 @@ end
 if f[1] ~= 'failed' and f[1] ~= 'dead' then
   return { 'invalid', f[1] }
 end
-redis.call('ZREM', P .. 'terminal', id)
 redis.call('HSET', k, 'attempts', '0')
 redis.call('HDEL', k, 'finished_at', 'next_attempt_at', 'worker', 'lease_until')
 set_state(id, f[1], 'queued')
