@@ -505,3 +505,66 @@ async fn jobs_are_visible_to_their_site_only_unless_admin() {
         .unwrap();
     assert_problem(response, 409, "conflict").await;
 }
+
+/// The delivery loops under a rate limit: eight loops share one turn while throttled, every
+/// report still lands, and the calls reach the simulator spaced as the limit says (20 a second:
+/// starts 53 ms apart; the bound checked leaves room for arrival jitter on a busy machine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_pool_delivers_every_report_at_the_configured_pace() {
+    use std::time::{Duration, Instant};
+
+    use puhuri_gateway::startup::Workers;
+
+    let app = spawn_app_with(
+        Setup {
+            redis: true,
+            workers: Workers::Start,
+        },
+        "\n[delivery]\nworkers = 8\nmax_per_second = 20\n",
+    )
+    .await;
+    let token = alpha_token();
+    let seeded = app.sim_post("resources", &json!({"count": 20})).await;
+    assert_eq!(seeded.status(), 201);
+    let resources: Vec<Value> = seeded.json().await.unwrap();
+    let mut jobs = Vec::new();
+    for r in &resources {
+        let body = json!({"resource_uuid": r["uuid"], "usages": {"cpu_k_hours": "1.5"}});
+        let response = app.post_usage(&token, &body).await;
+        assert_eq!(response.status(), 202);
+        let job: Value = response.json().await.unwrap();
+        jobs.push(job["job_id"].as_str().unwrap().to_string());
+    }
+    // 20 starts at 20 a second take about a second
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for job in &jobs {
+        loop {
+            let j = app.job(&token, job).await;
+            if j["state"] == "succeeded" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not delivered in time: {j}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut arrivals: Vec<chrono::DateTime<chrono::Utc>> = app
+        .sim_calls("set_usage")
+        .await
+        .iter()
+        .map(|c| c["time"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(arrivals.len(), 20);
+    arrivals.sort();
+    for pair in arrivals.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= chrono::Duration::milliseconds(25),
+            "two calls {gap} apart"
+        );
+    }
+    let span = arrivals[19] - arrivals[0];
+    assert!(
+        span >= chrono::Duration::milliseconds(900),
+        "20 calls in {span}"
+    );
+}
