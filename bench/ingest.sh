@@ -90,6 +90,19 @@ for round in $(seq 1 "$ROUNDS"); do
   [[ -z $EMBEDDED ]] && sed 's/^cmdstat_/    redis /' "$WORK/commandstats"
 done
 
+# For scale: the enqueue script alone, sent by redis-benchmark at the same concurrency as wrk's
+# connections (its own key prefix; one resource, so every call supersedes the previous report as
+# in the gateway run). This is what the store can take; the gateway adds HTTP, the token, the
+# checks and the record around it.
+if [[ -z $EMBEDDED ]]; then
+  sha=$( (cat "$ROOT/src/queue/redis/common.lua"; echo; cat "$ROOT/src/queue/redis/enqueue.lua") |
+    redis-cli -p "$REDIS_PORT" -x script load)
+  script_rate=$(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTIONS" -n 200000 -r 100000000 --csv \
+    EVALSHA "$sha" 0 "script-bench:" "job-__rand_int__" bench usage.report resource:r usage:resource:r:2026-11 \
+    '{"resource":"r","period":"2026-11"}' '{"cpu_k_hours":"1.00","gpu_k_hours":"2"}' '' '' |
+    tail -n 1 | tr -d '"' | awk -F, '{ print $(NF - 6) }')
+fi
+
 # For scale: the gateway's HTTP ceiling on this machine, a route with no token, body or store.
 healthz=$(wrk -t2 -c"$CONNECTIONS" -d5s "$GATEWAY_URL/healthz" | awk '/^Requests\/sec:/ { print $2 }')
 
@@ -103,6 +116,8 @@ echo "  median: $(median "${RPS[@]}") reports/s, p50 $(median "${P50[@]}") ms, p
 if [[ -z $EMBEDDED ]]; then
   echo "  redis-benchmark SET median: $(median "${RAW[@]}")/s, p99 $(median "${RAW_P99[@]}") ms"
   echo "  ratio gateway / raw Redis: $(python3 -c "print(f'{$(median "${RPS[@]}") / $(median "${RAW[@]}") * 100:.1f}%')")"
+  echo "  enqueue script alone (redis-benchmark EVALSHA, $CONNECTIONS connections): $script_rate/s;" \
+    "gateway / script: $(python3 -c "print(f'{$(median "${RPS[@]}") / $script_rate * 100:.1f}%')")"
 fi
 echo "  CPU per report (median): gateway $(median "${GW_CPU[@]}") us${EMBEDDED:+}$([[ -z $EMBEDDED ]] && echo ", redis-server $(median "${REDIS_CPU[@]}") us")"
 echo "  accepted in measured rounds: $TOTAL; jobs accepted by the gateway (incl. warm-up): $stored"
