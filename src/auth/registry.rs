@@ -1,4 +1,12 @@
 //! Verifying site tokens against the configured keys.
+//!
+//! A site system sends the same token on every request until it renews it, and checking an
+//! Ed25519 signature takes about 47 µs (RS256 about 170, ES256 about 240) where a map lookup takes
+//! well under one. So tokens that passed every check are remembered until they expire, by the
+//! SHA-256 of the token (the token itself is not kept), and a later request with the same token
+//! is only checked for expiry. A token that fails is never remembered; a registry built from a
+//! new configuration starts empty. The memory is bounded: when [`VERIFIED_CAPACITY`] tokens are
+//! remembered, expired ones are dropped, and if none were, all are.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -7,7 +15,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, Validation};
+use parking_lot::Mutex;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use super::keys::{decoding_key, jwt_algorithm};
 use super::{Scope, Site, SiteIdentity};
@@ -52,12 +62,17 @@ struct VerificationKey {
     validation: Validation,
 }
 
+/// Most tokens remembered as verified (see the module doc): 4,096 entries take about 1 MB.
+pub const VERIFIED_CAPACITY: usize = 4096;
+
 /// All sites and their keys, indexed by `kid` (unique across sites, checked at load).
 pub struct SiteRegistry {
     keys: HashMap<String, VerificationKey>,
     sites: Vec<Arc<Site>>,
     max_lifetime: Duration,
     leeway: Duration,
+    /// Tokens that passed every check, by SHA-256, until they expire (module doc).
+    verified: Mutex<HashMap<[u8; 32], SiteIdentity>>,
 }
 
 impl std::fmt::Debug for SiteRegistry {
@@ -118,6 +133,7 @@ impl SiteRegistry {
             sites,
             max_lifetime: config.auth.max_token_lifetime,
             leeway: config.auth.leeway,
+            verified: Mutex::default(),
         })
     }
 
@@ -125,8 +141,37 @@ impl SiteRegistry {
         self.sites.iter().find(|s| s.id == id)
     }
 
-    /// Verifies a compact JWT and returns who it speaks for.
+    /// Verifies a compact JWT and returns who it speaks for. A token verified before is only
+    /// checked for expiry (module doc).
     pub fn verify(&self, token: &str) -> Result<SiteIdentity, TokenRejection> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // Expiry with the leeway, as the full check applies it.
+        let leeway = chrono::Duration::from_std(self.leeway).unwrap_or_default();
+        let now = Utc::now();
+        {
+            let mut verified = self.verified.lock();
+            if let Some(identity) = verified.get(&digest) {
+                if now <= identity.expires_at + leeway {
+                    return Ok(identity.clone());
+                }
+                verified.remove(&digest);
+            }
+        }
+        let identity = self.verify_uncached(token)?;
+        let mut verified = self.verified.lock();
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.retain(|_, known| now <= known.expires_at + leeway);
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+        }
+        verified.insert(digest, identity.clone());
+        Ok(identity)
+    }
+
+    /// Every check of a token, signature included, remembering nothing: what [`Self::verify`]
+    /// does for a token it has not seen. Public for the verification benchmark.
+    pub fn verify_uncached(&self, token: &str) -> Result<SiteIdentity, TokenRejection> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRejection::Malformed)?;
         let kid = header.kid.as_deref().ok_or(TokenRejection::MissingKid)?;
         let key = self.keys.get(kid).ok_or(TokenRejection::UnknownKey)?;
@@ -187,5 +232,90 @@ fn classify(kind: &ErrorKind) -> TokenRejection {
         | ErrorKind::InvalidRsaKey(_)
         | ErrorKind::InvalidKeyFormat => TokenRejection::BadSignature,
         _ => TokenRejection::Malformed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+    use super::*;
+    use crate::config::Overrides;
+
+    fn secret_path() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys/hs256.secret")
+    }
+
+    /// One site with an HS256 key and no leeway, so expiry is exact.
+    fn registry(dir: &Path) -> SiteRegistry {
+        let path = dir.join("gateway.toml");
+        let toml = format!(
+            "gateway_id = \"gw\"\ndata_dir = \"{data}\"\n[auth]\nleeway = \"0s\"\n\
+             [[sites]]\nid = \"site\"\nofferings = [\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"]\n\
+             [[sites.keys]]\nkid = \"hs\"\nalgorithm = \"HS256\"\nsecret_file = \"{secret}\"\n",
+            data = dir.display(),
+            secret = secret_path().display(),
+        );
+        std::fs::write(&path, toml).unwrap();
+        let config = Config::load(Some(&path), &Overrides::default()).unwrap();
+        SiteRegistry::from_config(&config).unwrap()
+    }
+
+    fn token(exp_in: i64) -> String {
+        let secret = std::fs::read(secret_path()).unwrap();
+        let now = Utc::now().timestamp();
+        let claims = serde_json::json!({
+            "iss": "site", "aud": "gw", "iat": now, "exp": now + exp_in, "scope": "usage:write",
+        });
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("hs".into());
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&secret)).unwrap()
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(dir.path());
+        let token = token(1);
+        let first = registry.verify(&token).unwrap();
+        assert_eq!(registry.verified.lock().len(), 1);
+        let again = registry.verify(&token).unwrap();
+        assert_eq!(again.id(), first.id());
+        assert_eq!(again.scopes, first.scopes);
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(registry.verify(&token).err(), Some(TokenRejection::Expired));
+        assert!(registry.verified.lock().is_empty());
+    }
+
+    #[test]
+    fn a_changed_token_is_checked_in_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(dir.path());
+        let token = token(600);
+        registry.verify(&token).unwrap();
+        // the same claims with a signature one character off (not the last character, whose
+        // low bits base64 may not use)
+        let mut forged = token.clone().into_bytes();
+        let at = forged.len() - 5;
+        forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert_eq!(
+            registry.verify(&forged).err(),
+            Some(TokenRejection::BadSignature)
+        );
+        assert_eq!(registry.verified.lock().len(), 1);
+    }
+
+    #[test]
+    fn the_memory_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(dir.path());
+        for n in 0..VERIFIED_CAPACITY + 10 {
+            // distinct tokens: the lifetime differs
+            registry.verify(&token(600 + n as i64)).unwrap();
+        }
+        assert!(registry.verified.lock().len() <= VERIFIED_CAPACITY);
     }
 }
