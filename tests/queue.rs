@@ -86,6 +86,7 @@ conformance!(
     coalescing,
     coalescing_skips_running_job,
     coalescing_two_pending_jobs,
+    coalescing_keeps_the_order_of_other_jobs,
     limit_in_flight,
     limit_per_second,
     limit_per_second_window,
@@ -608,6 +609,40 @@ async fn coalescing_two_pending_jobs(store: &dyn JobStore) {
     assert_eq!(counts[&JobState::Queued], 1);
     assert_eq!(lease(store, "w1").await.id, c.id);
     assert_idle(store).await;
+}
+
+/// Absorbing the head and the last job of a line whose middle job has another key: the middle
+/// job becomes the head and goes first; the newcomer waits behind it.
+async fn coalescing_keeps_the_order_of_other_jobs(store: &dyn JobStore) {
+    let ck = "usage:resource:1:2025-01";
+    let b = add(store, usage_job("resource:1", ck, json!({"cpu": "1"}))).await;
+    assert_eq!(lease(store, "w1").await.id, b.id);
+    let x = add(
+        store,
+        usage_job(
+            "resource:1",
+            "usage:resource:1:2025-02",
+            json!({"cpu": "7"}),
+        ),
+    )
+    .await;
+    let c = add(store, usage_job("resource:1", ck, json!({"gpu": "2"}))).await;
+    // b goes back to the queue: the line is b, x, c, and b and c are both pending
+    assert!(store.release(b.id, "w1").await.unwrap());
+    let new = add(store, usage_job("resource:1", ck, json!({"cpu": "3"}))).await;
+    assert_eq!(new.payload["usages"], json!({"cpu": "3", "gpu": "2"}));
+    for old in [b.id, c.id] {
+        assert_eq!(get(store, old).await.state, JobState::Superseded);
+    }
+    let l = lease(store, "w1").await;
+    assert_eq!(l.id, x.id, "the other month's report was first in line");
+    assert_eq!(
+        assert_idle(store).await,
+        None,
+        "the newcomer waits behind it"
+    );
+    succeed(store, &l).await;
+    assert_eq!(lease(store, "w1").await.id, new.id);
 }
 
 async fn limit_in_flight(store: &dyn JobStore) {

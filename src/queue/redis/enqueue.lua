@@ -27,6 +27,7 @@ local queued_delta, retrying_delta, superseded = 1, 0, 0
 -- that one was last (the same order, one call fewer).
 local replaced_last = false
 local ready_removed = false
+local line_length = 0
 local finished = {}
 
 -- Coalescing: a pending (not running) job of this object with the same key is absorbed. Its
@@ -34,6 +35,7 @@ local finished = {}
 local absorbed_usages = nil
 if ckey ~= '' then
   local ids = redis.call('LRANGE', line, 0, -1)
+  line_length = #ids
   for i, old in ipairs(ids) do
     local f = redis.call('HMGET', jk(old), 'state', 'coalesce_key', 'usages')
     if f[2] == ckey and (f[1] == 'queued' or f[1] == 'retrying') then
@@ -103,8 +105,6 @@ if retrying_delta ~= 0 then
 end
 if superseded ~= 0 then
   redis.call('HINCRBY', counts, 'superseded', superseded)
-end
-if superseded ~= 0 then
   redis.call('RPUSH', P .. 'finished', unpack(finished))
 end
 redis.call('SADD', P .. 'sites', site)
@@ -112,10 +112,11 @@ redis.call('ZADD', P .. 'site:' .. site, 0, id)
 
 -- Only the head of a line is ever in the ready set.
 if replaced_last then
-  if ready_removed then
-    -- the absorbed job was the head and due: its replacement is, now
+  if line_length == 1 then
+    -- the line was the absorbed job alone: its replacement is the head, due now
     redis.call('ZADD', P .. 'ready', now, id)
-  elseif superseded > 1 then
+  elseif ready_removed then
+    -- the head was absorbed: whichever job is first now moves up
     promote_head(okey)
   end
 elseif redis.call('RPUSH', line, id) == 1 then
