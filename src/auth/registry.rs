@@ -145,13 +145,16 @@ impl SiteRegistry {
     /// checked for expiry (module doc).
     pub fn verify(&self, token: &str) -> Result<SiteIdentity, TokenRejection> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        // Expiry with the leeway, as the full check applies it.
-        let leeway = chrono::Duration::from_std(self.leeway).unwrap_or_default();
-        let now = Utc::now();
+        // Expiry with the leeway, in whole seconds as the full check applies it; saturating,
+        // since a token may carry any `exp` up to the year 262142.
+        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
+        let now = Utc::now().timestamp();
+        let unexpired =
+            |identity: &SiteIdentity| now <= identity.expires_at.timestamp().saturating_add(leeway);
         {
             let mut verified = self.verified.lock();
             if let Some(identity) = verified.get(&digest) {
-                if now <= identity.expires_at + leeway {
+                if unexpired(identity) {
                     return Ok(identity.clone());
                 }
                 verified.remove(&digest);
@@ -160,7 +163,7 @@ impl SiteRegistry {
         let identity = self.verify_uncached(token)?;
         let mut verified = self.verified.lock();
         if verified.len() >= VERIFIED_CAPACITY {
-            verified.retain(|_, known| now <= known.expires_at + leeway);
+            verified.retain(|_, known| unexpired(known));
             if verified.len() >= VERIFIED_CAPACITY {
                 verified.clear();
             }
@@ -248,11 +251,11 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys/hs256.secret")
     }
 
-    /// One site with an HS256 key and no leeway, so expiry is exact.
-    fn registry(dir: &Path) -> SiteRegistry {
+    /// One site with an HS256 key and the given leeway ("0s": expiry is exact).
+    fn registry_with_leeway(dir: &Path, leeway: &str) -> SiteRegistry {
         let path = dir.join("gateway.toml");
         let toml = format!(
-            "gateway_id = \"gw\"\ndata_dir = \"{data}\"\n[auth]\nleeway = \"0s\"\n\
+            "gateway_id = \"gw\"\ndata_dir = \"{data}\"\n[auth]\nleeway = \"{leeway}\"\n\
              [[sites]]\nid = \"site\"\nofferings = [\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"]\n\
              [[sites.keys]]\nkid = \"hs\"\nalgorithm = \"HS256\"\nsecret_file = \"{secret}\"\n",
             data = dir.display(),
@@ -261,6 +264,10 @@ mod tests {
         std::fs::write(&path, toml).unwrap();
         let config = Config::load(Some(&path), &Overrides::default()).unwrap();
         SiteRegistry::from_config(&config).unwrap()
+    }
+
+    fn registry(dir: &Path) -> SiteRegistry {
+        registry_with_leeway(dir, "0s")
     }
 
     fn token(exp_in: i64) -> String {
@@ -306,6 +313,25 @@ mod tests {
             Some(TokenRejection::BadSignature)
         );
         assert_eq!(registry.verified.lock().len(), 1);
+    }
+
+    /// The largest `exp` a token can carry: remembering it must not overflow the expiry check.
+    #[test]
+    fn a_token_expiring_in_the_far_future_is_remembered_safely() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry_with_leeway(dir.path(), "30s");
+        let secret = std::fs::read(secret_path()).unwrap();
+        let exp = DateTime::<Utc>::MAX_UTC.timestamp();
+        let claims = serde_json::json!({
+            "iss": "site", "aud": "gw", "iat": exp - 60, "exp": exp, "scope": "usage:write",
+        });
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("hs".into());
+        let token =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&secret)).unwrap();
+        let first = registry.verify(&token).unwrap();
+        let again = registry.verify(&token).unwrap();
+        assert_eq!(again.expires_at, first.expires_at);
     }
 
     #[test]
