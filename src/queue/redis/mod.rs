@@ -75,12 +75,13 @@
 //! process because each HTTP worker runs on its own thread: a connection made there has its
 //! reader and writer task on that thread too, so a request's round trip to Redis never hands off to
 //! another thread and back. A call that fails on the connection itself (I/O, timeout, dropped)
-//! forgets its thread's connection, and the next call there takes a fresh one from the pool.
+//! retires the connections of every thread, and the next call on each takes a fresh one from the
+//! pool.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -148,9 +149,10 @@ impl Default for RedisOptions {
 }
 
 thread_local! {
-    /// Each thread's connection per store (see "Failure behaviour"), by [`RedisStore::id`]. An
-    /// entry lives until it fails or its thread ends.
-    static CONNECTIONS: RefCell<HashMap<u64, MultiplexedConnection>> = RefCell::default();
+    /// Each thread's connection per store (see "Failure behaviour"), by [`RedisStore::id`], with
+    /// the store's connection generation it was made in. An entry lives until its generation is
+    /// retired or its thread ends.
+    static CONNECTIONS: RefCell<HashMap<u64, (u64, MultiplexedConnection)>> = RefCell::default();
 }
 
 static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(0);
@@ -161,6 +163,8 @@ pub struct RedisStore {
     pool: Pool,
     /// Names this store's connections in [`CONNECTIONS`]; clones share it.
     id: u64,
+    /// Bumped when a call fails on its connection: every thread's older connection is retired.
+    generation: Arc<AtomicU64>,
     prefix: String,
     /// How long a delivered map outlives its last write.
     delivered_ttl: Duration,
@@ -210,6 +214,7 @@ impl RedisStore {
         Ok(RedisStore {
             pool,
             id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+            generation: Arc::default(),
             prefix: key_prefix.to_owned(),
             delivered_ttl: super::DELIVERED_TTL,
             deadline: options.wait_timeout + options.connect_timeout + options.response_timeout,
@@ -234,17 +239,31 @@ impl RedisStore {
 
     /// This thread's connection, taking one out of the pool when there is none.
     async fn connection(&self) -> StoreResult<MultiplexedConnection> {
-        if let Some(c) = CONNECTIONS.with_borrow(|m| m.get(&self.id).cloned()) {
+        let generation = self.generation.load(Ordering::Acquire);
+        let current = |m: &HashMap<u64, (u64, MultiplexedConnection)>| {
+            m.get(&self.id)
+                .filter(|(made_in, _)| *made_in == generation)
+                .map(|(_, c)| c.clone())
+        };
+        if let Some(c) = CONNECTIONS.with_borrow(current) {
             return Ok(c);
         }
         let pooled = self.pool.get().await.map_err(unavailable)?;
         let conn = deadpool_redis::Connection::take(pooled);
         // Another call on this thread may have been quicker: use its connection, drop this one.
-        Ok(CONNECTIONS.with_borrow_mut(|m| m.entry(self.id).or_insert(conn).clone()))
+        Ok(CONNECTIONS.with_borrow_mut(|m| {
+            current(m).unwrap_or_else(|| {
+                m.insert(self.id, (generation, conn.clone()));
+                conn
+            })
+        }))
     }
 
-    /// Forgets this thread's connection after a failure on the connection itself.
+    /// Retires every thread's connection after a failure on a connection itself. Not only this
+    /// thread's: a task may resume on another thread than the one whose connection failed, and
+    /// such a failure (Redis restarted, failed over, unreachable) breaks them all anyway.
     fn forget_connection(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         CONNECTIONS.with_borrow_mut(|m| m.remove(&self.id));
     }
 
@@ -278,7 +297,7 @@ impl RedisStore {
         }
     }
 
-    /// Maps a failed call, forgetting this thread's connection when the failure was its own.
+    /// Maps a failed call, retiring the connections when the failure was a connection's.
     fn connection_failed(&self, e: redis::RedisError) -> StoreError {
         if e.is_io_error()
             || e.is_timeout()
