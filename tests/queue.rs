@@ -1466,6 +1466,83 @@ async fn embedded_delivered_maps_expire() {
     delivered_maps_expire(&store).await;
 }
 
+/// A store written with the earlier key layout (finished jobs in the zset `terminal`, every id
+/// in the zset `all`, no `sites` set) is moved over by purge: its finished jobs are purged in
+/// time and an admin's list sees every site's jobs again.
+#[tokio::test]
+async fn redis_purge_moves_the_earlier_key_layout_over() {
+    let server = shared();
+    let prefix = unique_prefix("earlier_layout");
+    let store = RedisStore::connect(&server.url(), &prefix, RedisOptions::default())
+        .await
+        .unwrap();
+    let a = add(&store, job("site-a", "order.approve", "order:1")).await;
+    let b = add(&store, job("site-b", "order.approve", "order:2")).await;
+    let l = lease(&store, "w1").await;
+    assert_eq!(l.id, a.id);
+    succeed(&store, &l).await;
+    // Rewrite what the current layout holds into the earlier one.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let entry: String = redis::cmd("LPOP")
+        .arg(format!("{prefix}finished"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (at, id) = entry.split_once(':').unwrap();
+    assert_eq!(id, a.id.to_string());
+    let _: () = redis::pipe()
+        .cmd("ZADD")
+        .arg(format!("{prefix}terminal"))
+        .arg(at)
+        .arg(id)
+        .cmd("ZADD")
+        .arg(format!("{prefix}all"))
+        .arg(0)
+        .arg(a.id.to_string())
+        .arg(0)
+        .arg(b.id.to_string())
+        .cmd("DEL")
+        .arg(format!("{prefix}sites"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let admin = JobFilter {
+        limit: 10,
+        ..JobFilter::default()
+    };
+    assert!(store.list(&admin).await.unwrap().jobs.is_empty());
+
+    // Within the retention nothing is purged, but the layout is moved over.
+    assert_eq!(
+        store
+            .purge_terminal(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    let left: i64 = redis::cmd("EXISTS")
+        .arg(format!("{prefix}terminal"))
+        .arg(format!("{prefix}all"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    let listed: Vec<_> = store
+        .list(&admin)
+        .await
+        .unwrap()
+        .jobs
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(listed, vec![b.id, a.id]);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.purge_terminal(Duration::ZERO).await.unwrap(), 1);
+    assert!(store.get(a.id).await.unwrap().is_none());
+    assert_eq!(get(&store, b.id).await.state, JobState::Queued);
+}
+
 #[tokio::test]
 async fn redis_delivered_map_has_the_default_ttl() {
     let server = shared();

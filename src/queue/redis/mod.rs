@@ -15,6 +15,9 @@
 //! |                         |        | from the head (entries of jobs retried since are stale)     |
 //! | `P site:<s>`            | zset   | a site's job ids, score 0 so they sort by id (UUIDv7)       |
 //! | `P sites`               | set    | every site that queued a job (an admin's list merges them)  |
+//!
+//! Stores written before `finished` and `sites` existed held the zsets `P terminal` and `P all`
+//! instead; purge moves them over (in batches, on its first runs) and they are then gone.
 //! | `P idem:<n>:<site>:<k>` | hash   | idempotency key -> job id and request fingerprint           |
 //! | `P delivered:<ck>`      | hash   | values last delivered for a coalesce key                    |
 //! | `P counts`              | hash   | jobs per state                                              |

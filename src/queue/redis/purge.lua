@@ -1,7 +1,40 @@
 -- ARGV: prefix, retention ms, batch size. Removes terminal jobs finished before now - retention,
 -- working from the head of `finished` (oldest first). Returns { jobs removed, entries consumed }.
 local cutoff = NOW - tonumber(ARGV[2])
-local entries = redis.call('LRANGE', P .. 'finished', 0, tonumber(ARGV[3]) - 1)
+local batch = tonumber(ARGV[3])
+
+-- Stores written before `finished` and `sites` existed kept finished jobs in the zset `terminal`
+-- (score: finish time) and every id in the zset `all`. A run that finds either moves a batch over
+-- and reports a full batch consumed, so the caller runs again until both are gone.
+local legacy = redis.call('ZREVRANGE', P .. 'terminal', 0, batch - 1, 'WITHSCORES')
+local all = redis.call('ZRANGE', P .. 'all', 0, batch - 1)
+if #legacy > 0 or #all > 0 then
+  if #legacy > 0 then
+    local ids, moved = {}, {}
+    for i = 1, #legacy, 2 do
+      ids[#ids + 1] = legacy[i]
+      moved[#moved + 1] = finished_entry(ms(tonumber(legacy[i + 1])), legacy[i])
+    end
+    -- newest first, each pushed in front: the oldest ends at the head, before every entry
+    -- written since (those finished later)
+    redis.call('LPUSH', P .. 'finished', unpack(moved))
+    redis.call('ZREM', P .. 'terminal', unpack(ids))
+  end
+  if #all > 0 then
+    local seen = {}
+    for _, id in ipairs(all) do
+      local site = redis.call('HGET', jk(id), 'site')
+      if site and not seen[site] then
+        seen[site] = true
+        redis.call('SADD', P .. 'sites', site)
+      end
+    end
+    redis.call('ZREM', P .. 'all', unpack(all))
+  end
+  return { 0, batch }
+end
+
+local entries = redis.call('LRANGE', P .. 'finished', 0, batch - 1)
 local removed, consumed = 0, 0
 for _, e in ipairs(entries) do
   local sep = string.find(e, ':', 1, true)
