@@ -129,6 +129,19 @@ fn usage_job(object: &str, coalesce_key: &str, usages: serde_json::Value) -> New
     }
 }
 
+/// A report on resource 1 for another month than the coalescing tests' key: same line, other key.
+async fn other_month_report(store: &dyn JobStore) -> JobRecord {
+    add(
+        store,
+        usage_job(
+            "resource:1",
+            "usage:resource:1:2025-02",
+            json!({"cpu": "7"}),
+        ),
+    )
+    .await
+}
+
 async fn add(store: &dyn JobStore, j: NewJob) -> JobRecord {
     match store.enqueue(j).await.expect("enqueue") {
         EnqueueOutcome::Created(r) => r,
@@ -492,15 +505,7 @@ async fn coalescing(store: &dyn JobStore) {
     )
     .await;
     // a different key on the same object is left alone
-    let other = add(
-        store,
-        usage_job(
-            "resource:1",
-            "usage:resource:1:2025-02",
-            json!({"cpu": "7"}),
-        ),
-    )
-    .await;
+    let other = other_month_report(store).await;
     let b = add(store, usage_job("resource:1", ck, json!({"cpu": "3"}))).await;
     let old = get(store, a.id).await;
     assert_eq!(old.state, JobState::Superseded);
@@ -617,15 +622,7 @@ async fn coalescing_keeps_the_order_of_other_jobs(store: &dyn JobStore) {
     let ck = "usage:resource:1:2025-01";
     let b = add(store, usage_job("resource:1", ck, json!({"cpu": "1"}))).await;
     assert_eq!(lease(store, "w1").await.id, b.id);
-    let x = add(
-        store,
-        usage_job(
-            "resource:1",
-            "usage:resource:1:2025-02",
-            json!({"cpu": "7"}),
-        ),
-    )
-    .await;
+    let x = other_month_report(store).await;
     let c = add(store, usage_job("resource:1", ck, json!({"gpu": "2"}))).await;
     // b goes back to the queue: the line is b, x, c, and b and c are both pending
     assert!(store.release(b.id, "w1").await.unwrap());

@@ -701,7 +701,7 @@ impl EmbeddedStore {
 
 #[async_trait]
 impl JobStore for EmbeddedStore {
-    async fn enqueue(&self, job: NewJob) -> StoreResult<EnqueueOutcome> {
+    async fn enqueue(&self, mut job: NewJob) -> StoreResult<EnqueueOutcome> {
         let id = Uuid::now_v7();
         self.write(move |idx, tx, now| {
             if let Some(i) = &job.idempotency {
@@ -717,7 +717,7 @@ impl JobStore for EmbeddedStore {
                     return Err(StoreError::IdempotencyConflict { existing });
                 }
             }
-            let mut payload = job.payload;
+            let mut payload = std::mem::take(&mut job.payload);
             let mut absorbed = None;
             // coalescing: absorb pending jobs of this object with the same key
             if let Some(ck) = &job.coalesce_key {
@@ -745,27 +745,7 @@ impl JobStore for EmbeddedStore {
             merge_usages(absorbed, &mut payload);
             idx.seq += 1;
             let s = Stored {
-                record: JobRecord {
-                    id,
-                    site: job.site.clone(),
-                    operation: job.operation,
-                    object_key: job.object_key.clone(),
-                    coalesce_key: job.coalesce_key,
-                    payload,
-                    state: JobState::Queued,
-                    attempts: 0,
-                    created_at: time(now),
-                    updated_at: time(now),
-                    next_attempt_at: None,
-                    last_status: None,
-                    last_error: None,
-                    result: None,
-                    superseded_by: None,
-                    worker: None,
-                    lease_until: None,
-                    idempotency_key: job.idempotency.as_ref().map(|i| i.key.clone()),
-                    delivered: None,
-                },
+                record: JobRecord::queued(id, &job, payload, time(now)),
                 fingerprint: job.idempotency.as_ref().map(|i| i.fingerprint.clone()),
                 seq: idx.seq,
                 finished_at: None,

@@ -148,6 +148,39 @@ pub struct JobRecord {
     pub delivered: Option<BTreeMap<String, String>>,
 }
 
+impl JobRecord {
+    /// The record of a job just accepted: queued, no attempt yet. `payload` is the job's own
+    /// after coalescing merged in what it absorbed.
+    pub fn queued(
+        id: JobId,
+        job: &NewJob,
+        payload: serde_json::Value,
+        created_at: DateTime<Utc>,
+    ) -> JobRecord {
+        JobRecord {
+            id,
+            site: job.site.clone(),
+            operation: job.operation.clone(),
+            object_key: job.object_key.clone(),
+            coalesce_key: job.coalesce_key.clone(),
+            payload,
+            state: JobState::Queued,
+            attempts: 0,
+            created_at,
+            updated_at: created_at,
+            next_attempt_at: None,
+            last_status: None,
+            last_error: None,
+            result: None,
+            superseded_by: None,
+            worker: None,
+            lease_until: None,
+            idempotency_key: job.idempotency.as_ref().map(|i| i.key.clone()),
+            delivered: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum EnqueueOutcome {
     /// A new job was stored (possibly superseding older ones).

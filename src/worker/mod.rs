@@ -92,9 +92,14 @@ impl Worker {
         Worker { id, ..self.clone() }
     }
 
+    /// Asks the store for the next due job under this worker's id, lease and limits.
+    async fn lease_next(&self) -> Result<LeaseResult, StoreError> {
+        self.store.lease(&self.id, self.lease, self.limits).await
+    }
+
     /// Leases one due job, delivers it and records the outcome.
     pub async fn try_execute_one(&self) -> Result<StepOutcome, StoreError> {
-        match self.store.lease(&self.id, self.lease, self.limits).await? {
+        match self.lease_next().await? {
             LeaseResult::Leased(job) => {
                 let completion = self.deliver_with_heartbeat(&job).await;
                 self.record(&job, completion).await
@@ -299,11 +304,7 @@ async fn delivery_loop(
     while !*shutdown.borrow() {
         let leased = match prefetched.take() {
             Some(l) => l,
-            None => match worker
-                .store
-                .lease(&worker.id, worker.lease, worker.limits)
-                .await
-            {
+            None => match worker.lease_next().await {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(error = %e, "the job store is unavailable; waiting");
@@ -332,10 +333,8 @@ async fn delivery_loop(
                 // The outcome and the next lease go to the store together: on Redis's shared
                 // connection that is one round trip instead of two. The outcome is sent first,
                 // so the in-flight count the lease checks no longer holds this job.
-                let (_, next) = tokio::join!(
-                    record_or_warn(&worker, &job, c),
-                    worker.store.lease(&worker.id, worker.lease, worker.limits),
-                );
+                let (_, next) =
+                    tokio::join!(record_or_warn(&worker, &job, c), worker.lease_next(),);
                 // On an error the next turn leases again and handles it.
                 prefetched = next.ok();
             }
@@ -384,11 +383,7 @@ async fn lease_when_allowed(
                 _ = shutdown.changed() => return None,
             }
         }
-        match worker
-            .store
-            .lease(&worker.id, worker.lease, worker.limits)
-            .await
-        {
+        match worker.lease_next().await {
             Ok(LeaseResult::Throttled { retry_in }) => wait = Some(retry_in),
             Ok(other) => return Some(other),
             Err(_) => return None,

@@ -55,8 +55,14 @@ redis.call('HSET', jk(id), 'worker', worker, 'lease_until', ms(until_ms),
 redis.call('HDEL', jk(id), 'next_attempt_at')
 set_state(id, f[1], 'running')
 local reply = with_status('leased', id)
--- The values last delivered for the job's coalesce key, so the worker needs no second call.
-local ck = redis.call('HGET', jk(id), 'coalesce_key')
+-- The values last delivered for the job's coalesce key (read from the record just fetched), so
+-- the worker needs no second call.
+local ck
+for i = 2, #reply, 2 do
+  if reply[i] == 'coalesce_key' then
+    ck = reply[i + 1]
+  end
+end
 if ck then
   local d = redis.call('HGETALL', P .. 'delivered:' .. ck)
   local m = {}

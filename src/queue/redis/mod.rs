@@ -300,6 +300,15 @@ impl RedisStore {
         }
     }
 
+    /// A whole hash (HGETALL), in whatever shape the caller reads it.
+    async fn hash<T: redis::FromRedisValue>(&self, key: String) -> StoreResult<T> {
+        self.with_conn(move |mut conn| {
+            let key = key.clone();
+            async move { conn.hgetall(key).await }
+        })
+        .await
+    }
+
     /// Maps a failed call, retiring the connections when the failure was a connection's.
     fn connection_failed(&self, e: redis::RedisError) -> StoreError {
         if e.is_io_error()
@@ -332,12 +341,7 @@ impl RedisStore {
 
     async fn job_by_id(&self, id: JobId) -> StoreResult<Option<JobRecord>> {
         let key = self.key(&format!("job:{id}"));
-        let fields: Vec<String> = self
-            .with_conn(move |mut conn| {
-                let key = key.clone();
-                async move { conn.hgetall(key).await }
-            })
-            .await?;
+        let fields: Vec<String> = self.hash(key).await?;
         if fields.is_empty() {
             return Ok(None);
         }
@@ -440,7 +444,7 @@ fn parse_job(fields: &[String]) -> StoreResult<JobRecord> {
 /// The record of a job enqueue.lua just created, from what the caller sent and the script's short
 /// reply `{id, created_at ms, merged usages|''}`: the same record a read of the hash would give,
 /// without sending the whole hash back on every accepted request.
-fn created_record(id: JobId, job: NewJob, reply: &[String]) -> StoreResult<JobRecord> {
+fn created_record(id: JobId, mut job: NewJob, reply: &[String]) -> StoreResult<JobRecord> {
     let [reply_id, created_at, merged] = reply else {
         return Err(corrupt("bad enqueue reply"));
     };
@@ -448,7 +452,7 @@ fn created_record(id: JobId, job: NewJob, reply: &[String]) -> StoreResult<JobRe
         return Err(corrupt("enqueue replied for another job"));
     }
     let created_at = ms_to_time(created_at)?;
-    let mut payload = job.payload;
+    let mut payload = std::mem::take(&mut job.payload);
     if !merged.is_empty() {
         let usages: serde_json::Value = serde_json::from_str(merged)
             .map_err(|e| corrupt(format!("job {id}: bad usages: {e}")))?;
@@ -456,27 +460,7 @@ fn created_record(id: JobId, job: NewJob, reply: &[String]) -> StoreResult<JobRe
             obj.insert(COALESCE_FIELD.to_owned(), usages);
         }
     }
-    Ok(JobRecord {
-        id,
-        site: job.site,
-        operation: job.operation,
-        object_key: job.object_key,
-        coalesce_key: job.coalesce_key,
-        payload,
-        state: JobState::Queued,
-        attempts: 0,
-        created_at,
-        updated_at: created_at,
-        next_attempt_at: None,
-        last_status: None,
-        last_error: None,
-        result: None,
-        superseded_by: None,
-        worker: None,
-        lease_until: None,
-        idempotency_key: job.idempotency.map(|i| i.key),
-        delivered: None,
-    })
+    Ok(JobRecord::queued(id, &job, payload, created_at))
 }
 
 /// Split the coalesced `usages` object off the payload (see the module doc).
@@ -707,11 +691,7 @@ impl JobStore for RedisStore {
 
     async fn delivered(&self, coalesce_key: &str) -> StoreResult<BTreeMap<String, String>> {
         let key = self.key(&format!("delivered:{coalesce_key}"));
-        self.with_conn(move |mut conn| {
-            let key = key.clone();
-            async move { conn.hgetall(key).await }
-        })
-        .await
+        self.hash(key).await
     }
 
     async fn purge_terminal(&self, retention: Duration) -> StoreResult<u32> {
@@ -730,12 +710,7 @@ impl JobStore for RedisStore {
 
     async fn counts(&self) -> StoreResult<BTreeMap<JobState, u64>> {
         let key = self.key("counts");
-        let raw: HashMap<String, i64> = self
-            .with_conn(move |mut conn| {
-                let key = key.clone();
-                async move { conn.hgetall(key).await }
-            })
-            .await?;
+        let raw: HashMap<String, i64> = self.hash(key).await?;
         let mut out: BTreeMap<JobState, u64> = JobState::ALL.into_iter().map(|s| (s, 0)).collect();
         for (k, v) in raw {
             if let Some(s) = JobState::parse(&k) {
