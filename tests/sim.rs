@@ -1517,6 +1517,9 @@ fn demo_uuids_are_32_hex() {
     assert!(w.resources.is_empty());
 }
 
+#[path = "support/external.rs"]
+mod external;
+
 #[path = "sim_support/schema.rs"]
 mod schema;
 

@@ -1,6 +1,7 @@
 //! Every in-scope operation's JSON answer, validated against the operation's response schema in
 //! Waldur's OpenAPI document (`../shared/upstream/waldur-openapi-schema-8.0.5.yaml`, or
-//! `$WALDUR_OPENAPI_SCHEMA`). A missing schema file fails the test.
+//! `$WALDUR_OPENAPI_SCHEMA`). Without the schema file the test is skipped with a message, unless
+//! `PUHURI_GATEWAY_REQUIRE_EXTERNAL` is set (as `.ci/run` does), where it fails.
 //!
 //! OpenAPI 3.0 → JSON Schema: `nullable: true` becomes `anyOf: [<schema>, {type: null}]`;
 //! `format` is not asserted (Waldur prints dash-less UUIDs that a strict `uuid` format rejects).
@@ -13,13 +14,17 @@
 use super::*;
 use serde_json::Map;
 
-fn load_schema() -> Value {
-    let path = std::env::var("WALDUR_OPENAPI_SCHEMA").unwrap_or_else(|_| {
+fn schema_path() -> String {
+    std::env::var("WALDUR_OPENAPI_SCHEMA").unwrap_or_else(|_| {
         format!(
             "{}/../shared/upstream/waldur-openapi-schema-8.0.5.yaml",
             env!("CARGO_MANIFEST_DIR")
         )
-    });
+    })
+}
+
+fn load_schema() -> Value {
+    let path = schema_path();
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "\n\n*** The Waldur OpenAPI schema is required for this test and could not be read ***\n\
@@ -131,6 +136,12 @@ impl Checker {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_matches_the_waldur_schema() {
+    if !external::require(
+        "Waldur's OpenAPI schema (../shared/upstream, or WALDUR_OPENAPI_SCHEMA)",
+        std::path::Path::new(&schema_path()).is_file(),
+    ) {
+        return;
+    }
     let checker = tokio::task::spawn_blocking(Checker::new).await.unwrap();
     let t = setup().await;
     let api = t.sim.api_url();
