@@ -1,7 +1,7 @@
 //! Every in-scope operation's JSON answer, validated against the operation's response schema in
 //! Waldur's OpenAPI document (`../shared/upstream/waldur-openapi-schema-8.0.5.yaml`, or
 //! `$WALDUR_OPENAPI_SCHEMA`). Without the schema file the test is skipped with a message, unless
-//! `PUHURI_GATEWAY_REQUIRE_EXTERNAL` is set (as `.ci/run` does), where it fails.
+//! `GATEWAY_TESTS_REQUIRE_EXTERNAL` is set (as `.ci/run` does), where it fails.
 //!
 //! OpenAPI 3.0 → JSON Schema: `nullable: true` becomes `anyOf: [<schema>, {type: null}]`;
 //! `format` is not asserted (Waldur prints dash-less UUIDs that a strict `uuid` format rejects).

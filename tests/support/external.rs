@@ -4,11 +4,12 @@
 //!
 //! The README's `cargo test --locked` must pass on a fresh clone with none of them: such a test
 //! then prints one line saying it was skipped and why, and returns. CI (`.ci/run`) installs every
-//! prerequisite and sets `PUHURI_GATEWAY_REQUIRE_EXTERNAL=1`, which turns a missing one into a
+//! prerequisite and sets `GATEWAY_TESTS_REQUIRE_EXTERNAL=1`, which turns a missing one into a
 //! failure, so a test cannot silently stop running there.
 
-/// The variable that makes every external prerequisite mandatory (set by `.ci/run`).
-pub const REQUIRE_VAR: &str = "PUHURI_GATEWAY_REQUIRE_EXTERNAL";
+/// The variable that makes every external prerequisite mandatory (set by `.ci/run`). Not under
+/// `PUHURI_GATEWAY_`: that prefix is the gateway's configuration, which refuses unknown keys.
+pub const REQUIRE_VAR: &str = "GATEWAY_TESTS_REQUIRE_EXTERNAL";
 
 /// Whether external prerequisites are mandatory in this run.
 pub fn required() -> bool {
@@ -31,10 +32,10 @@ pub fn require(what: &str, available: bool) -> bool {
     false
 }
 
-/// The Python interpreter for tests that need Python packages: `$PUHURI_GATEWAY_PYTHON` (the venv
+/// The Python interpreter for tests that need Python packages: `$GATEWAY_TESTS_PYTHON` (the venv
 /// `.ci/run` builds), else `python3`. Whether it has a given package is the caller's check.
 pub fn python() -> String {
-    std::env::var("PUHURI_GATEWAY_PYTHON").unwrap_or_else(|_| "python3".to_string())
+    std::env::var("GATEWAY_TESTS_PYTHON").unwrap_or_else(|_| "python3".to_string())
 }
 
 /// Whether `python()` can import `module`.
