@@ -95,7 +95,7 @@ done
 # in the gateway run). This is what the store can take; the gateway adds HTTP, the token, the
 # checks and the record around it.
 if [[ -z $EMBEDDED ]]; then
-  sha=$( (cat "$ROOT/src/queue/redis/common.lua"; echo; cat "$ROOT/src/queue/redis/enqueue.lua") |
+  sha=$( (cat "$ROOT/src/queue/redis/protocol.lua"; echo; cat "$ROOT/src/queue/redis/common.lua"; echo; cat "$ROOT/src/queue/redis/enqueue.lua") |
     redis-cli -p "$REDIS_PORT" -x script load)
   script_rate=$(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTIONS" -n 200000 -r 100000000 --csv \
     EVALSHA "$sha" 0 "script-bench:" "job-__rand_int__" bench usage.report resource:r usage:resource:r:2026-11 \

@@ -1638,3 +1638,88 @@ async fn embedded_group_commit_keeps_every_acknowledged_change() {
         Some(acknowledged.len() as u64)
     );
 }
+
+/// The keys the scripts write and the states they count are the ones `queue::protocol` defines:
+/// every lifecycle step is run, then every key under the prefix must belong to the layout and
+/// every field of the counts hash must be a state name.
+#[tokio::test]
+async fn redis_scripts_write_only_the_protocols_keys_and_states() {
+    use puhuri_gateway::queue::protocol;
+    let server = shared();
+    let prefix = unique_prefix("protocol_keys");
+    let store = RedisStore::connect(&server.url(), &prefix, RedisOptions::default())
+        .await
+        .unwrap();
+    let mut idem = job("site-a", "order.approve", "order:1");
+    idem.idempotency = Some(Idempotency {
+        key: "k1".into(),
+        fingerprint: "f1".into(),
+    });
+    let a = add(&store, idem).await;
+    add(
+        &store,
+        usage_job("resource:r", "usage:r:2026-11", json!({"cpu": "1.00"})),
+    )
+    .await;
+    add(
+        &store,
+        usage_job("resource:r", "usage:r:2026-11", json!({"cpu": "2.00"})),
+    )
+    .await;
+    let limits = DeliveryLimits {
+        max_in_flight: 10,
+        max_per_second: 100,
+    };
+    let mut seen = BTreeMap::new();
+    for _ in 0..4 {
+        if let LeaseResult::Leased(r) = store.lease("w1", LEASE, limits).await.unwrap() {
+            seen.insert(r.id, r.clone());
+            let outcome = if r.id == a.id {
+                Completion::Failed {
+                    status: Some(400),
+                    error: "no".into(),
+                }
+            } else {
+                Completion::Succeeded {
+                    status: Some(200),
+                    result: json!({}),
+                    delivered: [("cpu".to_owned(), "2.00".to_owned())].into(),
+                }
+            };
+            assert!(store.complete(r.id, "w1", outcome).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    assert!(seen.contains_key(&a.id));
+    store.retry(a.id).await.unwrap();
+    let c = add(&store, job("site-b", "order.approve", "order:2")).await;
+    store.cancel(c.id).await.unwrap();
+    lease(&store, "w2").await;
+    store.reclaim_expired().await.unwrap();
+    store.purge_terminal(Duration::ZERO).await.unwrap();
+
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.len() > 5, "{keys:?}");
+    for key in &keys {
+        let rest = key.strip_prefix(&prefix).unwrap();
+        assert!(
+            protocol::is_layout_key(rest),
+            "{key} is not in the key layout"
+        );
+    }
+    let counts: BTreeMap<String, i64> = redis::cmd("HGETALL")
+        .arg(protocol::counts_key(&prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!counts.is_empty());
+    for state in counts.keys() {
+        assert!(JobState::parse(state).is_some(), "counted state {state}");
+    }
+}

@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 pub mod embedded;
 pub mod open;
+pub mod protocol;
 pub mod redis;
 
 pub use open::open_store;
@@ -200,8 +201,20 @@ impl EnqueueOutcome {
 /// Limits on delivery toward Puhuri shared by every worker of every replica on one store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeliveryLimits {
+    /// Leases held at once, every worker of every replica counted (0: no limit).
     pub max_in_flight: u32,
+    /// Leases started per second (0: no limit); spaced by [`protocol::start_spacing_us`].
     pub max_per_second: u32,
+}
+
+impl DeliveryLimits {
+    /// The spacing of starts in microseconds and whether a late start keeps the grid, or `None`
+    /// without a rate limit (see [`protocol::start_spacing_us`]).
+    pub fn start_spacing_us(&self) -> Option<(i64, bool)> {
+        (self.max_per_second > 0).then(|| {
+            protocol::start_spacing_us(self.max_per_second, protocol::DEFAULT_JITTER_ALLOWANCE_US)
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -234,6 +247,18 @@ pub enum Completion {
     },
     /// Retries exhausted.
     Dead { status: Option<u16>, error: String },
+}
+
+impl Completion {
+    /// The state the job is in once this outcome is recorded.
+    pub fn state(&self) -> JobState {
+        match self {
+            Completion::Succeeded { .. } => JobState::Succeeded,
+            Completion::Failed { .. } => JobState::Failed,
+            Completion::Retry { .. } => JobState::Retrying,
+            Completion::Dead { .. } => JobState::Dead,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -114,12 +114,7 @@ impl Worker {
         job: &JobRecord,
         completion: Completion,
     ) -> Result<StepOutcome, StoreError> {
-        let state = match &completion {
-            Completion::Succeeded { .. } => JobState::Succeeded,
-            Completion::Failed { .. } => JobState::Failed,
-            Completion::Retry { .. } => JobState::Retrying,
-            Completion::Dead { .. } => JobState::Dead,
-        };
+        let state = completion.state();
         metrics::counter!(
             "puhuri_gateway_deliveries_total",
             "operation" => job.operation.clone(),

@@ -1,5 +1,4 @@
--- Shared prelude of every script (prepended in Rust). ARGV[1] is the key prefix.
-local P = ARGV[1]
+-- Shared helpers of every script (prepended in Rust, after the generated protocol.lua).
 
 local function ms(x)
   return string.format('%d', x)
@@ -13,27 +12,24 @@ do
   NOW_US = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
-local function jk(id)
-  return P .. 'job:' .. id
-end
-
-local function line_key(object_key)
-  return P .. 'obj:' .. object_key
-end
-
 local function with_status(status, id)
-  local r = redis.call('HGETALL', jk(id))
+  local r = redis.call('HGETALL', job_key(id))
   table.insert(r, 1, status)
   return r
+end
+
+-- Whether a job in `state` waits for a worker (coalescing, cancel and lease take only these).
+local function is_pending(state)
+  return state == STATE.queued or state == STATE.retrying
 end
 
 -- Change a job's state, keeping the per-state counters in step.
 local function set_state(id, old, new)
   if old ~= new then
-    redis.call('HINCRBY', P .. 'counts', old, -1)
-    redis.call('HINCRBY', P .. 'counts', new, 1)
+    redis.call('HINCRBY', K.counts, old, -1)
+    redis.call('HINCRBY', K.counts, new, 1)
   end
-  redis.call('HSET', jk(id), 'state', new, 'updated_at', ms(NOW))
+  redis.call('HSET', job_key(id), 'state', new, 'updated_at', ms(NOW))
 end
 
 -- Only the head of an object's line may be in the ready set: put it there if it is pending.
@@ -42,18 +38,18 @@ local function promote_head(object_key)
   if not head then
     return
   end
-  local f = redis.call('HMGET', jk(head), 'state', 'next_attempt_at')
-  if (f[1] == 'queued' or f[1] == 'retrying') and not redis.call('ZSCORE', P .. 'ready', head) then
+  local f = redis.call('HMGET', job_key(head), 'state', 'next_attempt_at')
+  if is_pending(f[1]) and not redis.call('ZSCORE', K.ready, head) then
     local due = tonumber(f[2]) or NOW
-    redis.call('ZADD', P .. 'ready', ms(due), head)
+    redis.call('ZADD', K.ready, ms(due), head)
   end
 end
 
 -- A job leaves its object's line (terminal, or re-queued elsewhere); the next one moves up.
 local function leave_line(id, object_key)
   redis.call('LREM', line_key(object_key), 0, id)
-  redis.call('ZREM', P .. 'ready', id)
-  redis.call('ZREM', P .. 'leases', id)
+  redis.call('ZREM', K.ready, id)
+  redis.call('ZREM', K.leases, id)
   promote_head(object_key)
 end
 
@@ -67,8 +63,8 @@ end
 
 -- Bookkeeping for a job that just reached a terminal state (purge works from `finished`).
 local function finish(id)
-  redis.call('RPUSH', P .. 'finished', finished_entry(ms(NOW), id))
-  redis.call('HSET', jk(id), 'finished_at', ms(NOW))
-  redis.call('HDEL', jk(id), 'worker', 'lease_until', 'next_attempt_at')
+  redis.call('RPUSH', K.finished, finished_entry(ms(NOW), id))
+  redis.call('HSET', job_key(id), 'finished_at', ms(NOW))
+  redis.call('HDEL', job_key(id), 'worker', 'lease_until', 'next_attempt_at')
 end
 

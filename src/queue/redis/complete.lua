@@ -1,43 +1,46 @@
--- ARGV: prefix, id, worker, kind (succeeded|failed|retry|dead), status|'', error, result JSON,
---       retry at ms, delivered map time to live ms, then delivered pairs (name, value, ...)
-local id, worker, kind, status, err = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local k = jk(id)
+-- ARGV: prefix, id, worker, the job's new state (succeeded, failed, dead or retrying),
+--       status|'', error, result JSON, retry at ms, delivered map time to live ms, then delivered
+--       pairs (name, value, ...)
+local id, worker, new_state, status, err = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local k = job_key(id)
 local f = redis.call('HMGET', k, 'state', 'worker', 'object_key', 'coalesce_key')
-if f[1] ~= 'running' or f[2] ~= worker then
+if f[1] ~= STATE.running or f[2] ~= worker then
   return 0
 end
-redis.call('ZREM', P .. 'leases', id)
+redis.call('ZREM', K.leases, id)
 if status ~= '' then
   redis.call('HSET', k, 'last_status', status)
 else
   redis.call('HDEL', k, 'last_status')
 end
 
-if kind == 'retry' then
+if new_state == STATE.retrying then
   local at = tonumber(ARGV[8])
   redis.call('HSET', k, 'last_error', err, 'next_attempt_at', ms(at))
   redis.call('HDEL', k, 'worker', 'lease_until')
-  set_state(id, 'running', 'retrying')
+  set_state(id, STATE.running, STATE.retrying)
   -- still the head of its line: back in the ready set, due at `at`
-  redis.call('ZADD', P .. 'ready', ms(at), id)
+  redis.call('ZADD', K.ready, ms(at), id)
   return 1
 end
 
-if kind == 'succeeded' then
+if new_state == STATE.succeeded then
   redis.call('HSET', k, 'result', ARGV[7])
   redis.call('HDEL', k, 'last_error')
   if f[4] and #ARGV > 9 then
-    local dk = P .. 'delivered:' .. f[4]
+    local dk = delivered_key(f[4])
     for i = 10, #ARGV, 2 do
       redis.call('HSET', dk, ARGV[i], ARGV[i + 1])
     end
     -- a map is only useful while its period can still be reported: expire it after the last write
     redis.call('PEXPIRE', dk, ARGV[9])
   end
-else
+elseif new_state == STATE.failed or new_state == STATE.dead then
   redis.call('HSET', k, 'last_error', err)
+else
+  error('complete: ' .. tostring(new_state) .. ' is not an outcome')
 end
-set_state(id, 'running', kind)
+set_state(id, STATE.running, new_state)
 finish(id)
 leave_line(id, f[3])
 return 1

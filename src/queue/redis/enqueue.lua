@@ -8,9 +8,9 @@ local id, site, op, okey, ckey = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local payload, usages, ikey, ifp = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 
 if ikey ~= '' then
-  local idem = P .. 'idem:' .. #site .. ':' .. site .. ':' .. ikey
+  local idem = idem_key(site, ikey)
   local ex = redis.call('HMGET', idem, 'id', 'fp')
-  if ex[1] and redis.call('EXISTS', jk(ex[1])) == 1 then
+  if ex[1] and redis.call('EXISTS', job_key(ex[1])) == 1 then
     if ex[2] == ifp then
       return with_status('existing', ex[1])
     end
@@ -37,8 +37,8 @@ if ckey ~= '' then
   local ids = redis.call('LRANGE', line, 0, -1)
   line_length = #ids
   for i, old in ipairs(ids) do
-    local f = redis.call('HMGET', jk(old), 'state', 'coalesce_key', 'usages')
-    if f[2] == ckey and (f[1] == 'queued' or f[1] == 'retrying') then
+    local f = redis.call('HMGET', job_key(old), 'state', 'coalesce_key', 'usages')
+    if f[2] == ckey and is_pending(f[1]) then
       if f[3] then
         absorbed_usages = absorbed_usages or {}
         for k, v in pairs(cjson.decode(f[3])) do
@@ -51,18 +51,18 @@ if ckey ~= '' then
       else
         redis.call('LREM', line, 1, old)
       end
-      if redis.call('ZREM', P .. 'ready', old) == 1 then
+      if redis.call('ZREM', K.ready, old) == 1 then
         ready_removed = true
       end
-      if f[1] == 'queued' then
+      if f[1] == STATE.queued then
         queued_delta = queued_delta - 1
       else
         retrying_delta = retrying_delta - 1
         -- the only lease-era field a pending job can hold
-        redis.call('HDEL', jk(old), 'next_attempt_at')
+        redis.call('HDEL', job_key(old), 'next_attempt_at')
       end
       superseded = superseded + 1
-      redis.call('HSET', jk(old), 'superseded_by', id, 'state', 'superseded',
+      redis.call('HSET', job_key(old), 'superseded_by', id, 'state', STATE.superseded,
         'updated_at', now, 'finished_at', now)
       finished[#finished + 1] = finished_entry(now, old)
     end
@@ -79,7 +79,7 @@ if absorbed_usages then
 end
 
 local fields = { 'id', id, 'site', site, 'operation', op, 'object_key', okey, 'payload', payload,
-  'state', 'queued', 'attempts', '0', 'created_at', now, 'updated_at', now }
+  'state', STATE.queued, 'attempts', '0', 'created_at', now, 'updated_at', now }
 local function field(name, value)
   fields[#fields + 1] = name
   fields[#fields + 1] = value
@@ -94,33 +94,33 @@ if ikey ~= '' then
   field('idempotency_key', ikey)
   field('idempotency_fp', ifp)
 end
-redis.call('HSET', jk(id), unpack(fields))
+redis.call('HSET', job_key(id), unpack(fields))
 
-local counts = P .. 'counts'
+local counts = K.counts
 if queued_delta ~= 0 then
-  redis.call('HINCRBY', counts, 'queued', queued_delta)
+  redis.call('HINCRBY', counts, STATE.queued, queued_delta)
 end
 if retrying_delta ~= 0 then
-  redis.call('HINCRBY', counts, 'retrying', retrying_delta)
+  redis.call('HINCRBY', counts, STATE.retrying, retrying_delta)
 end
 if superseded ~= 0 then
-  redis.call('HINCRBY', counts, 'superseded', superseded)
-  redis.call('RPUSH', P .. 'finished', unpack(finished))
+  redis.call('HINCRBY', counts, STATE.superseded, superseded)
+  redis.call('RPUSH', K.finished, unpack(finished))
 end
-redis.call('SADD', P .. 'sites', site)
-redis.call('ZADD', P .. 'site:' .. site, 0, id)
+redis.call('SADD', K.sites, site)
+redis.call('ZADD', site_key(site), 0, id)
 
 -- Only the head of a line is ever in the ready set.
 if replaced_last then
   if line_length == 1 then
     -- the line was the absorbed job alone: its replacement is the head, due now
-    redis.call('ZADD', P .. 'ready', now, id)
+    redis.call('ZADD', K.ready, now, id)
   elseif ready_removed then
     -- the head was absorbed: whichever job is first now moves up
     promote_head(okey)
   end
 elseif redis.call('RPUSH', line, id) == 1 then
-  redis.call('ZADD', P .. 'ready', now, id)
+  redis.call('ZADD', K.ready, now, id)
 elseif superseded > 0 then
   promote_head(okey)
 end

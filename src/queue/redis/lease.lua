@@ -1,7 +1,8 @@
--- ARGV: prefix, worker, lease ms, max in flight (0: no limit), max per second (0: no limit)
+-- ARGV: prefix, worker, lease ms, max in flight (0: no limit), spacing of starts in us (0: no
+--       rate limit), 1 when a late start keeps the grid (both from protocol::start_spacing_us)
 local worker, lease_ms = ARGV[2], tonumber(ARGV[3])
-local max_flight, max_rate = tonumber(ARGV[4]), tonumber(ARGV[5])
-local ready = P .. 'ready'
+local max_flight, spacing, keep_grid = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
+local ready = K.ready
 
 -- The earliest due head; drop stale entries (should not exist) on the way.
 local id, f
@@ -10,8 +11,8 @@ for _ = 1, 16 do
   if #due == 0 then
     break
   end
-  f = redis.call('HMGET', jk(due[1]), 'state', 'attempts')
-  if f[1] == 'queued' or f[1] == 'retrying' then
+  f = redis.call('HMGET', job_key(due[1]), 'state', 'attempts')
+  if is_pending(f[1]) then
     id = due[1]
     break
   end
@@ -26,17 +27,14 @@ if not id then
   return { 'idle', ms(math.max(0, tonumber(nxt[2]) - NOW)) }
 end
 
-if max_flight > 0 and redis.call('ZCARD', P .. 'leases') >= max_flight then
+if max_flight > 0 and redis.call('ZCARD', K.leases) >= max_flight then
   return { 'throttled', '100' }
 end
--- Starts are spaced evenly with no burst (see "Delivery limits" in mod.rs): `rate:next` is the
--- next free slot. Below 20 per second each start restarts the spacing; from 20 on, a late start
--- keeps the grid (late wake-ups cost no throughput) and the grid has one slot fewer per second.
--- The spacing also leaves 10 ms a second for the calls' arrival at Puhuri to jitter.
-if max_rate > 0 then
-  local rk = P .. 'rate:next'
-  local keep_grid = max_rate >= 20
-  local spacing = math.ceil(1010000 / (keep_grid and (max_rate - 1) or max_rate))
+-- Starts are spaced evenly with no burst, by the rule of protocol::start_spacing_us: `rate_next`
+-- is the next free slot; without `keep_grid` each start restarts the spacing, with it a late
+-- start keeps the grid (late wake-ups cost no throughput).
+if spacing > 0 then
+  local rk = K.rate_next
   local slot = tonumber(redis.call('GET', rk) or '0')
   if slot > NOW_US then
     return { 'throttled', ms(math.max(1, math.ceil((slot - NOW_US) / 1000))) }
@@ -49,11 +47,11 @@ end
 
 local until_ms = NOW + lease_ms
 redis.call('ZREM', ready, id)
-redis.call('ZADD', P .. 'leases', ms(until_ms), id)
-redis.call('HSET', jk(id), 'worker', worker, 'lease_until', ms(until_ms),
+redis.call('ZADD', K.leases, ms(until_ms), id)
+redis.call('HSET', job_key(id), 'worker', worker, 'lease_until', ms(until_ms),
   'attempts', ms(tonumber(f[2]) + 1))
-redis.call('HDEL', jk(id), 'next_attempt_at')
-set_state(id, f[1], 'running')
+redis.call('HDEL', job_key(id), 'next_attempt_at')
+set_state(id, f[1], STATE.running)
 local reply = with_status('leased', id)
 -- The values last delivered for the job's coalesce key (read from the record just fetched), so
 -- the worker needs no second call.
@@ -64,7 +62,7 @@ for i = 2, #reply, 2 do
   end
 end
 if ck then
-  local d = redis.call('HGETALL', P .. 'delivered:' .. ck)
+  local d = redis.call('HGETALL', delivered_key(ck))
   local m = {}
   for i = 1, #d, 2 do
     m[d[i]] = d[i + 1]

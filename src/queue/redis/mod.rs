@@ -15,13 +15,17 @@
 //! |                         |        | from the head (entries of jobs retried since are stale)     |
 //! | `P site:<s>`            | zset   | a site's job ids, score 0 so they sort by id (UUIDv7)       |
 //! | `P sites`               | set    | every site that queued a job (an admin's list merges them)  |
-//!
-//! Stores written before `finished` and `sites` existed held the zsets `P terminal` and `P all`
-//! instead; purge moves them over (in batches, on its first runs) and they are then gone.
 //! | `P idem:<n>:<site>:<k>` | hash   | idempotency key -> job id and request fingerprint           |
 //! | `P delivered:<ck>`      | hash   | values last delivered for a coalesce key                    |
 //! | `P counts`              | hash   | jobs per state                                              |
 //! | `P rate:next`           | string | earliest time (us) the next lease may start, for the rate   |
+//!
+//! The layout is defined once, in [`protocol`](super::protocol): the scripts take every key name
+//! and state name from the prelude generated there (`protocol.lua`), and Rust builds the keys it
+//! reads with the same functions.
+//!
+//! Stores written before `finished` and `sites` existed held the zsets `P terminal` and `P all`
+//! instead; purge moves them over (in batches, on its first runs) and they are then gone.
 //!
 //! # Why only line heads are in `ready`
 //! Jobs of one upstream object must be delivered one at a time and in order. Keeping only the head
@@ -32,7 +36,7 @@
 //!
 //! # Atomicity and time
 //! Every state change is one Lua script (the `.lua` files next to this one, each prefixed with
-//! `common.lua`), so a crash or a lost connection between two steps cannot lose or duplicate a job.
+//! `protocol.lua` and `common.lua`), so a crash or a lost connection between two steps cannot lose or duplicate a job.
 //! Scripts read the clock with `TIME`, so replicas with skewed clocks still agree on due times and
 //! lease expiry. Only reads (`get`, `list`, `delivered`, `counts`) are issued directly from Rust.
 //!
@@ -48,8 +52,10 @@
 //!   not shift: a worker waking a millisecond after its slot would otherwise cost that millisecond
 //!   on every start (a quarter of the throughput at 300/s), and a start may fall anywhere in its
 //!   slot, so the grid is one slot per second coarser than the rate. Both spacings are stretched
-//!   by 1% (10 ms a second), so that jitter between a start and its call's arrival at Puhuri does
-//!   not push a window over the limit there either. When the in-flight limit is
+//!   by a jitter allowance (10 ms a second), so that jitter between a start and its call's arrival
+//!   at Puhuri does not push a window over the limit there either. The rule is
+//!   [`protocol::start_spacing_us`](super::protocol::start_spacing_us), computed in Rust and
+//!   passed to `lease.lua`. When the in-flight limit is
 //!   reached `lease` suggests retrying in 100 ms; when the rate is, at the next slot.
 //! - `lease` does not reclaim expired leases itself: workers call `reclaim_expired` periodically.
 //!   Until then a lease past its expiry still belongs to its worker (heartbeat and complete work).
@@ -81,51 +87,23 @@
 //! retires the connections of every thread, and the next call on each takes a fresh one from the
 //! pool.
 
+mod records;
+mod scripts;
+mod store;
+
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use deadpool_redis::{Hook, Pool, Runtime};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, Script};
-use uuid::Uuid;
 
-use super::{
-    COALESCE_FIELD, Completion, DeliveryLimits, EnqueueOutcome, JobFilter, JobId, JobPage,
-    JobRecord, JobState, JobStore, LeaseResult, NewJob, StoreError, StoreResult,
-};
-
-const COMMON: &str = include_str!("common.lua");
-
-fn script(body: &str) -> Script {
-    Script::new(&format!("{COMMON}\n{body}"))
-}
-
-static ENQUEUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("enqueue.lua")));
-static LEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lease.lua")));
-static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("heartbeat.lua")));
-static COMPLETE: LazyLock<Script> = LazyLock::new(|| script(include_str!("complete.lua")));
-static RELEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("release.lua")));
-static RECLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("reclaim.lua")));
-static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("retry.lua")));
-static CANCEL: LazyLock<Script> = LazyLock::new(|| script(include_str!("cancel.lua")));
-static PURGE: LazyLock<Script> = LazyLock::new(|| script(include_str!("purge.lua")));
-static LIST: LazyLock<Script> = LazyLock::new(|| script(include_str!("list.lua")));
-
-/// Jobs handled per script run by `reclaim_expired` and `purge_terminal` (keeps each script short).
-const BATCH: usize = 500;
-/// Upper bound on batches per call, so a call always ends.
-const MAX_BATCHES: usize = 1000;
-/// Index entries one `list` call inspects at most (a selective filter may return a short page
-/// with a cursor to continue).
-const LIST_SCAN_CAP: usize = 5000;
-/// Page size when the filter asks for 0, and the largest page served.
-const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 1000;
+use super::protocol;
+use super::{JobId, JobRecord, JobState, StoreError, StoreResult};
+use records::parse_job;
 
 /// Connection settings for [`RedisStore::connect`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,8 +214,8 @@ impl RedisStore {
         &self.prefix
     }
 
-    fn key(&self, rest: &str) -> String {
-        format!("{}{}", self.prefix, rest)
+    fn job_key(&self, id: impl std::fmt::Display) -> String {
+        protocol::job_key(&self.prefix, &id.to_string())
     }
 
     /// This thread's connection, taking one out of the pool when there is none.
@@ -340,7 +318,7 @@ impl RedisStore {
     }
 
     async fn job_by_id(&self, id: JobId) -> StoreResult<Option<JobRecord>> {
-        let key = self.key(&format!("job:{id}"));
+        let key = self.job_key(id);
         let fields: Vec<String> = self.hash(key).await?;
         if fields.is_empty() {
             return Ok(None);
@@ -369,362 +347,5 @@ impl RedisStore {
             }
             other => Err(corrupt(format!("unexpected script reply {other:?}"))),
         }
-    }
-}
-
-fn ms_to_time(v: &str) -> StoreResult<DateTime<Utc>> {
-    let ms: i64 = v.parse().map_err(|_| corrupt(format!("bad time {v:?}")))?;
-    DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(format!("bad time {v:?}")))
-}
-
-fn parse_job(fields: &[String]) -> StoreResult<JobRecord> {
-    if fields.len() % 2 != 0 {
-        return Err(corrupt("odd number of hash fields"));
-    }
-    let m: HashMap<&str, &str> = fields
-        .chunks(2)
-        .map(|c| (c[0].as_str(), c[1].as_str()))
-        .collect();
-    let req = |name: &str| -> StoreResult<&str> {
-        m.get(name)
-            .copied()
-            .ok_or_else(|| corrupt(format!("job without {name}")))
-    };
-    let opt_time = |name: &str| m.get(name).map(|v| ms_to_time(v)).transpose();
-    let id = Uuid::parse_str(req("id")?).map_err(|e| corrupt(format!("bad job id: {e}")))?;
-    let mut payload: serde_json::Value = serde_json::from_str(req("payload")?)
-        .map_err(|e| corrupt(format!("job {id}: bad payload: {e}")))?;
-    if let Some(u) = m.get("usages") {
-        let usages: serde_json::Value =
-            serde_json::from_str(u).map_err(|e| corrupt(format!("job {id}: bad usages: {e}")))?;
-        if let Some(obj) = payload.as_object_mut() {
-            obj.insert(COALESCE_FIELD.to_owned(), usages);
-        }
-    }
-    let state = JobState::parse(req("state")?)
-        .ok_or_else(|| corrupt(format!("job {id}: unknown state")))?;
-    Ok(JobRecord {
-        id,
-        site: req("site")?.to_owned(),
-        operation: req("operation")?.to_owned(),
-        object_key: req("object_key")?.to_owned(),
-        coalesce_key: m.get("coalesce_key").map(|s| s.to_string()),
-        payload,
-        state,
-        attempts: req("attempts")?
-            .parse()
-            .map_err(|_| corrupt(format!("job {id}: bad attempts")))?,
-        created_at: ms_to_time(req("created_at")?)?,
-        updated_at: ms_to_time(req("updated_at")?)?,
-        next_attempt_at: opt_time("next_attempt_at")?,
-        last_status: m.get("last_status").and_then(|s| s.parse().ok()),
-        last_error: m.get("last_error").map(|s| s.to_string()),
-        result: m
-            .get("result")
-            .map(|s| serde_json::from_str(s))
-            .transpose()
-            .map_err(|e| corrupt(format!("job {id}: bad result: {e}")))?,
-        superseded_by: m
-            .get("superseded_by")
-            .map(|s| Uuid::parse_str(s))
-            .transpose()
-            .map_err(|e| corrupt(format!("job {id}: bad superseded_by: {e}")))?,
-        worker: m.get("worker").map(|s| s.to_string()),
-        lease_until: opt_time("lease_until")?,
-        idempotency_key: m.get("idempotency_key").map(|s| s.to_string()),
-        // added by lease.lua to its reply, never stored in the hash
-        delivered: m
-            .get("__delivered")
-            .map(|s| serde_json::from_str(s))
-            .transpose()
-            .map_err(|e| corrupt(format!("job {id}: bad delivered values: {e}")))?,
-    })
-}
-
-/// The record of a job enqueue.lua just created, from what the caller sent and the script's short
-/// reply `{id, created_at ms, merged usages|''}`: the same record a read of the hash would give,
-/// without sending the whole hash back on every accepted request.
-fn created_record(id: JobId, mut job: NewJob, reply: &[String]) -> StoreResult<JobRecord> {
-    let [reply_id, created_at, merged] = reply else {
-        return Err(corrupt("bad enqueue reply"));
-    };
-    if *reply_id != id.to_string() {
-        return Err(corrupt("enqueue replied for another job"));
-    }
-    let created_at = ms_to_time(created_at)?;
-    let mut payload = std::mem::take(&mut job.payload);
-    if !merged.is_empty() {
-        let usages: serde_json::Value = serde_json::from_str(merged)
-            .map_err(|e| corrupt(format!("job {id}: bad usages: {e}")))?;
-        if let Some(obj) = payload.as_object_mut() {
-            obj.insert(COALESCE_FIELD.to_owned(), usages);
-        }
-    }
-    Ok(JobRecord::queued(id, &job, payload, created_at))
-}
-
-/// Split the coalesced `usages` object off the payload (see the module doc).
-pub(crate) fn split_usages(payload: &serde_json::Value) -> (serde_json::Value, Option<String>) {
-    let mut rest = payload.clone();
-    let usages = rest
-        .as_object_mut()
-        .filter(|o| o.get(COALESCE_FIELD).is_some_and(|u| u.is_object()))
-        .and_then(|o| o.remove(COALESCE_FIELD));
-    (rest, usages.map(|u| u.to_string()))
-}
-
-fn dur_ms(d: Duration) -> String {
-    d.as_millis().to_string()
-}
-
-fn opt_str(s: Option<&str>) -> String {
-    s.unwrap_or("").to_owned()
-}
-
-#[async_trait]
-impl JobStore for RedisStore {
-    async fn enqueue(&self, job: NewJob) -> StoreResult<EnqueueOutcome> {
-        let id = Uuid::now_v7();
-        let (payload, usages) = split_usages(&job.payload);
-        let (ikey, ifp) = match &job.idempotency {
-            Some(i) => (i.key.clone(), i.fingerprint.clone()),
-            None => (String::new(), String::new()),
-        };
-        let args = vec![
-            id.to_string(),
-            job.site.clone(),
-            job.operation.clone(),
-            job.object_key.clone(),
-            opt_str(job.coalesce_key.as_deref()),
-            payload.to_string(),
-            usages.unwrap_or_default(),
-            ikey,
-            ifp,
-        ];
-        let reply: Vec<String> = self.run(&ENQUEUE, args).await?;
-        let (status, rest) = Self::split_status(reply)?;
-        match status.as_str() {
-            "created" => created_record(id, job, &rest).map(EnqueueOutcome::Created),
-            "existing" => Ok(EnqueueOutcome::Existing(parse_job(&rest)?)),
-            "conflict" => {
-                let existing = rest
-                    .first()
-                    .and_then(|s| Uuid::parse_str(s).ok())
-                    .ok_or_else(|| corrupt("bad conflict reply"))?;
-                Err(StoreError::IdempotencyConflict { existing })
-            }
-            other => Err(corrupt(format!("unexpected enqueue reply {other:?}"))),
-        }
-    }
-
-    async fn get(&self, id: JobId) -> StoreResult<Option<JobRecord>> {
-        self.job_by_id(id).await
-    }
-
-    async fn list(&self, filter: &JobFilter) -> StoreResult<JobPage> {
-        let limit = match filter.limit {
-            0 => DEFAULT_PAGE,
-            n => n.min(MAX_PAGE),
-        };
-        let args = vec![
-            opt_str(filter.site.as_deref()),
-            filter
-                .state
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default(),
-            opt_str(filter.operation.as_deref()),
-            filter.before.map(|b| b.to_string()).unwrap_or_default(),
-            limit.to_string(),
-            LIST_SCAN_CAP.to_string(),
-        ];
-        let reply: Vec<String> = self.run(&LIST, args).await?;
-        let (scan_cursor, mut ids) = Self::split_status(reply)?;
-        let more = ids.len() > limit;
-        ids.truncate(limit);
-        let keys: Vec<String> = ids
-            .iter()
-            .map(|id| self.key(&format!("job:{id}")))
-            .collect();
-        let hashes: Vec<Vec<String>> = if keys.is_empty() {
-            Vec::new()
-        } else {
-            self.with_conn(move |mut conn| {
-                let mut pipe = redis::pipe();
-                for k in &keys {
-                    pipe.hgetall(k);
-                }
-                async move { pipe.query_async(&mut conn).await }
-            })
-            .await?
-        };
-        let mut jobs = Vec::with_capacity(hashes.len());
-        for h in hashes.iter().filter(|h| !h.is_empty()) {
-            // a job purged between the two reads is simply left out
-            jobs.push(parse_job(h)?);
-        }
-        let next_cursor = if more {
-            ids.last().and_then(|s| Uuid::parse_str(s).ok())
-        } else if !scan_cursor.is_empty() {
-            Uuid::parse_str(&scan_cursor).ok()
-        } else {
-            None
-        };
-        Ok(JobPage { jobs, next_cursor })
-    }
-
-    async fn lease(
-        &self,
-        worker: &str,
-        lease_for: Duration,
-        limits: DeliveryLimits,
-    ) -> StoreResult<LeaseResult> {
-        let args = vec![
-            worker.to_owned(),
-            dur_ms(lease_for),
-            limits.max_in_flight.to_string(),
-            limits.max_per_second.to_string(),
-        ];
-        let reply: Vec<String> = self.run(&LEASE, args).await?;
-        let (status, rest) = Self::split_status(reply)?;
-        let ms_arg = || -> StoreResult<i64> {
-            rest.first()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| corrupt("bad lease reply"))
-        };
-        match status.as_str() {
-            "leased" => Ok(LeaseResult::Leased(parse_job(&rest)?)),
-            "idle" => {
-                let ms = ms_arg()?;
-                Ok(LeaseResult::Idle {
-                    next_due_in: (ms >= 0).then(|| Duration::from_millis(ms as u64)),
-                })
-            }
-            "throttled" => Ok(LeaseResult::Throttled {
-                retry_in: Duration::from_millis(ms_arg()?.max(1) as u64),
-            }),
-            other => Err(corrupt(format!("unexpected lease reply {other:?}"))),
-        }
-    }
-
-    async fn heartbeat(&self, id: JobId, worker: &str, lease_for: Duration) -> StoreResult<bool> {
-        let args = vec![id.to_string(), worker.to_owned(), dur_ms(lease_for)];
-        let n: i64 = self.run(&HEARTBEAT, args).await?;
-        Ok(n == 1)
-    }
-
-    async fn complete(&self, id: JobId, worker: &str, outcome: Completion) -> StoreResult<bool> {
-        let mut args = vec![id.to_string(), worker.to_owned()];
-        let status_str = |s: Option<u16>| s.map(|s| s.to_string()).unwrap_or_default();
-        match outcome {
-            Completion::Succeeded {
-                status,
-                result,
-                delivered,
-            } => {
-                args.extend([
-                    "succeeded".to_owned(),
-                    status_str(status),
-                    String::new(),
-                    result.to_string(),
-                    "0".to_owned(),
-                    dur_ms(self.delivered_ttl.max(Duration::from_millis(1))),
-                ]);
-                for (k, v) in delivered {
-                    args.push(k);
-                    args.push(v);
-                }
-            }
-            Completion::Failed { status, error } => args.extend([
-                "failed".to_owned(),
-                status_str(status),
-                error,
-                "null".to_owned(),
-                "0".to_owned(),
-            ]),
-            Completion::Dead { status, error } => args.extend([
-                "dead".to_owned(),
-                status_str(status),
-                error,
-                "null".to_owned(),
-                "0".to_owned(),
-            ]),
-            Completion::Retry { at, status, error } => args.extend([
-                "retry".to_owned(),
-                status_str(status),
-                error,
-                "null".to_owned(),
-                at.timestamp_millis().to_string(),
-            ]),
-        }
-        let n: i64 = self.run(&COMPLETE, args).await?;
-        Ok(n == 1)
-    }
-
-    async fn release(&self, id: JobId, worker: &str) -> StoreResult<bool> {
-        let n: i64 = self
-            .run(&RELEASE, vec![id.to_string(), worker.to_owned()])
-            .await?;
-        Ok(n == 1)
-    }
-
-    async fn reclaim_expired(&self) -> StoreResult<u32> {
-        let mut total = 0u32;
-        for _ in 0..MAX_BATCHES {
-            let n: u32 = self.run(&RECLAIM, vec![BATCH.to_string()]).await?;
-            total += n;
-            if (n as usize) < BATCH {
-                break;
-            }
-        }
-        Ok(total)
-    }
-
-    async fn retry(&self, id: JobId) -> StoreResult<JobRecord> {
-        let reply: Vec<String> = self.run(&RETRY, vec![id.to_string()]).await?;
-        self.state_reply(reply)
-    }
-
-    async fn cancel(&self, id: JobId) -> StoreResult<JobRecord> {
-        let reply: Vec<String> = self.run(&CANCEL, vec![id.to_string()]).await?;
-        self.state_reply(reply)
-    }
-
-    async fn delivered(&self, coalesce_key: &str) -> StoreResult<BTreeMap<String, String>> {
-        let key = self.key(&format!("delivered:{coalesce_key}"));
-        self.hash(key).await
-    }
-
-    async fn purge_terminal(&self, retention: Duration) -> StoreResult<u32> {
-        let mut total = 0u32;
-        for _ in 0..MAX_BATCHES {
-            let (removed, consumed): (u32, usize) = self
-                .run(&PURGE, vec![dur_ms(retention), BATCH.to_string()])
-                .await?;
-            total += removed;
-            if consumed < BATCH {
-                break;
-            }
-        }
-        Ok(total)
-    }
-
-    async fn counts(&self) -> StoreResult<BTreeMap<JobState, u64>> {
-        let key = self.key("counts");
-        let raw: HashMap<String, i64> = self.hash(key).await?;
-        let mut out: BTreeMap<JobState, u64> = JobState::ALL.into_iter().map(|s| (s, 0)).collect();
-        for (k, v) in raw {
-            if let Some(s) = JobState::parse(&k) {
-                out.insert(s, v.max(0) as u64);
-            }
-        }
-        Ok(out)
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        self.with_conn(|mut conn| async move {
-            redis::cmd("PING").query_async::<String>(&mut conn).await
-        })
-        .await
-        .map(|_| ())
     }
 }

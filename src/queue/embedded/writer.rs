@@ -1,0 +1,109 @@
+//! The writer thread of the embedded store: group commit of state changes.
+
+use super::index::Index;
+use super::{DELIVERED, DELIVERED_AT, Inner, JOBS, Tx, now_ms, storage};
+use crate::queue::StoreResult;
+
+/// The most changes one group transaction takes.
+pub(super) const MAX_GROUP: usize = 1024;
+
+/// One state change, type-erased: it runs against the index and the open transaction and says
+/// how to answer its caller once the transaction's fate is known.
+pub(super) type PendingWrite = Box<dyn FnOnce(&mut Index, &mut Tx<'_>, i64) -> Applied + Send>;
+
+/// What a state change did inside a group transaction.
+pub(super) enum Applied {
+    /// It wrote: answer after the commit, with the commit's outcome.
+    Wrote(Box<dyn FnOnce(StoreResult<()>) + Send>),
+    /// It wrote nothing (a refusal or a no-op): answer whatever happens to the transaction.
+    Untouched(Box<dyn FnOnce() + Send>),
+    /// It failed part way (storage error): the transaction and the index can no longer be trusted.
+    Broken(Box<dyn FnOnce() + Send>),
+}
+
+impl Inner {
+    /// Runs a group of changes in one write transaction and commits once. Returns the answers
+    /// to give, which the writer gives only after letting go of the store (see [`write_loop`]).
+    pub(super) fn commit(&self, batch: Vec<PendingWrite>) -> Vec<Answer> {
+        let mut idx = self.index.lock();
+        let txn = match self.db.begin_write() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "the embedded store cannot begin a transaction");
+                // Dropping an unrun change drops its answer channel: its caller gets an
+                // `Unavailable` error and nothing was changed.
+                drop(batch);
+                return Vec::new();
+            }
+        };
+        let mut wrote = Vec::new();
+        let mut answers: Vec<Answer> = Vec::new();
+        let mut broken = false;
+        let opened = (|| -> StoreResult<()> {
+            let mut tx = Tx {
+                jobs: txn.open_table(JOBS).map_err(storage)?,
+                delivered: txn.open_table(DELIVERED).map_err(storage)?,
+                delivered_at: txn.open_table(DELIVERED_AT).map_err(storage)?,
+            };
+            for change in batch {
+                match change(&mut idx, &mut tx, now_ms()) {
+                    Applied::Wrote(answer) => wrote.push(answer),
+                    Applied::Untouched(answer) => answers.push(answer),
+                    Applied::Broken(answer) => {
+                        broken = true;
+                        answers.push(answer);
+                    }
+                }
+            }
+            Ok(())
+        })();
+        let committed = match opened {
+            Err(e) => Err(e.to_string()),
+            Ok(()) if broken => Err("a change failed part way".to_string()),
+            Ok(()) if wrote.is_empty() => txn.abort().map_err(|e| e.to_string()),
+            Ok(()) => txn.commit().map_err(|e| format!("commit failed: {e}")),
+        };
+        if committed.is_err() {
+            // The index may hold changes the file does not: rebuild it from the file.
+            if let Ok(fresh) = Index::load(&self.db) {
+                *idx = fresh;
+            }
+        }
+        for answer in wrote {
+            let outcome = committed.clone().map_err(storage);
+            answers.push(Box::new(move || answer(outcome)));
+        }
+        answers
+    }
+}
+
+/// A caller's answer, ready to be sent.
+pub(super) type Answer = Box<dyn FnOnce() + Send>;
+
+/// The writer thread: takes the first waiting change, everything else already waiting (up to
+/// [`MAX_GROUP`]), and commits them together. It ends when the store is dropped (the channel
+/// closes), holding the store only while it commits so the file is released on drop.
+pub(super) fn write_loop(
+    store: std::sync::Weak<Inner>,
+    changes: std::sync::mpsc::Receiver<PendingWrite>,
+) {
+    while let Ok(first) = changes.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP {
+            match changes.try_recv() {
+                Ok(change) => batch.push(change),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = store.upgrade() else {
+            return;
+        };
+        let answers = inner.commit(batch);
+        // Let go of the store before answering: a caller that drops the store after its answer
+        // must find the file released.
+        drop(inner);
+        for answer in answers {
+            answer();
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! The [`JobStore`] operations on Redis: each one script (see `scripts.rs`) or a plain read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::records::{created_record, parse_job, split_usages};
+use super::scripts::{
+    CANCEL, COMPLETE, ENQUEUE, HEARTBEAT, LEASE, LIST, PURGE, RECLAIM, RELEASE, RETRY,
+};
+use super::{RedisStore, corrupt};
+use crate::queue::protocol;
+use crate::queue::{
+    Completion, DeliveryLimits, EnqueueOutcome, JobFilter, JobId, JobPage, JobRecord, JobState,
+    JobStore, LeaseResult, NewJob, StoreError, StoreResult,
+};
+
+/// Jobs handled per script run by `reclaim_expired` and `purge_terminal` (keeps each script short).
+const BATCH: usize = 500;
+/// Upper bound on batches per call, so a call always ends.
+const MAX_BATCHES: usize = 1000;
+/// Index entries one `list` call inspects at most (a selective filter may return a short page
+/// with a cursor to continue).
+const LIST_SCAN_CAP: usize = 5000;
+/// Page size when the filter asks for 0, and the largest page served.
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 1000;
+
+fn dur_ms(d: Duration) -> String {
+    d.as_millis().to_string()
+}
+
+fn opt_str(s: Option<&str>) -> String {
+    s.unwrap_or("").to_owned()
+}
+
+#[async_trait]
+impl JobStore for RedisStore {
+    async fn enqueue(&self, job: NewJob) -> StoreResult<EnqueueOutcome> {
+        let id = Uuid::now_v7();
+        let (payload, usages) = split_usages(&job.payload);
+        let (ikey, ifp) = match &job.idempotency {
+            Some(i) => (i.key.clone(), i.fingerprint.clone()),
+            None => (String::new(), String::new()),
+        };
+        let args = vec![
+            id.to_string(),
+            job.site.clone(),
+            job.operation.clone(),
+            job.object_key.clone(),
+            opt_str(job.coalesce_key.as_deref()),
+            payload.to_string(),
+            usages.unwrap_or_default(),
+            ikey,
+            ifp,
+        ];
+        let reply: Vec<String> = self.run(&ENQUEUE, args).await?;
+        let (status, rest) = Self::split_status(reply)?;
+        match status.as_str() {
+            "created" => created_record(id, job, &rest).map(EnqueueOutcome::Created),
+            "existing" => Ok(EnqueueOutcome::Existing(parse_job(&rest)?)),
+            "conflict" => {
+                let existing = rest
+                    .first()
+                    .and_then(|s| Uuid::parse_str(s).ok())
+                    .ok_or_else(|| corrupt("bad conflict reply"))?;
+                Err(StoreError::IdempotencyConflict { existing })
+            }
+            other => Err(corrupt(format!("unexpected enqueue reply {other:?}"))),
+        }
+    }
+
+    async fn get(&self, id: JobId) -> StoreResult<Option<JobRecord>> {
+        self.job_by_id(id).await
+    }
+
+    async fn list(&self, filter: &JobFilter) -> StoreResult<JobPage> {
+        let limit = match filter.limit {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let args = vec![
+            opt_str(filter.site.as_deref()),
+            filter
+                .state
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+            opt_str(filter.operation.as_deref()),
+            filter.before.map(|b| b.to_string()).unwrap_or_default(),
+            limit.to_string(),
+            LIST_SCAN_CAP.to_string(),
+        ];
+        let reply: Vec<String> = self.run(&LIST, args).await?;
+        let (scan_cursor, mut ids) = Self::split_status(reply)?;
+        let more = ids.len() > limit;
+        ids.truncate(limit);
+        let keys: Vec<String> = ids.iter().map(|id| self.job_key(id)).collect();
+        let hashes: Vec<Vec<String>> = if keys.is_empty() {
+            Vec::new()
+        } else {
+            self.with_conn(move |mut conn| {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.hgetall(k);
+                }
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?
+        };
+        let mut jobs = Vec::with_capacity(hashes.len());
+        for h in hashes.iter().filter(|h| !h.is_empty()) {
+            // a job purged between the two reads is simply left out
+            jobs.push(parse_job(h)?);
+        }
+        let next_cursor = if more {
+            ids.last().and_then(|s| Uuid::parse_str(s).ok())
+        } else if !scan_cursor.is_empty() {
+            Uuid::parse_str(&scan_cursor).ok()
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next_cursor })
+    }
+
+    async fn lease(
+        &self,
+        worker: &str,
+        lease_for: Duration,
+        limits: DeliveryLimits,
+    ) -> StoreResult<LeaseResult> {
+        let mut args = vec![
+            worker.to_owned(),
+            dur_ms(lease_for),
+            limits.max_in_flight.to_string(),
+        ];
+        match limits.start_spacing_us() {
+            Some((spacing, keep_grid)) => {
+                args.extend([spacing.to_string(), u8::from(keep_grid).to_string()])
+            }
+            None => args.extend(["0".to_owned(), "0".to_owned()]),
+        }
+        let reply: Vec<String> = self.run(&LEASE, args).await?;
+        let (status, rest) = Self::split_status(reply)?;
+        let ms_arg = || -> StoreResult<i64> {
+            rest.first()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| corrupt("bad lease reply"))
+        };
+        match status.as_str() {
+            "leased" => Ok(LeaseResult::Leased(parse_job(&rest)?)),
+            "idle" => {
+                let ms = ms_arg()?;
+                Ok(LeaseResult::Idle {
+                    next_due_in: (ms >= 0).then(|| Duration::from_millis(ms as u64)),
+                })
+            }
+            "throttled" => Ok(LeaseResult::Throttled {
+                retry_in: Duration::from_millis(ms_arg()?.max(1) as u64),
+            }),
+            other => Err(corrupt(format!("unexpected lease reply {other:?}"))),
+        }
+    }
+
+    async fn heartbeat(&self, id: JobId, worker: &str, lease_for: Duration) -> StoreResult<bool> {
+        let args = vec![id.to_string(), worker.to_owned(), dur_ms(lease_for)];
+        let n: i64 = self.run(&HEARTBEAT, args).await?;
+        Ok(n == 1)
+    }
+
+    async fn complete(&self, id: JobId, worker: &str, outcome: Completion) -> StoreResult<bool> {
+        let status_str = |s: Option<u16>| s.map(|s| s.to_string()).unwrap_or_default();
+        let mut args = vec![
+            id.to_string(),
+            worker.to_owned(),
+            outcome.state().as_str().to_owned(),
+        ];
+        match outcome {
+            Completion::Succeeded {
+                status,
+                result,
+                delivered,
+            } => {
+                args.extend([
+                    status_str(status),
+                    String::new(),
+                    result.to_string(),
+                    "0".to_owned(),
+                    dur_ms(self.delivered_ttl.max(Duration::from_millis(1))),
+                ]);
+                for (k, v) in delivered {
+                    args.push(k);
+                    args.push(v);
+                }
+            }
+            Completion::Failed { status, error } | Completion::Dead { status, error } => {
+                args.extend([status_str(status), error, "null".to_owned(), "0".to_owned()])
+            }
+            Completion::Retry { at, status, error } => args.extend([
+                status_str(status),
+                error,
+                "null".to_owned(),
+                at.timestamp_millis().to_string(),
+            ]),
+        }
+        let n: i64 = self.run(&COMPLETE, args).await?;
+        Ok(n == 1)
+    }
+
+    async fn release(&self, id: JobId, worker: &str) -> StoreResult<bool> {
+        let n: i64 = self
+            .run(&RELEASE, vec![id.to_string(), worker.to_owned()])
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn reclaim_expired(&self) -> StoreResult<u32> {
+        let mut total = 0u32;
+        for _ in 0..MAX_BATCHES {
+            let n: u32 = self.run(&RECLAIM, vec![BATCH.to_string()]).await?;
+            total += n;
+            if (n as usize) < BATCH {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    async fn retry(&self, id: JobId) -> StoreResult<JobRecord> {
+        let reply: Vec<String> = self.run(&RETRY, vec![id.to_string()]).await?;
+        self.state_reply(reply)
+    }
+
+    async fn cancel(&self, id: JobId) -> StoreResult<JobRecord> {
+        let reply: Vec<String> = self.run(&CANCEL, vec![id.to_string()]).await?;
+        self.state_reply(reply)
+    }
+
+    async fn delivered(&self, coalesce_key: &str) -> StoreResult<BTreeMap<String, String>> {
+        let key = protocol::delivered_key(&self.prefix, coalesce_key);
+        self.hash(key).await
+    }
+
+    async fn purge_terminal(&self, retention: Duration) -> StoreResult<u32> {
+        let mut total = 0u32;
+        for _ in 0..MAX_BATCHES {
+            let (removed, consumed): (u32, usize) = self
+                .run(&PURGE, vec![dur_ms(retention), BATCH.to_string()])
+                .await?;
+            total += removed;
+            if consumed < BATCH {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    async fn counts(&self) -> StoreResult<BTreeMap<JobState, u64>> {
+        let key = protocol::counts_key(&self.prefix);
+        let raw: HashMap<String, i64> = self.hash(key).await?;
+        let mut out: BTreeMap<JobState, u64> = JobState::ALL.into_iter().map(|s| (s, 0)).collect();
+        for (k, v) in raw {
+            if let Some(s) = JobState::parse(&k) {
+                out.insert(s, v.max(0) as u64);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.with_conn(|mut conn| async move {
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        })
+        .await
+        .map(|_| ())
+    }
+}
