@@ -54,6 +54,23 @@ enum Command {
     /// Inspect and manage jobs in the configured store (for operators).
     #[command(subcommand)]
     Jobs(puhuri_gateway::admin::JobsCommand),
+    /// Ask a running gateway whether it can take work (`GET /readyz`); exit 0 when it can.
+    ///
+    /// For container health checks and probes where no HTTP client is installed. Without `--url`
+    /// it asks the `listen` address of the configuration (an unspecified address such as
+    /// `0.0.0.0` is asked on loopback). Prints the readiness answer; exits 1 when the gateway
+    /// answers anything but 200 or does not answer within `--timeout`.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Args)]
+struct HealthcheckArgs {
+    /// The URL to ask, e.g. `http://127.0.0.1:8080/readyz` (default: `/readyz` on `listen`).
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// How long to wait for the whole answer, e.g. `3s`.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
 }
 
 #[derive(Args, Clone, Default)]
@@ -142,6 +159,7 @@ fn main() -> ExitCode {
         }
         Some(Command::CheckConfig) => check_config(cli.config),
         Some(Command::Jobs(command)) => jobs(cli.config, command),
+        Some(Command::Healthcheck(args)) => healthcheck(cli.config, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -209,6 +227,50 @@ fn jobs(path: Option<PathBuf>, command: puhuri_gateway::admin::JobsCommand) -> R
     let output = runtime()?.block_on(puhuri_gateway::admin::run(&config, command))?;
     print!("{output}");
     Ok(())
+}
+
+fn healthcheck(path: Option<PathBuf>, args: HealthcheckArgs) -> Result<(), String> {
+    let url = match args.url {
+        Some(url) => url,
+        None => {
+            // only `listen` is needed: no secret file is read for a probe that runs every few seconds
+            let raw =
+                puhuri_gateway::config::RawConfig::extract(path.as_deref(), &Overrides::default())
+                    .map_err(|e| e.to_string())?;
+            readyz_url(raw.listen)
+        }
+    };
+    runtime()?.block_on(async move {
+        let client = reqwest::Client::builder()
+            .timeout(args.timeout)
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        let response = client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("{url} did not answer: {e}"))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            println!("{body}");
+            Ok(())
+        } else {
+            Err(format!("{url} answered {status}: {body}"))
+        }
+    })
+}
+
+/// `http://ADDR/readyz` for a listen address; an unspecified address is asked on loopback.
+fn readyz_url(listen: SocketAddr) -> String {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}/readyz")
 }
 
 fn check_config(path: Option<PathBuf>) -> Result<(), String> {

@@ -37,6 +37,10 @@ pub async fn open_store(
                         dir.display()
                     ))
                 })?;
+            let file = dir.join(super::embedded::FILE_NAME);
+            tokio::task::spawn_blocking(move || owner_only(&file))
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("embedded store: {e}")))??;
             Ok(Arc::new(EmbeddedStore::open(dir).await?))
         }
         StoreConfig::Redis {
@@ -58,6 +62,39 @@ pub async fn open_store(
             }
         }
     }
+}
+
+/// The embedded store's file holds every job's payload: create it readable and writable by its
+/// owner only (0600) before the store opens it (redb takes an empty file as a new database), and
+/// take group and other access away from a file an earlier version created with the umask's mode.
+fn owner_only(path: &std::path::Path) -> StoreResult<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let fail = |what: &str, e: std::io::Error| {
+            StoreError::Unavailable(format!("cannot {what} {}: {e}", path.display()))
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| fail("create", e))?;
+        let mode = file
+            .metadata()
+            .map_err(|e| fail("read", e))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| fail("restrict the mode of", e))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// The key prefix as stored: the configured one with a `:` separator (kept as is when it already

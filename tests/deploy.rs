@@ -1,0 +1,874 @@
+//! The deployment files in `deploy/` and the operator-facing parts of the binary they rely on:
+//! the systemd unit's hardening (`systemd-analyze security`), the alert rules (`promtool`), the
+//! Grafana dashboard, the Kubernetes manifests (schema-checked with `kubernetes-validate`), the
+//! Dockerfile and compose file, and `puhuri-gateway healthcheck` against a running gateway.
+//!
+//! Tools a fresh machine lacks (systemd-analyze, promtool, the Python package) follow the
+//! external-prerequisite convention of `support::external`; the checks that need only the files
+//! always run.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_yaml::Value;
+use support::external;
+
+/// Every metric family the gateway exports; alert rules and dashboard panels may use only these.
+const METRIC_FAMILIES: &[&str] = &[
+    "puhuri_gateway_http_requests_total",
+    "puhuri_gateway_http_request_duration_seconds",
+    "puhuri_gateway_jobs_accepted_total",
+    "puhuri_gateway_jobs_finished_total",
+    "puhuri_gateway_jobs_superseded_total",
+    "puhuri_gateway_jobs",
+    "puhuri_gateway_queue_oldest_ready_age_seconds",
+    "puhuri_gateway_delivery_attempts_total",
+    "puhuri_gateway_upstream_request_duration_seconds",
+    "puhuri_gateway_job_delivery_latency_seconds",
+    "puhuri_gateway_lease_reclaims_total",
+    "puhuri_gateway_auth_failures_total",
+    "puhuri_gateway_store_errors_total",
+    "puhuri_gateway_store_up",
+    "puhuri_gateway_workers_running",
+];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn yaml_docs(rel: &str) -> Vec<Value> {
+    let text = read(rel);
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| {
+            serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{rel}: not YAML: {e}"))
+        })
+        .collect()
+}
+
+fn tool_works(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn run(program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The metric family names a PromQL expression or dashboard query uses (`_bucket`, `_count` and
+/// `_sum` series belong to their histogram's family).
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("puhuri_gateway_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let mut name = &tail[..end];
+        for suffix in ["_bucket", "_count", "_sum"] {
+            if let Some(family) = name.strip_suffix(suffix) {
+                if METRIC_FAMILIES.contains(&family) {
+                    name = family;
+                }
+            }
+        }
+        names.insert(name.to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+// ---------------------------------------------------------------------------------------------
+// systemd
+
+#[test]
+fn systemd_unit_install_steps_create_the_user_and_keep_the_config_root_owned() {
+    let unit = read("deploy/puhuri-gateway.service");
+    let steps: Vec<&str> = unit
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| l.trim_start_matches('#').trim())
+        .collect();
+    let position = |needle: &str| {
+        steps
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no install step with `{needle}`"))
+    };
+    let useradd = position("useradd --system");
+    let config_dir = position("install -d -o root -g puhuri-gateway -m 0750 /etc/puhuri-gateway");
+    let config_file =
+        position("install -o root -g puhuri-gateway -m 0640 deploy/config.example.toml");
+    let check = position("check-config");
+    let start = position("systemctl enable --now puhuri-gateway");
+    assert!(
+        useradd < config_dir && config_dir < config_file && config_file < check && check < start
+    );
+    assert!(
+        !steps
+            .iter()
+            .any(|l| l.contains("-o puhuri-gateway") && l.contains("/etc/")),
+        "the configuration directory must stay root's"
+    );
+    for line in [
+        "User=puhuri-gateway",
+        "StateDirectory=puhuri-gateway",
+        "UMask=0077",
+        "ProtectSystem=strict",
+        "ExecStartPre=/usr/local/bin/puhuri-gateway check-config",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "the unit lacks `{line}`");
+    }
+}
+
+#[test]
+fn systemd_unit_exposure_is_at_most_2() {
+    if !external::require(
+        "systemd-analyze with --offline (Debian package systemd, version 250 or later)",
+        tool_works("systemd-analyze", &["security", "--offline=true", "--help"]),
+    ) {
+        return;
+    }
+    let (_, out) = run(
+        "systemd-analyze",
+        &[
+            "security",
+            "--offline=true",
+            "--no-pager",
+            "deploy/puhuri-gateway.service",
+        ],
+    );
+    let exposure: f64 = out
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for puhuri-gateway.service:")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{out}"));
+    assert!(exposure <= 2.0, "exposure {exposure} > 2.0:\n{out}");
+}
+
+/// The system calls a systemd syscall-filter set (`@system-service`, ...) expands to, nested
+/// sets included, as this machine's `systemd-analyze syscall-filter` lists them.
+fn syscall_sets() -> std::collections::BTreeMap<String, Vec<String>> {
+    let (ok, out) = run("systemd-analyze", &["syscall-filter", "--no-pager"]);
+    assert!(ok, "systemd-analyze syscall-filter:\n{out}");
+    let mut sets = std::collections::BTreeMap::<String, Vec<String>>::new();
+    let mut current = None;
+    for line in out.lines() {
+        if line.starts_with('@') {
+            let name = line.trim().to_string();
+            sets.insert(name.clone(), Vec::new());
+            current = Some(name);
+        } else if let Some(name) = &current {
+            let item = line.trim();
+            if !item.is_empty() && !item.starts_with('#') {
+                sets.get_mut(name).unwrap().push(item.to_string());
+            }
+        }
+    }
+    sets
+}
+
+fn expand(sets: &std::collections::BTreeMap<String, Vec<String>>, item: &str) -> BTreeSet<String> {
+    match item.strip_prefix('@') {
+        Some(_) => sets
+            .get(item)
+            .unwrap_or_else(|| panic!("unknown syscall set {item}"))
+            .iter()
+            .flat_map(|i| expand(sets, i))
+            .collect(),
+        None => [item.to_string()].into(),
+    }
+}
+
+/// What the unit's `SystemCallFilter=` lines allow: the union of the allow lists minus the union
+/// of the `~` deny lists.
+fn unit_syscall_allowlist() -> BTreeSet<String> {
+    let sets = syscall_sets();
+    let unit = read("deploy/puhuri-gateway.service");
+    let (mut allow, mut deny) = (BTreeSet::new(), BTreeSet::new());
+    for value in unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("SystemCallFilter="))
+    {
+        let (target, items) = match value.strip_prefix('~') {
+            Some(rest) => (&mut deny, rest),
+            None => (&mut allow, value),
+        };
+        for item in items.split_whitespace() {
+            target.extend(expand(&sets, item));
+        }
+    }
+    assert!(!allow.is_empty(), "the unit has no syscall allow list");
+    allow.difference(&deny).cloned().collect()
+}
+
+/// The gateway started under `strace -f`, taken through readiness, an accepted usage report
+/// delivered to the simulator and a clean SIGTERM shutdown, makes only system calls the unit's
+/// filter allows and never maps memory writable and executable (`MemoryDenyWriteExecute=yes`).
+/// No systemd runs as init here, so this is how the unit is shown to still start the gateway.
+#[test]
+fn systemd_unit_sandbox_allows_every_system_call_the_gateway_makes() {
+    if !external::require(
+        "strace and systemd-analyze (Debian packages strace, systemd)",
+        tool_works("strace", &["-V"]) && tool_works("systemd-analyze", &["--version"]),
+    ) {
+        return;
+    }
+    let allowed = unit_syscall_allowlist();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let trace = dir.path().join("trace");
+    let port = free_port();
+    let mut strace = Command::new("strace")
+        .args(["-f", "-qq", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_puhuri-gateway"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env_remove("PUHURI_GATEWAY_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start strace");
+    // the traced gateway is strace's only child
+    let gateway_pid = {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let children =
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", strace.id()))
+                    .unwrap_or_default();
+            if let Some(pid) = children.split_whitespace().next() {
+                break pid.to_string();
+            }
+            assert!(Instant::now() < deadline, "strace started no gateway");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let stop = |strace: &mut Child| {
+        let _ = Command::new("kill").args(["-TERM", &gateway_pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while strace.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", &gateway_pid]).status();
+        let _ = strace.kill();
+        let _ = strace.wait();
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ready(port) {
+        if Instant::now() > deadline {
+            stop(&mut strace);
+            panic!("the traced gateway did not get ready");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let token = std::fs::read_to_string(data.join("demo.token")).unwrap();
+    let delivered = post_usage_and_wait(port, token.trim());
+    stop(&mut strace);
+    assert!(delivered, "the usage report was not delivered");
+
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let mut used = BTreeSet::new();
+    for line in trace.lines() {
+        // "PID name(args...) = result", or a resumed call "PID <... name resumed>"
+        let rest = line
+            .split_once(' ')
+            .map(|(_, r)| r.trim_start())
+            .unwrap_or("");
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() && rest[name.len()..].starts_with('(') {
+            used.insert(name);
+        }
+        if (rest.starts_with("mmap(") || rest.starts_with("mprotect("))
+            && rest.contains("PROT_WRITE|PROT_EXEC")
+        {
+            panic!("writable and executable memory, refused by MemoryDenyWriteExecute: {line}");
+        }
+    }
+    assert!(used.len() > 20, "too few system calls traced: {used:?}");
+    let refused: Vec<_> = used.difference(&allowed).collect();
+    assert!(
+        refused.is_empty(),
+        "the unit's SystemCallFilter refuses system calls the gateway made: {refused:?}"
+    );
+}
+
+/// `POST /v1/usage` with `Prefer: wait=10` over plain HTTP/1.0; true when the job succeeded.
+fn post_usage_and_wait(port: u16, token: &str) -> bool {
+    use std::io::{Read, Write};
+    let body =
+        r#"{"resource_uuid": "7e000000000040008000000000000001", "usages": {"cpu_k_hours": 12.5}}"#;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /v1/usage HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nPrefer: wait=10\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.contains(r#""state":"succeeded""#)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prometheus and Grafana
+
+#[test]
+fn alert_rules_pass_promtool_check_and_their_unit_tests() {
+    if !external::require(
+        "promtool (Debian package prometheus)",
+        tool_works("promtool", &["--version"]),
+    ) {
+        return;
+    }
+    let (ok, out) = run(
+        "promtool",
+        &["check", "rules", "deploy/prometheus/alerts.yml"],
+    );
+    assert!(ok, "promtool check rules:\n{out}");
+    let (ok, out) = run(
+        "promtool",
+        &["test", "rules", "deploy/prometheus/alerts.test.yml"],
+    );
+    assert!(ok, "promtool test rules:\n{out}");
+}
+
+#[test]
+fn alert_rules_cover_each_condition_and_use_exported_metrics() {
+    let docs = yaml_docs("deploy/prometheus/alerts.yml");
+    let groups = docs[0]["groups"].as_sequence().expect("groups");
+    let mut alerts = BTreeSet::new();
+    for rule in groups
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().expect("rules"))
+    {
+        let name = rule["alert"].as_str().expect("alert name");
+        let expr = rule["expr"].as_str().expect("expr");
+        assert!(
+            rule["annotations"]["summary"].is_string()
+                && rule["annotations"]["description"].is_string()
+                && rule["labels"]["severity"].is_string(),
+            "{name}: summary, description and severity"
+        );
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "{name}: uses no gateway metric");
+        for metric in names {
+            assert!(
+                METRIC_FAMILIES.contains(&metric.as_str()),
+                "{name} uses `{metric}`, which the gateway does not export"
+            );
+        }
+        alerts.insert(name.to_string());
+    }
+    for wanted in [
+        "PuhuriGatewayQueueStalled",
+        "PuhuriGatewayDeadJobs",
+        "PuhuriGatewayUpstreamAuthRejected",
+        "PuhuriGatewayStoreDown",
+        "PuhuriGatewayNoWorker",
+    ] {
+        assert!(alerts.contains(wanted), "no alert {wanted}");
+    }
+}
+
+#[test]
+fn grafana_dashboard_is_valid_and_queries_exported_metrics() {
+    let text = read("deploy/grafana/puhuri-gateway.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
+    assert_eq!(dashboard["uid"], "puhuri-gateway");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut ids = BTreeSet::new();
+    let mut used = BTreeSet::new();
+    for panel in panels {
+        let title = panel["title"].as_str().expect("panel title");
+        assert!(
+            ids.insert(panel["id"].as_u64().expect("panel id")),
+            "{title}: duplicate id"
+        );
+        let grid = &panel["gridPos"];
+        assert!(
+            grid["w"].as_u64().is_some_and(|w| w > 0 && w <= 24)
+                && grid["h"].as_u64().is_some_and(|h| h > 0),
+            "{title}: gridPos"
+        );
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{title}: no query");
+        for target in targets {
+            let expr = target["expr"].as_str().expect("expr");
+            let names = metric_names(expr);
+            assert!(
+                !names.is_empty(),
+                "{title}: `{expr}` uses no gateway metric"
+            );
+            for metric in names {
+                assert!(
+                    METRIC_FAMILIES.contains(&metric.as_str()),
+                    "{title} queries `{metric}`, which the gateway does not export"
+                );
+                used.insert(metric);
+            }
+        }
+    }
+    let unused: Vec<_> = METRIC_FAMILIES
+        .iter()
+        .filter(|m| !used.contains(**m))
+        .collect();
+    assert!(unused.is_empty(), "no panel shows {unused:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Docker and compose
+
+#[test]
+fn docker_image_checks_readiness_with_its_own_binary_and_runs_as_a_fixed_uid() {
+    let dockerfile = read("deploy/Dockerfile");
+    let healthcheck: String = dockerfile
+        .lines()
+        .skip_while(|l| !l.starts_with("HEALTHCHECK"))
+        .take_while(|l| !l.starts_with("ENTRYPOINT"))
+        .collect();
+    assert!(
+        healthcheck.contains(r#"CMD ["/usr/local/bin/puhuri-gateway", "healthcheck""#),
+        "HEALTHCHECK: {healthcheck}"
+    );
+    assert!(
+        !healthcheck.contains("curl") && !healthcheck.contains("wget"),
+        "the health check needs no HTTP client in the image"
+    );
+    assert!(dockerfile.lines().any(|l| l == "USER 10001:10001"));
+    assert!(dockerfile.contains("--uid 10001"));
+
+    let ignore = read(".dockerignore");
+    let lines: BTreeSet<&str> = ignore.lines().map(str::trim).collect();
+    for entry in ["target/", ".git/", "data/"] {
+        assert!(lines.contains(entry), ".dockerignore lacks {entry}");
+    }
+}
+
+#[test]
+fn compose_runs_the_gateway_as_the_image_uid_with_documented_secrets() {
+    let compose = &yaml_docs("deploy/docker-compose.yml")[0];
+    let gateway = &compose["services"]["gateway"];
+    assert_eq!(gateway["user"].as_str(), Some("10001:10001"));
+    assert_eq!(gateway["read_only"].as_bool(), Some(true));
+    assert_eq!(gateway["secrets"][0].as_str(), Some("sp-token"));
+    assert_eq!(
+        compose["secrets"]["sp-token"]["file"].as_str(),
+        Some("./sp-token")
+    );
+    assert_eq!(
+        gateway["environment"]["PUHURI_GATEWAY_UPSTREAM__TOKEN_FILE"].as_str(),
+        Some("/run/secrets/sp-token")
+    );
+    assert_eq!(
+        gateway["depends_on"]["redis"]["condition"].as_str(),
+        Some("service_healthy")
+    );
+    let redis = compose["services"]["redis"]["command"]
+        .as_sequence()
+        .expect("redis command");
+    let redis: Vec<&str> = redis.iter().filter_map(Value::as_str).collect();
+    assert!(redis.windows(2).any(|w| w == ["--appendfsync", "always"]));
+    let text = read("deploy/docker-compose.yml");
+    assert!(
+        text.contains("must be readable by uid or gid 10001"),
+        "the compose file says who must be able to read the mounted secrets"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kubernetes
+
+fn kubernetes_manifests() -> Vec<(String, Value)> {
+    let kustomization = &yaml_docs("deploy/kubernetes/kustomization.yaml")[0];
+    kustomization["resources"]
+        .as_sequence()
+        .expect("resources")
+        .iter()
+        .map(|r| r.as_str().expect("resource path"))
+        .flat_map(|file| {
+            yaml_docs(&format!("deploy/kubernetes/{file}"))
+                .into_iter()
+                .map(move |doc| (file.to_string(), doc))
+        })
+        .collect()
+}
+
+fn by_kind<'a>(manifests: &'a [(String, Value)], kind: &str) -> &'a Value {
+    &manifests
+        .iter()
+        .find(|(_, m)| m["kind"].as_str() == Some(kind))
+        .unwrap_or_else(|| panic!("no {kind}"))
+        .1
+}
+
+#[test]
+fn kubernetes_deployment_probes_secrets_config_and_confinement() {
+    let manifests = kubernetes_manifests();
+    let deployment = by_kind(&manifests, "Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/readyz")
+    );
+    assert!(container["resources"]["requests"]["cpu"].is_string());
+    assert!(container["resources"]["limits"]["memory"].is_string());
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    assert_eq!(pod["securityContext"]["runAsUser"].as_u64(), Some(10001));
+    assert_eq!(
+        container["securityContext"]["readOnlyRootFilesystem"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"].as_bool(),
+        Some(false)
+    );
+    let volumes = pod["volumes"].as_sequence().expect("volumes");
+    let volume = |name: &str| {
+        volumes
+            .iter()
+            .find(|v| v["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no volume {name}"))
+    };
+    assert_eq!(
+        volume("secrets")["secret"]["secretName"].as_str(),
+        Some("puhuri-gateway-secrets")
+    );
+    let config_map = volume("config")["configMap"]["name"]
+        .as_str()
+        .expect("configMap");
+    let mounts = container["volumeMounts"].as_sequence().expect("mounts");
+    let mount = |name: &str| {
+        mounts
+            .iter()
+            .find(|m| m["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no mount {name}"))["mountPath"]
+            .as_str()
+            .expect("mountPath")
+            .to_string()
+    };
+    let secrets_dir = mount("secrets");
+    assert_eq!(mount("config"), "/etc/puhuri-gateway");
+
+    // the ConfigMap is generated from gateway.toml, which reads its secrets from the mounted files
+    let kustomization = &yaml_docs("deploy/kubernetes/kustomization.yaml")[0];
+    let generator = &kustomization["configMapGenerator"][0];
+    assert_eq!(generator["name"].as_str(), Some(config_map));
+    let toml_text = read("deploy/kubernetes/gateway.toml");
+    let config: toml_value::Table = toml_value::parse(&toml_text);
+    for key in ["upstream.token_file", "redis.url_file"] {
+        let path = toml_value::get(&config, key).unwrap_or_else(|| panic!("no {key}"));
+        assert!(
+            path.starts_with(&format!("{secrets_dir}/")),
+            "{key} = {path}"
+        );
+    }
+    let selector = &deployment["spec"]["selector"]["matchLabels"];
+    for kind in ["PodDisruptionBudget", "NetworkPolicy"] {
+        let m = by_kind(&manifests, kind);
+        let sel = if kind == "NetworkPolicy" {
+            &m["spec"]["podSelector"]["matchLabels"]
+        } else {
+            &m["spec"]["selector"]["matchLabels"]
+        };
+        assert_eq!(sel, selector, "{kind} selects the gateway's pods");
+    }
+}
+
+/// Reads `key.path` string values from TOML without a TOML crate in the tests: the gateway's own
+/// configuration loader checks the file for real in
+/// [`kubernetes_config_is_accepted_by_the_gateway`].
+mod toml_value {
+    pub type Table = Vec<(String, String)>;
+
+    pub fn parse(text: &str) -> Table {
+        let mut section = String::new();
+        let mut out = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line.trim_matches(|c| c == '[' || c == ']').to_string();
+            } else if let Some((k, v)) = line.split_once('=') {
+                if !line.starts_with('#') {
+                    let key = if section.is_empty() {
+                        k.trim().to_string()
+                    } else {
+                        format!("{section}.{}", k.trim())
+                    };
+                    out.push((key, v.trim().trim_matches('"').to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn get(table: &Table, key: &str) -> Option<String> {
+        table.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+}
+
+#[test]
+fn kubernetes_config_is_accepted_by_the_gateway() {
+    // the configuration as the pod sees it: secrets as files in the mounted directory
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    std::fs::write(secrets.join("sp-token"), "sp-token-for-test\n").unwrap();
+    std::fs::write(secrets.join("redis-url"), "redis://127.0.0.1:1/0\n").unwrap();
+    let example = read("deploy/config.example.toml");
+    let public_key = example
+        .split("public_key = \"\"\"\n")
+        .nth(1)
+        .and_then(|s| s.split("\"\"\"").next())
+        .expect("the example's public key");
+    std::fs::write(secrets.join("lumi-accounting.pub"), public_key).unwrap();
+    let config = read("deploy/kubernetes/gateway.toml")
+        .replace(
+            "/run/secrets/puhuri-gateway",
+            &secrets.display().to_string(),
+        )
+        .replace("/var/lib/puhuri-gateway", &dir.path().display().to_string());
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(&file, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_puhuri-gateway"))
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .env_remove("PUHURI_GATEWAY_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "check-config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("puhuri mode, redis store"));
+}
+
+#[test]
+fn kubernetes_manifests_match_the_kubernetes_schema() {
+    let python = external::python();
+    if !external::require(
+        "the Python package kubernetes-validate (.ci/requirements.txt; PUHURI_GATEWAY_PYTHON)",
+        external::python_has("kubernetes_validate"),
+    ) {
+        return;
+    }
+    let kustomization = &yaml_docs("deploy/kubernetes/kustomization.yaml")[0];
+    let files: Vec<String> = kustomization["resources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| format!("deploy/kubernetes/{}", r.as_str().unwrap()))
+        .collect();
+    let mut args = vec![
+        "-m".to_string(),
+        "kubernetes_validate".to_string(),
+        "--strict".to_string(),
+        "--kubernetes-version".to_string(),
+        "1.30".to_string(),
+    ];
+    args.extend(files);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out) = run(&python, &args);
+    assert!(ok, "kubernetes-validate:\n{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// the binary: healthcheck and the embedded store's file
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `puhuri-gateway serve` process in sandbox mode; killed (by its pid) on drop.
+struct Gateway {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+}
+
+impl Gateway {
+    fn start() -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_puhuri-gateway"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(&data)
+            .env_remove("PUHURI_GATEWAY_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the gateway");
+        let gateway = Gateway {
+            child,
+            port,
+            _dir: dir,
+            data,
+        };
+        // the port is bound before the store opens: wait until /readyz says 200
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready(port) {
+            assert!(Instant::now() < deadline, "the gateway did not get ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        gateway
+    }
+}
+
+/// `GET /readyz` answered 200 (a plain HTTP/1.0 exchange; the client under test is not used).
+fn ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn healthcheck(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_puhuri-gateway"));
+    cmd.arg("healthcheck")
+        .args(args)
+        .env_remove("PUHURI_GATEWAY_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn healthcheck_asks_readyz_and_fails_when_nothing_answers() {
+    let gateway = Gateway::start();
+    let url = format!("http://127.0.0.1:{}/readyz", gateway.port);
+    let (ok, out) = healthcheck(&["--url", &url], &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains(r#""status":"ready""#), "{out}");
+
+    // as in the image: no --url, the listen address from the environment, 0.0.0.0 asked on loopback
+    let listen = format!("0.0.0.0:{}", gateway.port);
+    let (ok, out) = healthcheck(&[], &[("PUHURI_GATEWAY_LISTEN", &listen)]);
+    assert!(ok, "{out}");
+
+    // a route that is not 200 is unhealthy, and so is a port where nothing listens
+    let (ok, out) = healthcheck(
+        &["--url", &format!("http://127.0.0.1:{}/nope", gateway.port)],
+        &[],
+    );
+    assert!(!ok && out.contains("404"), "{out}");
+    let closed = free_port();
+    let (ok, out) = healthcheck(
+        &[
+            "--url",
+            &format!("http://127.0.0.1:{closed}/readyz"),
+            "--timeout",
+            "2s",
+        ],
+        &[],
+    );
+    assert!(!ok && out.contains("did not answer"), "{out}");
+}
+
+#[cfg(unix)]
+#[test]
+fn embedded_store_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let gateway = Gateway::start();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let store = gateway.data.join("jobs.redb");
+    assert_eq!(mode(&store), 0o600, "{}", store.display());
+    for secret in ["sandbox.secret", "demo.token"] {
+        assert_eq!(mode(&gateway.data.join(secret)), 0o600, "{secret}");
+    }
+    drop(gateway);
+
+    // a store file an earlier version left world-readable is restricted on the next start
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobs.redb");
+    std::fs::write(&file, b"").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = puhuri_gateway::config::StoreConfig::Embedded {
+        dir: dir.path().to_path_buf(),
+    };
+    let opened = rt.block_on(puhuri_gateway::queue::open_store(&store, None));
+    assert!(opened.is_ok());
+    assert_eq!(mode(&file), 0o600);
+}
