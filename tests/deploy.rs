@@ -692,7 +692,7 @@ fn kubernetes_config_is_accepted_by_the_gateway() {
 fn kubernetes_manifests_match_the_kubernetes_schema() {
     let python = external::python();
     if !external::require(
-        "the Python package kubernetes-validate (.ci/requirements.txt; PUHURI_GATEWAY_PYTHON)",
+        "the Python package kubernetes-validate (.ci/requirements.txt; GATEWAY_TESTS_PYTHON)",
         external::python_has("kubernetes_validate"),
     ) {
         return;
