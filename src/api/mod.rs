@@ -14,6 +14,7 @@ pub mod resources;
 pub mod submit;
 pub mod usage;
 pub mod users;
+pub mod views;
 pub mod whoami;
 
 use std::sync::Arc;

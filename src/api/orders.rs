@@ -13,10 +13,9 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::jobs::JobView;
-use super::reads::{
-    OrderView, QueryParams, list_response, site_order, upstream_page_failed, uuid_in_path,
-};
+use super::reads::{QueryParams, list_response, site_order, upstream_page_failed, uuid_in_path};
 use super::submit::submit;
+use super::views::OrderView;
 use crate::auth::{Scope, SiteIdentity};
 use crate::domain::operations::{Operation, OrderApprove, OrderDone, OrderErred, OrderReject};
 use crate::error::{ApiError, FieldError, Problem};

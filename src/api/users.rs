@@ -30,11 +30,11 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::jobs::JobView;
 use super::reads::{
-    LIVE_RESOURCE_STATES, MAX_UPSTREAM_PAGES, ProjectPermissionView, ProjectView, QueryParams,
-    SshKeyView, UserView, list_response, read_failed, service_provider_uuid, site_projects,
-    uuid_in_path,
+    LIVE_RESOURCE_STATES, MAX_UPSTREAM_PAGES, QueryParams, list_response, read_failed,
+    service_provider_uuid, site_projects, uuid_in_path,
 };
 use super::submit::{lookup_failed, submit};
+use super::views::{ProjectPermissionView, ProjectView, SshKeyView, UserView};
 use crate::auth::{Scope, SiteIdentity};
 use crate::domain::WaldurUuid;
 use crate::domain::operations::{OfferingUsername, Operation, UserUsername};

@@ -1,0 +1,295 @@
+//! The queued writes on a resource: backend id, state, report and limits.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use actix_web::{HttpRequest, HttpResponse, post, put, web};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::site_resource;
+use crate::api::AppState;
+use crate::api::jobs::JobView;
+use crate::api::submit::{lookup_failed, refuse_unknown_components, submit};
+use crate::api::views::ReportSectionView;
+use crate::auth::{Scope, SiteIdentity};
+use crate::domain::BackendId;
+use crate::domain::operations::{
+    Operation, ReportSection, ResourceBackendId, ResourceLimits, ResourceReport, ResourceState,
+};
+use crate::error::{ApiError, FieldError, Problem};
+
+pub const MAX_REPORT_SECTIONS: usize = 50;
+pub const MAX_REPORT_HEADER: usize = 255;
+pub const MAX_REPORT_BODY: usize = 20_000;
+pub const MAX_STATE_MESSAGE: usize = 2000;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackendIdRequest {
+    /// The site's own id for the resource (1–255 characters, no control characters).
+    pub backend_id: String,
+}
+
+/// Set the site's own id for a resource (`set_backend_id`).
+///
+/// After delivery the resource can be named `backend_id:<id>` in paths and usage reports.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "resources",
+    security(("bearer" = [])),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`")),
+    request_body = BackendIdRequest,
+    responses(
+        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
+        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `resources:write`, or not the site's resource"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No resource with that backend id"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "Several resources have that backend id"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/resources/{resource}/backend-id")]
+pub async fn set_backend_id(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<BackendIdRequest>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::ResourcesWrite)?;
+    let backend_id =
+        BackendId::parse(&body.backend_id).map_err(|m| ApiError::field("backend_id", m))?;
+    let resource = site_resource(&state, &identity, &path).await?;
+    // Lookups by the old or the new id must not be answered from the cache from now on.
+    state
+        .directory
+        .forget_backend_id(&resource.uuid, Some(backend_id.as_str()));
+    let op = Operation::ResourceBackendId(ResourceBackendId {
+        resource_uuid: resource.uuid,
+        backend_id: backend_id.as_str().to_string(),
+    });
+    submit(&state, &identity, &req, op).await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateRequest {
+    /// `ok` (Waldur's `set_as_ok`; clears the error) or `erred` (`set_as_erred`).
+    #[schema(example = "erred")]
+    pub state: String,
+    /// With `erred`: why (at most 2,000 characters), stored as the resource's `error_message`.
+    pub message: Option<String>,
+}
+
+/// Set a resource OK or erred.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "resources",
+    security(("bearer" = [])),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`")),
+    request_body = StateRequest,
+    responses(
+        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
+        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's resource"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "Unknown state, or a message with `ok`"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/resources/{resource}/state")]
+pub async fn set_state(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<StateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::ResourcesWrite)?;
+    let request = body.into_inner();
+    let mut errors = Vec::new();
+    if !matches!(request.state.as_str(), "ok" | "erred") {
+        errors.push(FieldError::new("state", "must be `ok` or `erred`"));
+    }
+    match &request.message {
+        Some(_) if request.state == "ok" => errors.push(FieldError::new(
+            "message",
+            "is only taken with `erred` (setting OK clears the error)",
+        )),
+        Some(m) if m.chars().count() > MAX_STATE_MESSAGE => errors.push(FieldError::new(
+            "message",
+            "must be at most 2000 characters",
+        )),
+        _ => {}
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let resource = site_resource(&state, &identity, &path).await?;
+    let op = Operation::ResourceState(ResourceState {
+        resource_uuid: resource.uuid,
+        state: request.state,
+        message: request.message,
+    });
+    submit(&state, &identity, &req, op).await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"report": [{"header": "Access", "body": "ssh lumi.csc.fi; project_465000123"}]}))]
+pub struct ReportRequest {
+    /// Replaces the whole report (an empty list clears it). At most 50 sections; a header of
+    /// 1–255 characters and a body of 1–20,000 characters each.
+    pub report: Vec<ReportSectionView>,
+}
+
+/// Replace a resource's report (`submit_report`): what the customer sees about the allocation.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "resources",
+    security(("bearer" = [])),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`")),
+    request_body = ReportRequest,
+    responses(
+        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
+        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's resource"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[put("/resources/{resource}/report")]
+pub async fn submit_report(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<ReportRequest>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::ResourcesWrite)?;
+    let request = body.into_inner();
+    let mut errors = Vec::new();
+    if request.report.len() > MAX_REPORT_SECTIONS {
+        errors.push(FieldError::new("report", "must have at most 50 sections"));
+    }
+    for (i, section) in request.report.iter().enumerate() {
+        let header = section.header.chars().count();
+        if section.header.trim().is_empty() || header > MAX_REPORT_HEADER {
+            errors.push(FieldError::new(
+                format!("report[{i}].header"),
+                "must be 1 to 255 characters, not only spaces",
+            ));
+        }
+        if section.body.trim().is_empty() || section.body.chars().count() > MAX_REPORT_BODY {
+            errors.push(FieldError::new(
+                format!("report[{i}].body"),
+                "must be 1 to 20000 characters, not only spaces",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let resource = site_resource(&state, &identity, &path).await?;
+    let op = Operation::ResourceReport(ResourceReport {
+        resource_uuid: resource.uuid,
+        report: request
+            .report
+            .into_iter()
+            .map(|s| ReportSection {
+                header: s.header,
+                body: s.body,
+            })
+            .collect(),
+    });
+    submit(&state, &identity, &req, op).await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"limits": {"cpu_k_hours": 2000, "gpu_k_hours": 100}}))]
+pub struct LimitsRequest {
+    /// Component type → a whole number ≥ 0. Each type must be a component of the offering.
+    #[schema(value_type = Object, additional_properties = true)]
+    pub limits: BTreeMap<String, Value>,
+}
+
+/// Set a resource's limits (`set_limits`; no order is created).
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "resources",
+    security(("bearer" = [])),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`")),
+    request_body = LimitsRequest,
+    responses(
+        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
+        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's resource"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "Bad values, or types that are not components of the offering (named)"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[put("/resources/{resource}/limits")]
+pub async fn set_limits(
+    identity: SiteIdentity,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<LimitsRequest>,
+) -> Result<HttpResponse, ApiError> {
+    identity.require(Scope::ResourcesWrite)?;
+    let request = body.into_inner();
+    let mut errors = Vec::new();
+    if request.limits.is_empty() || request.limits.len() > 100 {
+        errors.push(FieldError::new("limits", "must name 1 to 100 components"));
+    }
+    let mut limits = BTreeMap::new();
+    for (type_, value) in &request.limits {
+        match value.as_u64() {
+            Some(n) => {
+                limits.insert(type_.clone(), n);
+            }
+            None => errors.push(FieldError::new(
+                format!("limits.{type_}"),
+                "must be a whole number, not negative",
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let resource = site_resource(&state, &identity, &path).await?;
+    let offering = state
+        .directory
+        .offering(&resource.offering_uuid)
+        .await
+        .map_err(lookup_failed)?;
+    let known: BTreeSet<&str> = offering
+        .components
+        .iter()
+        .map(|c| c.type_.as_str())
+        .collect();
+    refuse_unknown_components(
+        limits.keys().map(String::as_str),
+        &known,
+        "component",
+        |t| format!("limits.{t}"),
+    )?;
+    let op = Operation::ResourceLimits(ResourceLimits {
+        resource_uuid: resource.uuid,
+        limits,
+    });
+    submit(&state, &identity, &req, op).await
+}
