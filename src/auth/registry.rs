@@ -7,6 +7,19 @@
 //! is only checked for expiry. A token that fails is never remembered; a registry built from a
 //! new configuration starts empty. The memory is bounded: when [`VERIFIED_CAPACITY`] tokens are
 //! remembered, expired ones are dropped, and if none were, all are.
+//!
+//! **Time claims** (RFC 7519 §4.1.4–4.1.6), checked by the gateway itself rather than the JWT
+//! library so that every NumericDate is read the same way. A NumericDate is a JSON number of
+//! seconds since the epoch and may have a fraction (`1796005440.5`); anything else (a string, a
+//! value outside the years 1970–262142) is a malformed claim. With `leeway` = `auth.leeway`
+//! (default 30 s) for clock skew between the site and the gateway:
+//! - `exp` is required; the token is refused once `now >= exp + leeway`;
+//! - `nbf`, when present: refused while `now < nbf - leeway`;
+//! - `iat`, when present: refused while `iat > now + leeway` (a token cannot be issued in the
+//!   future; without this a token dated ten years ahead would pass the lifetime check);
+//! - the lifetime is counted from the later of `iat` and now: `exp - max(iat, now)` must be at
+//!   most `auth.max_token_lifetime + leeway`, so a token without `iat`, or with an old one, cannot
+//!   live longer than the maximum from the moment the gateway first sees it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -43,6 +56,8 @@ pub enum TokenRejection {
     Expired,
     #[error("the token is not valid yet (`nbf` is in the future)")]
     NotYetValid,
+    #[error("the token was issued in the future (`iat` is later than now)")]
+    IssuedInFuture,
     #[error("the token's `aud` is not this gateway's id")]
     WrongAudience,
     #[error("the token's `iss` is not the site its key belongs to")]
@@ -89,11 +104,77 @@ impl std::fmt::Debug for SiteRegistry {
 
 #[derive(Deserialize)]
 struct Claims {
-    exp: i64,
     #[serde(default)]
-    iat: Option<i64>,
+    exp: Option<serde_json::Value>,
+    #[serde(default)]
+    nbf: Option<serde_json::Value>,
+    #[serde(default)]
+    iat: Option<serde_json::Value>,
     #[serde(default)]
     scope: Option<serde_json::Value>,
+}
+
+/// A NumericDate claim (RFC 7519 §2): a JSON number of seconds since the epoch, fraction
+/// allowed, within the range of dates the gateway can represent.
+fn numeric_date(
+    value: Option<&serde_json::Value>,
+) -> Result<Option<DateTime<Utc>>, TokenRejection> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let serde_json::Value::Number(n) = value else {
+        return Err(TokenRejection::InvalidClaims);
+    };
+    let at = if let Some(whole) = n.as_i64() {
+        DateTime::<Utc>::from_timestamp(whole, 0)
+    } else {
+        n.as_f64().filter(|s| s.is_finite()).and_then(|s| {
+            let whole = s.floor();
+            let nanos = ((s - whole) * 1e9).round().min(999_999_999.0) as u32;
+            // `as` saturates; a value past i64's range is refused by from_timestamp.
+            DateTime::<Utc>::from_timestamp(whole as i64, nanos)
+        })
+    };
+    match at {
+        Some(at) if at.timestamp() >= 0 => Ok(Some(at)),
+        _ => Err(TokenRejection::InvalidClaims),
+    }
+}
+
+/// The checks of the module doc on `exp`, `nbf` and `iat`; returns when the token expires.
+fn check_time_claims(
+    claims: &Claims,
+    now: DateTime<Utc>,
+    leeway: chrono::TimeDelta,
+    max_lifetime: chrono::TimeDelta,
+) -> Result<DateTime<Utc>, TokenRejection> {
+    let exp = numeric_date(claims.exp.as_ref())?.ok_or(TokenRejection::MissingClaim)?;
+    let nbf = numeric_date(claims.nbf.as_ref())?;
+    let iat = numeric_date(claims.iat.as_ref())?;
+    // Saturating arithmetic: a claim may be any date up to the year 262142.
+    let plus = |at: DateTime<Utc>, d: chrono::TimeDelta| {
+        at.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    };
+    let minus = |at: DateTime<Utc>, d: chrono::TimeDelta| {
+        at.checked_sub_signed(d).unwrap_or(DateTime::<Utc>::MIN_UTC)
+    };
+    if now >= plus(exp, leeway) {
+        return Err(TokenRejection::Expired);
+    }
+    if nbf.is_some_and(|nbf| now < minus(nbf, leeway)) {
+        return Err(TokenRejection::NotYetValid);
+    }
+    if iat.is_some_and(|iat| iat > plus(now, leeway)) {
+        return Err(TokenRejection::IssuedInFuture);
+    }
+    let from = iat.map_or(now, |iat| iat.max(now));
+    let allowed = max_lifetime
+        .checked_add(&leeway)
+        .unwrap_or(chrono::TimeDelta::MAX);
+    if exp.signed_duration_since(from) > allowed {
+        return Err(TokenRejection::LifetimeTooLong);
+    }
+    Ok(exp)
 }
 
 impl SiteRegistry {
@@ -112,10 +193,10 @@ impl SiteRegistry {
                 let mut validation = Validation::new(jwt_algorithm(key_cfg.algorithm));
                 validation.set_audience(&[config.gateway_id.as_str()]);
                 validation.set_issuer(&[site.id.as_str()]);
-                validation.set_required_spec_claims(&["exp", "aud", "iss"]);
-                validation.validate_exp = true;
-                validation.validate_nbf = true;
-                validation.leeway = config.auth.leeway.as_secs();
+                // Time claims are checked by `check_time_claims` (module doc).
+                validation.set_required_spec_claims(&["aud", "iss"]);
+                validation.validate_exp = false;
+                validation.validate_nbf = false;
                 keys.insert(
                     key_cfg.kid.clone(),
                     VerificationKey {
@@ -137,6 +218,10 @@ impl SiteRegistry {
         })
     }
 
+    fn leeway_delta(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::from_std(self.leeway).unwrap_or(chrono::TimeDelta::MAX)
+    }
+
     pub fn site(&self, id: &str) -> Option<&Arc<Site>> {
         self.sites.iter().find(|s| s.id == id)
     }
@@ -147,10 +232,14 @@ impl SiteRegistry {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         // Expiry with the leeway, in whole seconds as the full check applies it; saturating,
         // since a token may carry any `exp` up to the year 262142.
-        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
-        let now = Utc::now().timestamp();
-        let unexpired =
-            |identity: &SiteIdentity| now <= identity.expires_at.timestamp().saturating_add(leeway);
+        let leeway = self.leeway_delta();
+        let now = Utc::now();
+        let unexpired = |identity: &SiteIdentity| {
+            identity
+                .expires_at
+                .checked_add_signed(leeway)
+                .is_none_or(|end| now < end)
+        };
         {
             let mut verified = self.verified.lock();
             if let Some(identity) = verified.get(&digest) {
@@ -184,16 +273,11 @@ impl SiteRegistry {
         let data = jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation)
             .map_err(|e| classify(e.kind()))?;
         let claims = data.claims;
-        let now = Utc::now().timestamp();
-        let issued = claims.iat.unwrap_or(now);
-        let lifetime = claims.exp.saturating_sub(issued);
-        if lifetime > (self.max_lifetime + self.leeway).as_secs() as i64 {
-            return Err(TokenRejection::LifetimeTooLong);
-        }
+        let max_lifetime =
+            chrono::TimeDelta::from_std(self.max_lifetime).unwrap_or(chrono::TimeDelta::MAX);
+        let expires_at = check_time_claims(&claims, Utc::now(), self.leeway_delta(), max_lifetime)?;
         let granted = parse_scopes(claims.scope.as_ref())?;
         let scopes: BTreeSet<Scope> = granted.intersection(&key.site.scopes).copied().collect();
-        let expires_at =
-            DateTime::<Utc>::from_timestamp(claims.exp, 0).ok_or(TokenRejection::InvalidClaims)?;
         Ok(SiteIdentity {
             site: key.site.clone(),
             scopes,
@@ -253,9 +337,14 @@ mod tests {
 
     /// One site with an HS256 key and the given leeway ("0s": expiry is exact).
     fn registry_with_leeway(dir: &Path, leeway: &str) -> SiteRegistry {
+        registry_with(dir, leeway, "30days")
+    }
+
+    fn registry_with(dir: &Path, leeway: &str, max_lifetime: &str) -> SiteRegistry {
         let path = dir.join("gateway.toml");
         let toml = format!(
             "gateway_id = \"gw\"\ndata_dir = \"{data}\"\n[auth]\nleeway = \"{leeway}\"\n\
+             max_token_lifetime = \"{max_lifetime}\"\n\
              [[sites]]\nid = \"site\"\nofferings = [\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"]\n\
              [[sites.keys]]\nkid = \"hs\"\nalgorithm = \"HS256\"\nsecret_file = \"{secret}\"\n",
             data = dir.display(),
@@ -316,14 +405,15 @@ mod tests {
     }
 
     /// The largest `exp` a token can carry: remembering it must not overflow the expiry check.
+    /// (`iat` cannot be in the future, so the maximum lifetime is set beyond that date.)
     #[test]
     fn a_token_expiring_in_the_far_future_is_remembered_safely() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = registry_with_leeway(dir.path(), "30s");
+        let registry = registry_with(dir.path(), "30s", "300000years");
         let secret = std::fs::read(secret_path()).unwrap();
         let exp = DateTime::<Utc>::MAX_UTC.timestamp();
         let claims = serde_json::json!({
-            "iss": "site", "aud": "gw", "iat": exp - 60, "exp": exp, "scope": "usage:write",
+            "iss": "site", "aud": "gw", "iat": Utc::now().timestamp(), "exp": exp, "scope": "usage:write",
         });
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some("hs".into());
@@ -343,5 +433,89 @@ mod tests {
             registry.verify(&token(600 + n as i64)).unwrap();
         }
         assert!(registry.verified.lock().len() <= VERIFIED_CAPACITY);
+    }
+
+    fn signed(claims: serde_json::Value) -> String {
+        let secret = std::fs::read(secret_path()).unwrap();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("hs".into());
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&secret)).unwrap()
+    }
+
+    /// The time claims of the module doc, each on both sides of its boundary (30 s leeway,
+    /// 30 days maximum lifetime).
+    #[test]
+    fn time_claims_follow_rfc_7519_with_the_leeway() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry_with(dir.path(), "30s", "30days");
+        let now = Utc::now().timestamp();
+        let day = 86_400;
+        let check = |claims: serde_json::Value| {
+            let mut claims = claims;
+            claims["iss"] = "site".into();
+            claims["aud"] = "gw".into();
+            registry.verify_uncached(&signed(claims)).err()
+        };
+        use TokenRejection::*;
+        use serde_json::json;
+        let cases: Vec<(serde_json::Value, Option<TokenRejection>)> = vec![
+            (json!({"iat": now, "exp": now + 3600}), None),
+            // non-integer NumericDates are allowed by RFC 7519 §2
+            (
+                json!({"iat": now as f64 + 0.25, "exp": now as f64 + 3600.5}),
+                None,
+            ),
+            (
+                json!({"exp": format!("{}", now + 3600)}),
+                Some(InvalidClaims),
+            ),
+            (json!({"exp": -5}), Some(InvalidClaims)),
+            (json!({"exp": 1e300}), Some(InvalidClaims)),
+            (json!({"iat": now}), Some(MissingClaim)),
+            // exp: refused once now >= exp + leeway
+            (json!({"exp": now - 10}), None),
+            (json!({"exp": now - 31}), Some(Expired)),
+            // nbf: refused while now < nbf - leeway
+            (json!({"nbf": now + 10, "exp": now + 3600}), None),
+            (
+                json!({"nbf": now + 120, "exp": now + 3600}),
+                Some(NotYetValid),
+            ),
+            // iat: refused while iat > now + leeway
+            (json!({"iat": now + 10, "exp": now + 3600}), None),
+            (
+                json!({"iat": now + 3600, "exp": now + 7200}),
+                Some(IssuedInFuture),
+            ),
+            (
+                json!({"iat": now + 10 * 365 * day, "exp": now + 10 * 365 * day + 3600}),
+                Some(IssuedInFuture),
+            ),
+            // the lifetime counts from the later of iat and now
+            (json!({"exp": now + 30 * day}), None),
+            (json!({"exp": now + 31 * day}), Some(LifetimeTooLong)),
+            (json!({"iat": now - 20 * day, "exp": now + 20 * day}), None),
+            (
+                json!({"iat": now - 40 * day, "exp": now + 31 * day}),
+                Some(LifetimeTooLong),
+            ),
+        ];
+        for (claims, expected) in cases {
+            assert_eq!(check(claims.clone()), expected, "{claims}");
+        }
+    }
+
+    /// A fractional `exp` is kept to the sub-second: the token expires at that instant.
+    #[test]
+    fn a_fractional_expiry_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry_with(dir.path(), "0s", "30days");
+        let exp = Utc::now().timestamp() as f64 + 600.5;
+        let token = signed(serde_json::json!({"iss": "site", "aud": "gw", "exp": exp}));
+        let identity = registry.verify(&token).unwrap();
+        assert_eq!(
+            identity.expires_at.timestamp_millis(),
+            (exp * 1000.0) as i64
+        );
     }
 }

@@ -194,6 +194,42 @@ async fn a_lifetime_over_the_maximum_is_refused() {
     assert_refused(&app, &sign(Algorithm::EdDSA, "alpha-ed", "ed25519.key", &c)).await;
 }
 
+/// A token dated in the future cannot stretch its lifetime: `iat` ten years ahead with `exp`
+/// an hour after it is refused, as is one an hour ahead.
+#[tokio::test]
+async fn a_token_issued_in_the_future_is_refused() {
+    let app = spawn_app().await;
+    let now = Utc::now().timestamp();
+    for ahead in [3600, 10 * 365 * 86_400] {
+        let mut c = claims("alpha");
+        c["iat"] = json!(now + ahead);
+        c["nbf"] = json!(now);
+        c["exp"] = json!(now + ahead + 3600);
+        let body =
+            assert_refused(&app, &sign(Algorithm::EdDSA, "alpha-ed", "ed25519.key", &c)).await;
+        assert!(body["detail"].as_str().unwrap().contains("iat"), "{body}");
+    }
+}
+
+/// RFC 7519 NumericDates may have a fraction; libraries emit `exp` as `1796005440.5` or `.0`.
+#[tokio::test]
+async fn non_integer_numeric_dates_are_accepted() {
+    let app = spawn_app().await;
+    let now = Utc::now().timestamp() as f64;
+    for (iat, exp) in [(now + 0.5, now + 600.5), (now, now + 600.0)] {
+        let mut c = claims("alpha");
+        c["iat"] = json!(iat);
+        c["nbf"] = json!(iat);
+        c["exp"] = json!(exp);
+        let token = sign(Algorithm::EdDSA, "alpha-ed", "ed25519.key", &c);
+        let response = app.get_as("/v1/whoami", &token).await;
+        assert_eq!(response.status(), 200, "exp {exp}");
+    }
+    let mut c = claims("alpha");
+    c["exp"] = json!("soon");
+    assert_refused(&app, &sign(Algorithm::EdDSA, "alpha-ed", "ed25519.key", &c)).await;
+}
+
 #[tokio::test]
 async fn no_authorization_header_is_a_401_with_a_bearer_challenge() {
     let app = spawn_app().await;
