@@ -24,7 +24,6 @@ const METRIC_FAMILIES: &[&str] = &[
     "puhuri_gateway_http_request_duration_seconds",
     "puhuri_gateway_jobs_accepted_total",
     "puhuri_gateway_jobs_finished_total",
-    "puhuri_gateway_jobs_superseded_total",
     "puhuri_gateway_jobs",
     "puhuri_gateway_queue_oldest_ready_age_seconds",
     "puhuri_gateway_delivery_attempts_total",
@@ -734,40 +733,93 @@ struct Gateway {
     port: u16,
     _dir: tempfile::TempDir,
     data: PathBuf,
+    stdout: PathBuf,
 }
 
 impl Gateway {
     fn start() -> Gateway {
+        Gateway::start_with(&[])
+    }
+
+    /// With extra environment (`PUHURI_GATEWAY_...` configuration keys).
+    fn start_with(env: &[(&str, &str)]) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
+        let stdout = dir.path().join("stdout");
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_puhuri-gateway"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(&data)
-            .env_remove("PUHURI_GATEWAY_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the gateway");
-        let gateway = Gateway {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_puhuri-gateway"));
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env_remove("PUHURI_GATEWAY_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start the gateway");
+        let stderr = dir.path().join("stderr");
+        let mut gateway = Gateway {
             child,
             port,
             _dir: dir,
             data,
+            stdout,
         };
         // the port is bound before the store opens: wait until /readyz says 200
         let deadline = Instant::now() + Duration::from_secs(60);
         while !ready(port) {
+            if let Ok(Some(status)) = gateway.child.try_wait() {
+                let err = std::fs::read_to_string(&stderr).unwrap_or_default();
+                panic!("the gateway exited ({status}): {err}");
+            }
             assert!(Instant::now() < deadline, "the gateway did not get ready");
             std::thread::sleep(Duration::from_millis(50));
         }
         gateway
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The sandbox site's token (written to the data directory at start).
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.data.join("demo.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// The in-process simulator's control URL (`.../__sim/`), as printed at start.
+    fn simulator(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+            if let Some(url) = out
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("Simulator state:"))
+                .and_then(|rest| rest.trim().strip_suffix("calls"))
+            {
+                return url.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no simulator URL printed:\n{out}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, as a crash.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -871,4 +923,469 @@ fn embedded_store_file_is_readable_by_its_owner_only() {
     let opened = rt.block_on(puhuri_gateway::queue::open_store(&store, None));
     assert!(opened.is_ok());
     assert_eq!(mode(&file), 0o600);
+}
+
+// ---------------------------------------------------------------------------------------------
+// /metrics after a scripted flow
+
+/// A sample: its metric name, its labels and its value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// One scrape of `/metrics`: every sample with its labels.
+struct Scrape(Vec<Sample>);
+
+impl Scrape {
+    async fn of(client: &reqwest::Client, gateway: &Gateway) -> Scrape {
+        let text = client
+            .get(gateway.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut samples = Vec::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (series, value) = line.rsplit_once(' ').expect("sample line");
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => {
+                    let labels = rest
+                        .trim_end_matches('}')
+                        .split("\",")
+                        .filter(|p| !p.is_empty())
+                        .map(|pair| {
+                            let (k, v) = pair.split_once('=').expect("label");
+                            (k.to_string(), v.trim_matches('"').to_string())
+                        })
+                        .collect();
+                    (name.to_string(), labels)
+                }
+                None => (series.to_string(), Vec::new()),
+            };
+            samples.push((name, labels, value.parse().expect("sample value")));
+        }
+        Scrape(samples)
+    }
+
+    /// The sum of the samples of `name` whose labels include `labels`.
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.0
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+
+    fn families(&self) -> BTreeSet<String> {
+        self.0
+            .iter()
+            .map(|(n, _, _)| {
+                ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|s| n.strip_suffix(s))
+                    .filter(|f| METRIC_FAMILIES.contains(f))
+                    .unwrap_or(n)
+                    .to_string()
+            })
+            .collect()
+    }
+}
+
+async fn post_usage(
+    client: &reqwest::Client,
+    gateway: &Gateway,
+    token: &str,
+    resource: &str,
+    amount: f64,
+    wait: bool,
+) -> reqwest::Response {
+    let mut request = client
+        .post(gateway.url("/v1/usage"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"resource_uuid": resource, "usages": {"cpu_k_hours": amount}}));
+    if wait {
+        request = request.header("Prefer", "wait=10");
+    }
+    request.send().await.unwrap()
+}
+
+async fn wait_for_state(
+    client: &reqwest::Client,
+    gateway: &Gateway,
+    token: &str,
+    job: &str,
+    state: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body: serde_json::Value = client
+            .get(gateway.url(&format!("/v1/jobs/{job}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["state"] == state {
+            return;
+        }
+        assert!(Instant::now() < deadline, "job {job} never {state}: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const RESOURCE_OK: &str = puhuri_gateway::sim::demo::RESOURCE_OK_UUID;
+
+/// Two gateway processes on one Redis, each with its own simulator, scraped after: site API
+/// calls (good, unauthenticated, unknown routes), deliveries that succeed, one Puhuri refuses
+/// with 401, one slowed down while a second job waits behind the in-flight limit, Redis stopped
+/// and started again, and a gateway killed mid-delivery whose job the other reclaims.
+#[test]
+fn metrics_after_a_scripted_flow() {
+    let mut redis = support::redis::RedisServer::start_durable();
+    let prefix = format!("{{metrics-{}}}:", uuid::Uuid::new_v4().simple());
+    let redis_url = redis.url();
+    let env = [
+        ("PUHURI_GATEWAY_REDIS__URL", redis_url.as_str()),
+        ("PUHURI_GATEWAY_REDIS__KEY_PREFIX", prefix.as_str()),
+        ("PUHURI_GATEWAY_REDIS__POOL_WAIT_TIMEOUT", "500ms"),
+        ("PUHURI_GATEWAY_DELIVERY__MAX_IN_FLIGHT", "1"),
+        ("PUHURI_GATEWAY_DELIVERY__LEASE", "5s"),
+        ("PUHURI_GATEWAY_UPSTREAM__TIMEOUT", "3s"),
+    ];
+    let mut first = Gateway::start_with(&env);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    let token = first.token();
+    let sim = first.simulator();
+    rt.block_on(async {
+        let seeded: serde_json::Value = client
+            .post(format!("{sim}resources"))
+            .json(&serde_json::json!({"count": 1}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let other = seeded[0]["uuid"].as_str().unwrap().to_string();
+
+        // the site API: one good call, three refused at authentication, one unknown route
+        assert_eq!(
+            client
+                .get(first.url("/healthz"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        let whoami = first.url("/v1/whoami");
+        for auth in [None, Some("Bearer not-a-jwt"), Some("Basic eDp5")] {
+            let mut request = client.get(&whoami);
+            if let Some(value) = auth {
+                request = request.header("Authorization", value);
+            }
+            assert_eq!(request.send().await.unwrap().status(), 401);
+        }
+        assert_eq!(
+            client
+                .get(first.url("/nope"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            404
+        );
+
+        // delivered; then refused by Puhuri with 401
+        let ok = post_usage(&client, &first, &token, RESOURCE_OK, 1.0, true).await;
+        let ok: serde_json::Value = ok.json().await.unwrap();
+        assert_eq!(ok["state"], "succeeded", "{ok}");
+        let fault = serde_json::json!({"kind": "error", "status": 401, "times": 1,
+            "path_prefix": "marketplace-component-usages/set_usage/"});
+        assert_eq!(
+            client
+                .post(format!("{sim}faults"))
+                .json(&fault)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            201
+        );
+        let refused = post_usage(&client, &first, &token, RESOURCE_OK, 2.0, true).await;
+        let refused: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(refused["state"], "failed", "{refused}");
+
+        // a slow call holds the only in-flight place while another resource's job waits
+        let slow = serde_json::json!({"kind": "latency", "latency_ms": 2500, "times": 1,
+            "path_prefix": "marketplace-component-usages/set_usage/"});
+        assert_eq!(
+            client
+                .post(format!("{sim}faults"))
+                .json(&slow)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            201
+        );
+        let a: serde_json::Value = post_usage(&client, &first, &token, RESOURCE_OK, 3.0, false)
+            .await
+            .json()
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let b: serde_json::Value = post_usage(&client, &first, &token, &other, 1.0, false)
+            .await
+            .json()
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let waiting = Scrape::of(&client, &first).await;
+        let age = waiting.value("puhuri_gateway_queue_oldest_ready_age_seconds", &[]);
+        assert!((0.5..2.3).contains(&age), "oldest due job's age {age}");
+        for job in [&a, &b] {
+            wait_for_state(
+                &client,
+                &first,
+                &token,
+                job["job_id"].as_str().unwrap(),
+                "succeeded",
+            )
+            .await;
+        }
+
+        let s = Scrape::of(&client, &first).await;
+        let missing: Vec<_> = METRIC_FAMILIES
+            .iter()
+            .filter(|f| !s.families().contains(**f))
+            .collect();
+        assert!(missing.is_empty(), "families not exported: {missing:?}");
+        let get = [("method", "GET")];
+        assert_eq!(
+            s.value(
+                "puhuri_gateway_http_requests_total",
+                &[("route", "/healthz"), get[0], ("status_class", "2xx")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            s.value(
+                "puhuri_gateway_http_requests_total",
+                &[("route", "/v1/whoami"), ("status_class", "4xx")]
+            ),
+            3.0
+        );
+        assert_eq!(
+            s.value(
+                "puhuri_gateway_http_requests_total",
+                &[("route", "unmatched"), ("status_class", "4xx")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            s.value(
+                "puhuri_gateway_http_requests_total",
+                &[
+                    ("route", "/v1/usage"),
+                    ("method", "POST"),
+                    ("status_class", "2xx")
+                ]
+            ),
+            4.0
+        );
+        assert_eq!(
+            s.value(
+                "puhuri_gateway_http_request_duration_seconds_count",
+                &[("route", "/v1/usage"), ("method", "POST")]
+            ),
+            4.0
+        );
+        assert_eq!(
+            s.value(
+                "puhuri_gateway_auth_failures_total",
+                &[("reason", "missing_token")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            s.value(
+                "puhuri_gateway_auth_failures_total",
+                &[("reason", "malformed")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            s.value(
+                "puhuri_gateway_auth_failures_total",
+                &[("reason", "malformed_header")]
+            ),
+            1.0
+        );
+        let usage = ("operation", "usage.report");
+        assert_eq!(s.value("puhuri_gateway_jobs_accepted_total", &[usage]), 4.0);
+        assert_eq!(
+            s.value(
+                "puhuri_gateway_delivery_attempts_total",
+                &[usage, ("outcome", "succeeded"), ("status_class", "2xx")]
+            ),
+            3.0
+        );
+        assert_eq!(
+            s.value(
+                "puhuri_gateway_delivery_attempts_total",
+                &[usage, ("outcome", "failed"), ("status_class", "401")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            s.value(
+                "puhuri_gateway_jobs_finished_total",
+                &[usage, ("outcome", "succeeded")]
+            ),
+            3.0
+        );
+        assert_eq!(
+            s.value(
+                "puhuri_gateway_jobs_finished_total",
+                &[usage, ("outcome", "failed")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            s.value(
+                "puhuri_gateway_upstream_request_duration_seconds_count",
+                &[usage]
+            ),
+            4.0
+        );
+        let upstream = s.value(
+            "puhuri_gateway_upstream_request_duration_seconds_sum",
+            &[usage],
+        );
+        assert!(
+            upstream >= 2.5,
+            "the slowed call is in the upstream time: {upstream}"
+        );
+        assert_eq!(
+            s.value(
+                "puhuri_gateway_job_delivery_latency_seconds_count",
+                &[usage]
+            ),
+            3.0
+        );
+        let latency = s.value("puhuri_gateway_job_delivery_latency_seconds_sum", &[usage]);
+        assert!(
+            latency >= 4.0,
+            "the waiting job's delivery latency is counted: {latency}"
+        );
+        assert_eq!(
+            s.value("puhuri_gateway_jobs", &[("state", "succeeded")]),
+            3.0
+        );
+        assert_eq!(s.value("puhuri_gateway_jobs", &[("state", "failed")]), 1.0);
+        assert_eq!(
+            s.value("puhuri_gateway_queue_oldest_ready_age_seconds", &[]),
+            0.0
+        );
+        assert_eq!(s.value("puhuri_gateway_store_up", &[]), 1.0);
+        assert_eq!(s.value("puhuri_gateway_workers_running", &[]), 1.0);
+        assert_eq!(s.value("puhuri_gateway_lease_reclaims_total", &[]), 0.0);
+        assert_eq!(s.value("puhuri_gateway_store_errors_total", &[]), 0.0);
+        assert!(
+            !s.0.iter().any(|(_, labels, _)| labels
+                .iter()
+                .any(|(_, v)| v.contains(&token) || v == "demo")),
+            "no token or site id in a label"
+        );
+
+        // Redis stopped: the store is down, writes are refused and counted as store errors
+        redis.stop();
+        let refused = post_usage(&client, &first, &token, RESOURCE_OK, 4.0, false).await;
+        assert_eq!(refused.status(), 503);
+        let down = Scrape::of(&client, &first).await;
+        assert_eq!(down.value("puhuri_gateway_store_up", &[]), 0.0);
+        assert!(down.value("puhuri_gateway_store_errors_total", &[("source", "api")]) >= 2.0);
+        redis.restart();
+    });
+
+    // a gateway killed mid-delivery: the other one reclaims the job once the lease expires
+    let job = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client
+            .get(first.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            != 200
+        {
+            assert!(Instant::now() < deadline, "the gateway did not reconnect");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let usage_calls = || async {
+            let calls: serde_json::Value = client
+                .get(format!(
+                    "{sim}calls?path_prefix=/api/marketplace-component-usages/set_usage/"
+                ))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            calls
+                .as_array()
+                .or_else(|| calls["calls"].as_array())
+                .map_or(0, Vec::len)
+        };
+        let before = usage_calls().await;
+        let hang = serde_json::json!({"kind": "hang", "hang_ms": 2900,
+            "path_prefix": "marketplace-component-usages/set_usage/"});
+        client
+            .post(format!("{sim}faults"))
+            .json(&hang)
+            .send()
+            .await
+            .unwrap();
+        let accepted: serde_json::Value =
+            post_usage(&client, &first, &token, RESOURCE_OK, 5.0, false)
+                .await
+                .json()
+                .await
+                .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while usage_calls().await == before {
+            assert!(Instant::now() < deadline, "the job was not sent");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        accepted["job_id"].as_str().unwrap().to_string()
+    });
+    first.kill();
+    let second = Gateway::start_with(&env);
+    let second_token = second.token();
+    rt.block_on(async {
+        wait_for_state(&client, &second, &second_token, &job, "succeeded").await;
+        let s = Scrape::of(&client, &second).await;
+        assert_eq!(s.value("puhuri_gateway_lease_reclaims_total", &[]), 1.0);
+        assert_eq!(
+            s.value(
+                "puhuri_gateway_delivery_attempts_total",
+                &[("outcome", "succeeded")]
+            ),
+            1.0
+        );
+        assert_eq!(s.value("puhuri_gateway_jobs_accepted_total", &[]), 0.0);
+    });
 }

@@ -75,6 +75,9 @@ impl From<JobRecord> for JobView {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        if matches!(e, StoreError::Unavailable(_) | StoreError::Corrupt(_)) {
+            crate::telemetry::metrics::store_error("api");
+        }
         match e {
             StoreError::Unavailable(cause) => {
                 tracing::warn!(%cause, "the job store is unavailable");

@@ -50,7 +50,15 @@ pub async fn request_context(
         response.headers_mut().insert(REQUEST_ID, value);
     }
     let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    let route = response.request().match_pattern();
+    crate::telemetry::metrics::http_request(
+        route.as_deref().unwrap_or("unmatched"),
+        response.request().method().as_str(),
+        status,
+        elapsed,
+    );
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
     span.in_scope(|| {
         if status >= 500 {
             tracing::warn!(status, latency_ms, "request finished");

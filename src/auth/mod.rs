@@ -130,7 +130,7 @@ impl FromRequest for SiteIdentity {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        ready(authenticate(req).inspect_err(crate::telemetry::metrics::auth_failure))
     }
 }
 

@@ -344,6 +344,11 @@ pub trait JobStore: Send + Sync + 'static {
     /// Counts per state (for metrics and `/readyz`).
     async fn counts(&self) -> StoreResult<BTreeMap<JobState, u64>>;
 
+    /// How long the earliest-due job that can be delivered now (the head of its object's line,
+    /// queued or retrying) has been due: zero when nothing is due. The store's clock decides, as
+    /// for leases. For the metric `puhuri_gateway_queue_oldest_ready_age_seconds`.
+    async fn oldest_due_age(&self) -> StoreResult<Duration>;
+
     /// Cheap reachability check.
     async fn ping(&self) -> StoreResult<()>;
 }

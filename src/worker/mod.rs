@@ -18,6 +18,7 @@
 
 pub mod deliver;
 
+use crate::telemetry::metrics as telemetry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -94,7 +95,10 @@ impl Worker {
 
     /// Asks the store for the next due job under this worker's id, lease and limits.
     async fn lease_next(&self) -> Result<LeaseResult, StoreError> {
-        self.store.lease(&self.id, self.lease, self.limits).await
+        self.store
+            .lease(&self.id, self.lease, self.limits)
+            .await
+            .inspect_err(|_| telemetry::store_error("worker"))
     }
 
     /// Leases one due job, delivers it and records the outcome.
@@ -115,12 +119,12 @@ impl Worker {
         completion: Completion,
     ) -> Result<StepOutcome, StoreError> {
         let state = completion.state();
-        metrics::counter!(
-            "puhuri_gateway_deliveries_total",
-            "operation" => job.operation.clone(),
-            "outcome" => state.as_str(),
-        )
-        .increment(1);
+        let status = match &completion {
+            Completion::Succeeded { status, .. }
+            | Completion::Failed { status, .. }
+            | Completion::Retry { status, .. }
+            | Completion::Dead { status, .. } => *status,
+        };
         match &completion {
             Completion::Succeeded { .. } => {
                 tracing::info!(job = %job.id, operation = %job.operation, "delivered")
@@ -135,7 +139,19 @@ impl Worker {
                 tracing::warn!(job = %job.id, operation = %job.operation, ?status, %error, attempts = job.attempts, "retries exhausted")
             }
         }
-        if self.store.complete(job.id, &self.id, completion).await? {
+        let recorded = self
+            .store
+            .complete(job.id, &self.id, completion)
+            .await
+            .inspect_err(|_| telemetry::store_error("worker"))?;
+        if recorded {
+            // counted once the outcome is stored: a lost lease's attempt is counted by the
+            // worker that delivers the job again
+            telemetry::delivery_attempt(&job.operation, state, status);
+            if state == JobState::Succeeded {
+                let since = (Utc::now() - job.created_at).to_std().unwrap_or_default();
+                telemetry::delivered(&job.operation, since);
+            }
             Ok(StepOutcome::Finished { id: job.id, state })
         } else {
             tracing::warn!(job = %job.id, "the lease was lost before the outcome was recorded; another worker will deliver it again");
@@ -145,13 +161,17 @@ impl Worker {
 
     /// Delivers while renewing the lease every third of its length.
     async fn deliver_with_heartbeat(&self, job: &JobRecord) -> Completion {
+        let started = std::time::Instant::now();
         let delivery = self.deliverer.deliver(job);
         tokio::pin!(delivery);
         let mut beat = tokio::time::interval(self.lease / 3);
         beat.tick().await; // the first tick is immediate
         loop {
             tokio::select! {
-                result = &mut delivery => return self.completion(job, result),
+                result = &mut delivery => {
+                    telemetry::upstream_call(&job.operation, started.elapsed());
+                    return self.completion(job, result);
+                }
                 _ = beat.tick() => {
                     match self.store.heartbeat(job.id, &self.id, self.lease).await {
                         Ok(true) => {}
@@ -423,7 +443,10 @@ async fn housekeeping_loop(
             _ = reclaim.tick() => {
                 match store.reclaim_expired().await {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(jobs = n, "reclaimed jobs whose worker stopped renewing its lease"),
+                    Ok(n) => {
+                        telemetry::lease_reclaims(n);
+                        tracing::info!(jobs = n, "reclaimed jobs whose worker stopped renewing its lease");
+                    }
                     Err(e) => tracing::debug!(error = %e, "reclaim skipped"),
                 }
             }

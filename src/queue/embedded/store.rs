@@ -472,6 +472,18 @@ impl JobStore for EmbeddedStore {
         .map_err(|e| storage(format!("store task failed: {e}")))
     }
 
+    async fn oldest_due_age(&self) -> StoreResult<Duration> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let idx = inner.index.lock();
+            let earliest = idx.ready.first().map(|(due, _)| *due);
+            let late_ms = earliest.map_or(0, |due| (now_ms() - due).max(0));
+            Duration::from_millis(late_ms as u64)
+        })
+        .await
+        .map_err(|e| storage(format!("store task failed: {e}")))
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.read(|_, _| Ok(())).await
     }

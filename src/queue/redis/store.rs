@@ -268,6 +268,31 @@ impl JobStore for RedisStore {
         Ok(out)
     }
 
+    async fn oldest_due_age(&self) -> StoreResult<Duration> {
+        let ready = format!("{}{}", self.prefix, protocol::FIXED_KEYS[0].segment);
+        let (earliest, (secs, micros)): (Vec<(String, f64)>, (i64, i64)) = self
+            .with_conn(move |mut conn| {
+                let ready = ready.clone();
+                async move {
+                    redis::pipe()
+                        .cmd("ZRANGE")
+                        .arg(&ready)
+                        .arg(0)
+                        .arg(0)
+                        .arg("WITHSCORES")
+                        .cmd("TIME")
+                        .query_async(&mut conn)
+                        .await
+                }
+            })
+            .await?;
+        let now_ms = secs * 1000 + micros / 1000;
+        let late_ms = earliest
+            .first()
+            .map_or(0, |(_, due)| (now_ms - *due as i64).max(0));
+        Ok(Duration::from_millis(late_ms as u64))
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.with_conn(|mut conn| async move {
             redis::cmd("PING").query_async::<String>(&mut conn).await
