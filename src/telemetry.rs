@@ -153,6 +153,7 @@ pub mod metrics {
                 TokenRejection::BadSignature => "bad_signature",
                 TokenRejection::Expired => "expired",
                 TokenRejection::NotYetValid => "not_yet_valid",
+                TokenRejection::IssuedInFuture => "issued_in_future",
                 TokenRejection::WrongAudience => "wrong_audience",
                 TokenRejection::WrongIssuer => "wrong_issuer",
                 TokenRejection::MissingClaim => "missing_claim",
