@@ -43,6 +43,7 @@ enum Command {
     /// Run the gateway (the default).
     Serve(ServeArgs),
     /// Run the Waldur simulator alone (for trying an integration without Puhuri).
+    #[cfg(feature = "sim")]
     Sim(SimArgs),
     /// Site tokens.
     #[command(subcommand)]
@@ -100,6 +101,7 @@ impl ServeArgs {
     }
 }
 
+#[cfg(feature = "sim")]
 #[derive(Args)]
 struct SimArgs {
     /// Address to listen on.
@@ -146,6 +148,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => serve(cli.config, cli.serve),
         Some(Command::Serve(args)) => serve(cli.config, args),
+        #[cfg(feature = "sim")]
         Some(Command::Sim(args)) => sim(args),
         Some(Command::Token(TokenCommand::Issue {
             site,
@@ -194,6 +197,7 @@ fn serve(path: Option<PathBuf>, args: ServeArgs) -> Result<(), String> {
     })
 }
 
+#[cfg(feature = "sim")]
 fn sim(args: SimArgs) -> Result<(), String> {
     puhuri_gateway::telemetry::init(&puhuri_gateway::config::LogConfig {
         format: puhuri_gateway::config::LogFormat::Human,

@@ -1,7 +1,8 @@
 //! The site API: routes, shared state, and request parsing rules.
 //!
 //! One module per resource holds its request/response types, validation and handlers; handlers
-//! stay thin. Everything under `/v1` needs a site token ([`crate::auth::SiteIdentity`]).
+//! stay thin. Everything under `/v1` needs a site token ([`crate::auth::SiteIdentity`]), which
+//! finds the [`crate::auth::SiteRegistry`] in the app data beside [`AppState`].
 
 pub mod health;
 pub mod jobs;
@@ -23,7 +24,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use actix_web::{HttpRequest, error::JsonPayloadError, web};
 use tokio::sync::Notify;
 
-use crate::auth::SiteRegistry;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::queue::JobStore;
@@ -32,7 +32,6 @@ use crate::upstream::directory::Directory;
 /// What every handler can reach.
 pub struct AppState {
     pub config: Arc<Config>,
-    pub sites: SiteRegistry,
     pub store: Arc<dyn JobStore>,
     /// Cached lookups in Puhuri (which offering a resource is in, an offering's components).
     pub directory: Arc<Directory>,
@@ -42,6 +41,10 @@ pub struct AppState {
     pub workers_running: Arc<AtomicBool>,
     /// The built-in simulator stands in for Puhuri.
     pub sandbox: bool,
+    /// The service provider behind the sites' offerings when it is known at start: configured
+    /// (`upstream.service_provider_uuid`), or the simulator's in sandbox mode. `None`: looked up
+    /// through an offering's organisation.
+    pub service_provider_uuid: Option<String>,
 }
 
 impl AppState {

@@ -30,7 +30,6 @@ use serde_json::Value;
 use super::AppState;
 use super::submit::{ResourceRef, lookup_failed};
 use crate::auth::SiteIdentity;
-use crate::config::Upstream;
 use crate::domain::{BackendId, WaldurUuid};
 use crate::error::ApiError;
 use crate::upstream::UpstreamError;
@@ -96,13 +95,8 @@ pub async fn service_provider_uuid(
     identity: &SiteIdentity,
     for_write: bool,
 ) -> Result<String, ApiError> {
-    match &state.config.upstream {
-        Upstream::Puhuri(u) => {
-            if let Some(sp) = &u.service_provider_uuid {
-                return Ok(sp.clone());
-            }
-        }
-        Upstream::Sandbox { .. } => return Ok(crate::sim::demo::SERVICE_PROVIDER_UUID.into()),
+    if let Some(sp) = &state.service_provider_uuid {
+        return Ok(sp.clone());
     }
     let offering = identity
         .site

@@ -15,68 +15,12 @@ use std::sync::Arc;
 
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-pub use registry::{SiteRegistry, TokenRejection};
+pub use crate::domain::Scope;
+pub use crate::error::TokenRejection;
+pub use registry::SiteRegistry;
 
-use crate::api::AppState;
 use crate::error::ApiError;
-
-/// What a token may allow. Writes are split by area so each site system gets only what it needs.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
-)]
-pub enum Scope {
-    #[serde(rename = "usage:write")]
-    UsageWrite,
-    #[serde(rename = "orders:write")]
-    OrdersWrite,
-    #[serde(rename = "resources:write")]
-    ResourcesWrite,
-    #[serde(rename = "users:write")]
-    UsersWrite,
-    #[serde(rename = "read")]
-    Read,
-    #[serde(rename = "jobs:admin")]
-    JobsAdmin,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 6] = [
-        Scope::UsageWrite,
-        Scope::OrdersWrite,
-        Scope::ResourcesWrite,
-        Scope::UsersWrite,
-        Scope::Read,
-        Scope::JobsAdmin,
-    ];
-
-    pub fn all_vec() -> Vec<Scope> {
-        Scope::ALL.to_vec()
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::UsageWrite => "usage:write",
-            Scope::OrdersWrite => "orders:write",
-            Scope::ResourcesWrite => "resources:write",
-            Scope::UsersWrite => "users:write",
-            Scope::Read => "read",
-            Scope::JobsAdmin => "jobs:admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Scope> {
-        Scope::ALL.into_iter().find(|sc| sc.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for Scope {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One configured site, as the request path sees it.
 #[derive(Debug)]
@@ -138,12 +82,12 @@ fn authenticate(req: &HttpRequest) -> Result<SiteIdentity, ApiError> {
     if let Some(identity) = req.extensions().get::<SiteIdentity>() {
         return Ok(identity.clone());
     }
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::internal("application state is not configured"))?;
+    let sites = req
+        .app_data::<web::Data<SiteRegistry>>()
+        .ok_or_else(|| ApiError::internal("the site registry is not configured"))?;
     let header = req.headers().get(actix_web::http::header::AUTHORIZATION);
     let token = bearer_token(header)?;
-    let identity = state.sites.verify(token).map_err(ApiError::from)?;
+    let identity = sites.verify(token).map_err(ApiError::from)?;
     if let Some(span) = req.extensions().get::<tracing::Span>() {
         span.record(SITE_SPAN_FIELD, identity.id());
     }

@@ -33,42 +33,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::keys::{decoding_key, jwt_algorithm};
-use super::{Scope, Site, SiteIdentity};
+use super::{Scope, Site, SiteIdentity, TokenRejection};
 use crate::config::{Config, KeyAlgorithm};
-
-/// Why a token was refused. Every variant is a 401; the text is safe to send (it names the rule
-/// that failed, never key material or token contents).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum TokenRejection {
-    #[error("the Authorization header must be `Bearer <token>`")]
-    MalformedHeader,
-    #[error("the token is not a well-formed signed JWT")]
-    Malformed,
-    #[error("the token header has no `kid`")]
-    MissingKid,
-    #[error("the token's `kid` names no key known to this gateway")]
-    UnknownKey,
-    #[error("the token's `alg` is not the algorithm its key is pinned to")]
-    AlgorithmMismatch,
-    #[error("the token's signature is not valid")]
-    BadSignature,
-    #[error("the token has expired")]
-    Expired,
-    #[error("the token is not valid yet (`nbf` is in the future)")]
-    NotYetValid,
-    #[error("the token was issued in the future (`iat` is later than now)")]
-    IssuedInFuture,
-    #[error("the token's `aud` is not this gateway's id")]
-    WrongAudience,
-    #[error("the token's `iss` is not the site its key belongs to")]
-    WrongIssuer,
-    #[error("the token lacks a required claim (`exp`, `aud` and `iss` are required)")]
-    MissingClaim,
-    #[error("the token's claims are malformed")]
-    InvalidClaims,
-    #[error("the token's lifetime is longer than this gateway allows")]
-    LifetimeTooLong,
-}
 
 struct VerificationKey {
     site: Arc<Site>,

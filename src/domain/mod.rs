@@ -7,7 +7,9 @@
 pub mod ids;
 pub mod operations;
 pub mod retry;
+pub mod scope;
 pub mod usage;
 
 pub use ids::{BackendId, WaldurUuid};
+pub use scope::Scope;
 pub use usage::{Amount, ComponentType, Month};

@@ -1,0 +1,151 @@
+//! Configuration: one TOML file, every key overridable from the environment, secrets from files.
+//!
+//! Loading happens in two steps. [`RawConfig`] is what figment extracts from the layers (built-in
+//! defaults < the TOML file < `PUHURI_GATEWAY_*` environment variables < command-line flags); every
+//! struct denies unknown fields so a typo in the file or in a variable name stops the start instead
+//! of being ignored. [`Config::from_raw`] then resolves secrets from their `*_file` keys and checks
+//! values that serde cannot (site ids, key files, the lease/timeout relation), always naming the
+//! key in the message. Nothing here ever formats a secret: they are held as [`SecretString`].
+//!
+//! Environment variables use `__` between levels: `PUHURI_GATEWAY_UPSTREAM__URL`,
+//! `PUHURI_GATEWAY_REDIS__URL`, `PUHURI_GATEWAY_DELIVERY__WORKERS`. Sites are best kept in the file.
+//!
+//! The files follow those steps: `raw` (the layers as serde reads them, and figment's errors made
+//! readable), `resolve` (secrets from files, the upstream, the store, the duration rules),
+//! `sites` and `keys` (each site, its offerings and scopes, and its verification keys, whose PEM
+//! is parsed here, once, so a bad key stops the start). The validated [`Config`] is here.
+
+pub mod keys;
+mod raw;
+mod resolve;
+mod sites;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+pub use keys::{KeyAlgorithm, KeyConfig, KeyMaterial, RawKey};
+pub use raw::{
+    AuthConfig, DeliveryConfig, LimitsConfig, LogConfig, LogFormat, Overrides, RawConfig, RawRedis,
+    RawUpstream,
+};
+pub use resolve::parse_uuid;
+pub use sites::{RawSite, SiteConfig, valid_site_id};
+
+/// The prefix of every environment variable the gateway reads.
+pub const ENV_PREFIX: &str = "PUHURI_GATEWAY_";
+/// Names the configuration file; not a configuration key itself.
+pub const CONFIG_PATH_ENV: &str = "PUHURI_GATEWAY_CONFIG";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("configuration key `{key}`: {message}")]
+    Key { key: String, message: String },
+}
+
+fn key_error(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub gateway_id: String,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub public_url: Option<String>,
+    pub log: LogConfig,
+    pub upstream: Upstream,
+    pub store: StoreConfig,
+    pub auth: AuthConfig,
+    pub delivery: DeliveryConfig,
+    pub limits: LimitsConfig,
+    pub sites: Vec<SiteConfig>,
+}
+
+#[derive(Debug)]
+pub enum Upstream {
+    /// No upstream configured: the built-in simulator stands in for Puhuri Core.
+    Sandbox {
+        timeout: Duration,
+    },
+    Puhuri(UpstreamConfig),
+}
+
+#[derive(Debug)]
+pub struct UpstreamConfig {
+    pub url: url::Url,
+    pub token: SecretString,
+    pub service_provider_uuid: Option<String>,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub enum StoreConfig {
+    Embedded {
+        dir: PathBuf,
+    },
+    Redis {
+        url: SecretString,
+        key_prefix: String,
+        pool_size: usize,
+        pool_wait_timeout: Duration,
+    },
+}
+
+impl Config {
+    /// Loads from the file (if any), the environment and the overrides, and validates.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        Config::from_raw(RawConfig::extract(path, overrides)?)
+    }
+
+    pub fn is_sandbox(&self) -> bool {
+        matches!(self.upstream, Upstream::Sandbox { .. })
+    }
+
+    pub fn upstream_timeout(&self) -> Duration {
+        match &self.upstream {
+            Upstream::Sandbox { timeout } => *timeout,
+            Upstream::Puhuri(u) => u.timeout,
+        }
+    }
+
+    pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        if raw.gateway_id.trim().is_empty() {
+            return Err(key_error("gateway_id", "must not be empty"));
+        }
+        let upstream = resolve::resolve_upstream(raw.upstream)?;
+        let store = resolve::resolve_store(raw.redis, &raw.data_dir)?;
+        let sites = sites::resolve_sites(raw.sites)?;
+        resolve::check_durations(&raw.auth, &raw.delivery, &raw.limits, &upstream)?;
+        if let Some(url) = &raw.public_url {
+            url::Url::parse(url).map_err(|e| key_error("public_url", format!("not a URL: {e}")))?;
+        }
+        tracing_subscriber::EnvFilter::try_new(&raw.log.level)
+            .map_err(|e| key_error("log.level", format!("not a valid filter: {e}")))?;
+        Ok(Config {
+            gateway_id: raw.gateway_id,
+            listen: raw.listen,
+            data_dir: raw.data_dir,
+            public_url: raw.public_url.map(|u| u.trim_end_matches('/').to_string()),
+            log: raw.log,
+            upstream,
+            store,
+            auth: raw.auth,
+            delivery: raw.delivery,
+            limits: raw.limits,
+            sites,
+        })
+    }
+
+    pub fn site(&self, id: &str) -> Option<&SiteConfig> {
+        self.sites.iter().find(|s| s.id == id)
+    }
+}

@@ -1,0 +1,167 @@
+//! Turning raw values into checked ones: secrets read from their files, the upstream (or the
+//! sandbox when none is set), the job store, and the rules between durations.
+
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
+
+use super::raw::{AuthConfig, DeliveryConfig, LimitsConfig, RawRedis, RawUpstream};
+use super::{ConfigError, StoreConfig, Upstream, UpstreamConfig, key_error};
+
+pub(super) fn read_secret_file(key: &str, path: &Path) -> Result<SecretString, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| key_error(key, format!("cannot read {}: {e}", path.display())))?;
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(key_error(key, format!("{} is empty", path.display())));
+    }
+    Ok(SecretString::from(trimmed.to_string()))
+}
+
+/// A secret given inline or as a file, never both.
+pub(super) fn inline_or_file(
+    key: &str,
+    inline: Option<SecretString>,
+    file: Option<&Path>,
+) -> Result<Option<SecretString>, ConfigError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(key_error(
+            key,
+            format!("give either `{key}` or `{key}_file`, not both"),
+        )),
+        (Some(s), None) if s.expose_secret().trim().is_empty() => {
+            Err(key_error(key, "must not be empty"))
+        }
+        (Some(s), None) => Ok(Some(s)),
+        (None, Some(path)) => read_secret_file(&format!("{key}_file"), path).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+pub(super) fn resolve_upstream(raw: RawUpstream) -> Result<Upstream, ConfigError> {
+    let token = inline_or_file("upstream.token", raw.token, raw.token_file.as_deref())?;
+    let Some(url) = raw.url.filter(|u| !u.trim().is_empty()) else {
+        return Ok(Upstream::Sandbox {
+            timeout: raw.timeout,
+        });
+    };
+    let mut url = url::Url::parse(url.trim())
+        .map_err(|e| key_error("upstream.url", format!("not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(key_error("upstream.url", "must be an http or https URL"));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    let token = token.ok_or_else(|| {
+        key_error(
+            "upstream.token_file",
+            "the service provider's token is required when upstream.url is set \
+             (give upstream.token_file, or upstream.token)",
+        )
+    })?;
+    let service_provider_uuid = raw
+        .service_provider_uuid
+        .map(|u| parse_uuid("upstream.service_provider_uuid", &u))
+        .transpose()?;
+    Ok(Upstream::Puhuri(UpstreamConfig {
+        url,
+        token,
+        service_provider_uuid,
+        timeout: raw.timeout,
+        connect_timeout: raw.connect_timeout,
+    }))
+}
+
+pub(super) fn resolve_store(raw: RawRedis, data_dir: &Path) -> Result<StoreConfig, ConfigError> {
+    let url = inline_or_file("redis.url", raw.url, raw.url_file.as_deref())?;
+    let Some(url) = url else {
+        return Ok(StoreConfig::Embedded {
+            dir: data_dir.to_path_buf(),
+        });
+    };
+    let parsed = url::Url::parse(url.expose_secret())
+        .map_err(|_| key_error("redis.url", "not a URL (expected redis://host:port/db)"))?;
+    if !matches!(parsed.scheme(), "redis" | "rediss" | "redis+unix" | "unix") {
+        return Err(key_error(
+            "redis.url",
+            "must start with redis://, rediss:// or unix://",
+        ));
+    }
+    if raw.pool_size == 0 {
+        return Err(key_error("redis.pool_size", "must be at least 1"));
+    }
+    Ok(StoreConfig::Redis {
+        url,
+        key_prefix: raw.key_prefix,
+        pool_size: raw.pool_size,
+        pool_wait_timeout: raw.pool_wait_timeout,
+    })
+}
+
+/// Accepts Waldur's 32-hex spelling and the dashed one; returns Waldur's.
+pub fn parse_uuid(key: &str, value: &str) -> Result<String, ConfigError> {
+    Uuid::parse_str(value.trim())
+        .map(|u| u.simple().to_string())
+        .map_err(|_| key_error(key, format!("`{value}` is not a uuid")))
+}
+
+pub(super) fn check_durations(
+    auth: &AuthConfig,
+    delivery: &DeliveryConfig,
+    limits: &LimitsConfig,
+    upstream: &Upstream,
+) -> Result<(), ConfigError> {
+    let timeout = match upstream {
+        Upstream::Sandbox { timeout } => *timeout,
+        Upstream::Puhuri(u) => u.timeout,
+    };
+    if timeout.is_zero() {
+        return Err(key_error("upstream.timeout", "must be more than zero"));
+    }
+    // A lease shorter than a call could let a second worker deliver the same job while the
+    // first is still waiting for Puhuri's answer.
+    if delivery.lease <= timeout + Duration::from_secs(1) {
+        return Err(key_error(
+            "delivery.lease",
+            format!(
+                "must be longer than upstream.timeout ({}) by at least a second",
+                humantime::format_duration(timeout)
+            ),
+        ));
+    }
+    if auth.max_token_lifetime.is_zero() {
+        return Err(key_error(
+            "auth.max_token_lifetime",
+            "must be more than zero",
+        ));
+    }
+    if delivery.workers == 0 {
+        return Err(key_error("delivery.workers", "must be at least 1"));
+    }
+    if delivery.max_in_flight == 0 {
+        return Err(key_error("delivery.max_in_flight", "must be at least 1"));
+    }
+    if delivery.max_per_second == 0 {
+        return Err(key_error("delivery.max_per_second", "must be at least 1"));
+    }
+    if delivery.max_attempts == 0 {
+        return Err(key_error("delivery.max_attempts", "must be at least 1"));
+    }
+    if delivery.backoff_base.is_zero() || delivery.backoff_cap < delivery.backoff_base {
+        return Err(key_error(
+            "delivery.backoff_cap",
+            "backoff_base must be more than zero and backoff_cap at least backoff_base",
+        ));
+    }
+    if limits.max_body_bytes < 1024 {
+        return Err(key_error("limits.max_body_bytes", "must be at least 1024"));
+    }
+    if limits.max_batch == 0 {
+        return Err(key_error("limits.max_batch", "must be at least 1"));
+    }
+    Ok(())
+}
