@@ -13,9 +13,11 @@
 //!
 //! | layer | modules | what they are |
 //! | --- | --- | --- |
-//! | 4 | `startup`, `admin` | wiring a running gateway; offline store commands |
-//! | 3 | `api`, `worker`, `sandbox` | the HTTP surface; delivery; sandbox-mode wiring |
-//! | 2 | `auth`, `queue`, `telemetry` | site tokens; the job store; logs |
+//! | 6 | `startup`, `admin` | wiring a running gateway; offline store commands |
+//! | 5 | `api`, `sandbox` | the HTTP surface; sandbox-mode wiring |
+//! | 4 | `auth`, `worker` | site tokens; delivery |
+//! | 3 | `telemetry` | logs and metrics, recorded where the work happens |
+//! | 2 | `queue` | the job store |
 //! | 1 | `error`, `config`, `upstream`, `sim` | API errors; configuration; the Waldur client; the simulator |
 //! | 0 | `domain` | validated values, operations, scopes, the retry policy |
 //!
@@ -53,14 +55,14 @@ mod layering {
 
     /// Layer of each top-level module; `main.rs` and `lib.rs` sit above them all.
     const LAYERS: &[(&str, u8)] = &[
-        ("startup", 4),
-        ("admin", 4),
-        ("api", 3),
-        ("worker", 3),
-        ("sandbox", 3),
-        ("auth", 2),
+        ("startup", 6),
+        ("admin", 6),
+        ("api", 5),
+        ("sandbox", 5),
+        ("auth", 4),
+        ("worker", 4),
+        ("telemetry", 3),
         ("queue", 2),
-        ("telemetry", 2),
         ("error", 1),
         ("config", 1),
         ("upstream", 1),

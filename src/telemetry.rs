@@ -29,12 +29,11 @@ pub fn init(log: &LogConfig) {
 /// Labels take values from bounded sets only: route patterns (never raw paths), HTTP methods,
 /// status classes, operation names, job states, token-rejection reasons. No token, secret, site
 /// id, resource or job id is ever a label. Durations are seconds. `/metrics` renders them (see
-/// [`crate::api::metrics`]); the gauges read from the job store at scrape time are set there.
+/// `api::metrics`); the gauges read from the job store at scrape time are set there.
 pub mod metrics {
     use std::time::Duration;
 
-    use crate::auth::TokenRejection;
-    use crate::error::ApiError;
+    use crate::error::{ApiError, TokenRejection};
     use crate::queue::JobState;
 
     /// Counter: site API requests, by `route` (the matched pattern, `unmatched` for none),
