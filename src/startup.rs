@@ -73,7 +73,9 @@ impl Application {
             WaldurClient::new(url.clone(), &token, timeout, connect_timeout)
                 .map_err(anyhow::Error::msg)
         };
-        let (client, lookup_client) = (new_client()?, new_client()?);
+        let client = new_client()?;
+        // One record of whether Puhuri accepts the token, whichever client heard it.
+        let lookup_client = new_client()?.with_token_status(client.token_status().clone());
         // The request path's lookups; the deliverer only forgets entries it made stale.
         let directory = Arc::new(Directory::new(lookup_client));
         let config = Arc::new(config);

@@ -37,7 +37,29 @@ pub struct Check {
     pub detail: Option<String>,
 }
 
-/// The gateway can take work: its queue store answers and its workers run.
+/// `upstream_token`: Puhuri's latest answer did not refuse the service provider's token (401 or
+/// 403). A refusal is a configuration problem (a revoked or mistyped token, a user without the
+/// service-provider role); the check passes again with the next answer that is not a refusal.
+fn upstream_token_check(state: &AppState) -> Check {
+    use crate::upstream::TokenState;
+    let refused = match state.directory.client().token_status().current() {
+        TokenState::Accepted => None,
+        TokenState::Refused { status } => Some(status),
+    };
+    Check {
+        name: "upstream_token",
+        ok: refused.is_none(),
+        detail: refused.map(|status| {
+            format!(
+                "Puhuri answered {status}: the service provider's token is not being accepted; \
+                 check upstream.token_file and the token user's role"
+            )
+        }),
+    }
+}
+
+/// The gateway can take work: its queue store answers, its workers run, and Puhuri accepts the
+/// service provider's token.
 #[utoipa::path(tag = "health", responses(
     (status = 200, body = Readiness),
     (status = 503, body = Readiness, description = "A check failed"),
@@ -59,6 +81,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             ok: workers,
             detail: (!workers).then(|| "the delivery workers are not running".to_string()),
         },
+        upstream_token_check(&state),
     ];
     let ready = checks.iter().all(|c| c.ok);
     let body = Readiness {

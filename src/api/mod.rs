@@ -13,6 +13,7 @@ pub mod orders;
 pub mod reads;
 pub mod resources;
 pub mod submit;
+pub mod upstream_failure;
 pub mod usage;
 pub mod users;
 pub mod views;

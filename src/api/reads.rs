@@ -22,7 +22,6 @@
 
 use std::collections::BTreeSet;
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::Value;
@@ -33,6 +32,8 @@ use crate::auth::SiteIdentity;
 use crate::domain::{BackendId, WaldurUuid};
 use crate::error::ApiError;
 use crate::upstream::UpstreamError;
+
+use super::upstream_failure::{Purpose, upstream_failure};
 
 pub const DEFAULT_PAGE_SIZE: u64 = 10;
 pub const MAX_PAGE_SIZE: u64 = 100;
@@ -122,31 +123,7 @@ pub async fn service_provider_uuid(
 
 /// Puhuri did not answer a read as it should.
 pub fn read_failed(e: UpstreamError) -> ApiError {
-    match e {
-        UpstreamError::Transient {
-            status, message, ..
-        } => {
-            tracing::warn!(?status, %message, "Puhuri could not answer a read");
-            if message.contains("timed out") {
-                ApiError::Upstream {
-                    status: StatusCode::GATEWAY_TIMEOUT,
-                    detail: "Puhuri did not answer in time; retry later".into(),
-                }
-            } else {
-                ApiError::Unavailable {
-                    detail: "Puhuri cannot be reached or is failing; retry later".into(),
-                    retry_after: 5,
-                }
-            }
-        }
-        UpstreamError::Permanent { status, message } => {
-            tracing::warn!(status, %message, "Puhuri refused a read");
-            ApiError::Upstream {
-                status: StatusCode::BAD_GATEWAY,
-                detail: format!("Puhuri refused the read ({status})"),
-            }
-        }
-    }
+    upstream_failure(e, Purpose::Read)
 }
 
 /// The query string as pairs; each handler names the keys it takes.

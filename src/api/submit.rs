@@ -114,24 +114,7 @@ pub fn refuse_unknown_components<'a>(
 
 /// Puhuri could not answer a check that must happen before anything is queued.
 pub fn lookup_failed(e: UpstreamError) -> ApiError {
-    match e {
-        UpstreamError::Transient { message, .. } => {
-            tracing::warn!(%message, "Puhuri could not be reached to check a request");
-            ApiError::Unavailable {
-                detail: "Puhuri cannot be reached to check this request, and the gateway has no \
-                         cached answer; nothing was stored, retry later"
-                    .into(),
-                retry_after: 10,
-            }
-        }
-        UpstreamError::Permanent { status, message } => {
-            tracing::warn!(status, %message, "Puhuri refused a lookup");
-            ApiError::Upstream {
-                status: actix_web::http::StatusCode::BAD_GATEWAY,
-                detail: format!("Puhuri refused the lookup ({status})"),
-            }
-        }
-    }
+    super::upstream_failure::upstream_failure(e, super::upstream_failure::Purpose::Check)
 }
 
 /// The `Idempotency-Key` header, if any: 1-255 visible ASCII characters.

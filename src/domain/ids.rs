@@ -40,7 +40,9 @@ impl fmt::Display for WaldurUuid {
     }
 }
 
-/// A site's own id for a resource (Waldur's `backend_id`): 1–255 printable characters.
+/// A site's own id for a resource (Waldur's `backend_id`): 1–255 printable characters, not only
+/// whitespace and without leading or trailing whitespace (Waldur's serializer trims the value and
+/// refuses a blank one, so such an id would be stored other than sent, or answered with 400).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct BackendId(String);
@@ -51,6 +53,12 @@ impl BackendId {
     pub fn parse(s: &str) -> Result<BackendId, &'static str> {
         if s.is_empty() {
             return Err("must not be empty");
+        }
+        if s.trim().is_empty() {
+            return Err("must not be only whitespace");
+        }
+        if s.trim() != s {
+            return Err("must not start or end with whitespace");
         }
         if s.chars().count() > Self::MAX_LEN {
             return Err("must be at most 255 characters");
@@ -103,5 +111,8 @@ mod tests {
         assert!(BackendId::parse("").is_err());
         assert!(BackendId::parse(&"x".repeat(256)).is_err());
         assert!(BackendId::parse("a\nb").is_err());
+        assert!(BackendId::parse("   ").is_err());
+        assert!(BackendId::parse(" x").is_err());
+        assert!(BackendId::parse("a b").is_ok());
     }
 }

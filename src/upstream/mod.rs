@@ -6,7 +6,9 @@
 
 pub mod directory;
 pub mod error;
+pub mod token;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
@@ -16,7 +18,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
-pub use error::UpstreamError;
+pub use error::{TransientCause, UpstreamError};
+pub use token::{TokenState, TokenStatus};
 
 /// What the gateway needs to know about a resource to scope and deliver work for it.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -49,6 +52,37 @@ pub struct OfferingInfo {
     pub components: Vec<Component>,
 }
 
+/// An order as the gateway's decisions need it (`marketplace-orders/{uuid}/`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct OrderInfo {
+    pub uuid: String,
+    /// Waldur's order state: `pending-consumer`, `pending-provider`, `pending-project`,
+    /// `pending-start-date`, `executing`, `done`, `erred`, `canceled` or `rejected`.
+    pub state: String,
+    #[serde(default)]
+    pub offering_uuid: String,
+    /// The marketplace resource. (`resource_uuid` is the plugin object's uuid, `null` for
+    /// `Marketplace.Basic` offerings: never the marketplace resource.)
+    #[serde(default)]
+    pub marketplace_resource_uuid: Option<String>,
+}
+
+impl OrderInfo {
+    /// `done` or `erred`: Waldur finished the order (by itself for `Marketplace.Basic`
+    /// offerings, or because the provider said so).
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state.as_str(), "done" | "erred")
+    }
+}
+
+/// An offering user (`marketplace-offering-users/`), as the username operations need it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct OfferingUserInfo {
+    pub uuid: String,
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
 /// A page of a list as Waldur returned it.
 #[derive(Clone, Debug)]
 pub struct Page {
@@ -61,6 +95,7 @@ pub struct Page {
 pub struct WaldurClient {
     http: reqwest::Client,
     base: Url,
+    token_status: Arc<TokenStatus>,
 }
 
 impl std::fmt::Debug for WaldurClient {
@@ -95,7 +130,22 @@ impl WaldurClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(WaldurClient { http, base })
+        Ok(WaldurClient {
+            http,
+            base,
+            token_status: Arc::default(),
+        })
+    }
+
+    /// Share `status` with other clients of the same token (the process has one per runtime).
+    pub fn with_token_status(mut self, status: Arc<TokenStatus>) -> WaldurClient {
+        self.token_status = status;
+        self
+    }
+
+    /// Whether Puhuri is accepting the service provider's token.
+    pub fn token_status(&self) -> &Arc<TokenStatus> {
+        &self.token_status
     }
 
     pub fn base(&self) -> &Url {
@@ -129,6 +179,15 @@ impl WaldurClient {
             .await
             .map_err(|e| UpstreamError::from_transport(&e))?;
         let status = response.status();
+        self.token_status.record(status.as_u16());
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            tracing::error!(
+                status = status.as_u16(),
+                path,
+                "Puhuri did not accept the service provider's token for this call: check \
+                 upstream.token_file and the token user's service-provider role"
+            );
+        }
         let headers = response.headers().clone();
         let bytes = response
             .bytes()
@@ -144,10 +203,14 @@ impl WaldurClient {
         let value = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).map_err(|_| UpstreamError::Transient {
-                status: Some(status.as_u16()),
-                message: "Puhuri's answer was not JSON".into(),
-                retry_after: None,
+            serde_json::from_slice(&bytes).map_err(|_| {
+                UpstreamError::malformed(
+                    status.as_u16(),
+                    format!(
+                        "the answer was not JSON: {}",
+                        error::plain_excerpt(&bytes).unwrap_or_default()
+                    ),
+                )
             })?
         };
         Ok((status, headers, value))
@@ -171,15 +234,14 @@ impl WaldurClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<Page, UpstreamError> {
-        let (_, headers, value) = self.call(Method::GET, path, query, None).await?;
+        let (status, headers, value) = self.call(Method::GET, path, query, None).await?;
         let items = match value {
             Value::Array(items) => items,
             _ => {
-                return Err(UpstreamError::Transient {
-                    status: None,
-                    message: "Puhuri's list answer was not an array".into(),
-                    retry_after: None,
-                });
+                return Err(UpstreamError::malformed(
+                    status.as_u16(),
+                    "a list answer was not an array",
+                ));
             }
         };
         let total = headers
@@ -280,6 +342,11 @@ impl WaldurClient {
         self.get(&format!("marketplace-orders/{uuid}/"), &[]).await
     }
 
+    /// The order, typed.
+    pub async fn order_info(&self, uuid: &str) -> Result<OrderInfo, UpstreamError> {
+        parse(self.order(uuid).await?)
+    }
+
     /// An order transition (`approve_by_provider`, `reject_by_provider`, `set_state_done`,
     /// `set_state_erred`).
     pub async fn order_action(
@@ -294,19 +361,22 @@ impl WaldurClient {
 
     // --- offering users and usernames ----------------------------------------------------------
 
+    /// The offering users of one user on one offering (at most one, by Waldur's uniqueness rule).
     pub async fn offering_users(
         &self,
         offering_uuid: &str,
         user_uuid: &str,
-    ) -> Result<Vec<Value>, UpstreamError> {
+    ) -> Result<Vec<OfferingUserInfo>, UpstreamError> {
         let query = [
             ("offering_uuid", offering_uuid.to_string()),
             ("user_uuid", user_uuid.to_string()),
         ];
-        Ok(self
-            .get_page("marketplace-offering-users/", &query)
+        self.get_page("marketplace-offering-users/", &query)
             .await?
-            .items)
+            .items
+            .into_iter()
+            .map(parse)
+            .collect()
     }
 
     pub async fn create_offering_user(
@@ -314,10 +384,10 @@ impl WaldurClient {
         offering_uuid: &str,
         user_uuid: &str,
         username: &str,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<OfferingUserInfo, UpstreamError> {
         let body =
             json!({"offering_uuid": offering_uuid, "user_uuid": user_uuid, "username": username});
-        self.post("marketplace-offering-users/", &body).await
+        parse(self.post("marketplace-offering-users/", &body).await?)
     }
 
     pub async fn set_offering_user_username(
@@ -388,11 +458,10 @@ impl WaldurClient {
                 return Ok(items);
             }
         }
-        Err(UpstreamError::Transient {
-            status: None,
-            message: format!("the list at {path} is longer than {max_pages} pages"),
-            retry_after: None,
-        })
+        Err(UpstreamError::malformed(
+            200,
+            format!("the list at {path} is longer than {max_pages} pages"),
+        ))
     }
 
     // --- offerings ---------------------------------------------------------------------------
@@ -457,19 +526,19 @@ impl WaldurClient {
 fn array(value: Value) -> Result<Vec<Value>, UpstreamError> {
     match value {
         Value::Array(items) => Ok(items),
-        _ => Err(UpstreamError::Transient {
-            status: None,
-            message: "Puhuri's list answer was not an array".into(),
-            retry_after: None,
-        }),
+        _ => Err(UpstreamError::malformed(
+            200,
+            "a list answer was not an array",
+        )),
     }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, UpstreamError> {
-    serde_json::from_value(value).map_err(|e| UpstreamError::Transient {
-        status: None,
-        message: format!("Puhuri's answer did not have the expected shape: {e}"),
-        retry_after: None,
+    serde_json::from_value(value).map_err(|e| {
+        UpstreamError::malformed(
+            200,
+            format!("the answer did not have the expected shape: {e}"),
+        )
     })
 }
 

@@ -7,8 +7,20 @@
 //!   is already where the transition leads (a repeat of a delivery whose answer was lost), the job
 //!   succeeded; otherwise it failed with Waldur's reason and the order's state;
 //! - backend id, report, limits and resource state replace what is there (repeats are harmless);
-//! - an offering user is looked up before it is created, and a create that loses a race to the
-//!   uniqueness check is turned into an update.
+//! - an offering user is looked up before it is created, and a create that Waldur refuses is
+//!   followed by a second look-up: if the user now exists (another delivery won the race to the
+//!   uniqueness check), the create becomes an update.
+//!
+//! `done` and `erred` on an order Waldur has already finished (`Marketplace.Basic` offerings are
+//! finished by Waldur itself shortly after approval, and answer `set_state_done` with 409
+//! "Valid states for operation: executing.") succeed after the re-read: the job's result carries
+//! `"already": true` and the order's real state, so a site that said `erred` about an order Waldur
+//! finished as `done` can see it.
+//!
+//! What a failure means for the job is decided in one place, [`outcome`], on the error's kind:
+//! transient failures retry; 401/403 fail at once as a configuration problem
+//! (`upstream_unauthorized` / `upstream_forbidden` open `last_error`, and the log says it at error
+//! level); any other refusal fails with Waldur's message.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +34,97 @@ use crate::domain::operations::{
 use crate::queue::{JobRecord, JobStore};
 use crate::upstream::directory::Directory;
 use crate::upstream::{UpstreamError, WaldurClient};
+
+/// Why a delivery did not succeed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// The job's stored payload is not a valid operation (a record written by an incompatible
+    /// version, or edited by hand): no call was made, and none ever can be.
+    #[error("the job's stored payload could not be read: {0}")]
+    UnreadablePayload(String),
+}
+
+/// What a failed delivery means for its job: the one mapping from upstream errors to job outcomes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Try again later, no sooner than `retry_after` when Puhuri sent one.
+    Retry {
+        status: Option<u16>,
+        error: String,
+        retry_after: Option<std::time::Duration>,
+    },
+    /// Stop now: trying again cannot help.
+    Fail { status: Option<u16>, error: String },
+}
+
+/// `last_error` of a job Puhuri refused with 401 starts with this code.
+pub const UPSTREAM_UNAUTHORIZED: &str = "upstream_unauthorized";
+/// `last_error` of a job Puhuri refused with 403 starts with this code.
+pub const UPSTREAM_FORBIDDEN: &str = "upstream_forbidden";
+
+/// The job outcome of a failed delivery, decided on the error's kind.
+pub fn outcome(error: DeliveryError) -> Outcome {
+    use crate::upstream::UpstreamError as U;
+    let status = match &error {
+        DeliveryError::Upstream(e) => e.status(),
+        DeliveryError::UnreadablePayload(_) => None,
+    };
+    match error {
+        DeliveryError::Upstream(U::Transient {
+            message,
+            retry_after,
+            ..
+        }) => Outcome::Retry {
+            status,
+            error: message,
+            retry_after,
+        },
+        // A 2xx the gateway cannot read: the call may or may not have taken effect, and every
+        // operation is idempotent, so it is delivered again.
+        DeliveryError::Upstream(U::Malformed { message, .. }) => Outcome::Retry {
+            status,
+            error: format!("Puhuri's answer could not be read: {message}"),
+            retry_after: None,
+        },
+        DeliveryError::Upstream(U::Unauthorized { message }) => {
+            tracing::error!(
+                "a job failed: Puhuri did not accept the service provider's token (401)"
+            );
+            Outcome::Fail {
+                status,
+                error: format!(
+                    "{UPSTREAM_UNAUTHORIZED}: Puhuri did not accept the service provider's token \
+                     (a configuration problem of the gateway, not of the request): {message}"
+                ),
+            }
+        }
+        DeliveryError::Upstream(U::Forbidden { message }) => {
+            tracing::error!(
+                "a job failed: Puhuri denied the service provider's token this action (403)"
+            );
+            Outcome::Fail {
+                status,
+                error: format!(
+                    "{UPSTREAM_FORBIDDEN}: Puhuri denied the service provider's token this \
+                     action (a configuration problem of the gateway, not of the request): \
+                     {message}"
+                ),
+            }
+        }
+        DeliveryError::Upstream(
+            U::NotFound { message } | U::Conflict { message } | U::Refused { message, .. },
+        ) => Outcome::Fail {
+            status,
+            error: message,
+        },
+        DeliveryError::UnreadablePayload(message) => Outcome::Fail {
+            status: None,
+            error: format!("the job's stored payload could not be read: {message}"),
+        },
+    }
+}
 
 /// What a successful delivery did.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,7 +143,9 @@ pub struct Deliverer {
 }
 
 /// Order states that mean "this transition already happened".
-const APPROVED: &[&str] = &["executing", "done", "pending-start-date"];
+const APPROVED: &[&str] = &["executing", "done", "erred", "pending-start-date"];
+/// Order states in which `done` or `erred` has nothing left to do.
+const FINISHED: &[&str] = &["done", "erred"];
 
 impl Deliverer {
     pub fn new(client: WaldurClient, store: Arc<dyn JobStore>) -> Deliverer {
@@ -57,9 +162,17 @@ impl Deliverer {
         self
     }
 
-    pub async fn deliver(&self, job: &JobRecord) -> Result<Delivered, UpstreamError> {
+    pub async fn deliver(&self, job: &JobRecord) -> Result<Delivered, DeliveryError> {
         let operation = Operation::from_job(&job.operation, &job.payload)
-            .map_err(|message| UpstreamError::Permanent { status: 0, message })?;
+            .map_err(DeliveryError::UnreadablePayload)?;
+        self.deliver_operation(job, operation).await
+    }
+
+    async fn deliver_operation(
+        &self,
+        job: &JobRecord,
+        operation: Operation,
+    ) -> Result<Delivered, DeliveryError> {
         match operation {
             Operation::UsageReport(report) => {
                 self.report_usage(&report, job.delivered.as_ref()).await
@@ -80,14 +193,17 @@ impl Deliverer {
                 self.order_transition(&o.order_uuid, "reject_by_provider", &body, &["rejected"])
                     .await
             }
+            // Waldur finishes the orders of some offerings by itself: an order already
+            // finished either way is not the site's to finish.
             Operation::OrderDone(o) => {
-                self.order_transition(&o.order_uuid, "set_state_done", &json!({}), &["done"])
+                self.order_transition(&o.order_uuid, "set_state_done", &json!({}), FINISHED)
                     .await
             }
             Operation::OrderErred(o) => {
-                // Waldur's view reads both keys: always send both.
+                // Waldur's view reads both keys (a missing traceback is a 500 on some versions):
+                // always send both.
                 let body = json!({"error_message": o.message, "error_traceback": o.traceback});
-                self.order_transition(&o.order_uuid, "set_state_erred", &body, &["erred"])
+                self.order_transition(&o.order_uuid, "set_state_erred", &body, FINISHED)
                     .await
             }
             Operation::ResourceBackendId(r) => {
@@ -123,12 +239,12 @@ impl Deliverer {
         action: &str,
         body: &Value,
         already: &[&str],
-    ) -> Result<Delivered, UpstreamError> {
+    ) -> Result<Delivered, DeliveryError> {
         match self.client.order_action(uuid, action, body).await {
             Ok((status, _)) => Ok(done(status, json!({"action": action}))),
-            Err(e) if e.is_conflict() => {
-                let order = self.client.order(uuid).await?;
-                let state = order["state"].as_str().unwrap_or("unknown").to_string();
+            Err(UpstreamError::Conflict { message }) => {
+                let order = self.client.order_info(uuid).await?;
+                let state = order.state;
                 if already.contains(&state.as_str()) {
                     Ok(Delivered {
                         status: Some(409),
@@ -136,13 +252,13 @@ impl Deliverer {
                         delivered: BTreeMap::new(),
                     })
                 } else {
-                    Err(UpstreamError::Permanent {
-                        status: 409,
-                        message: format!("{} (the order is {state})", e.message()),
-                    })
+                    Err(UpstreamError::Conflict {
+                        message: format!("{message} (the order is {state})"),
+                    }
+                    .into())
                 }
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -151,7 +267,7 @@ impl Deliverer {
         uuid: &str,
         action: &str,
         body: &Value,
-    ) -> Result<Delivered, UpstreamError> {
+    ) -> Result<Delivered, DeliveryError> {
         let (status, answer) = self.client.resource_action(uuid, action, body).await?;
         let mut result = json!({"action": action});
         if let Some(s) = answer.get("status") {
@@ -160,26 +276,25 @@ impl Deliverer {
         Ok(done(status, result))
     }
 
-    async fn resource_state(&self, r: &ResourceState) -> Result<Delivered, UpstreamError> {
+    async fn resource_state(&self, r: &ResourceState) -> Result<Delivered, DeliveryError> {
         match r.state.as_str() {
-            "ok" => {
-                self.resource_action(&r.resource_uuid, "set_as_ok", &json!({}))
-                    .await
-            }
+            "ok" => Ok(self
+                .resource_action(&r.resource_uuid, "set_as_ok", &json!({}))
+                .await?),
             "erred" => {
                 let body = json!({"error_message": r.message.clone().unwrap_or_default()});
-                self.resource_action(&r.resource_uuid, "set_as_erred", &body)
-                    .await
+                Ok(self
+                    .resource_action(&r.resource_uuid, "set_as_erred", &body)
+                    .await?)
             }
-            other => Err(UpstreamError::Permanent {
-                status: 0,
-                message: format!("unknown resource state `{other}`"),
-            }),
+            other => Err(DeliveryError::UnreadablePayload(format!(
+                "unknown resource state `{other}`"
+            ))),
         }
     }
 
     /// Look up, then update or create; a create that loses the uniqueness race becomes an update.
-    async fn offering_username(&self, u: &OfferingUsername) -> Result<Delivered, UpstreamError> {
+    async fn offering_username(&self, u: &OfferingUsername) -> Result<Delivered, DeliveryError> {
         if let Some(done) = self.update_offering_user(u).await? {
             return Ok(done);
         }
@@ -190,15 +305,15 @@ impl Deliverer {
         {
             Ok(created) => Ok(done(
                 201,
-                json!({"action": "created", "offering_user_uuid": created["uuid"]}),
+                json!({"action": "created", "offering_user_uuid": created.uuid}),
             )),
-            Err(e) if e.status() == Some(400) && e.message().contains("unique") => {
-                match self.update_offering_user(u).await? {
-                    Some(done) => Ok(done),
-                    None => Err(e),
-                }
-            }
-            Err(e) => Err(e),
+            // Refused: if another delivery created the user meanwhile (Waldur's uniqueness
+            // check), this is an update; otherwise Waldur's reason stands.
+            Err(e @ UpstreamError::Refused { .. }) => match self.update_offering_user(u).await? {
+                Some(done) => Ok(done),
+                None => Err(e.into()),
+            },
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -214,8 +329,8 @@ impl Deliverer {
         let Some(existing) = found.first() else {
             return Ok(None);
         };
-        let uuid = existing["uuid"].as_str().unwrap_or_default().to_string();
-        if existing["username"].as_str() == Some(u.username.as_str()) {
+        let uuid = existing.uuid.clone();
+        if existing.username.as_deref() == Some(u.username.as_str()) {
             return Ok(Some(Delivered {
                 status: None,
                 result: json!({"action": "unchanged", "offering_user_uuid": uuid}),
@@ -231,7 +346,7 @@ impl Deliverer {
         )))
     }
 
-    async fn user_username(&self, u: &UserUsername) -> Result<Delivered, UpstreamError> {
+    async fn user_username(&self, u: &UserUsername) -> Result<Delivered, DeliveryError> {
         let status = self
             .client
             .set_offerings_username(&u.service_provider_uuid, &u.user_uuid, &u.username)
@@ -244,11 +359,9 @@ impl Deliverer {
         &self,
         report: &UsageReport,
         known: Option<&BTreeMap<String, String>>,
-    ) -> Result<Delivered, UpstreamError> {
-        let month = Month::parse(&report.month).map_err(|m| UpstreamError::Permanent {
-            status: 0,
-            message: format!("month: {m}"),
-        })?;
+    ) -> Result<Delivered, DeliveryError> {
+        let month = Month::parse(&report.month)
+            .map_err(|m| DeliveryError::UnreadablePayload(format!("month: {m}")))?;
         let key = usage_coalesce_key(&report.resource_uuid, &report.month);
         // If the store cannot say what was delivered, send everything: a repeat is harmless.
         let fetched;

@@ -33,7 +33,7 @@ use crate::domain::retry::{RetryDecision, RetryPolicy};
 use crate::queue::{
     Completion, DeliveryLimits, JobId, JobRecord, JobState, JobStore, LeaseResult, StoreError,
 };
-use crate::upstream::UpstreamError;
+use deliver::{DeliveryError, Outcome};
 
 /// How long an idle worker waits before looking again when nothing wakes it.
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -183,22 +183,24 @@ impl Worker {
         }
     }
 
-    fn completion(&self, job: &JobRecord, result: Result<Delivered, UpstreamError>) -> Completion {
-        match result {
-            Ok(done) => Completion::Succeeded {
-                status: done.status,
-                result: done.result,
-                delivered: done.delivered,
-            },
-            Err(UpstreamError::Permanent { status, message }) => Completion::Failed {
-                status: (status != 0).then_some(status),
-                error: message,
-            },
-            Err(UpstreamError::Transient {
+    fn completion(&self, job: &JobRecord, result: Result<Delivered, DeliveryError>) -> Completion {
+        let failure = match result {
+            Ok(done) => {
+                return Completion::Succeeded {
+                    status: done.status,
+                    result: done.result,
+                    delivered: done.delivered,
+                };
+            }
+            Err(e) => deliver::outcome(e),
+        };
+        match failure {
+            Outcome::Fail { status, error } => Completion::Failed { status, error },
+            Outcome::Retry {
                 status,
-                message,
+                error: message,
                 retry_after,
-            }) => match self
+            } => match self
                 .policy
                 .decide(job.attempts, job.created_at, Utc::now(), retry_after)
             {

@@ -250,7 +250,7 @@ async fn another_sites_resources_are_refused_for_writes_and_reads() {
                 &app,
                 &path(resource, "report"),
                 &beta,
-                &json!({"report": []}),
+                &json!({"report": [{"header": "Access", "body": "ssh"}]}),
             )
             .await,
             put_json(

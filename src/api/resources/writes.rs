@@ -144,7 +144,7 @@ pub async fn set_state(
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"report": [{"header": "Access", "body": "ssh lumi.csc.fi; project_465000123"}]}))]
 pub struct ReportRequest {
-    /// Replaces the whole report (an empty list clears it). At most 50 sections; a header of
+    /// Replaces the whole report. 1 to 50 sections (Waldur refuses an empty report); a header of
     /// 1–255 characters and a body of 1–20,000 characters each.
     pub report: Vec<ReportSectionView>,
 }
@@ -178,6 +178,11 @@ pub async fn submit_report(
     identity.require(Scope::ResourcesWrite)?;
     let request = body.into_inner();
     let mut errors = Vec::new();
+    if request.report.is_empty() {
+        // Waldur answers 400 "Report object should contain at least one section." and keeps
+        // the old report.
+        errors.push(FieldError::new("report", "must have at least one section"));
+    }
     if request.report.len() > MAX_REPORT_SECTIONS {
         errors.push(FieldError::new("report", "must have at most 50 sections"));
     }
