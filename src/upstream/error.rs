@@ -258,7 +258,7 @@ fn truncate(mut message: String, max: usize) -> String {
 fn flatten(value: &Value, path: &str, out: &mut Vec<String>) {
     match value {
         Value::String(s) => {
-            if path.is_empty() || path == "detail" || path == "non_field_errors" {
+            if path.is_empty() || path == "detail" {
                 out.push(s.clone());
             } else {
                 out.push(format!("{path}: {s}"));
@@ -277,7 +277,10 @@ fn flatten(value: &Value, path: &str, out: &mut Vec<String>) {
         }
         Value::Object(map) => {
             for (k, v) in map {
-                let child = if path.is_empty() {
+                // DRF's errors of a whole (nested) object belong to the object's path.
+                let child = if k == "non_field_errors" {
+                    path.to_string()
+                } else if path.is_empty() {
                     k.clone()
                 } else {
                     format!("{path}.{k}")
