@@ -88,10 +88,10 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
             .unwrap_or(tail.len());
         let mut name = &tail[..end];
         for suffix in ["_bucket", "_count", "_sum"] {
-            if let Some(family) = name.strip_suffix(suffix) {
-                if METRIC_FAMILIES.contains(&family) {
-                    name = family;
-                }
+            if let Some(family) = name.strip_suffix(suffix)
+                && METRIC_FAMILIES.contains(&family)
+            {
+                name = family;
             }
         }
         names.insert(name.to_string());
@@ -631,15 +631,15 @@ mod toml_value {
         for line in text.lines().map(str::trim) {
             if line.starts_with('[') {
                 section = line.trim_matches(|c| c == '[' || c == ']').to_string();
-            } else if let Some((k, v)) = line.split_once('=') {
-                if !line.starts_with('#') {
-                    let key = if section.is_empty() {
-                        k.trim().to_string()
-                    } else {
-                        format!("{section}.{}", k.trim())
-                    };
-                    out.push((key, v.trim().trim_matches('"').to_string()));
-                }
+            } else if let Some((k, v)) = line.split_once('=')
+                && !line.starts_with('#')
+            {
+                let key = if section.is_empty() {
+                    k.trim().to_string()
+                } else {
+                    format!("{section}.{}", k.trim())
+                };
+                out.push((key, v.trim().trim_matches('"').to_string()));
             }
         }
         out

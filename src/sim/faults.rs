@@ -179,17 +179,20 @@ impl Faults {
     }
 }
 
-/// The raw socket of a connection, kept in the connection data for `drop` faults.
-#[derive(Clone, Copy)]
-struct ConnFd(#[cfg(unix)] std::os::fd::RawFd);
+/// A duplicate of a connection's socket, kept in the connection data for `drop` faults. Shutting
+/// it down shuts the connection down (shutdown acts on the socket, not the descriptor); it is
+/// closed with the connection data.
+struct ConnSocket(#[cfg(unix)] std::os::fd::OwnedFd);
 
 /// `HttpServer::on_connect` hook: remember the socket of each accepted connection.
 pub fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
     #[cfg(unix)]
     {
-        use std::os::fd::AsRawFd;
-        if let Some(s) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            ext.insert(ConnFd(s.as_raw_fd()));
+        use std::os::fd::AsFd;
+        if let Some(s) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
+            && let Ok(fd) = s.as_fd().try_clone_to_owned()
+        {
+            ext.insert(ConnSocket(fd));
         }
     }
     #[cfg(not(unix))]
@@ -202,15 +205,10 @@ pub fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions
 pub fn abort_connection(req: &HttpRequest) -> bool {
     #[cfg(unix)]
     {
-        use std::os::fd::BorrowedFd;
-        let Some(ConnFd(fd)) = req.conn_data::<ConnFd>().copied() else {
+        let Some(ConnSocket(fd)) = req.conn_data::<ConnSocket>() else {
             return false;
         };
-        // SAFETY: `fd` is the socket of the connection that is serving this very request; actix
-        // keeps it open at least until this handler returns, so borrowing it here is sound. We
-        // only duplicate it (the duplicate is closed on drop) and shut the socket down.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        match borrowed.try_clone_to_owned() {
+        match fd.try_clone() {
             Ok(owned) => std::net::TcpStream::from(owned)
                 .shutdown(std::net::Shutdown::Both)
                 .is_ok(),

@@ -15,7 +15,7 @@ pub(super) fn ms_to_time(v: &str) -> StoreResult<DateTime<Utc>> {
 }
 
 pub(super) fn parse_job(fields: &[String]) -> StoreResult<JobRecord> {
-    if fields.len() % 2 != 0 {
+    if !fields.len().is_multiple_of(2) {
         return Err(corrupt("odd number of hash fields"));
     }
     let m: HashMap<&str, &str> = fields
