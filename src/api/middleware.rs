@@ -69,8 +69,8 @@ pub async fn request_context(
     Ok(response)
 }
 
-/// Error responses that are not problem documents yet (actix's own 404/405, a panic's 500) are
-/// replaced by one, keeping the status.
+/// Error responses that are not problem documents or JSON yet (actix's own 404/405, a panic's
+/// 500) are replaced by one, keeping the status.
 fn problem_for_bare_errors(
     response: ServiceResponse<actix_web::body::BoxBody>,
 ) -> ServiceResponse<actix_web::body::BoxBody> {
@@ -82,7 +82,8 @@ fn problem_for_bare_errors(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(PROBLEM_JSON));
+        // A handler's own JSON answer (the readiness document's 503) is kept as it is.
+        .is_some_and(|v| v.starts_with(PROBLEM_JSON) || v.starts_with("application/json"));
     if is_problem {
         return response;
     }

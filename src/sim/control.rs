@@ -24,7 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/periods", web::get().to(get_periods))
         .route("/periods/close", web::post().to(close_period))
         .route("/periods/open", web::post().to(open_period))
-        .route("/info", web::get().to(info));
+        .route("/info", web::get().to(info))
+        .route("/settings", web::post().to(settings));
 }
 
 fn bad(msg: impl Into<String>) -> HttpResponse {
@@ -58,6 +59,52 @@ async fn get_calls(shared: web::Data<Shared>, q: web::Query<CallsQuery>) -> Http
 async fn delete_calls(shared: web::Data<Shared>) -> HttpResponse {
     shared.calls.lock().clear();
     HttpResponse::NoContent().finish()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// Milliseconds after approval at which Waldur finishes a self-processed order; `null`: never.
+    #[serde(default, with = "serde_with_null")]
+    self_processing_delay_ms: Option<Option<u64>>,
+    /// Offering uuid → offering type (`Marketplace.Basic`, `Marketplace.Slurm`, ...).
+    #[serde(default)]
+    offering_types: std::collections::BTreeMap<String, String>,
+}
+
+/// Tells a missing key (`None`) from an explicit `null` (`Some(None)`).
+mod serde_with_null {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
+        Option::<u64>::deserialize(d).map(Some)
+    }
+}
+
+/// `POST /__sim/settings`: how Waldur processes orders (see `src/sim/README.md`).
+async fn settings(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
+    let settings: Settings = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return bad(format!("invalid settings: {e}")),
+    };
+    let mut w = shared.world.lock();
+    if let Some(unknown) = settings
+        .offering_types
+        .keys()
+        .find(|uuid| w.offering(uuid).is_none())
+    {
+        return bad(format!("no offering {unknown}"));
+    }
+    if let Some(delay) = settings.self_processing_delay_ms {
+        w.self_processing_delay = delay.map(|ms| chrono::Duration::milliseconds(ms as i64));
+    }
+    for (uuid, type_) in settings.offering_types {
+        if let Some(o) = w.offerings.iter_mut().find(|o| o.uuid == uuid) {
+            o.type_ = type_;
+        }
+    }
+    HttpResponse::Ok().json(json!({
+        "self_processing_delay_ms": w.self_processing_delay.map(|d| d.num_milliseconds()),
+    }))
 }
 
 async fn reset(shared: web::Data<Shared>) -> HttpResponse {
@@ -178,7 +225,8 @@ async fn get_state(
     let (kind, uuid) = path.into_inner();
     let info = req.connection_info();
     let base = format!("{}://{}/api/", info.scheme(), info.host());
-    let w = shared.world.lock();
+    let mut w = shared.world.lock();
+    w.advance(chrono::Utc::now());
     let v = match kind.as_str() {
         "resource" => w.resource(&uuid).map(|r| render::resource(&w, &base, r)),
         "order" => w.order(&uuid).map(|o| render::order(&w, &base, o)),

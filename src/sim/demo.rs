@@ -149,6 +149,11 @@ fn at(d: NaiveDate, hour: u32) -> DateTime<Utc> {
 }
 
 /// Build the demo world relative to `now`.
+/// How long after approval the simulated Waldur finishes a `Marketplace.Basic` order by itself
+/// (Waldur runs its order processor as a background task right after the approval). Changed per
+/// instance with `POST /__sim/settings`.
+pub const SELF_PROCESSING_DELAY_MS: u64 = 500;
+
 pub fn world(now: DateTime<Utc>) -> World {
     let today = now.date_naive();
     let this_month = month_start(today);
@@ -158,6 +163,9 @@ pub fn world(now: DateTime<Utc>) -> World {
     let long_ago = at(months_back(today, 12), 9);
 
     let mut w = World::default();
+    w.self_processing_delay = Some(chrono::Duration::milliseconds(
+        SELF_PROCESSING_DELAY_MS as i64,
+    ));
     let customer = |uuid: &str, name: &str, abbr: &str, slug: &str| Customer {
         uuid: uuid.into(),
         name: name.into(),
@@ -486,6 +494,9 @@ pub fn world(now: DateTime<Utc>) -> World {
         completed_at: None,
         created: r.created,
         modified: r.created,
+        provider_reviewed_by: None,
+        provider_reviewed_at: None,
+        completes_at: None,
     };
     let res = |uuid: &str| w.resource(uuid).expect("demo resource").clone();
     let mut orders = vec![

@@ -125,7 +125,11 @@ impl Shared {
 
     /// Back to the demo data; faults and recorded calls are cleared.
     pub fn reset(&self) {
-        *self.world.lock() = demo::world(Utc::now());
+        let mut world = self.world.lock();
+        let delay = world.self_processing_delay;
+        *world = demo::world(Utc::now());
+        world.self_processing_delay = delay;
+        drop(world);
         *self.faults.lock() = faults::Faults::default();
         self.calls.lock().clear();
     }
@@ -519,11 +523,16 @@ async fn api_entry(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>
             call["fault"] = json!("error");
             call["status"] = json!(status.as_u16());
             shared.record(call);
-            return Reply::new(
-                status,
-                json!({"detail": format!("Simulated upstream error ({}).", status.as_u16())}),
-            )
-            .into_response();
+            return match status.as_u16() {
+                // Waldur's own bodies for the statuses it produces itself.
+                403 => Reply::forbidden().into_response(),
+                500 => server_error_page(),
+                _ => Reply::new(
+                    status,
+                    json!({"detail": format!("Simulated upstream error ({}).", status.as_u16())}),
+                )
+                .into_response(),
+            };
         }
         faults::Action::Throttle(secs) => {
             call["fault"] = json!("throttle");
@@ -542,6 +551,16 @@ async fn api_entry(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>
     call["status"] = json!(reply.status.as_u16());
     shared.record(call);
     reply.into_response()
+}
+
+/// Django's production 500 page (`DEBUG = False`): HTML, not JSON.
+pub(crate) fn server_error_page() -> HttpResponse {
+    HttpResponse::InternalServerError()
+        .content_type("text/html; charset=utf-8")
+        .body(
+            "\n<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Server Error (500)</title>\n\
+             </head>\n<body>\n  <h1>Server Error (500)</h1><p></p>\n</body>\n</html>\n",
+        )
 }
 
 fn handle_api(
@@ -579,6 +598,7 @@ fn handle_api(
         now,
     };
     let mut world = shared.world.lock();
+    world.advance(now);
     match route(&mut world, &r) {
         Ok(reply) | Err(reply) => reply,
     }

@@ -209,6 +209,9 @@ fn create(w: &mut World, r: &Req) -> Res {
         completed_at: None,
         created: r.now,
         modified: r.now,
+        provider_reviewed_by: None,
+        provider_reviewed_at: None,
+        completes_at: None,
     });
     let o = w.order(&uuid).expect("just added");
     Ok(Reply::new(
@@ -292,8 +295,16 @@ pub fn action(w: &mut World, r: &Req, id: &str, action: &str) -> Res {
                 Some(_) => return Err(Reply::field("attributes", "Value must be valid JSON.")),
             };
             set_state(w, id, "executing", r.now);
+            let completes_at = w
+                .processes_orders_itself(&order.offering)
+                .then_some(w.self_processing_delay)
+                .flatten()
+                .map(|delay| r.now + delay);
             let o = w.order_mut(id).expect("checked");
             o.attributes.extend(attrs);
+            o.provider_reviewed_by = Some(r.caller.user.clone());
+            o.provider_reviewed_at = Some(r.now);
+            o.completes_at = completes_at;
             w.apply_order_outcome(id, OrderOutcome::Executing, r.now);
             Ok(Reply::ok(
                 json!({"detail": "Order has been approved and is being processed."}),
@@ -307,8 +318,11 @@ pub fn action(w: &mut World, r: &Req, id: &str, action: &str) -> Res {
             let body = r.json()?;
             let comment = text_field(&body, "provider_rejection_comment")?;
             set_state(w, id, "rejected", r.now);
+            let o = w.order_mut(id).expect("checked");
+            o.provider_reviewed_by = Some(r.caller.user.clone());
+            o.provider_reviewed_at = Some(r.now);
             if let Some(c) = comment {
-                w.order_mut(id).expect("checked").provider_rejection_comment = c;
+                o.provider_rejection_comment = c;
             }
             w.apply_order_outcome(id, OrderOutcome::Dropped, r.now);
             Ok(Reply::empty(StatusCode::OK))

@@ -325,16 +325,20 @@ fn merge(v: &mut Value, extra: Value) {
 pub fn order(w: &World, base: &str, o: &Order) -> Value {
     let r = w.resource(&o.resource);
     let creator = w.user(&o.created_by);
+    let reviewer = o.provider_reviewed_by.as_deref().and_then(|u| w.user(u));
+    // `resource_uuid` is the plugin object's uuid; the simulator models no plugin objects (like
+    // `Marketplace.Basic`), so it is null and the resource is only `marketplace_resource_uuid`.
+    let terminate = o.type_ == "Terminate";
     let mut v = json!({
         "attributes": o.attributes,
         "limits": o.limits,
         "uuid": o.uuid,
         "created": ts(o.created),
         "modified": ts(o.modified),
-        "resource_uuid": o.resource,
+        "resource_uuid": null,
         "resource_type": null,
         "resource_name": r.map(|r| r.name.clone()).unwrap_or_default(),
-        "cost": "0.00",
+        "cost": if terminate { Value::Null } else { json!("0.00") },
         "state": o.state,
         "output": "",
         "marketplace_resource_uuid": o.resource,
@@ -355,10 +359,10 @@ pub fn order(w: &World, base: &str, o: &Order) -> Value {
             "consumer_reviewed_by_full_name": null,
             "consumer_reviewed_by_username": null,
             "consumer_reviewed_at": null,
-            "provider_reviewed_by": null,
-            "provider_reviewed_by_full_name": null,
-            "provider_reviewed_by_username": null,
-            "provider_reviewed_at": null,
+            "provider_reviewed_by": reviewer.map(|u| format!("{base}users/{}/", u.uuid)),
+            "provider_reviewed_by_full_name": reviewer.map(|u| u.full_name()),
+            "provider_reviewed_by_username": reviewer.map(|u| u.username.clone()),
+            "provider_reviewed_at": ts_opt(o.provider_reviewed_at),
             "created_by_username": creator.map(|u| u.username.clone()).unwrap_or_default(),
             "created_by_full_name": creator.map(|u| u.full_name()).unwrap_or_default(),
             "created_by_civil_number": null,
@@ -386,6 +390,11 @@ pub fn order(w: &World, base: &str, o: &Order) -> Value {
     );
     offering_and_plan(w, base, &o.offering, o.plan.as_deref(), &mut v);
     project_fields(w, &o.project, &mut v);
+    if terminate && let Some(m) = v.as_object_mut() {
+        for key in ["plan_uuid", "plan_name", "plan_description", "plan_unit"] {
+            m.remove(key);
+        }
+    }
     v
 }
 

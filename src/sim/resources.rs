@@ -333,7 +333,8 @@ fn terminate(w: &mut World, r: &Req, res: &Resource) -> Res {
         offering: res.offering.clone(),
         project: res.project.clone(),
         resource: res.uuid.clone(),
-        plan: res.plan.clone(),
+        // Waldur's Terminate orders carry no plan (and so no cost).
+        plan: None,
         type_: "Terminate".into(),
         state: "pending-provider".into(),
         attributes,
@@ -348,6 +349,9 @@ fn terminate(w: &mut World, r: &Req, res: &Resource) -> Res {
         completed_at: None,
         created: r.now,
         modified: r.now,
+        provider_reviewed_by: None,
+        provider_reviewed_at: None,
+        completes_at: None,
     });
     Ok(Reply::ok(json!({ "order_uuid": uuid })))
 }

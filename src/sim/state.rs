@@ -172,6 +172,12 @@ pub struct Order {
     pub completed_at: Option<DateTime<Utc>>,
     pub created: DateTime<Utc>,
     pub modified: DateTime<Utc>,
+    /// Who approved or rejected it as the provider, and when.
+    pub provider_reviewed_by: Option<String>,
+    pub provider_reviewed_at: Option<DateTime<Utc>>,
+    /// For offerings Waldur processes itself (`Marketplace.Basic`): when Waldur's order processor
+    /// finishes the approved order (see [`World::advance`]).
+    pub completes_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug)]
@@ -234,6 +240,9 @@ pub struct World {
     pub closed_months: BTreeSet<NaiveDate>,
     /// Months (first day) reopened explicitly through the control API (overrides the default rule).
     pub opened_months: BTreeSet<NaiveDate>,
+    /// How long after approval Waldur's order processor finishes an order of an offering it
+    /// processes itself (`Marketplace.Basic`); `None`: never (the order waits in `executing`).
+    pub self_processing_delay: Option<chrono::Duration>,
     index: Index,
 }
 
@@ -267,7 +276,47 @@ pub enum OrderOutcome {
     Dropped,
 }
 
+/// Offering types whose orders Waldur's own order processor finishes after approval: no provider
+/// call is needed, and `set_state_done` afterwards is a 409. Every other type (`Marketplace.Slurm`,
+/// the site agent's kind) waits in `executing` for the provider.
+pub const SELF_PROCESSING_TYPES: &[&str] = &["Marketplace.Basic"];
+
 impl World {
+    /// Whether Waldur finishes this offering's orders by itself.
+    pub fn processes_orders_itself(&self, offering: &str) -> bool {
+        self.offering(offering)
+            .is_some_and(|o| SELF_PROCESSING_TYPES.contains(&o.type_.as_str()))
+    }
+
+    /// Runs Waldur's background order processing up to `now`: every approved order of a
+    /// self-processing offering whose time has come is `done`, with its resource's side effects
+    /// (a Create's resource `OK` with a plan period, a Terminate's resource `Terminated`). Called
+    /// before every request, so the world is always as it would be at `now`.
+    pub fn advance(&mut self, now: DateTime<Utc>) {
+        let due: Vec<(String, String, String, DateTime<Utc>)> = self
+            .orders
+            .iter()
+            .filter(|o| o.state == "executing")
+            .filter_map(|o| {
+                o.completes_at
+                    .filter(|at| *at <= now)
+                    .map(|at| (o.uuid.clone(), o.type_.clone(), o.resource.clone(), at))
+            })
+            .collect();
+        for (uuid, type_, resource, at) in due {
+            if let Some(o) = self.order_mut(&uuid) {
+                o.state = "done".into();
+                o.modified = at;
+                o.completed_at = Some(at);
+                o.completes_at = None;
+            }
+            self.apply_order_outcome(&uuid, OrderOutcome::Done, at);
+            if type_ == "Create" {
+                self.current_plan_period(&resource, at);
+            }
+        }
+    }
+
     pub fn customer(&self, uuid: &str) -> Option<&Customer> {
         self.customers.iter().find(|c| c.uuid == uuid)
     }
@@ -459,10 +508,7 @@ impl World {
         if order.type_ == "Update" && outcome == OrderOutcome::Done && !order.limits.is_empty() {
             res.limits = order.limits.clone();
         }
-        if outcome == OrderOutcome::Erred {
-            res.error_message = order.error_message.clone();
-            res.error_traceback = order.error_traceback.clone();
-        }
+        // `set_state_erred` puts its message on the order only: the resource keeps its own.
         if let Some(s) = new_state {
             res.state = s.to_string();
             res.modified = now;

@@ -1,5 +1,8 @@
-//! The whole service-provider lifecycle of one allocation, through the gateway only; the
-//! simulator's control API is used only to check what reached "Puhuri".
+//! The whole service-provider lifecycle of one allocation, through the gateway only, once per
+//! kind of offering: a `Marketplace.Basic` offering, whose orders Waldur finishes by itself
+//! shortly after approval (so the site's `done` meets a 409 and succeeds after the re-read), and
+//! a site-agent offering (`Marketplace.Slurm`), whose orders wait for the provider. The
+//! simulator's control API only sets the offering's type and checks what reached "Puhuri".
 
 use puhuri_gateway::sim::demo;
 use serde_json::{Value, json};
@@ -14,10 +17,49 @@ async fn step(app: &TestApp, token: &str, response: reqwest::Response) -> Value 
     done
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    /// Waldur finishes approved orders by itself.
+    Basic,
+    /// The provider finishes them (`set_state_done`).
+    SiteAgent,
+}
+
 #[tokio::test]
-async fn an_order_goes_from_waiting_to_billed_through_the_gateway() {
+async fn an_order_of_a_basic_offering_goes_from_waiting_to_billed_through_the_gateway() {
+    lifecycle(Kind::Basic).await;
+}
+
+#[tokio::test]
+async fn an_order_of_a_site_agent_offering_goes_from_waiting_to_billed_through_the_gateway() {
+    lifecycle(Kind::SiteAgent).await;
+}
+
+/// Waits until the simulator holds the order in `state` (Waldur's background processing).
+async fn wait_for_order_state(app: &TestApp, uuid: &str, state: &str) {
+    for _ in 0..200 {
+        if sim_order(app, uuid).await["state"] == state {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the order never became {state}");
+}
+
+async fn lifecycle(kind: Kind) {
     let app = spawn_manual_app().await;
     let token = alpha_token();
+    let offering_type = match kind {
+        Kind::Basic => "Marketplace.Basic",
+        Kind::SiteAgent => "Marketplace.Slurm",
+    };
+    let response = app
+        .sim_post(
+            "settings",
+            &json!({"self_processing_delay_ms": 200, "offering_types": {ALPHA_OFFERING: offering_type}}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
 
     // 1. The order waiting for the provider shows up in the default list.
     let (_, _, waiting) = get_json(&app, "/v1/orders?type=Create", &token).await;
@@ -41,7 +83,19 @@ async fn an_order_goes_from_waiting_to_billed_through_the_gateway() {
     )
     .await;
     let (_, _, read) = get_json(&app, &order_path, &token).await;
-    assert_eq!(read["state"], "executing");
+    match kind {
+        // Waldur's processor may already have finished it.
+        Kind::Basic => assert!(
+            read["state"] == "executing" || read["state"] == "done",
+            "{read}"
+        ),
+        Kind::SiteAgent => assert_eq!(read["state"], "executing"),
+    }
+    let reviewed = sim_order(&app, demo::ORDER_PENDING_UUID).await;
+    assert!(reviewed["provider_reviewed_at"].is_string(), "{reviewed}");
+    if kind == Kind::Basic {
+        wait_for_order_state(&app, demo::ORDER_PENDING_UUID, "done").await;
+    }
 
     // 3. Provision: the site's own id, then name the resource by it from here on.
     step(
@@ -70,13 +124,22 @@ async fn an_order_goes_from_waiting_to_billed_through_the_gateway() {
     )
     .await;
 
-    // 4. Done: the order completes and the resource is OK.
-    step(
+    // 4. Done: the order completes and the resource is OK. On a Basic offering Waldur did it
+    //    already: its 409 is followed by a re-read, and the job succeeds.
+    let done = step(
         &app,
         &token,
         post_empty(&app, &format!("{order_path}/done"), &token).await,
     )
     .await;
+    match kind {
+        Kind::Basic => {
+            assert_eq!(done["result"]["already"], true, "{done}");
+            assert_eq!(done["result"]["order_state"], "done", "{done}");
+        }
+        Kind::SiteAgent => assert!(done["result"].get("already").is_none(), "{done}"),
+    }
+    assert_eq!(done["attempts"], 1, "{done}");
     let (_, _, resource_view) = get_json(&app, by_id, &token).await;
     assert_eq!(resource_view["state"], "OK");
 

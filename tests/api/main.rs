@@ -13,5 +13,6 @@ mod resources;
 mod site_helpers;
 #[path = "../support/mod.rs"]
 mod support;
+mod upstream;
 mod usage;
 mod users;
