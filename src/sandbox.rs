@@ -105,7 +105,7 @@ mod with_sim {
         config.sites.push(SiteConfig {
             id: SANDBOX_SITE.to_string(),
             offerings: [sim::demo::LUMI_OFFERING_UUID.to_string()].into(),
-            scopes: Scope::ALL.into_iter().collect(),
+            scopes: Scope::ALL.iter().copied().collect(),
             keys: vec![KeyConfig {
                 kid: SANDBOX_KID.to_string(),
                 algorithm: KeyAlgorithm::HS256,

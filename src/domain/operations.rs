@@ -101,48 +101,50 @@ pub struct UserUsername {
     pub username: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+// An operation's name is written once per variant: serde's tag for the stored job, and the
+// same text for strum's name table ([`Operation::name`]); a unit test holds them equal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(tag = "operation", content = "payload")]
 pub enum Operation {
     #[serde(rename = "usage.report")]
+    #[strum(serialize = "usage.report")]
     UsageReport(UsageReport),
     #[serde(rename = "order.approve")]
+    #[strum(serialize = "order.approve")]
     OrderApprove(OrderApprove),
     #[serde(rename = "order.reject")]
+    #[strum(serialize = "order.reject")]
     OrderReject(OrderReject),
     #[serde(rename = "order.done")]
+    #[strum(serialize = "order.done")]
     OrderDone(OrderDone),
     #[serde(rename = "order.erred")]
+    #[strum(serialize = "order.erred")]
     OrderErred(OrderErred),
     #[serde(rename = "resource.backend_id")]
+    #[strum(serialize = "resource.backend_id")]
     ResourceBackendId(ResourceBackendId),
     #[serde(rename = "resource.state")]
+    #[strum(serialize = "resource.state")]
     ResourceState(ResourceState),
     #[serde(rename = "resource.report")]
+    #[strum(serialize = "resource.report")]
     ResourceReport(ResourceReport),
     #[serde(rename = "resource.limits")]
+    #[strum(serialize = "resource.limits")]
     ResourceLimits(ResourceLimits),
     #[serde(rename = "offering_user.username")]
+    #[strum(serialize = "offering_user.username")]
     OfferingUsername(OfferingUsername),
     #[serde(rename = "user.username")]
+    #[strum(serialize = "user.username")]
     UserUsername(UserUsername),
 }
 
 impl Operation {
+    /// The stored name, e.g. `usage.report`.
     pub fn name(&self) -> &'static str {
-        match self {
-            Operation::UsageReport(_) => "usage.report",
-            Operation::OrderApprove(_) => "order.approve",
-            Operation::OrderReject(_) => "order.reject",
-            Operation::OrderDone(_) => "order.done",
-            Operation::OrderErred(_) => "order.erred",
-            Operation::ResourceBackendId(_) => "resource.backend_id",
-            Operation::ResourceState(_) => "resource.state",
-            Operation::ResourceReport(_) => "resource.report",
-            Operation::ResourceLimits(_) => "resource.limits",
-            Operation::OfferingUsername(_) => "offering_user.username",
-            Operation::UserUsername(_) => "user.username",
-        }
+        self.into()
     }
 
     /// The upstream object this operation changes: its jobs are delivered one at a time.
@@ -209,6 +211,18 @@ mod tests {
         assert_eq!(Operation::from_job(op.name(), &payload).unwrap(), op);
         assert_eq!(op.object_key(), "resource:r1");
         assert_eq!(op.coalesce_key().unwrap(), "usage:r1:2026-11");
+    }
+
+    #[test]
+    fn the_name_is_the_stored_tag() {
+        let op = Operation::UserUsername(UserUsername {
+            service_provider_uuid: "s1".into(),
+            user_uuid: "u1".into(),
+            username: "x".into(),
+        });
+        let stored = serde_json::to_value(&op).unwrap();
+        assert_eq!(stored["operation"], op.name());
+        assert_eq!(op.name(), "user.username");
     }
 
     #[test]

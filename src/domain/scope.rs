@@ -6,36 +6,49 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-// The wire names (`usage:write`, `read`...) appear in tokens' `scope` claims and in the config.
+// The wire names (`usage:write`, `read`...) appear in tokens' `scope` claims and in the config;
+// serde and strum both take them from the one attribute per variant below.
 /// What a token may allow. Writes are split by area so each site system gets only what it needs.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
 )]
 pub enum Scope {
     #[serde(rename = "usage:write")]
+    #[strum(serialize = "usage:write")]
     UsageWrite,
     #[serde(rename = "orders:write")]
+    #[strum(serialize = "orders:write")]
     OrdersWrite,
     #[serde(rename = "resources:write")]
+    #[strum(serialize = "resources:write")]
     ResourcesWrite,
     #[serde(rename = "users:write")]
+    #[strum(serialize = "users:write")]
     UsersWrite,
     #[serde(rename = "read")]
+    #[strum(serialize = "read")]
     Read,
     #[serde(rename = "jobs:admin")]
+    #[strum(serialize = "jobs:admin")]
     JobsAdmin,
 }
 
 impl Scope {
     /// Every scope, in declaration order.
-    pub const ALL: [Scope; 6] = [
-        Scope::UsageWrite,
-        Scope::OrdersWrite,
-        Scope::ResourcesWrite,
-        Scope::UsersWrite,
-        Scope::Read,
-        Scope::JobsAdmin,
-    ];
+    pub const ALL: &'static [Scope] = <Scope as strum::VariantArray>::VARIANTS;
 
     /// Every scope, as the config's default for a site that names none.
     pub fn all_vec() -> Vec<Scope> {
@@ -44,24 +57,35 @@ impl Scope {
 
     /// The wire name, e.g. `usage:write`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::UsageWrite => "usage:write",
-            Scope::OrdersWrite => "orders:write",
-            Scope::ResourcesWrite => "resources:write",
-            Scope::UsersWrite => "users:write",
-            Scope::Read => "read",
-            Scope::JobsAdmin => "jobs:admin",
-        }
+        self.into()
     }
 
     /// The scope with this wire name, if any.
     pub fn parse(s: &str) -> Option<Scope> {
-        Scope::ALL.into_iter().find(|sc| sc.as_str() == s)
+        s.parse().ok()
     }
 }
 
 impl std::fmt::Display for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scope;
+
+    #[test]
+    fn wire_names_are_the_same_for_serde_and_the_name_table() {
+        for &scope in Scope::ALL {
+            let json = serde_json::to_value(scope).unwrap();
+            assert_eq!(json, scope.as_str());
+            assert_eq!(Scope::parse(scope.as_str()), Some(scope));
+        }
+        assert_eq!(Scope::ALL.len(), 6);
+        assert_eq!(Scope::parse("usage:write"), Some(Scope::UsageWrite));
+        assert_eq!(Scope::parse("Usage:Write"), None);
+        assert_eq!(Scope::parse("admin"), None);
     }
 }
