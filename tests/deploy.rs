@@ -1677,3 +1677,135 @@ secret_file = "{dir}/site.secret"
         );
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Redis over TLS
+
+/// A CA and a server certificate for `localhost` / 127.0.0.1, made with the openssl CLI.
+fn make_certificates(dir: &Path) -> bool {
+    let sh = format!(
+        "set -e; cd '{}'
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=test CA' -keyout ca.key -out ca.pem
+openssl req -newkey rsa:2048 -nodes -subj '/CN=localhost' -keyout server.key -out server.csr
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.pem",
+        dir.display()
+    );
+    Command::new("sh")
+        .args(["-c", &sh])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `redis.url = "rediss://..."`: the gateway talks TLS to Redis and verifies its certificate
+/// against the system's trust store, which `SSL_CERT_FILE` replaces; a server whose CA it does
+/// not trust is not ready.
+#[test]
+fn redis_over_tls_with_a_verified_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    if !external::require(
+        "openssl (Debian package openssl) and a redis-server built with TLS",
+        tool_works("openssl", &["version"]) && make_certificates(dir.path()),
+    ) {
+        return;
+    }
+    let port = free_port();
+    let pem = |name: &str| dir.path().join(name).display().to_string();
+    let mut redis = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args([
+            "--tls-cert-file",
+            &pem("server.pem"),
+            "--tls-key-file",
+            &pem("server.key"),
+        ])
+        .args([
+            "--tls-ca-cert-file",
+            &pem("ca.pem"),
+            "--tls-auth-clients",
+            "no",
+        ])
+        .args(["--save", "", "--appendonly", "no", "--dir", &pem("")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server with TLS did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = format!("rediss://localhost:{port}/0");
+    let prefix = format!("{{tls-{}}}", uuid::Uuid::new_v4().simple());
+    let ca = pem("ca.pem");
+    let result = std::panic::catch_unwind(|| {
+        let gateway = Gateway::start_with(&[
+            ("PUHURI_GATEWAY_REDIS__URL", url.as_str()),
+            ("PUHURI_GATEWAY_REDIS__KEY_PREFIX", prefix.as_str()),
+            ("SSL_CERT_FILE", ca.as_str()),
+        ]);
+        let token = gateway.token();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let client = reqwest::Client::new();
+            let answer = post_usage(&client, &gateway, &token, RESOURCE_OK, 7.0, true).await;
+            let body: serde_json::Value = answer.json().await.unwrap();
+            assert_eq!(body["state"], "succeeded", "{body}");
+        });
+        // the same server, its CA not trusted: not ready, and the store check says why
+        let untrusted = tempfile::tempdir().unwrap();
+        let empty_ca = untrusted.path().join("none.pem");
+        std::fs::write(&empty_ca, "").unwrap();
+        let port2 = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_puhuri-gateway"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port2}"),
+                "--data-dir",
+            ])
+            .arg(untrusted.path())
+            .env_remove("PUHURI_GATEWAY_CONFIG")
+            .env("PUHURI_GATEWAY_REDIS__URL", &url)
+            .env("PUHURI_GATEWAY_REDIS__KEY_PREFIX", &prefix)
+            .env("SSL_CERT_FILE", &empty_ca)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let readyz = format!("http://127.0.0.1:{port2}/readyz");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (ok, out) = loop {
+            let (ok, out) = healthcheck(&["--url", &readyz], &[]);
+            if out.contains("503") || ok || Instant::now() > deadline {
+                break (ok, out);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            !ok && out.contains("queue_store"),
+            "untrusted Redis certificate: {out}"
+        );
+    });
+    let _ = redis.kill();
+    let _ = redis.wait();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
