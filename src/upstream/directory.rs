@@ -6,56 +6,48 @@
 //! backend id. Offering components change rarely; when Puhuri cannot be reached a stale answer is
 //! used rather than refusing the site's work.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use parking_lot::Mutex;
 
 use super::{OfferingInfo, ResourceInfo, UpstreamError, WaldurClient};
 
 const RESOURCE_TTL: Duration = Duration::from_secs(24 * 3600);
 const BACKEND_ID_TTL: Duration = Duration::from_secs(60);
 const OFFERING_TTL: Duration = Duration::from_secs(600);
-const MAX_ENTRIES: usize = 100_000;
+const MAX_ENTRIES: u64 = 100_000;
 
+#[derive(Clone)]
 struct Entry<T> {
     value: T,
     at: Instant,
 }
 
+/// A bounded map from key to the last answer and when it was fetched. Entries are not dropped
+/// when their TTL passes: a stale answer is what the directory falls back on while Puhuri cannot
+/// be reached. moka bounds the memory, evicting the least useful entries (TinyLFU) one at a time
+/// instead of emptying the map when it is full.
 struct Cache<T> {
     ttl: Duration,
-    entries: Mutex<HashMap<String, Entry<T>>>,
+    entries: moka::sync::Cache<String, Entry<T>>,
 }
 
-impl<T: Clone> Cache<T> {
+impl<T: Clone + Send + Sync + 'static> Cache<T> {
     fn new(ttl: Duration) -> Self {
         Cache {
             ttl,
-            entries: Mutex::new(HashMap::new()),
+            entries: moka::sync::Cache::new(MAX_ENTRIES),
         }
     }
 
     /// The cached value and whether it is still fresh.
     fn get(&self, key: &str) -> Option<(T, bool)> {
-        let entries = self.entries.lock();
-        entries
+        self.entries
             .get(key)
-            .map(|e| (e.value.clone(), e.at.elapsed() < self.ttl))
+            .map(|e| (e.value, e.at.elapsed() < self.ttl))
     }
 
     fn put(&self, key: String, value: T) {
-        let mut entries = self.entries.lock();
-        if entries.len() >= MAX_ENTRIES {
-            // Bounded memory: drop everything stale, and if that is not enough, everything.
-            let ttl = self.ttl;
-            entries.retain(|_, e| e.at.elapsed() < ttl);
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
-            }
-        }
-        entries.insert(
+        self.entries.insert(
             key,
             Entry {
                 value,
@@ -65,7 +57,11 @@ impl<T: Clone> Cache<T> {
     }
 
     fn remove_where(&self, mut pred: impl FnMut(&str, &T) -> bool) {
-        self.entries.lock().retain(|k, e| !pred(k, &e.value));
+        for (key, entry) in self.entries.iter() {
+            if pred(&key, &entry.value) {
+                self.entries.invalidate(key.as_str());
+            }
+        }
     }
 }
 
