@@ -84,7 +84,9 @@ impl Application {
         let worker = Worker::new(
             process_worker_id(),
             store.clone(),
-            Deliverer::new(client.clone(), store.clone()).with_directory(directory.clone()),
+            Deliverer::new(client.clone(), store.clone())
+                .with_directory(directory.clone())
+                .with_usage_known_for(config.delivery.usage_known_for),
             RetryPolicy {
                 base: config.delivery.backoff_base,
                 cap: config.delivery.backoff_cap,

@@ -12,7 +12,7 @@ use puhuri_gateway::queue::embedded::EmbeddedStore;
 use puhuri_gateway::queue::redis::{RedisOptions, RedisStore};
 use puhuri_gateway::queue::{
     Completion, DeliveryLimits, EnqueueOutcome, Idempotency, JobFilter, JobRecord, JobState,
-    JobStore, LeaseResult, NewJob, StoreError,
+    JobStore, Known, LeaseResult, NewJob, StoreError,
 };
 use serde_json::json;
 use support::redis::{RedisServer, shared, unique_prefix};
@@ -91,6 +91,7 @@ conformance!(
     limit_per_second,
     limit_per_second_window,
     lease_brings_delivered_values,
+    lease_forgets_what_the_attempt_may_change,
     list_paging_and_filters,
     purge_terminal,
     purge_spares_retried_and_takes_superseded,
@@ -106,6 +107,22 @@ const NO_LIMITS: DeliveryLimits = DeliveryLimits {
     max_in_flight: 10_000,
     max_per_second: 100_000,
 };
+
+/// What the tests record as known to be in Puhuri: the values, known at one fixed time (whole
+/// milliseconds, as the stores keep it).
+fn known(values: &[(&str, &str)]) -> BTreeMap<String, Known> {
+    let at = chrono::DateTime::from_timestamp_millis(1_780_000_000_123).unwrap();
+    values
+        .iter()
+        .map(|(k, v)| {
+            let value = Known {
+                value: v.to_string(),
+                at,
+            };
+            (k.to_string(), value)
+        })
+        .collect()
+}
 
 fn job(site: &str, operation: &str, object: &str) -> NewJob {
     NewJob {
@@ -548,11 +565,7 @@ async fn coalescing_skips_running_job(store: &dyn JobStore) {
     // the running job is not superseded and nothing is merged into the new one
     assert_eq!(get(store, a.id).await.state, JobState::Running);
     assert_eq!(b.payload["usages"], json!({"cpu": "5"}));
-    let delivered: BTreeMap<String, String> = [
-        ("cpu".to_string(), "1".to_string()),
-        ("gpu".to_string(), "2".to_string()),
-    ]
-    .into();
+    let delivered = known(&[("cpu", "1"), ("gpu", "2")]);
     let ok = Completion::Succeeded {
         status: Some(200),
         result: json!(null),
@@ -566,14 +579,10 @@ async fn coalescing_skips_running_job(store: &dyn JobStore) {
     let ok = Completion::Succeeded {
         status: Some(200),
         result: json!(null),
-        delivered: [("cpu".to_string(), "5".to_string())].into(),
+        delivered: known(&[("cpu", "5")]),
     };
     assert!(store.complete(b.id, "w1", ok).await.unwrap());
-    let want: BTreeMap<String, String> = [
-        ("cpu".to_string(), "5".to_string()),
-        ("gpu".to_string(), "2".to_string()),
-    ]
-    .into();
+    let want = known(&[("cpu", "5"), ("gpu", "2")]);
     assert_eq!(store.delivered(ck).await.unwrap(), want);
 }
 
@@ -760,7 +769,7 @@ async fn lease_brings_delivered_values(store: &dyn JobStore) {
         Some(BTreeMap::new()),
         "nothing delivered yet"
     );
-    let sent: BTreeMap<String, String> = [("cpu".to_string(), "1".to_string())].into();
+    let sent = known(&[("cpu", "1")]);
     let ok = Completion::Succeeded {
         status: Some(201),
         result: json!(null),
@@ -1268,7 +1277,7 @@ async fn embedded_reopen_keeps_jobs_and_leases_expire_after_restart() {
         let ok = Completion::Succeeded {
             status: Some(200),
             result: json!(null),
-            delivered: [("cpu".to_string(), "1".to_string())].into(),
+            delivered: known(&[("cpu", "1")]),
         };
         assert!(store.complete(u.id, "w-ok", ok).await.unwrap());
         (a, b, "usage:r1")
@@ -1278,7 +1287,7 @@ async fn embedded_reopen_keeps_jobs_and_leases_expire_after_restart() {
     assert_eq!(r.state, JobState::Running);
     assert_eq!(get(&store, b.id).await.state, JobState::Queued);
     assert_eq!(
-        store.delivered(delivered_key).await.unwrap()["cpu"],
+        store.delivered(delivered_key).await.unwrap()["cpu"].value,
         "1".to_string()
     );
     // the idempotency key survived
@@ -1373,11 +1382,64 @@ async fn embedded_second_process_is_refused() {
 // ---------------------------------------------------------------------------------------------
 // delivered-map expiry (each backend built with a short time to live)
 
+/// An attempt may change the components it carries without a definite answer: `lease` forgets
+/// them (the others stay known), and only a recorded success puts knowledge back.
+async fn lease_forgets_what_the_attempt_may_change(store: &dyn JobStore) {
+    let ck = "usage:resource:8:2025-01";
+    add(
+        store,
+        usage_job("resource:8", ck, json!({"cpu": "1", "gpu": "2"})),
+    )
+    .await;
+    let first = lease(store, "w1").await;
+    let ok = Completion::Succeeded {
+        status: Some(200),
+        result: json!(null),
+        delivered: known(&[("cpu", "1"), ("gpu", "2")]),
+    };
+    assert!(store.complete(first.id, "w1", ok).await.unwrap());
+
+    let next = add(store, usage_job("resource:8", ck, json!({"cpu": "3"}))).await;
+    let leased = lease(store, "w1").await;
+    assert_eq!(leased.id, next.id);
+    assert_eq!(leased.delivered, Some(known(&[("cpu", "1"), ("gpu", "2")])));
+    assert_eq!(store.delivered(ck).await.unwrap(), known(&[("gpu", "2")]));
+    // no definite answer: still unknown, through a retry and a dead end
+    let retry = Completion::Retry {
+        at: Utc::now(),
+        status: None,
+        error: "timed out".into(),
+    };
+    assert!(store.complete(next.id, "w1", retry).await.unwrap());
+    assert_eq!(store.delivered(ck).await.unwrap(), known(&[("gpu", "2")]));
+    let again = lease(store, "w1").await;
+    assert_eq!(again.delivered, Some(known(&[("gpu", "2")])));
+    let dead = Completion::Dead {
+        status: None,
+        error: "timed out".into(),
+    };
+    assert!(store.complete(next.id, "w1", dead).await.unwrap());
+    assert_eq!(store.delivered(ck).await.unwrap(), known(&[("gpu", "2")]));
+    // an operator's retry that succeeds makes it known again
+    store.retry(next.id).await.unwrap();
+    let retried = lease(store, "w1").await;
+    let ok = Completion::Succeeded {
+        status: Some(200),
+        result: json!(null),
+        delivered: known(&[("cpu", "3")]),
+    };
+    assert!(store.complete(retried.id, "w1", ok).await.unwrap());
+    assert_eq!(
+        store.delivered(ck).await.unwrap(),
+        known(&[("cpu", "3"), ("gpu", "2")])
+    );
+}
+
 fn delivered_one(name: &str, value: &str) -> Completion {
     Completion::Succeeded {
         status: Some(200),
         result: json!(null),
-        delivered: [(name.to_string(), value.to_string())].into(),
+        delivered: known(&[(name, value)]),
     }
 }
 
@@ -1417,11 +1479,7 @@ async fn delivered_maps_expire(store: &dyn JobStore) {
         .unwrap();
     assert!(store.delivered(b).await.unwrap().is_empty(), "b expired");
     if a_refreshed.elapsed() < TTL - Duration::from_millis(100) {
-        let want: BTreeMap<String, String> = [
-            ("cpu".to_string(), "1".to_string()),
-            ("gpu".to_string(), "2".to_string()),
-        ]
-        .into();
+        let want = known(&[("cpu", "1"), ("gpu", "2")]);
         assert_eq!(store.delivered(a).await.unwrap(), want, "a was refreshed");
     }
     tokio::time::sleep_until((a_refreshed + TTL + Duration::from_millis(300)).into()).await;
@@ -1433,10 +1491,7 @@ async fn delivered_maps_expire(store: &dyn JobStore) {
     assert!(store.delivered(a).await.unwrap().is_empty());
     // a new delivery after expiry starts a fresh map
     deliver(store, a, "ram", "3").await;
-    assert_eq!(
-        store.delivered(a).await.unwrap(),
-        [("ram".to_string(), "3".to_string())].into()
-    );
+    assert_eq!(store.delivered(a).await.unwrap(), known(&[("ram", "3")]));
 }
 
 #[tokio::test]
@@ -1571,10 +1626,7 @@ async fn embedded_delivered_maps_survive_reopen_until_they_expire() {
     // the default time to live keeps it across a restart and a purge
     let store = EmbeddedStore::open(dir.path()).await.unwrap();
     store.purge_terminal(Duration::ZERO).await.unwrap();
-    assert_eq!(
-        store.delivered(ck).await.unwrap(),
-        [("cpu".to_string(), "1".to_string())].into()
-    );
+    assert_eq!(store.delivered(ck).await.unwrap(), known(&[("cpu", "1")]));
     drop(store);
     // a short one drops it
     let store = EmbeddedStore::open(dir.path())
@@ -1683,7 +1735,7 @@ async fn redis_scripts_write_only_the_protocols_keys_and_states() {
                 Completion::Succeeded {
                     status: Some(200),
                     result: json!({}),
-                    delivered: [("cpu".to_owned(), "2.00".to_owned())].into(),
+                    delivered: known(&[("cpu", "2.00")]),
                 }
             };
             assert!(store.complete(r.id, "w1", outcome).await.unwrap());

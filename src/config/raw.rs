@@ -119,6 +119,10 @@ pub struct DeliveryConfig {
     /// How long SIGTERM waits for in-flight deliveries before releasing them.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long a usage value known to be in Puhuri is trusted to be unchanged there without
+    /// reading it again (another writer may change it); `0s` reads before every skip.
+    #[serde(with = "humantime_serde")]
+    pub usage_known_for: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -172,6 +176,7 @@ impl Default for RawConfig {
                 backoff_cap: Duration::from_secs(600),
                 retention: Duration::from_secs(14 * 24 * 3600),
                 shutdown_grace: Duration::from_secs(10),
+                usage_known_for: Duration::from_secs(600),
             },
             limits: LimitsConfig {
                 max_body_bytes: 1024 * 1024,

@@ -12,9 +12,32 @@
 //!   same key: the older job's `payload[COALESCE_FIELD]` object is merged under the new one's
 //!   (the new values win), the older job becomes `superseded` with `superseded_by` pointing at the
 //!   new job, and leaves the object's line.
-//! - `complete(.., Succeeded { delivered, .. })` merges `delivered` into the per-coalesce-key map of
-//!   last delivered values, read back with [`JobStore::delivered`], so unchanged values are not
-//!   re-sent. A map expires [`DELIVERED_TTL`] after its last write.
+//! - Each coalesce key has a map of what the gateway knows Puhuri holds, per component: a value
+//!   and the time it was known ([`Known`]), read back with [`JobStore::delivered`]. `lease` hands
+//!   a job the map and, in the same atomic step, removes from it the components the job carries;
+//!   `complete(.., Succeeded { delivered, .. })` puts back what the attempt confirmed. A map
+//!   expires [`DELIVERED_TTL`] after its last write.
+//!
+//! # The last total wins
+//! The rule, for usage and every operation whose effect is a value: a delivery never leaves
+//! Puhuri holding an older value than the newest one the site sent for its key (resource,
+//! component, month). A value is skipped as unchanged only when it equals what the gateway knows
+//! Puhuri holds, and that knowledge is a definite answer — Puhuri's `200` to our own call, or a
+//! read of Puhuri — no older than `delivery.usage_known_for`.
+//!
+//! Proof sketch. (1) Jobs of one resource run one at a time in acceptance order, and a newer job
+//! for a key absorbs every pending older one, so the jobs of a key that reach Puhuri do so in the
+//! order the site sent their values, and the newest job of a key is never superseded. (2) Every
+//! attempt starts with `lease`, which atomically forgets what is known about the job's components;
+//! only a `Succeeded` completion under the still-held lease puts knowledge back. So an attempt
+//! without a definite answer — a lost answer, a timeout, a worker that died or was reclaimed, a
+//! graceful release, a job that ends `dead` or `failed`, an operator's retry — leaves those
+//! components unknown, and an unknown component is sent. (3) Known values can only be stale by
+//! another writer's change, and are trusted for at most `usage_known_for`. (4) Hence when the newest
+//! job of a key completes, either it sent its value and Puhuri answered `200` (Puhuri holds it,
+//! and nothing of ours older can land later: older attempts of the key had ended before this one was
+//! leased, and an attempt of ours still in flight after it ended its lease is the one case left to
+//! Puhuri's own ordering of requests), or Puhuri held that very value within the bound.
 //! - The shared delivery limits (in-flight leases and leases started per second) are enforced inside
 //!   `lease`, across every process that shares the store.
 
@@ -40,6 +63,52 @@ pub const COALESCE_FIELD: &str = "usages";
 /// month (`usage:<resource>:<YYYY-MM>`); 62 days covers that month and the next, while its usage
 /// can still be reported or corrected.
 pub const DELIVERED_TTL: Duration = Duration::from_secs(62 * 24 * 3600);
+
+/// A value Puhuri held for one component of a coalesce key, and when that was known (Puhuri
+/// answered a call that set it, or a read returned it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Known {
+    /// Waldur's decimal string, e.g. `12.50`.
+    pub value: String,
+    pub at: DateTime<Utc>,
+}
+
+impl Known {
+    /// A value known now.
+    pub fn now(value: impl Into<String>) -> Known {
+        Known {
+            value: value.into(),
+            at: Utc::now(),
+        }
+    }
+
+    /// The stored form: `<ms since the epoch>:<value>`.
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.at.timestamp_millis(), self.value)
+    }
+
+    /// Reads [`Known::encode`]'s form. A value stored before times were kept reads as known at the
+    /// epoch, i.e. too old to skip anything on.
+    pub fn decode(stored: &str) -> Known {
+        let parsed = stored.split_once(':').and_then(|(ms, value)| {
+            let at = DateTime::from_timestamp_millis(ms.parse().ok()?)?;
+            Some(Known {
+                value: value.to_owned(),
+                at,
+            })
+        });
+        parsed.unwrap_or_else(|| Known {
+            value: stored.to_owned(),
+            at: DateTime::UNIX_EPOCH,
+        })
+    }
+
+    /// Whether this is no older than `max_age` at `now`.
+    pub fn is_fresh(&self, max_age: Duration, now: DateTime<Utc>) -> bool {
+        chrono::Duration::from_std(max_age).is_ok_and(|age| self.at >= now - age)
+            && self.at <= now + chrono::Duration::seconds(5)
+    }
+}
 
 /// Job ids are UUIDv7, so they sort by creation time and serve as paging cursors.
 pub type JobId = Uuid;
@@ -142,11 +211,12 @@ pub struct JobRecord {
     pub worker: Option<String>,
     pub lease_until: Option<DateTime<Utc>>,
     pub idempotency_key: Option<String>,
-    /// Only in what `lease` returns, for a job with a coalesce key: the values last delivered for
-    /// that key (what [`JobStore::delivered`] answers), read in the same step, so a worker needs
-    /// no second round trip before deciding what to send. Not stored.
+    /// Only in what `lease` returns, for a job with a coalesce key: what the gateway knew Puhuri
+    /// held for that key when the lease began (what [`JobStore::delivered`] answered just
+    /// before), read in the same step, so a worker needs no second round trip before deciding
+    /// what to send. Not stored.
     #[serde(skip)]
-    pub delivered: Option<BTreeMap<String, String>>,
+    pub delivered: Option<BTreeMap<String, Known>>,
 }
 
 impl JobRecord {
@@ -234,8 +304,8 @@ pub enum Completion {
     Succeeded {
         status: Option<u16>,
         result: serde_json::Value,
-        /// Values now known to be upstream, merged into the coalesce key's delivered map.
-        delivered: BTreeMap<String, String>,
+        /// Values now known to be upstream, and since when, merged into the coalesce key's map.
+        delivered: BTreeMap<String, Known>,
     },
     /// The upstream refused permanently.
     Failed { status: Option<u16>, error: String },
@@ -333,9 +403,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// `queued` or `retrying` -> `canceled`.
     async fn cancel(&self, id: JobId) -> StoreResult<JobRecord>;
 
-    /// The values last delivered for a coalesce key (empty once the map expired, see
-    /// [`DELIVERED_TTL`]).
-    async fn delivered(&self, coalesce_key: &str) -> StoreResult<BTreeMap<String, String>>;
+    /// What the gateway knows Puhuri holds for a coalesce key, per component (empty once the map
+    /// expired, see [`DELIVERED_TTL`]); a component an attempt is under way for, or whose last
+    /// attempt had no definite answer, is absent.
+    async fn delivered(&self, coalesce_key: &str) -> StoreResult<BTreeMap<String, Known>>;
 
     /// Remove terminal jobs older than `retention`. Returns how many. Expired delivered maps are
     /// removed too (the embedded store; Redis expires them itself).

@@ -24,14 +24,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::usage::UsageReads;
 use crate::domain::Month;
 use crate::domain::operations::{
     OfferingUsername, Operation, ResourceState, UsageReport, UserUsername, usage_coalesce_key,
 };
-use crate::queue::{JobRecord, JobStore};
+use crate::queue::{JobRecord, JobStore, Known};
 use crate::upstream::directory::Directory;
 use crate::upstream::{UpstreamError, WaldurClient};
 
@@ -131,8 +133,8 @@ pub fn outcome(error: DeliveryError) -> Outcome {
 pub struct Delivered {
     pub status: Option<u16>,
     pub result: Value,
-    /// Values now known to be upstream (for coalescing keys).
-    pub delivered: BTreeMap<String, String>,
+    /// Values now known to be upstream, and since when (for coalescing keys).
+    pub delivered: BTreeMap<String, Known>,
 }
 
 pub struct Deliverer {
@@ -140,7 +142,14 @@ pub struct Deliverer {
     store: Arc<dyn JobStore>,
     /// The API's directory, so a delivered backend id change is not answered from its cache.
     directory: Option<Arc<Directory>>,
+    /// What Puhuri holds for usage, when the store's knowledge is too old to trust.
+    usage: UsageReads,
+    usage_known_for: Duration,
 }
+
+/// How long a usage value known to be in Puhuri is trusted without a read, unless configured
+/// (`delivery.usage_known_for`).
+pub const DEFAULT_USAGE_KNOWN_FOR: Duration = Duration::from_secs(600);
 
 /// Order states that mean "this transition already happened".
 const APPROVED: &[&str] = &["executing", "done", "erred", "pending-start-date"];
@@ -150,15 +159,26 @@ const FINISHED: &[&str] = &["done", "erred"];
 impl Deliverer {
     pub fn new(client: WaldurClient, store: Arc<dyn JobStore>) -> Deliverer {
         Deliverer {
+            usage: UsageReads::new(client.clone(), None, DEFAULT_USAGE_KNOWN_FOR),
+            usage_known_for: DEFAULT_USAGE_KNOWN_FOR,
             client,
             store,
             directory: None,
         }
     }
 
-    /// Share the API's directory: delivering a backend id forgets its cached lookups.
+    /// Share the API's directory: delivering a backend id forgets its cached lookups, and reads
+    /// of usage cover a resource's whole offering.
     pub fn with_directory(mut self, directory: Arc<Directory>) -> Deliverer {
         self.directory = Some(directory);
+        let known_for = self.usage_known_for;
+        self.with_usage_known_for(known_for)
+    }
+
+    /// How long a usage value known to be in Puhuri is trusted without reading it again.
+    pub fn with_usage_known_for(mut self, known_for: Duration) -> Deliverer {
+        self.usage_known_for = known_for;
+        self.usage = UsageReads::new(self.client.clone(), self.directory.clone(), known_for);
         self
     }
 
@@ -354,35 +374,41 @@ impl Deliverer {
         Ok(done(status, json!({"action": "set_offerings_username"})))
     }
 
-    /// `known`: the values last delivered for the report's month, when the lease brought them.
+    /// `known`: what the store knew Puhuri held for the report's month, when the lease brought
+    /// it. What is sent is decided by [`UsageReads::plan`](super::usage::UsageReads::plan).
     async fn report_usage(
         &self,
         report: &UsageReport,
-        known: Option<&BTreeMap<String, String>>,
+        known: Option<&BTreeMap<String, Known>>,
     ) -> Result<Delivered, DeliveryError> {
         let month = Month::parse(&report.month)
             .map_err(|m| DeliveryError::UnreadablePayload(format!("month: {m}")))?;
         let key = usage_coalesce_key(&report.resource_uuid, &report.month);
-        // If the store cannot say what was delivered, send everything: a repeat is harmless.
+        // If the store cannot say what is known, nothing is: everything is sent (a repeat is
+        // harmless).
         let fetched;
-        let already = match known {
+        let known = match known {
             Some(values) => values,
             None => {
                 fetched = self.store.delivered(&key).await.unwrap_or_default();
                 &fetched
             }
         };
-        let (unchanged, changed): (Vec<_>, Vec<_>) = report
-            .usages
-            .iter()
-            .map(|(t, a)| (t.clone(), a.clone()))
-            .partition(|(t, a)| already.get(t) == Some(a));
-        let unchanged: Vec<String> = unchanged.into_iter().map(|(t, _)| t).collect();
-        if changed.is_empty() {
+        let plan = self
+            .usage
+            .plan(
+                &report.resource_uuid,
+                &format!("{month}-01"),
+                &report.usages,
+                known,
+            )
+            .await?;
+        let unchanged: Vec<&String> = plan.unchanged.keys().collect();
+        if plan.send.is_empty() {
             return Ok(Delivered {
                 status: None,
                 result: json!({"sent": {}, "unchanged": unchanged}),
-                delivered: BTreeMap::new(),
+                delivered: plan.unchanged,
             });
         }
         let status = self
@@ -390,15 +416,17 @@ impl Deliverer {
             .set_usage(
                 &report.resource_uuid,
                 &month.usage_date(),
-                &changed,
+                &plan.send,
                 report.description.as_deref(),
             )
             .await?;
-        let sent: BTreeMap<String, String> = changed.into_iter().collect();
+        let sent: BTreeMap<String, String> = plan.send.into_iter().collect();
+        let mut delivered = plan.unchanged.clone();
+        delivered.extend(sent.iter().map(|(k, v)| (k.clone(), Known::now(v.clone()))));
         Ok(Delivered {
             status: Some(status),
-            result: json!({"sent": sent, "unchanged": unchanged}),
-            delivered: sent,
+            result: json!({"sent": sent, "unchanged": plan.unchanged.keys().collect::<Vec<_>>()}),
+            delivered,
         })
     }
 }

@@ -17,6 +17,7 @@
 //! the next loop asks straight away, so free capacity is taken up without waiting a period.
 
 pub mod deliver;
+pub mod usage;
 
 use crate::telemetry::metrics as telemetry;
 use std::sync::Arc;

@@ -4,6 +4,7 @@ mod auth;
 mod config;
 mod health;
 mod helpers;
+mod last_total;
 mod lifecycle;
 mod openapi;
 mod orders;

@@ -6,7 +6,7 @@ use chrono::Utc;
 
 use super::index::{is_pending, set_state};
 use super::{Done, EmbeddedStore, IN_FLIGHT_RETRY_MS, dur_ms, time};
-use crate::queue::{DeliveryLimits, JobState, LeaseResult, StoreResult};
+use crate::queue::{COALESCE_FIELD, DeliveryLimits, JobState, Known, LeaseResult, StoreResult};
 
 impl EmbeddedStore {
     /// Leases the earliest due line head: `lease` without the delivered values.
@@ -18,6 +18,7 @@ impl EmbeddedStore {
     ) -> StoreResult<LeaseResult> {
         let worker = worker.to_owned();
         let lease_ms = dur_ms(lease_for);
+        let ttl_ms = dur_ms(self.delivered_ttl);
         self.write(move |idx, tx, now| {
             let mut found = None;
             while let Some(&(due, id)) = idx.ready.first() {
@@ -69,6 +70,27 @@ impl EmbeddedStore {
             s.record.next_attempt_at = None;
             set_state(idx, &mut s, JobState::Running, now);
             tx.put(&s)?;
+            if let Some(ck) = s.record.coalesce_key.clone() {
+                // What is known about the key, handed to the worker; the job's own components are
+                // forgotten until its success is recorded ("The last total wins" in queue/mod.rs).
+                let mut stored = tx.known(&ck, now, ttl_ms)?;
+                s.record.delivered = Some(
+                    stored
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Known::decode(v)))
+                        .collect(),
+                );
+                let carried = s
+                    .record
+                    .payload
+                    .get(COALESCE_FIELD)
+                    .and_then(|u| u.as_object());
+                let before = stored.len();
+                stored.retain(|name, _| !carried.is_some_and(|u| u.contains_key(name)));
+                if stored.len() != before {
+                    tx.put_known(&ck, &stored, None)?;
+                }
+            }
             Ok(Done::Commit(LeaseResult::Leased(s.record)))
         })
         .await

@@ -34,6 +34,7 @@ mod lease;
 mod store;
 mod writer;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,6 +174,37 @@ impl Tx<'_> {
 
     fn delete(&mut self, id: JobId) -> StoreResult<()> {
         self.jobs.remove(id.as_u128()).map_err(storage)?;
+        Ok(())
+    }
+
+    /// A coalesce key's delivered map as stored (component -> [`Known::encode`]); empty once it
+    /// expired (last written `ttl_ms` or longer before `now`).
+    fn known(&self, ck: &str, now: i64, ttl_ms: i64) -> StoreResult<BTreeMap<String, String>> {
+        let expired = self
+            .delivered_at
+            .get(ck)
+            .map_err(storage)?
+            .is_some_and(|at| at.value() <= now.saturating_sub(ttl_ms));
+        match self.delivered.get(ck).map_err(storage)? {
+            Some(_) if expired => Ok(BTreeMap::new()),
+            Some(v) => serde_json::from_str(v.value())
+                .map_err(|e| StoreError::Corrupt(format!("embedded store: {e}"))),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+
+    /// Stores a coalesce key's delivered map; `written` restarts its time to live.
+    fn put_known(
+        &mut self,
+        ck: &str,
+        map: &BTreeMap<String, String>,
+        written: Option<i64>,
+    ) -> StoreResult<()> {
+        let json = serde_json::to_string(map).expect("a map serializes");
+        self.delivered.insert(ck, json.as_str()).map_err(storage)?;
+        if let Some(at) = written {
+            self.delivered_at.insert(ck, at).map_err(storage)?;
+        }
         Ok(())
     }
 }

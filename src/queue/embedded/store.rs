@@ -14,7 +14,7 @@ use super::{
 };
 use crate::queue::{
     COALESCE_FIELD, Completion, DeliveryLimits, EnqueueOutcome, JobFilter, JobId, JobPage,
-    JobRecord, JobState, JobStore, LeaseResult, NewJob, StoreError, StoreResult,
+    JobRecord, JobState, JobStore, Known, LeaseResult, NewJob, StoreError, StoreResult,
 };
 
 /// Collects an absorbed job's usages, in line order: a later job's values replace an earlier's.
@@ -173,16 +173,7 @@ impl JobStore for EmbeddedStore {
         lease_for: Duration,
         limits: DeliveryLimits,
     ) -> StoreResult<LeaseResult> {
-        let leased = self.lease_job(worker, lease_for, limits).await?;
-        // What the Redis backend reads in its lease script; here a second read of this process's
-        // own file, after the lease committed (only this lease-holder delivers for the key now).
-        if let LeaseResult::Leased(mut job) = leased {
-            if let Some(ck) = job.coalesce_key.clone() {
-                job.delivered = Some(self.delivered(&ck).await?);
-            }
-            return Ok(LeaseResult::Leased(job));
-        }
-        Ok(leased)
+        self.lease_job(worker, lease_for, limits).await
     }
 
     async fn heartbeat(&self, id: JobId, worker: &str, lease_for: Duration) -> StoreResult<bool> {
@@ -244,25 +235,9 @@ impl JobStore for EmbeddedStore {
                         .as_ref()
                         .filter(|_| !delivered.is_empty())
                     {
-                        let expired = tx
-                            .delivered_at
-                            .get(ck.as_str())
-                            .map_err(storage)?
-                            .is_some_and(|at| at.value() <= now.saturating_sub(ttl_ms));
-                        let mut map: BTreeMap<String, String> =
-                            match tx.delivered.get(ck.as_str()).map_err(storage)? {
-                                Some(_) if expired => BTreeMap::new(),
-                                Some(v) => serde_json::from_str(v.value()).map_err(|e| {
-                                    StoreError::Corrupt(format!("embedded store: {e}"))
-                                })?,
-                                None => BTreeMap::new(),
-                            };
-                        map.extend(delivered);
-                        let json = serde_json::to_string(&map).expect("a map serializes");
-                        tx.delivered
-                            .insert(ck.as_str(), json.as_str())
-                            .map_err(storage)?;
-                        tx.delivered_at.insert(ck.as_str(), now).map_err(storage)?;
+                        let mut map = tx.known(ck, now, ttl_ms)?;
+                        map.extend(delivered.into_iter().map(|(k, v)| (k, v.encode())));
+                        tx.put_known(ck, &map, Some(now))?;
                     }
                     JobState::Succeeded
                 }
@@ -387,7 +362,7 @@ impl JobStore for EmbeddedStore {
         .await
     }
 
-    async fn delivered(&self, coalesce_key: &str) -> StoreResult<BTreeMap<String, String>> {
+    async fn delivered(&self, coalesce_key: &str) -> StoreResult<BTreeMap<String, Known>> {
         let ck = coalesce_key.to_owned();
         let ttl_ms = dur_ms(self.delivered_ttl);
         self.read(move |_, db| {
@@ -403,11 +378,18 @@ impl JobStore for EmbeddedStore {
                 return Ok(BTreeMap::new());
             }
             let t = txn.open_table(DELIVERED).map_err(storage)?;
-            match t.get(ck.as_str()).map_err(storage)? {
+            let stored: BTreeMap<String, String> = match t.get(ck.as_str()).map_err(storage)? {
                 Some(v) => serde_json::from_str(v.value())
-                    .map_err(|e| StoreError::Corrupt(format!("embedded store: {e}"))),
-                None => Ok(BTreeMap::new()),
-            }
+                    .map_err(|e| StoreError::Corrupt(format!("embedded store: {e}")))?,
+                None => BTreeMap::new(),
+            };
+            Ok(stored
+                .into_iter()
+                .map(|(k, v)| {
+                    let known = Known::decode(&v);
+                    (k, known)
+                })
+                .collect())
         })
         .await
     }

@@ -53,21 +53,37 @@ redis.call('HSET', job_key(id), 'worker', worker, 'lease_until', ms(until_ms),
 redis.call('HDEL', job_key(id), 'next_attempt_at')
 set_state(id, f[1], STATE.running)
 local reply = with_status('leased', id)
--- The values last delivered for the job's coalesce key (read from the record just fetched), so
--- the worker needs no second call.
-local ck
+-- What is known about the job's coalesce key (read from the record just fetched), so the worker
+-- needs no second call. The attempt that starts now may change the job's components without a
+-- definite answer, so they are forgotten until its success is recorded (see "The last total
+-- wins" in queue/mod.rs).
+local ck, usages
 for i = 2, #reply, 2 do
   if reply[i] == 'coalesce_key' then
     ck = reply[i + 1]
+  elseif reply[i] == 'usages' then
+    usages = reply[i + 1]
   end
 end
 if ck then
-  local d = redis.call('HGETALL', delivered_key(ck))
+  local dk = delivered_key(ck)
+  local d = redis.call('HGETALL', dk)
   local m = {}
   for i = 1, #d, 2 do
     m[d[i]] = d[i + 1]
   end
   table.insert(reply, '__delivered')
   table.insert(reply, #d == 0 and '{}' or cjson.encode(m))
+  if usages and #d > 0 then
+    local names = {}
+    for name in pairs(cjson.decode(usages)) do
+      if m[name] then
+        names[#names + 1] = name
+      end
+    end
+    if #names > 0 then
+      redis.call('HDEL', dk, unpack(names))
+    end
+  end
 end
 return reply

@@ -1,13 +1,13 @@
 //! Job records as Redis holds them: a hash of strings, times in milliseconds, the payload's
 //! `usages` in a field of its own.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::corrupt;
-use crate::queue::{COALESCE_FIELD, JobId, JobRecord, JobState, NewJob, StoreResult};
+use crate::queue::{COALESCE_FIELD, JobId, JobRecord, JobState, Known, NewJob, StoreResult};
 
 pub(super) fn ms_to_time(v: &str) -> StoreResult<DateTime<Utc>> {
     let ms: i64 = v.parse().map_err(|_| corrupt(format!("bad time {v:?}")))?;
@@ -72,9 +72,10 @@ pub(super) fn parse_job(fields: &[String]) -> StoreResult<JobRecord> {
         // added by lease.lua to its reply, never stored in the hash
         delivered: m
             .get("__delivered")
-            .map(|s| serde_json::from_str(s))
+            .map(|s| serde_json::from_str::<BTreeMap<String, String>>(s))
             .transpose()
-            .map_err(|e| corrupt(format!("job {id}: bad delivered values: {e}")))?,
+            .map_err(|e| corrupt(format!("job {id}: bad delivered values: {e}")))?
+            .map(decode_known),
     })
 }
 
@@ -112,4 +113,15 @@ pub(super) fn split_usages(payload: &serde_json::Value) -> (serde_json::Value, O
         .filter(|o| o.get(COALESCE_FIELD).is_some_and(|u| u.is_object()))
         .and_then(|o| o.remove(COALESCE_FIELD));
     (rest, usages.map(|u| u.to_string()))
+}
+
+/// A delivered map as stored (component -> [`Known::encode`]).
+pub(super) fn decode_known(stored: BTreeMap<String, String>) -> BTreeMap<String, Known> {
+    stored
+        .into_iter()
+        .map(|(k, v)| {
+            let known = Known::decode(&v);
+            (k, known)
+        })
+        .collect()
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::records::{created_record, parse_job, split_usages};
+use super::records::{created_record, decode_known, parse_job, split_usages};
 use super::scripts::{
     CANCEL, COMPLETE, ENQUEUE, HEARTBEAT, LEASE, LIST, PURGE, RECLAIM, RELEASE, RETRY,
 };
@@ -14,7 +14,7 @@ use super::{RedisStore, corrupt};
 use crate::queue::protocol;
 use crate::queue::{
     Completion, DeliveryLimits, EnqueueOutcome, JobFilter, JobId, JobPage, JobRecord, JobState,
-    JobStore, LeaseResult, NewJob, StoreError, StoreResult,
+    JobStore, Known, LeaseResult, NewJob, StoreError, StoreResult,
 };
 
 /// Jobs handled per script run by `reclaim_expired` and `purge_terminal` (keeps each script short).
@@ -191,7 +191,7 @@ impl JobStore for RedisStore {
                 ]);
                 for (k, v) in delivered {
                     args.push(k);
-                    args.push(v);
+                    args.push(v.encode());
                 }
             }
             Completion::Failed { status, error } | Completion::Dead { status, error } => {
@@ -237,9 +237,9 @@ impl JobStore for RedisStore {
         self.state_reply(reply)
     }
 
-    async fn delivered(&self, coalesce_key: &str) -> StoreResult<BTreeMap<String, String>> {
+    async fn delivered(&self, coalesce_key: &str) -> StoreResult<BTreeMap<String, Known>> {
         let key = protocol::delivered_key(&self.prefix, coalesce_key);
-        self.hash(key).await
+        Ok(decode_known(self.hash(key).await?))
     }
 
     async fn purge_terminal(&self, retention: Duration) -> StoreResult<u32> {

@@ -1,0 +1,195 @@
+//! Puhuri ends with the total the site sent last, whatever happened to the deliveries in
+//! between: a lost answer (path 1) and another writer (path 2), on both stores.
+
+use std::time::{Duration, Instant};
+
+use puhuri_gateway::sim::demo;
+use puhuri_gateway::startup::Workers;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// A short upstream timeout and one attempt per job (a timeout ends the job `dead`).
+const SETTINGS: &str = r#"
+[upstream]
+timeout = "1s"
+connect_timeout = "1s"
+
+[delivery]
+lease = "3s"
+max_attempts = 1
+"#;
+
+/// `known_for`: `delivery.usage_known_for` ("0s": knowledge is never trusted without a read).
+async fn app(redis: bool, known_for: &str) -> TestApp {
+    spawn_app_with(
+        Setup {
+            redis,
+            workers: Workers::Manual,
+        },
+        &format!("{SETTINGS}usage_known_for = \"{known_for}\"\n"),
+    )
+    .await
+}
+
+/// Reports `cpu_k_hours = amount` for the demo resource, delivers the queue and returns the job.
+async fn report_and_deliver(app: &TestApp, amount: u32) -> Value {
+    let token = alpha_token();
+    let response = app
+        .post_usage(
+            &token,
+            &json!({"resource_uuid": demo::RESOURCE_OK_UUID, "usages": {"cpu_k_hours": amount}}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.unwrap();
+    app.drain().await;
+    app.job(&token, accepted["job_id"].as_str().unwrap()).await
+}
+
+/// What the simulator holds for the demo resource's `cpu_k_hours` this month.
+async fn held(app: &TestApp) -> Option<String> {
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let usages = app
+        .sim_get(&format!("state/usages/{}", demo::RESOURCE_OK_UUID))
+        .await;
+    usages
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| {
+            u["type"] == "cpu_k_hours" && u["billing_period"].as_str().unwrap().starts_with(&month)
+        })
+        .map(|u| u["usage"].as_str().unwrap().to_owned())
+}
+
+/// Waits until the simulator holds `want` (a call that timed out on the gateway's side may still
+/// be handled by Puhuri).
+async fn wait_until_held(app: &TestApp, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held(app).await.as_deref() != Some(want) {
+        assert!(Instant::now() < deadline, "Puhuri never held {want}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn path_1_lost_answer(redis: bool) {
+    let app = app(redis, "0s").await;
+    assert_eq!(report_and_deliver(&app, 10).await["state"], "succeeded");
+    assert_eq!(held(&app).await.as_deref(), Some("10.00"));
+
+    // Puhuri takes the total but answers after the gateway stopped waiting.
+    let fault = app
+        .sim_post(
+            "faults",
+            &json!({"kind": "latency", "path_prefix": "marketplace-component-usages/set_usage", "latency_ms": 1500}),
+        )
+        .await;
+    assert!(fault.status().is_success());
+    assert_eq!(report_and_deliver(&app, 20).await["state"], "dead");
+    wait_until_held(&app, "20.00").await;
+    app.client
+        .delete(format!("{}faults", app.sim))
+        .send()
+        .await
+        .unwrap();
+
+    // The correction back to 10 must reach Puhuri.
+    let job = report_and_deliver(&app, 10).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(held(&app).await.as_deref(), Some("10.00"), "{job}");
+}
+
+async fn path_2_another_writer(redis: bool) {
+    let app = app(redis, "0s").await;
+    assert_eq!(report_and_deliver(&app, 10).await["state"], "succeeded");
+
+    // Someone else sets another value in Puhuri.
+    let api = app.sim.replace("__sim/", "api/");
+    let month_start = chrono::Utc::now().format("%Y-%m-01").to_string();
+    let response = app
+        .client
+        .post(format!("{api}marketplace-component-usages/set_usage/"))
+        .header("Authorization", format!("Token {}", demo::TOKEN))
+        .json(
+            &json!({"resource": demo::RESOURCE_OK_UUID, "date": month_start,
+                      "usages": [{"type": "cpu_k_hours", "amount": "33.00"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(held(&app).await.as_deref(), Some("33.00"));
+
+    // The site's total, sent again, is what Puhuri ends with.
+    let job = report_and_deliver(&app, 10).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(held(&app).await.as_deref(), Some("10.00"), "{job}");
+}
+
+#[tokio::test]
+async fn path_1_a_lost_answer_does_not_hide_a_correction_embedded() {
+    path_1_lost_answer(false).await;
+}
+
+#[tokio::test]
+async fn path_1_a_lost_answer_does_not_hide_a_correction_redis() {
+    path_1_lost_answer(true).await;
+}
+
+#[tokio::test]
+async fn path_2_another_writers_value_is_corrected_embedded() {
+    path_2_another_writer(false).await;
+}
+
+#[tokio::test]
+async fn path_2_another_writers_value_is_corrected_redis() {
+    path_2_another_writer(true).await;
+}
+
+/// Knowledge older than `usage_known_for` is checked with one read of Puhuri: the same total is
+/// then not sent again; knowledge within it needs no read at all.
+async fn old_knowledge_is_checked_with_a_read(redis: bool) {
+    let app = app(redis, "0s").await;
+    assert_eq!(report_and_deliver(&app, 10).await["state"], "succeeded");
+    let job = report_and_deliver(&app, 10).await;
+    assert_eq!(job["state"], "succeeded");
+    assert_eq!(job["result"]["sent"], json!({}), "{job}");
+    assert_eq!(app.sim_calls("set_usage").await.len(), 1);
+    let reads = app
+        .sim_calls("marketplace-component-usages/")
+        .await
+        .into_iter()
+        .filter(|c| c["method"] == "GET")
+        .count();
+    assert_eq!(reads, 1, "one read for the second report");
+}
+
+async fn fresh_knowledge_needs_no_read(redis: bool) {
+    let app = app(redis, "1h").await;
+    assert_eq!(report_and_deliver(&app, 10).await["state"], "succeeded");
+    let job = report_and_deliver(&app, 10).await;
+    assert_eq!(job["result"]["sent"], json!({}), "{job}");
+    let reads = app
+        .sim_calls("marketplace-component-usages/")
+        .await
+        .into_iter()
+        .filter(|c| c["method"] == "GET")
+        .count();
+    assert_eq!(reads, 0);
+}
+
+#[tokio::test]
+async fn old_knowledge_is_checked_with_a_read_embedded() {
+    old_knowledge_is_checked_with_a_read(false).await;
+}
+
+#[tokio::test]
+async fn old_knowledge_is_checked_with_a_read_redis() {
+    old_knowledge_is_checked_with_a_read(true).await;
+}
+
+#[tokio::test]
+async fn fresh_knowledge_needs_no_read_embedded() {
+    fresh_knowledge_needs_no_read(false).await;
+}
