@@ -192,6 +192,8 @@ pub(crate) struct Reply {
     pub status: StatusCode,
     pub body: Option<Value>,
     pub headers: Vec<(&'static str, String)>,
+    /// An HTML page instead of JSON (Django's error pages).
+    pub html: Option<&'static str>,
 }
 
 pub(crate) type Res = Result<Reply, Reply>;
@@ -202,6 +204,7 @@ impl Reply {
             status,
             body: Some(body),
             headers: vec![],
+            html: None,
         }
     }
     pub fn ok(body: Value) -> Self {
@@ -212,6 +215,7 @@ impl Reply {
             status,
             body: None,
             headers: vec![],
+            html: None,
         }
     }
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -248,10 +252,24 @@ impl Reply {
         )
     }
 
+    /// Django's production 500 page: what Waldur answers when a view raises (for example
+    /// `set_backend_id` without `backend_id`).
+    pub fn server_error() -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            body: None,
+            headers: vec![],
+            html: Some(SERVER_ERROR_PAGE),
+        }
+    }
+
     fn into_response(self) -> HttpResponse {
         let mut b = HttpResponse::build(self.status);
         for (k, v) in &self.headers {
             b.insert_header((*k, v.as_str()));
+        }
+        if let Some(page) = self.html {
+            return b.content_type("text/html; charset=utf-8").body(page);
         }
         match self.body {
             Some(v) => b.content_type("application/json").body(v.to_string()),
@@ -554,13 +572,11 @@ async fn api_entry(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>
 }
 
 /// Django's production 500 page (`DEBUG = False`): HTML, not JSON.
-pub(crate) fn server_error_page() -> HttpResponse {
-    HttpResponse::InternalServerError()
-        .content_type("text/html; charset=utf-8")
-        .body(
-            "\n<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Server Error (500)</title>\n\
-             </head>\n<body>\n  <h1>Server Error (500)</h1><p></p>\n</body>\n</html>\n",
-        )
+const SERVER_ERROR_PAGE: &str = "\n<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Server Error (500)</title>\n\
+     </head>\n<body>\n  <h1>Server Error (500)</h1><p></p>\n</body>\n</html>\n";
+
+fn server_error_page() -> HttpResponse {
+    Reply::server_error().into_response()
 }
 
 fn handle_api(

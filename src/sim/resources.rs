@@ -107,7 +107,8 @@ pub fn provider_action(w: &mut World, r: &Req, id: &str, action: &str) -> Res {
             r.allow(&[Method::POST])?;
             let body = r.json()?;
             let backend_id = match body.get("backend_id") {
-                None => return Err(Reply::field("backend_id", "This field is required.")),
+                // Waldur's view reads `request.data["backend_id"]` unchecked: a KeyError, so 500.
+                None => return Err(Reply::server_error()),
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Null) => {
                     return Err(Reply::field("backend_id", "This field may not be null."));
@@ -208,12 +209,17 @@ pub fn provider_action(w: &mut World, r: &Req, id: &str, action: &str) -> Res {
 fn parse_report(body: &Map<String, Value>) -> Result<Vec<(String, String)>, Reply> {
     let items = match body.get("report") {
         None => return Err(Reply::field("report", "This field is required.")),
+        Some(Value::Array(items)) if items.is_empty() => {
+            // The old report is kept.
+            return Err(Reply::bad(json!([
+                "Report object should contain at least one section."
+            ])));
+        }
         Some(Value::Array(items)) => items,
         Some(_) => {
-            return Err(Reply::field(
-                "report",
-                "Expected a list of items but got type \"dict\".",
-            ));
+            return Err(Reply::bad(json!({"report": {"non_field_errors": [
+                "Expected a list of items but got type \"dict\"."
+            ]}})));
         }
     };
     let mut errors = vec![];

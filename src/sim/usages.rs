@@ -86,9 +86,7 @@ fn parse_amount(v: Option<&Value>) -> Result<Decimal, &'static str> {
     if digits - scale > 18 {
         return Err("Ensure that there are no more than 18 digits before the decimal point.");
     }
-    if d.is_sign_negative() && !d.is_zero() {
-        return Err("Ensure this value is greater than or equal to 0.");
-    }
+    // Negative amounts are accepted and stored, as Waldur does: only the gateway refuses them.
     Ok(d)
 }
 
