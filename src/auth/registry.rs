@@ -5,8 +5,8 @@
 //! well under one. So tokens that passed every check are remembered until they expire, by the
 //! SHA-256 of the token (the token itself is not kept), and a later request with the same token
 //! is only checked for expiry. A token that fails is never remembered; a registry built from a
-//! new configuration starts empty. The memory is bounded: when [`VERIFIED_CAPACITY`] tokens are
-//! remembered, expired ones are dropped, and if none were, all are.
+//! new configuration starts empty. The memory is bounded (a moka cache of [`VERIFIED_CAPACITY`]
+//! tokens, evicting the least useful one at a time); an expired token found there is dropped.
 //!
 //! **Time claims** (RFC 7519 §4.1.4–4.1.6), checked by the gateway itself rather than the JWT
 //! library so that every NumericDate is read the same way. A NumericDate is a JSON number of
@@ -28,7 +28,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, Validation};
-use parking_lot::Mutex;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -53,7 +52,7 @@ pub struct SiteRegistry {
     max_lifetime: Duration,
     leeway: Duration,
     /// Tokens that passed every check, by SHA-256, until they expire (module doc).
-    verified: Mutex<HashMap<[u8; 32], SiteIdentity>>,
+    verified: moka::sync::Cache<[u8; 32], SiteIdentity>,
 }
 
 impl std::fmt::Debug for SiteRegistry {
@@ -180,7 +179,7 @@ impl SiteRegistry {
             sites,
             max_lifetime: config.auth.max_token_lifetime,
             leeway: config.auth.leeway,
-            verified: Mutex::default(),
+            verified: moka::sync::Cache::new(VERIFIED_CAPACITY as u64),
         })
     }
 
@@ -206,24 +205,14 @@ impl SiteRegistry {
                 .checked_add_signed(leeway)
                 .is_none_or(|end| now < end)
         };
-        {
-            let mut verified = self.verified.lock();
-            if let Some(identity) = verified.get(&digest) {
-                if unexpired(identity) {
-                    return Ok(identity.clone());
-                }
-                verified.remove(&digest);
+        if let Some(identity) = self.verified.get(&digest) {
+            if unexpired(&identity) {
+                return Ok(identity);
             }
+            self.verified.invalidate(&digest);
         }
         let identity = self.verify_uncached(token)?;
-        let mut verified = self.verified.lock();
-        if verified.len() >= VERIFIED_CAPACITY {
-            verified.retain(|_, known| unexpired(known));
-            if verified.len() >= VERIFIED_CAPACITY {
-                verified.clear();
-            }
-        }
-        verified.insert(digest, identity.clone());
+        self.verified.insert(digest, identity.clone());
         Ok(identity)
     }
 
@@ -336,19 +325,27 @@ mod tests {
         jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&secret)).unwrap()
     }
 
+    impl SiteRegistry {
+        /// How many tokens are remembered, once moka has applied pending evictions.
+        fn remembered(&self) -> usize {
+            self.verified.run_pending_tasks();
+            self.verified.entry_count() as usize
+        }
+    }
+
     #[test]
     fn a_remembered_token_still_expires() {
         let dir = tempfile::tempdir().unwrap();
         let registry = registry(dir.path());
         let token = token(1);
         let first = registry.verify(&token).unwrap();
-        assert_eq!(registry.verified.lock().len(), 1);
+        assert_eq!(registry.remembered(), 1);
         let again = registry.verify(&token).unwrap();
         assert_eq!(again.id(), first.id());
         assert_eq!(again.scopes, first.scopes);
         std::thread::sleep(std::time::Duration::from_millis(2100));
         assert_eq!(registry.verify(&token).err(), Some(TokenRejection::Expired));
-        assert!(registry.verified.lock().is_empty());
+        assert!((registry.remembered() == 0));
     }
 
     #[test]
@@ -367,7 +364,7 @@ mod tests {
             registry.verify(&forged).err(),
             Some(TokenRejection::BadSignature)
         );
-        assert_eq!(registry.verified.lock().len(), 1);
+        assert_eq!(registry.remembered(), 1);
     }
 
     /// The largest `exp` a token can carry: remembering it must not overflow the expiry check.
@@ -398,7 +395,7 @@ mod tests {
             // distinct tokens: the lifetime differs
             registry.verify(&token(600 + n as i64)).unwrap();
         }
-        assert!(registry.verified.lock().len() <= VERIFIED_CAPACITY);
+        assert!(registry.remembered() <= VERIFIED_CAPACITY);
     }
 
     fn signed(claims: serde_json::Value) -> String {
