@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::AppState;
+use super::responses::JobErrors;
 use crate::auth::{Scope, SiteIdentity};
 use crate::error::{ApiError, Problem};
 use crate::queue::{JobFilter, JobRecord, JobState, StoreError};
@@ -127,8 +128,7 @@ async fn visible_job(
     params(("id" = Uuid, Path, description = "The job id")),
     responses(
         (status = 200, body = JobView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        JobErrors,
     )
 )]
 #[get("/jobs/{id}")]
@@ -173,8 +173,7 @@ pub struct JobList {
     params(ListJobsQuery),
     responses(
         (status = 200, body = JobList),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
+        JobErrors,
     )
 )]
 #[get("/jobs")]
@@ -228,9 +227,8 @@ pub async fn list_jobs(
     params(("id" = Uuid, Path, description = "The job id")),
     responses(
         (status = 202, body = JobView, description = "Queued again"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "Not failed or dead"),
+        JobErrors,
     )
 )]
 #[post("/jobs/{id}/retry")]
@@ -255,9 +253,8 @@ pub async fn retry_job(
     params(("id" = Uuid, Path, description = "The job id")),
     responses(
         (status = 200, body = JobView, description = "Canceled"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "Running or finished"),
+        JobErrors,
     )
 )]
 #[delete("/jobs/{id}")]

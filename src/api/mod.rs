@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod orders;
 pub mod reads;
 pub mod resources;
+pub mod responses;
 pub mod submit;
 pub mod upstream_failure;
 pub mod usage;

@@ -12,13 +12,15 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::responses::{ReadErrors, WriteErrors, WriteHeaders};
 use super::jobs::JobView;
 use super::reads::{QueryParams, list_response, site_order, upstream_page_failed, uuid_in_path};
 use super::submit::submit;
 use super::views::OrderView;
-use crate::auth::{Scope, SiteIdentity};
+use crate::auth::SiteIdentity;
+use crate::auth::scoped::{Authorized, OrdersWrite, Read};
 use crate::domain::operations::{Operation, OrderApprove, OrderDone, OrderErred, OrderReject};
-use crate::error::{ApiError, FieldError, Problem};
+use crate::error::{ApiError, FieldError};
 
 pub const MAX_COMMENT: usize = 2000;
 pub const MAX_TRACEBACK: usize = 65_536;
@@ -92,28 +94,22 @@ async fn queue_transition(
     context_path = "/v1",
     tag = "orders",
     security(("bearer" = [])),
-    params(("uuid" = String, Path, description = "The order's uuid")),
+    params(("uuid" = String, Path, description = "The order's uuid"), WriteHeaders),
     request_body(content = Option<ApproveRequest>, description = "Optional; may be empty"),
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
         (status = 200, body = JobView, description = "The job of an earlier call with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `orders:write`, or the order is not in the site's offerings"),
-        (status = 404, body = Problem, content_type = "application/problem+json", description = "Not a uuid"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "Nothing was stored; retry after Retry-After"),
+        WriteErrors<OrdersWrite>,
     )
 )]
 #[post("/orders/{uuid}/approve")]
 pub async fn approve_order(
-    identity: SiteIdentity,
+    identity: Authorized<OrdersWrite>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::OrdersWrite)?;
     let request: ApproveRequest = optional_body(&body)?;
     queue_transition(&state, &identity, &req, &path, |order_uuid| {
         Operation::OrderApprove(OrderApprove {
@@ -129,28 +125,22 @@ pub async fn approve_order(
     context_path = "/v1",
     tag = "orders",
     security(("bearer" = [])),
-    params(("uuid" = String, Path, description = "The order's uuid")),
+    params(("uuid" = String, Path, description = "The order's uuid"), WriteHeaders),
     request_body(content = Option<RejectRequest>, description = "Optional; may be empty"),
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
         (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's order"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        WriteErrors<OrdersWrite>,
     )
 )]
 #[post("/orders/{uuid}/reject")]
 pub async fn reject_order(
-    identity: SiteIdentity,
+    identity: Authorized<OrdersWrite>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::OrdersWrite)?;
     let request: RejectRequest = optional_body(&body)?;
     if let Some(c) = &request.comment
         && c.chars().count() > MAX_COMMENT
@@ -174,24 +164,20 @@ pub async fn reject_order(
     context_path = "/v1",
     tag = "orders",
     security(("bearer" = [])),
-    params(("uuid" = String, Path, description = "The order's uuid")),
+    params(("uuid" = String, Path, description = "The order's uuid"), WriteHeaders),
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
         (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's order"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        WriteErrors<OrdersWrite>,
     )
 )]
 #[post("/orders/{uuid}/done")]
 pub async fn order_done(
-    identity: SiteIdentity,
+    identity: Authorized<OrdersWrite>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::OrdersWrite)?;
     queue_transition(&state, &identity, &req, &path, |order_uuid| {
         Operation::OrderDone(OrderDone { order_uuid })
     })
@@ -206,28 +192,22 @@ pub async fn order_done(
     context_path = "/v1",
     tag = "orders",
     security(("bearer" = [])),
-    params(("uuid" = String, Path, description = "The order's uuid")),
+    params(("uuid" = String, Path, description = "The order's uuid"), WriteHeaders),
     request_body = ErredRequest,
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
         (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's order"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        WriteErrors<OrdersWrite>,
     )
 )]
 #[post("/orders/{uuid}/erred")]
 pub async fn order_erred(
-    identity: SiteIdentity,
+    identity: Authorized<OrdersWrite>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Json<ErredRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::OrdersWrite)?;
     let request = body.into_inner();
     let mut errors = Vec::new();
     let n = request.message.chars().count();
@@ -272,22 +252,15 @@ pub async fn order_erred(
     ),
     responses(
         (status = 200, body = [OrderView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `read`"),
-        (status = 404, body = Problem, content_type = "application/problem+json", description = "A page after the last"),
-        (status = 502, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
-        (status = 504, body = Problem, content_type = "application/problem+json"),
+        ReadErrors,
     )
 )]
 #[get("/orders")]
 pub async fn list_orders(
-    identity: SiteIdentity,
+    identity: Authorized<Read>,
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::Read)?;
     let params = QueryParams::parse(&req, &["state", "type", "resource_uuid"])?;
     let paging = params.paging()?;
     let mut query: Vec<(&str, String)> = identity
@@ -356,21 +329,15 @@ pub async fn list_orders(
     params(("uuid" = String, Path, description = "The order's uuid")),
     responses(
         (status = 200, body = OrderView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's order"),
-        (status = 404, body = Problem, content_type = "application/problem+json", description = "Not a uuid"),
-        (status = 502, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
-        (status = 504, body = Problem, content_type = "application/problem+json"),
+        ReadErrors,
     )
 )]
 #[get("/orders/{uuid}")]
 pub async fn get_order(
-    identity: SiteIdentity,
+    identity: Authorized<Read>,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::Read)?;
     let uuid = uuid_in_path(&path, "order")?;
     let order = site_order(&state, &identity, &uuid, false).await?;
     Ok(HttpResponse::Ok().json(OrderView::from_waldur(&order)))

@@ -12,11 +12,13 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::responses::{WriteErrors, WriteHeaders};
 use super::jobs::JobView;
 use super::submit::{
     ResourceRef, lookup_failed, refuse_unknown_components, resolve_resource, submit,
 };
-use crate::auth::{Scope, SiteIdentity};
+use crate::auth::SiteIdentity;
+use crate::auth::scoped::{Authorized, UsageWrite};
 use crate::domain::operations::{Operation, UsageReport};
 use crate::domain::{Amount, ComponentType, Month, WaldurUuid};
 use crate::error::{ApiError, FieldError, Problem};
@@ -186,28 +188,20 @@ async fn prepare(
     tag = "usage",
     security(("bearer" = [])),
     request_body = UsageRequest,
-    params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this call safe: the same key and body return the same job"),
-        ("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N seconds for the job to finish"),
-    ),
+    params(WriteHeaders),
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
         (status = 200, body = JobView, description = "The job of an earlier call with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or the resource is not in the site's offerings"),
-        (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid fields, unknown components, or a reused Idempotency-Key"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "Nothing was stored; retry after Retry-After"),
+        WriteErrors<UsageWrite>,
     )
 )]
 #[post("/usage")]
 pub async fn report_usage(
-    identity: SiteIdentity,
+    identity: Authorized<UsageWrite>,
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<UsageRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::UsageWrite)?;
     let op = prepare(&state, &identity, &body, "").await?;
     submit(&state, &identity, &req, op).await
 }
@@ -249,22 +243,19 @@ pub struct BatchResponse {
     tag = "usage",
     security(("bearer" = [])),
     request_body = UsageBatchRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry of the batch safe: report `i` uses the key `K#i`")),
     responses(
         (status = 200, body = BatchResponse),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json", description = "Empty or too large batch"),
+        WriteErrors<UsageWrite>,
     )
 )]
 #[post("/usage/batch")]
 pub async fn report_usage_batch(
-    identity: SiteIdentity,
+    identity: Authorized<UsageWrite>,
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<UsageBatchRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::UsageWrite)?;
     let reports = body.into_inner().reports;
     let max = state.config.limits.max_batch;
     if reports.is_empty() || reports.len() > max {

@@ -28,6 +28,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::responses::{ReadErrors, WriteErrors, WriteHeaders};
 use super::jobs::JobView;
 use super::reads::{
     LIVE_RESOURCE_STATES, MAX_UPSTREAM_PAGES, QueryParams, list_response, read_failed,
@@ -35,10 +36,11 @@ use super::reads::{
 };
 use super::submit::{lookup_failed, submit};
 use super::views::{ProjectPermissionView, ProjectView, SshKeyView, UserView};
-use crate::auth::{Scope, SiteIdentity};
+use crate::auth::SiteIdentity;
+use crate::auth::scoped::{Authorized, Read, UsersWrite};
 use crate::domain::WaldurUuid;
 use crate::domain::operations::{OfferingUsername, Operation, UserUsername};
-use crate::error::{ApiError, FieldError, Problem};
+use crate::error::{ApiError, FieldError};
 
 pub const MAX_USERNAME: usize = 100;
 
@@ -138,25 +140,21 @@ pub struct OfferingUserRequest {
     context_path = "/v1",
     tag = "users",
     security(("bearer" = [])),
+    params(WriteHeaders),
     request_body = OfferingUserRequest,
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
         (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `users:write`, not the site's offering, or not the site's user"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        WriteErrors<UsersWrite>,
     )
 )]
 #[post("/offering-users")]
 pub async fn set_offering_username(
-    identity: SiteIdentity,
+    identity: Authorized<UsersWrite>,
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<OfferingUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::UsersWrite)?;
     let mut errors = Vec::new();
     let offering = WaldurUuid::parse(&body.offering_uuid)
         .map_err(|m| errors.push(FieldError::new("offering_uuid", m)))
@@ -200,28 +198,22 @@ pub struct UsernameRequest {
     context_path = "/v1",
     tag = "users",
     security(("bearer" = [])),
-    params(("uuid" = String, Path, description = "The user's uuid")),
+    params(("uuid" = String, Path, description = "The user's uuid"), WriteHeaders),
     request_body = UsernameRequest,
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
         (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's user"),
-        (status = 404, body = Problem, content_type = "application/problem+json", description = "Not a uuid"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        WriteErrors<UsersWrite>,
     )
 )]
 #[put("/users/{uuid}/username")]
 pub async fn set_username(
-    identity: SiteIdentity,
+    identity: Authorized<UsersWrite>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Json<UsernameRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::UsersWrite)?;
     let user = uuid_in_path(&path, "user")?;
     validate_username(&body.username).map_err(|m| ApiError::field("username", m))?;
     let offerings: Vec<String> = identity.site.offerings.iter().cloned().collect();
@@ -310,22 +302,15 @@ fn uuid_filter(params: &QueryParams, key: &str) -> Result<Option<String>, ApiErr
     ),
     responses(
         (status = 200, body = [UserView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `read`"),
-        (status = 404, body = Problem, content_type = "application/problem+json", description = "A page after the last"),
-        (status = 502, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
-        (status = 504, body = Problem, content_type = "application/problem+json"),
+        ReadErrors,
     )
 )]
 #[get("/users")]
 pub async fn list_users(
-    identity: SiteIdentity,
+    identity: Authorized<Read>,
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::Read)?;
     let params = QueryParams::parse(&req, &["username"])?;
     let paging = params.paging()?;
     let members = site_members(&state, &identity).await?;
@@ -356,22 +341,15 @@ pub async fn list_users(
     ),
     responses(
         (status = 200, body = [SshKeyView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `read`"),
-        (status = 404, body = Problem, content_type = "application/problem+json", description = "A page after the last"),
-        (status = 502, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
-        (status = 504, body = Problem, content_type = "application/problem+json"),
+        ReadErrors,
     )
 )]
 #[get("/ssh-keys")]
 pub async fn list_ssh_keys(
-    identity: SiteIdentity,
+    identity: Authorized<Read>,
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::Read)?;
     let params = QueryParams::parse(&req, &["user_uuid"])?;
     let paging = params.paging()?;
     let user = uuid_filter(&params, "user_uuid")?;
@@ -405,22 +383,15 @@ pub async fn list_ssh_keys(
     ),
     responses(
         (status = 200, body = [ProjectView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `read`"),
-        (status = 404, body = Problem, content_type = "application/problem+json", description = "A page after the last"),
-        (status = 502, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
-        (status = 504, body = Problem, content_type = "application/problem+json"),
+        ReadErrors,
     )
 )]
 #[get("/projects")]
 pub async fn list_projects(
-    identity: SiteIdentity,
+    identity: Authorized<Read>,
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::Read)?;
     let params = QueryParams::parse(&req, &[])?;
     let paging = params.paging()?;
     let mine = site_projects(&state, &identity).await?;
@@ -447,22 +418,15 @@ pub async fn list_projects(
     ),
     responses(
         (status = 200, body = [ProjectPermissionView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `read`"),
-        (status = 404, body = Problem, content_type = "application/problem+json", description = "A page after the last"),
-        (status = 502, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
-        (status = 504, body = Problem, content_type = "application/problem+json"),
+        ReadErrors,
     )
 )]
 #[get("/project-permissions")]
 pub async fn list_project_permissions(
-    identity: SiteIdentity,
+    identity: Authorized<Read>,
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::Read)?;
     let params = QueryParams::parse(&req, &["project_uuid", "user_uuid"])?;
     let paging = params.paging()?;
     let mut query = Vec::new();

@@ -8,6 +8,7 @@
 pub mod issue;
 pub mod keys;
 mod registry;
+pub mod scoped;
 
 use std::collections::BTreeSet;
 use std::future::{Ready, ready};

@@ -11,13 +11,14 @@ use utoipa::ToSchema;
 
 use super::{RESOURCE_STATES, site_resource};
 use crate::api::AppState;
+use crate::api::responses::ReadErrors;
 use crate::api::reads::{
     QueryParams, list_response, read_failed, upstream_page_failed, uuid_in_path,
 };
 use crate::api::views::{ResourceView, TeamMemberView, text};
-use crate::auth::{Scope, SiteIdentity};
+use crate::auth::scoped::{Authorized, Read};
 use crate::domain::{Month, WaldurUuid};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 
 /// Resources of the site's offerings.
 ///
@@ -36,22 +37,15 @@ use crate::error::{ApiError, Problem};
     ),
     responses(
         (status = 200, body = [ResourceView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `read`, or an offering that is not the site's"),
-        (status = 404, body = Problem, content_type = "application/problem+json", description = "A page after the last"),
-        (status = 502, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
-        (status = 504, body = Problem, content_type = "application/problem+json"),
+        ReadErrors,
     )
 )]
 #[get("/resources")]
 pub async fn list_resources(
-    identity: SiteIdentity,
+    identity: Authorized<Read>,
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::Read)?;
     let params = QueryParams::parse(&req, &["state", "backend_id", "offering_uuid"])?;
     let paging = params.paging()?;
     let mut query: Vec<(&str, String)> = Vec::new();
@@ -116,21 +110,15 @@ pub async fn list_resources(
     params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`")),
     responses(
         (status = 200, body = ResourceView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's resource"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 502, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
-        (status = 504, body = Problem, content_type = "application/problem+json"),
+        ReadErrors,
     )
 )]
 #[get("/resources/{resource}")]
 pub async fn get_resource(
-    identity: SiteIdentity,
+    identity: Authorized<Read>,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::Read)?;
     let resource = site_resource(&state, &identity, &path).await?;
     let full = state
         .directory
@@ -151,21 +139,15 @@ pub async fn get_resource(
     params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`")),
     responses(
         (status = 200, body = [TeamMemberView]),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's resource"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 502, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
-        (status = 504, body = Problem, content_type = "application/problem+json"),
+        ReadErrors,
     )
 )]
 #[get("/resources/{resource}/team")]
 pub async fn resource_team(
-    identity: SiteIdentity,
+    identity: Authorized<Read>,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::Read)?;
     let resource = site_resource(&state, &identity, &path).await?;
     let team = state
         .directory
@@ -232,23 +214,16 @@ pub struct UsageQuery {
     ),
     responses(
         (status = 200, body = ResourceUsageView),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's resource"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 502, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
-        (status = 504, body = Problem, content_type = "application/problem+json"),
+        ReadErrors,
     )
 )]
 #[get("/resources/{resource}/usage")]
 pub async fn resource_usage(
-    identity: SiteIdentity,
+    identity: Authorized<Read>,
     state: web::Data<AppState>,
     path: web::Path<String>,
     query: web::Query<UsageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::Read)?;
     let month = match &query.month {
         None => Month::current(),
         Some(m) => Month::parse(m).map_err(|e| ApiError::InvalidQuery(format!("`month` {e}")))?,
@@ -348,21 +323,15 @@ pub struct OfferingView {
     params(("uuid" = String, Path, description = "The offering's uuid")),
     responses(
         (status = 200, body = OfferingView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not one of the site's offerings"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 502, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
-        (status = 504, body = Problem, content_type = "application/problem+json"),
+        ReadErrors,
     )
 )]
 #[get("/offerings/{uuid}")]
 pub async fn get_offering(
-    identity: SiteIdentity,
+    identity: Authorized<Read>,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::Read)?;
     let uuid = uuid_in_path(&path, "offering")?;
     if !identity.owns_offering(uuid.as_str()) {
         return Err(ApiError::Forbidden(

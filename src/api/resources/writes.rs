@@ -9,10 +9,11 @@ use utoipa::ToSchema;
 
 use super::site_resource;
 use crate::api::AppState;
+use crate::api::responses::{WriteErrors, WriteHeaders};
 use crate::api::jobs::JobView;
 use crate::api::submit::{lookup_failed, refuse_unknown_components, submit};
 use crate::api::views::ReportSectionView;
-use crate::auth::{Scope, SiteIdentity};
+use crate::auth::scoped::{Authorized, ResourcesWrite};
 use crate::domain::BackendId;
 use crate::domain::operations::{
     Operation, ReportSection, ResourceBackendId, ResourceLimits, ResourceReport, ResourceState,
@@ -38,29 +39,23 @@ pub struct BackendIdRequest {
     context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
-    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`")),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`"), WriteHeaders),
     request_body = BackendIdRequest,
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
         (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope `resources:write`, or not the site's resource"),
-        (status = 404, body = Problem, content_type = "application/problem+json", description = "No resource with that backend id"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "Several resources have that backend id"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        WriteErrors<ResourcesWrite>,
     )
 )]
 #[post("/resources/{resource}/backend-id")]
 pub async fn set_backend_id(
-    identity: SiteIdentity,
+    identity: Authorized<ResourcesWrite>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Json<BackendIdRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::ResourcesWrite)?;
     let backend_id =
         BackendId::parse(&body.backend_id).map_err(|m| ApiError::field("backend_id", m))?;
     let resource = site_resource(&state, &identity, &path).await?;
@@ -90,28 +85,22 @@ pub struct StateRequest {
     context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
-    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`")),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`"), WriteHeaders),
     request_body = StateRequest,
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
         (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's resource"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json", description = "Unknown state, or a message with `ok`"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        WriteErrors<ResourcesWrite>,
     )
 )]
 #[post("/resources/{resource}/state")]
 pub async fn set_state(
-    identity: SiteIdentity,
+    identity: Authorized<ResourcesWrite>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Json<StateRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::ResourcesWrite)?;
     let request = body.into_inner();
     let mut errors = Vec::new();
     if !matches!(request.state.as_str(), "ok" | "erred") {
@@ -154,28 +143,22 @@ pub struct ReportRequest {
     context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
-    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`")),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`"), WriteHeaders),
     request_body = ReportRequest,
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
         (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's resource"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        WriteErrors<ResourcesWrite>,
     )
 )]
 #[put("/resources/{resource}/report")]
 pub async fn submit_report(
-    identity: SiteIdentity,
+    identity: Authorized<ResourcesWrite>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Json<ReportRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::ResourcesWrite)?;
     let request = body.into_inner();
     let mut errors = Vec::new();
     if request.report.is_empty() {
@@ -233,28 +216,22 @@ pub struct LimitsRequest {
     context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
-    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`")),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`"), WriteHeaders),
     request_body = LimitsRequest,
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
         (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Missing scope, or not the site's resource"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json", description = "Bad values, or types that are not components of the offering (named)"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        WriteErrors<ResourcesWrite>,
     )
 )]
 #[put("/resources/{resource}/limits")]
 pub async fn set_limits(
-    identity: SiteIdentity,
+    identity: Authorized<ResourcesWrite>,
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Json<LimitsRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    identity.require(Scope::ResourcesWrite)?;
     let request = body.into_inner();
     let mut errors = Vec::new();
     if request.limits.is_empty() || request.limits.len() > 100 {

@@ -1,0 +1,272 @@
+//! The error answers of the OpenAPI document, as shared sets rather than a list per route.
+//!
+//! Each set is a type a handler's `responses(...)` names ([`WriteErrors`], [`ReadErrors`],
+//! [`JobErrors`]). Every error status a route of that kind can answer is in its set, and every
+//! example is the problem document the gateway really sends for that case: it is built from the
+//! same [`ApiError`] the handlers return, so an example cannot drift from the server.
+
+use std::collections::BTreeMap;
+
+use actix_web::ResponseError;
+use actix_web::http::StatusCode;
+use utoipa::IntoResponses;
+use utoipa::openapi::example::ExampleBuilder;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+
+use crate::auth::{Scope, TokenRejection};
+use crate::error::{ApiError, FieldError, PROBLEM_JSON};
+
+/// One status: what it means, and the problems the gateway answers with it (each an example).
+struct Status {
+    description: &'static str,
+    examples: Vec<ApiError>,
+}
+
+fn build(statuses: Vec<Status>) -> BTreeMap<String, RefOr<Response>> {
+    statuses
+        .into_iter()
+        .map(|s| {
+            let status = s
+                .examples
+                .first()
+                .map(|e| e.status_code())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem")));
+            content = if let [one] = s.examples.as_slice() {
+                content.example(serde_json::to_value(one.problem()).ok())
+            } else {
+                content.examples_from_iter(s.examples.iter().map(|e| {
+                    (
+                        e.code(),
+                        ExampleBuilder::new()
+                            .value(serde_json::to_value(e.problem()).ok())
+                            .build(),
+                    )
+                }))
+            };
+            let response = ResponseBuilder::new()
+                .description(s.description)
+                .content(PROBLEM_JSON, content.build())
+                .build();
+            (status.as_str().to_string(), RefOr::T(response))
+        })
+        .collect()
+}
+
+fn unauthorized() -> Status {
+    Status {
+        description: "No token, or the token was refused (`detail` names the rule)",
+        examples: vec![
+            ApiError::MissingToken,
+            ApiError::InvalidToken(TokenRejection::Expired),
+        ],
+    }
+}
+
+fn forbidden(scope: Option<Scope>) -> Status {
+    let mut examples = Vec::new();
+    if let Some(scope) = scope {
+        examples.push(ApiError::MissingScope(scope));
+    }
+    examples.push(ApiError::Forbidden(
+        "the resource is not in one of this site's offerings, or does not exist".into(),
+    ));
+    Status {
+        description: "The token lacks the operation's scope, or the object is not in the \
+                      site's offerings (the same answer whether or not it exists)",
+        examples,
+    }
+}
+
+fn upstream_read() -> Vec<Status> {
+    vec![
+        Status {
+            description: "Puhuri refused the read",
+            examples: vec![ApiError::Upstream {
+                status: StatusCode::BAD_GATEWAY,
+                detail: "Puhuri refused the read (500)".into(),
+            }],
+        },
+        Status {
+            description: "Puhuri cannot be reached or is failing; retry after `Retry-After`",
+            examples: vec![ApiError::Unavailable {
+                detail: "Puhuri cannot be reached or is failing; retry later".into(),
+                retry_after: 5,
+            }],
+        },
+        Status {
+            description: "Puhuri did not answer in time",
+            examples: vec![ApiError::Upstream {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                detail: "Puhuri did not answer in time; retry later".into(),
+            }],
+        },
+    ]
+}
+
+/// The errors of a queued write (a body-taking `POST`/`PUT`): token, scope, body, fields, and a
+/// store or Puhuri lookup that cannot answer. Nothing is stored when any of these is answered.
+pub struct WriteErrors<S: crate::auth::scoped::RequiredScope>(std::marker::PhantomData<S>);
+
+impl<S: crate::auth::scoped::RequiredScope> IntoResponses for WriteErrors<S> {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        build(vec![
+            Status {
+                description: "The body is not JSON, not the documented shape (an object where \
+                              an object is documented), or has a field the operation does not \
+                              take (named)",
+                examples: vec![ApiError::InvalidJson(
+                    "the body does not match this operation: unknown field `usage`, expected \
+                     one of `resource_uuid`, `resource_backend_id`, `month`, `usages`, \
+                     `description` at line 1 column 8"
+                        .into(),
+                )],
+            },
+            unauthorized(),
+            forbidden(Some(S::SCOPE)),
+            Status {
+                description: "The object is not named correctly in the path, or no resource of \
+                              the site's offerings has that backend id",
+                examples: vec![ApiError::NotFound(
+                    "no resource of this site's offerings has backend_id `project_465000999`"
+                        .into(),
+                )],
+            },
+            Status {
+                description: "The body is larger than `limits.max_body_bytes`",
+                examples: vec![ApiError::PayloadTooLarge { limit: 1_048_576 }],
+            },
+            Status {
+                description: "The body is not `application/json`, or has a `Content-Encoding` \
+                              other than `gzip` or `identity`",
+                examples: vec![ApiError::UnsupportedMediaType(
+                    "send the body with `Content-Type: application/json`".into(),
+                )],
+            },
+            Status {
+                description: "Fields are not valid (each named in `errors`), or the \
+                              `Idempotency-Key` was used before with another request",
+                examples: vec![
+                    ApiError::validation(vec![FieldError::new(
+                        "usages.cpu_k_hours",
+                        "must not be negative",
+                    )]),
+                    ApiError::IdempotencyConflict,
+                ],
+            },
+            Status {
+                description: "Puhuri refused a lookup the request needs before it is stored",
+                examples: vec![ApiError::Upstream {
+                    status: StatusCode::BAD_GATEWAY,
+                    detail: "Puhuri refused the lookup (500)".into(),
+                }],
+            },
+            Status {
+                description: "Nothing was stored: the job store or Puhuri (for a check) cannot \
+                              answer now; retry after `Retry-After` (with the same \
+                              `Idempotency-Key`)",
+                examples: vec![ApiError::Unavailable {
+                    detail: "Puhuri cannot be reached to check this request, and the gateway \
+                             has no cached answer; nothing was stored, retry later"
+                        .into(),
+                    retry_after: 10,
+                }],
+            },
+        ])
+    }
+}
+
+/// The errors of a forwarded read: token, scope, query, the object, and Puhuri.
+pub struct ReadErrors;
+
+impl IntoResponses for ReadErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut statuses = vec![
+            Status {
+                description: "A query parameter is unknown or not valid",
+                examples: vec![ApiError::InvalidQuery(
+                    "`page_size` must be a number from 1 to 100".into(),
+                )],
+            },
+            unauthorized(),
+            forbidden(Some(Scope::Read)),
+            Status {
+                description: "The object is not named correctly in the path, or a page after \
+                              the last",
+                examples: vec![ApiError::NotFound("page 7 is after the last page".into())],
+            },
+        ];
+        statuses.extend(upstream_read());
+        build(statuses)
+    }
+}
+
+/// The errors of the job endpoints, which read the gateway's own store.
+pub struct JobErrors;
+
+impl IntoResponses for JobErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        build(vec![
+            Status {
+                description: "A query parameter is unknown or not valid",
+                examples: vec![ApiError::InvalidQuery(
+                    "`limit` must be a number from 1 to 500".into(),
+                )],
+            },
+            unauthorized(),
+            Status {
+                description: "No such job, or not the site's",
+                examples: vec![ApiError::NotFound("no such job".into())],
+            },
+            Status {
+                description: "The job store cannot answer now; retry after `Retry-After`",
+                examples: vec![ApiError::Unavailable {
+                    detail: "the job store cannot be reached; retry later".into(),
+                    retry_after: 1,
+                }],
+            },
+        ])
+    }
+}
+
+/// The request headers every queued write honours: `Idempotency-Key` and `Prefer`.
+pub struct WriteHeaders;
+
+impl utoipa::IntoParams for WriteHeaders {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{Required, Schema};
+        let header = |name: &str, description: &str, schema: ObjectBuilder| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(Schema::Object(schema.build())))
+                .build()
+        };
+        vec![
+            header(
+                "Idempotency-Key",
+                "Makes a retry of this call safe: the same key and request from the same site \
+                 return the same job (200); the same key with another request is a 422. 1-255 \
+                 visible ASCII characters.",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(255))
+                    .pattern(Some("^[!-~]+$")),
+            ),
+            header(
+                "Prefer",
+                "`wait=N`: wait up to N seconds (at most `limits.max_wait`) for the job to \
+                 finish; the answer is then 200 with its final state, or 202 if it has not \
+                 finished (RFC 7240; `Preference-Applied` says the wait used).",
+                ObjectBuilder::new().schema_type(Type::String),
+            ),
+        ]
+    }
+}
