@@ -127,6 +127,10 @@ impl Application {
             workers_running,
             sandbox: sandbox.is_some(),
             service_provider_uuid,
+            username_rule: crate::domain::UsernameRule::new(
+                config.limits.username_pattern.as_deref(),
+            )
+            .map_err(|m| anyhow::anyhow!("limits.username_pattern {m}"))?,
         });
         let max_body = config.limits.max_body_bytes;
         let sandboxed = sandbox.is_some();

@@ -47,6 +47,8 @@ pub struct AppState {
     /// (`upstream.service_provider_uuid`), or the simulator's in sandbox mode. `None`: looked up
     /// through an offering's organisation.
     pub service_provider_uuid: Option<String>,
+    /// What a username must look like (`limits.username_pattern`, or the default rule).
+    pub username_rule: crate::domain::UsernameRule,
 }
 
 impl AppState {

@@ -12,9 +12,9 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::responses::{ReadErrors, WriteErrors, WriteHeaders};
 use super::jobs::JobView;
 use super::reads::{QueryParams, list_response, site_order, upstream_page_failed, uuid_in_path};
+use super::responses::{ReadErrors, WriteErrors, WriteHeaders};
 use super::submit::submit;
 use super::views::OrderView;
 use crate::auth::SiteIdentity;

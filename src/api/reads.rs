@@ -12,7 +12,8 @@
 //!
 //! **Pagination.** `page` (from 1) and `page_size` (1–100, default 10). Lists are bare JSON
 //! arrays with `X-Result-Count` and `Link` (`first`, `prev`, `next`, `last`, each omitted where it
-//! does not apply) in the gateway's own URLs. A page after the last is a 404.
+//! does not apply) in the gateway's own URLs: under `public_url` when it is configured, otherwise
+//! under the `Host` the client connected to; `Forwarded` and `X-Forwarded-*` are never read. A page after the last is a 404.
 //!
 //! **Shapes.** Waldur's objects are mapped to smaller gateway objects ([`super::views`]).
 //!
@@ -267,15 +268,29 @@ pub fn list_response<T: Serialize>(
     response.json(items)
 }
 
-/// `scheme://host` of the gateway as its clients reach it (`public_url` when configured).
+/// `scheme://host` of the gateway as its clients reach it: `public_url` when configured.
+/// Otherwise the `Host` the client connected to, when it is a plain host name or address with
+/// an optional port (else the listener's own address), over `http` (the gateway does not
+/// terminate TLS itself). `Forwarded` and `X-Forwarded-*` are never read: behind a proxy, set
+/// `public_url`.
 fn origin(state: &AppState, req: &HttpRequest) -> String {
-    match &state.config.public_url {
-        Some(url) => url.trim_end_matches('/').to_string(),
-        None => {
-            let info = req.connection_info();
-            format!("{}://{}", info.scheme(), info.host())
-        }
+    if let Some(url) = &state.config.public_url {
+        return url.trim_end_matches('/').to_string();
     }
+    let plain = |h: &&str| {
+        !h.is_empty()
+            && h.len() <= 255
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    };
+    let host = req
+        .headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(plain)
+        .map(str::to_string)
+        .unwrap_or_else(|| req.app_config().local_addr().to_string());
+    format!("http://{host}")
 }
 
 /// The uuids of projects with a live resource in the site's offerings.

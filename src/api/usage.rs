@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::responses::{WriteErrors, WriteHeaders};
 use super::jobs::JobView;
+use super::responses::{WriteErrors, WriteHeaders};
 use super::submit::{
     ResourceRef, lookup_failed, refuse_unknown_components, resolve_resource, submit,
 };
@@ -45,7 +45,7 @@ pub struct UsageRequest {
     /// The month's total per component type, as a JSON number or a decimal string. Not negative;
     /// more than two decimals are rounded half-to-even.
     #[schema(value_type = Object, additional_properties = true)]
-    pub usages: BTreeMap<String, Value>,
+    pub usages: BTreeMap<String, Box<RawValue>>,
     /// A note stored with the usage in Puhuri (at most 1,000 characters).
     pub description: Option<String>,
 }
@@ -113,7 +113,10 @@ fn parse(request: &UsageRequest, at: &str) -> Result<ParsedUsage, Vec<FieldError
     let mut usages = BTreeMap::new();
     for (type_, value) in &request.usages {
         let path = field(&format!("usages.{type_}"));
-        match (ComponentType::parse(type_), Amount::from_json(value)) {
+        match (
+            ComponentType::parse(type_),
+            Amount::from_json_text(value.get()),
+        ) {
             (Ok(t), Ok(a)) => {
                 usages.insert(t, a);
             }

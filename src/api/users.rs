@@ -16,9 +16,13 @@
 //! visible to both sites (the user is shared; their other projects are not listed).
 //!
 //! **`PUT /v1/users/{uuid}/username`** is Waldur's `set_offerings_username`: it sets the username
-//! on *every* offering of the service provider where the user has a resource, which can include
-//! offerings of other sites sharing the provider. Grant `users:write` accordingly, or use
-//! `POST /v1/offering-users`, which touches one offering of the site only.
+//! on *every* offering of the service provider where the user has a resource. So it is allowed
+//! only to a site bound to every one of the provider's offerings; a site bound to fewer gets 403
+//! (it would rename the user on other sites' offerings) and uses `POST /v1/offering-users`, which
+//! touches one offering of the site only.
+//!
+//! **Usernames** follow [`crate::domain::username`]: by default the POSIX portable rule,
+//! otherwise `limits.username_pattern`.
 
 use std::collections::BTreeSet;
 
@@ -28,35 +32,22 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::responses::{ReadErrors, WriteErrors, WriteHeaders};
 use super::jobs::JobView;
 use super::reads::{
     LIVE_RESOURCE_STATES, MAX_UPSTREAM_PAGES, QueryParams, list_response, read_failed,
     service_provider_uuid, site_projects, uuid_in_path,
 };
+use super::responses::{ReadErrors, WriteErrors, WriteHeaders};
 use super::submit::{lookup_failed, submit};
 use super::views::{ProjectPermissionView, ProjectView, SshKeyView, UserView};
 use crate::auth::SiteIdentity;
 use crate::auth::scoped::{Authorized, Read, UsersWrite};
-use crate::domain::WaldurUuid;
 use crate::domain::operations::{OfferingUsername, Operation, UserUsername};
+use crate::domain::{Username, WaldurUuid};
 use crate::error::{ApiError, FieldError};
 
-pub const MAX_USERNAME: usize = 100;
-
-/// 1–100 characters, no whitespace or control characters.
-pub fn validate_username(username: &str) -> Result<(), &'static str> {
-    let n = username.chars().count();
-    if n == 0 || n > MAX_USERNAME {
-        return Err("must be 1 to 100 characters");
-    }
-    if username
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err("must not contain spaces or control characters");
-    }
-    Ok(())
+fn username(state: &AppState, name: &str) -> Result<Username, FieldError> {
+    Username::parse(name, &state.username_rule).map_err(|m| FieldError::new("username", m))
 }
 
 fn not_yours() -> ApiError {
@@ -128,7 +119,9 @@ pub struct OfferingUserRequest {
     pub offering_uuid: String,
     /// A user on the team of a resource of that offering.
     pub user_uuid: String,
-    /// 1–100 characters, no whitespace or control characters.
+    /// By default 1-32 of `A-Z a-z 0-9 . _ -`, not starting with `-` or `.`; the operator may
+    /// set another rule (`limits.username_pattern`).
+    #[schema(example = "bob_lumi")]
     pub username: String,
 }
 
@@ -162,10 +155,12 @@ pub async fn set_offering_username(
     let user = WaldurUuid::parse(&body.user_uuid)
         .map_err(|m| errors.push(FieldError::new("user_uuid", m)))
         .ok();
-    if let Err(m) = validate_username(&body.username) {
-        errors.push(FieldError::new("username", m));
-    }
-    let (Some(offering), Some(user), true) = (offering, user, errors.is_empty()) else {
+    let username = username(&state, &body.username)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let (Some(offering), Some(user), Some(username), true) =
+        (offering, user, username, errors.is_empty())
+    else {
         return Err(ApiError::validation(errors));
     };
     if !identity.owns_offering(offering.as_str()) {
@@ -177,7 +172,7 @@ pub async fn set_offering_username(
     let op = Operation::OfferingUsername(OfferingUsername {
         offering_uuid: offering.to_string(),
         user_uuid: user.to_string(),
-        username: body.username.clone(),
+        username: username.to_string(),
     });
     submit(&state, &identity, &req, op).await
 }
@@ -185,15 +180,19 @@ pub async fn set_offering_username(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsernameRequest {
-    /// 1–100 characters, no whitespace or control characters.
+    /// By default 1-32 of `A-Z a-z 0-9 . _ -`, not starting with `-` or `.`; the operator may
+    /// set another rule (`limits.username_pattern`).
+    #[schema(example = "bob_lumi")]
     pub username: String,
 }
 
 /// Set a user's username on every offering of the service provider where they have a resource
 /// (`set_offerings_username`).
 ///
-/// The user must be on the team of a resource of one of the site's offerings. Note that Waldur
-/// applies the name to all the provider's offerings, not only the site's.
+/// Only for a site bound to every offering of its service provider (Waldur applies the name to
+/// all of them); any other site gets 403 and sets usernames per offering with
+/// `POST /v1/offering-users`. The user must be on the team of a resource of one of the site's
+/// offerings.
 #[utoipa::path(
     context_path = "/v1",
     tag = "users",
@@ -215,16 +214,59 @@ pub async fn set_username(
     body: web::Json<UsernameRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let user = uuid_in_path(&path, "user")?;
-    validate_username(&body.username).map_err(|m| ApiError::field("username", m))?;
+    let username = username(&state, &body.username).map_err(|e| ApiError::validation(vec![e]))?;
+    check_bound_to_every_offering(&state, &identity).await?;
     let offerings: Vec<String> = identity.site.offerings.iter().cloned().collect();
     check_user(&state, &identity, &user, &offerings).await?;
     let sp = service_provider_uuid(&state, &identity, true).await?;
     let op = Operation::UserUsername(UserUsername {
         service_provider_uuid: sp,
         user_uuid: user.to_string(),
-        username: body.username.clone(),
+        username: username.to_string(),
     });
     submit(&state, &identity, &req, op).await
+}
+
+/// 403 unless the site is bound to every offering of its service provider: Waldur's
+/// `set_offerings_username` renames the user on all of them, so a site bound to fewer would
+/// reach offerings of other sites. The provider's offerings are those of the customer that owns
+/// the site's offerings, as Puhuri's provider view lists them (every state, archived included).
+async fn check_bound_to_every_offering(
+    state: &AppState,
+    identity: &SiteIdentity,
+) -> Result<(), ApiError> {
+    let Some(first) = identity.site.offerings.iter().next() else {
+        return Err(ApiError::Forbidden("the site has no offerings".into()));
+    };
+    let customer = state
+        .directory
+        .offering(first)
+        .await
+        .map_err(lookup_failed)?
+        .customer_uuid
+        .clone();
+    let offerings = state
+        .directory
+        .client()
+        .get_all(
+            "marketplace-provider-offerings/",
+            &[("customer_uuid", customer), ("field", "uuid".into())],
+            MAX_UPSTREAM_PAGES,
+        )
+        .await
+        .map_err(lookup_failed)?;
+    let others = offerings
+        .iter()
+        .filter_map(|o| o["uuid"].as_str())
+        .filter(|o| !identity.owns_offering(o))
+        .count();
+    if others == 0 {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "this sets the username on every offering of the service provider, and {others} of              them are not this site's; set it per offering with POST /v1/offering-users"
+        )))
+    }
 }
 
 // --- reads -------------------------------------------------------------------------------------
@@ -447,21 +489,4 @@ pub async fn list_project_permissions(
         .collect();
     let (page, total) = paging.slice(roles)?;
     Ok(list_response(&state, &req, &paging, total, &page))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::validate_username;
-
-    #[test]
-    fn usernames_are_bounded_and_have_no_spaces() {
-        assert!(validate_username("alice_lumi").is_ok());
-        assert!(validate_username("a.b-c@d").is_ok());
-        assert!(validate_username(&"x".repeat(100)).is_ok());
-        assert!(validate_username(&"x".repeat(101)).is_err());
-        assert!(validate_username("").is_err());
-        assert!(validate_username("a b").is_err());
-        assert!(validate_username("a\tb").is_err());
-        assert!(validate_username("a\u{7}").is_err());
-    }
 }

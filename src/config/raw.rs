@@ -133,6 +133,10 @@ pub struct LimitsConfig {
     /// The longest `Prefer: wait=N` honoured.
     #[serde(with = "humantime_serde")]
     pub max_wait: Duration,
+    /// A regular expression every username a site sets must match (whole); unset: the POSIX
+    /// portable rule of [`crate::domain::username`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_pattern: Option<String>,
 }
 
 impl Default for RawConfig {
@@ -182,6 +186,7 @@ impl Default for RawConfig {
                 max_body_bytes: 1024 * 1024,
                 max_batch: 1000,
                 max_wait: Duration::from_secs(60),
+                username_pattern: None,
             },
             sites: Vec::new(),
         }

@@ -163,5 +163,8 @@ pub(super) fn check_durations(
     if limits.max_batch == 0 {
         return Err(key_error("limits.max_batch", "must be at least 1"));
     }
+    if let Err(m) = crate::domain::UsernameRule::new(limits.username_pattern.as_deref()) {
+        return Err(key_error("limits.username_pattern", m));
+    }
     Ok(())
 }

@@ -9,7 +9,9 @@ pub mod operations;
 pub mod retry;
 pub mod scope;
 pub mod usage;
+pub mod username;
 
 pub use ids::{BackendId, WaldurUuid};
 pub use scope::Scope;
 pub use usage::{Amount, ComponentType, Month};
+pub use username::{Username, UsernameRule};

@@ -1,15 +1,15 @@
 //! Usage values: billing months, amounts and component types.
 //!
-//! Amounts are decimals, never floats: a JSON number is read from its shortest round-trip text
-//! (so `0.1` is 0.1, not 0.1000000000000000055), a string is parsed as written. Waldur stores two decimal places;
+//! Amounts are decimals, never floats: a JSON number is read from the digits the client sent
+//! (the request's JSON text, so `99999999999999.99` stays exact at any length), a string is parsed
+//! as written; both take exactly one grammar ([`Amount::parse_text`]). Waldur stores two decimal places;
 //! more are rounded half-to-even (banker's rounding), the rule accountants expect and the one that
 //! does not bias totals upward.
 
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{Datelike, NaiveDate, Utc};
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 /// A calendar month, `YYYY-MM`.
@@ -23,7 +23,8 @@ impl Month {
     pub fn parse(s: &str) -> Result<Month, &'static str> {
         let bad = "must be a month as YYYY-MM";
         let (y, m) = s.split_once('-').ok_or(bad)?;
-        if y.len() != 4 || m.len() != 2 {
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(y, 4) || !digits(m, 2) {
             return Err(bad);
         }
         let year: i32 = y.parse().map_err(|_| bad)?;
@@ -64,23 +65,109 @@ impl fmt::Display for Month {
     }
 }
 
+const NOT_A_NUMBER: &str = "must be a number or a decimal string";
+const TOO_MANY_DIGITS: &str = "must have at most 18 digits before the decimal point";
+
 /// A usage amount: non-negative, at most two decimal places (rounded half-to-even), at most 18
-/// digits before the point (Waldur's column).
+/// digits before the point (Waldur's column); above that a 422.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Amount(Decimal);
 
 impl Amount {
     pub const MAX_INTEGER_DIGITS: u32 = 18;
 
+    /// An amount from its decimal text, exactly: `digits [. digits] [(e|E) [+|-] digits]`, an
+    /// optional leading `-` (refused as negative unless the value is zero), nothing else (no
+    /// spaces, `+`, `_`, thousands separators, `NaN` or `Infinity`). The digits are read as text,
+    /// never through a float, so any number of them is exact; more than two decimal places are
+    /// rounded half-to-even, and more than [`Self::MAX_INTEGER_DIGITS`] digits before the point
+    /// (after the exponent is applied) is refused.
     pub fn parse_text(text: &str) -> Result<Amount, &'static str> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err("must be a decimal number");
+        let bad = "must be a decimal number such as 12.5, 1520.25 or 1e3";
+        let (negative, unsigned) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+            Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
+            None => (unsigned, None),
+        };
+        let (int_part, frac_part) = match mantissa.split_once('.') {
+            Some((i, f)) => (i, f),
+            None => (mantissa, ""),
+        };
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if int_part.is_empty()
+            || !all_digits(int_part)
+            || !all_digits(frac_part)
+            || (mantissa.contains('.') && frac_part.is_empty())
+        {
+            return Err(bad);
         }
-        let value = Decimal::from_str(text)
-            .or_else(|_| Decimal::from_scientific(text))
-            .map_err(|_| "must be a decimal number")?;
-        Amount::from_decimal(value)
+        // The exponent moves the decimal point; past a few thousand places the value is zero
+        // (after rounding) or far over the maximum, so it is clamped rather than parsed whole.
+        let shift: i64 = match exponent {
+            None => 0,
+            Some(e) => {
+                let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+                if digits.is_empty() || !all_digits(digits) {
+                    return Err(bad);
+                }
+                let magnitude: i64 = digits
+                    .trim_start_matches('0')
+                    .get(..6)
+                    .map_or_else(|| digits.parse().unwrap_or(0), |_| 100_000);
+                if e.starts_with('-') {
+                    -magnitude
+                } else {
+                    magnitude
+                }
+            }
+        };
+        // All digits, and where the point falls among them.
+        let digits: Vec<u8> = int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .map(|b| b - b'0')
+            .collect();
+        let point = int_part.len() as i64 + shift;
+        let first_nonzero = digits.iter().position(|&d| d != 0);
+        let Some(first_nonzero) = first_nonzero else {
+            return Ok(Amount(Decimal::new(0, 2)));
+        };
+        if negative {
+            return Err("must not be negative");
+        }
+        if point - first_nonzero as i64 > i64::from(Self::MAX_INTEGER_DIGITS) {
+            return Err(TOO_MANY_DIGITS);
+        }
+        // The value in hundredths, rounded half-to-even on the digits after the second place.
+        let digit_at = |i: i64| -> u8 {
+            if i < 0 || i >= digits.len() as i64 {
+                0
+            } else {
+                digits[i as usize]
+            }
+        };
+        let mut hundredths: i128 = 0;
+        for i in (point - i64::from(Self::MAX_INTEGER_DIGITS))..(point + 2) {
+            hundredths = hundredths * 10 + i128::from(digit_at(i));
+        }
+        let next = digit_at(point + 2);
+        let rest_nonzero = digits
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(point + 3).unwrap_or(0))
+            .any(|(_, &d)| d != 0);
+        let round_up = next > 5 || (next == 5 && (rest_nonzero || hundredths % 2 == 1));
+        if round_up {
+            hundredths += 1;
+        }
+        let value = Decimal::from_i128_with_scale(hundredths, 2);
+        if value.trunc() >= Decimal::from(10u64.pow(Self::MAX_INTEGER_DIGITS)) {
+            return Err(TOO_MANY_DIGITS);
+        }
+        Ok(Amount(value))
     }
 
     /// A JSON number or a string holding a decimal.
@@ -92,15 +179,17 @@ impl Amount {
         }
     }
 
-    fn from_decimal(value: Decimal) -> Result<Amount, &'static str> {
-        if value.is_sign_negative() && !value.is_zero() {
-            return Err("must not be negative");
+    /// An amount from the JSON text of a value as the client sent it: a number is read from its
+    /// digits (exact for any number of them), a string from its contents.
+    pub fn from_json_text(raw: &str) -> Result<Amount, &'static str> {
+        match raw.as_bytes().first() {
+            Some(b'"') => {
+                let text: String = serde_json::from_str(raw).map_err(|_| NOT_A_NUMBER)?;
+                Amount::parse_text(&text)
+            }
+            Some(b'-' | b'0'..=b'9') => Amount::parse_text(raw),
+            _ => Err(NOT_A_NUMBER),
         }
-        let rounded = value.round_dp_with_strategy(2, RoundingStrategy::MidpointNearestEven);
-        if rounded.trunc() >= Decimal::from(10u64.pow(Self::MAX_INTEGER_DIGITS)) {
-            return Err("must have at most 18 digits before the decimal point");
-        }
-        Ok(Amount(rounded.abs()))
     }
 
     /// Waldur's form: a string with exactly two decimal places.
@@ -157,7 +246,20 @@ mod tests {
             "2026-12-15T12:00:00Z"
         );
         for bad in [
-            "2026-13", "2026-00", "26-05", "2026-5", "2026/05", "", "abcd-ef",
+            "2026-13",
+            "2026-00",
+            "26-05",
+            "2026-5",
+            "2026/05",
+            "",
+            "abcd-ef",
+            "2026-+5",
+            "+026-05",
+            "2026-05 ",
+            " 2026-05",
+            "2026-05-01",
+            "2_26-05",
+            "２０２６-05",
         ] {
             assert!(Month::parse(bad).is_err(), "{bad}");
         }
@@ -183,6 +285,70 @@ mod tests {
         assert!(a(json!("abc")).is_err());
         assert!(a(json!(true)).is_err());
         assert!(a(json!(null)).is_err());
+    }
+
+    /// The JSON text as sent: a number is never read through a float.
+    #[test]
+    fn amounts_are_exact_from_the_json_text_for_any_number_of_digits() {
+        let t = |raw: &str| Amount::from_json_text(raw).map(|a| a.to_waldur());
+        assert_eq!(t("99999999999999.99").unwrap(), "99999999999999.99");
+        assert_eq!(t("999999999999999999.99").unwrap(), "999999999999999999.99");
+        assert_eq!(
+            t("\"999999999999999999.99\"").unwrap(),
+            "999999999999999999.99"
+        );
+        assert_eq!(t("0.1").unwrap(), "0.10");
+        assert_eq!(t("12.345").unwrap(), "12.34");
+        assert_eq!(t("12.355").unwrap(), "12.36");
+        assert_eq!(
+            t("12.3450000000000000000000000000000000001").unwrap(),
+            "12.35"
+        );
+        assert_eq!(
+            t("0.00000000000000000000000000000000000001").unwrap(),
+            "0.00"
+        );
+        assert_eq!(t("1520.25e0").unwrap(), "1520.25");
+        assert_eq!(t("1e3").unwrap(), "1000.00");
+        assert_eq!(t("1E+3").unwrap(), "1000.00");
+        assert_eq!(t("125e-3").unwrap(), "0.12");
+        assert_eq!(t("1e17").unwrap(), "100000000000000000.00");
+        assert_eq!(t("0e999999999999").unwrap(), "0.00");
+        assert_eq!(t("1e-999999999999").unwrap(), "0.00");
+        assert_eq!(t("-0").unwrap(), "0.00");
+        assert_eq!(t("999999999999999999.995").unwrap_err(), TOO_MANY_DIGITS);
+        for too_big in [
+            "1e18",
+            "1000000000000000000",
+            "1e999999999999",
+            "12345678901234567890.5",
+        ] {
+            assert_eq!(t(too_big).unwrap_err(), TOO_MANY_DIGITS, "{too_big}");
+        }
+        for bad in [
+            "\"1_000\"",
+            "\"1,000\"",
+            "\" 12\"",
+            "\"12 \"",
+            "\"+12\"",
+            "\".5\"",
+            "\"5.\"",
+            "\"0x10\"",
+            "\"NaN\"",
+            "\"Infinity\"",
+            "\"1e\"",
+            "\"1e+\"",
+            "\"١٢\"",
+            "\"\"",
+            "true",
+            "null",
+            "[1]",
+            "{}",
+        ] {
+            assert!(t(bad).is_err(), "{bad}");
+        }
+        assert_eq!(t("-1").unwrap_err(), "must not be negative");
+        assert_eq!(t("\"-0.01\"").unwrap_err(), "must not be negative");
     }
 
     #[test]

@@ -11,10 +11,10 @@ use utoipa::ToSchema;
 
 use super::{RESOURCE_STATES, site_resource};
 use crate::api::AppState;
-use crate::api::responses::ReadErrors;
 use crate::api::reads::{
     QueryParams, list_response, read_failed, upstream_page_failed, uuid_in_path,
 };
+use crate::api::responses::ReadErrors;
 use crate::api::views::{ResourceView, TeamMemberView, text};
 use crate::auth::scoped::{Authorized, Read};
 use crate::domain::{Month, WaldurUuid};

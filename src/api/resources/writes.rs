@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 
 use super::site_resource;
 use crate::api::AppState;
-use crate::api::responses::{WriteErrors, WriteHeaders};
 use crate::api::jobs::JobView;
+use crate::api::responses::{WriteErrors, WriteHeaders};
 use crate::api::submit::{lookup_failed, refuse_unknown_components, submit};
 use crate::api::views::ReportSectionView;
 use crate::auth::scoped::{Authorized, ResourcesWrite};
