@@ -88,6 +88,17 @@ scopes = ["read", "usage:write", "orders:write", "resources:write", "users:write
 kid = "beta-ed"
 algorithm = "EdDSA"
 public_key_file = "{other}"
+
+# Bound to every offering of the demo provider (both alpha's and beta's).
+[[sites]]
+id = "provider"
+offerings = ["{ALPHA_OFFERING}", "{BETA_OFFERING}"]
+scopes = ["read", "users:write"]
+
+[[sites.keys]]
+kid = "provider-ed"
+algorithm = "EdDSA"
+public_key_file = "{other}"
 "#,
         data = data_dir.display(),
         ed = fixture("ed25519.pub").display(),
@@ -325,6 +336,16 @@ pub fn alpha_token() -> String {
 }
 
 /// A valid token for site beta (scope `read` only).
+/// The site bound to every offering of the demo provider.
+pub fn provider_token() -> String {
+    sign(
+        Algorithm::EdDSA,
+        "provider-ed",
+        "other-ed25519.key",
+        &claims("provider"),
+    )
+}
+
 pub fn beta_token() -> String {
     sign(
         Algorithm::EdDSA,

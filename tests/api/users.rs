@@ -218,6 +218,71 @@ async fn users_and_offerings_of_others_are_refused() {
     assert!(app.sim_calls("marketplace-offering-users").await.is_empty());
 }
 
+/// Waldur's set_offerings_username renames the user on every offering of the provider: a site
+/// bound to only some of them is refused, and nothing reaches Puhuri.
+#[tokio::test]
+async fn a_provider_wide_username_needs_every_offering_of_the_provider() {
+    let app = spawn_manual_app().await;
+    for token in [alpha_token(), beta_token()] {
+        let response = put_json(
+            &app,
+            &format!("/v1/users/{}/username", demo::USER_CAROL_UUID),
+            &token,
+            &json!({"username": "ccarlsson"}),
+        )
+        .await;
+        let body = assert_problem(response, 403, "forbidden").await;
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("/v1/offering-users"),
+            "{body}"
+        );
+    }
+    assert!(app.sim_calls("set_offerings_username").await.is_empty());
+    let jobs = app.get_as("/v1/jobs", &alpha_token()).await;
+    let jobs: Value = jobs.json().await.unwrap();
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
+}
+
+/// Usernames follow the POSIX portable rule by default: path separators, shell metacharacters
+/// and bidirectional overrides are refused before anything is stored.
+#[tokio::test]
+async fn unsafe_usernames_are_refused_and_nothing_is_stored() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    for username in [
+        "../../etc/x;rm",
+        "admin\u{202E}nimda",
+        "-rf",
+        ".profile",
+        "bob lumi",
+        "böb",
+    ] {
+        let response = app
+            .post_json(
+                "/v1/offering-users",
+                &token,
+                &offering_user(demo::USER_BOB_UUID, username),
+            )
+            .await;
+        let body = assert_problem(response, 422, "validation_failed").await;
+        assert_eq!(body["errors"][0]["field"], "username", "{username:?}");
+        let response = put_json(
+            &app,
+            &format!("/v1/users/{}/username", demo::USER_CAROL_UUID),
+            &provider_token(),
+            &json!({"username": username}),
+        )
+        .await;
+        assert_problem(response, 422, "validation_failed").await;
+    }
+    let jobs: Value = app.get_as("/v1/jobs", &token).await.json().await.unwrap();
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
+    assert!(app.sim_calls("marketplace-offering-users").await.is_empty());
+}
+
 #[tokio::test]
 async fn a_users_username_is_set_across_the_providers_offerings() {
     let app = spawn_manual_app().await;
@@ -226,13 +291,13 @@ async fn a_users_username_is_set_across_the_providers_offerings() {
         put_json(
             &app,
             &format!("/v1/users/{}/username", demo::USER_CAROL_UUID),
-            &token,
+            &provider_token(),
             &json!({"username": "ccarlsson"}),
         )
         .await,
     )
     .await;
-    let done = delivered(&app, &token, &job).await;
+    let done = delivered(&app, &provider_token(), &job).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     let calls = app.sim_calls("set_offerings_username").await;
     assert_eq!(calls.len(), 1);
