@@ -153,6 +153,7 @@ pub struct ListJobsQuery {
     /// The `next_cursor` of the previous page.
     pub cursor: Option<Uuid>,
     /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 

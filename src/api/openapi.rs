@@ -49,7 +49,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::users::list_project_permissions,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &OptionalBodies),
     tags(
         (name = "site", description = "Who am I"),
         (name = "usage", description = "Usage reports, delivered as Waldur's set_usage"),
@@ -63,6 +63,26 @@ use utoipa_swagger_ui::SwaggerUi;
 pub struct ApiDoc;
 
 struct BearerAuth;
+
+/// Approve and reject take no body, or an object: their request body is not required (utoipa
+/// would say so only for an `Option`, which it documents as `null`, a body the server refuses).
+struct OptionalBodies;
+
+impl Modify for OptionalBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for path in ["/v1/orders/{uuid}/approve", "/v1/orders/{uuid}/reject"] {
+            if let Some(body) = openapi
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+                .and_then(|op| op.request_body.as_mut())
+            {
+                body.required = Some(utoipa::openapi::Required::False);
+            }
+        }
+    }
+}
 
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

@@ -63,12 +63,31 @@ pub struct ErredRequest {
     pub traceback: Option<String>,
 }
 
-/// An optional JSON body: absent or empty is the default.
+/// An optional JSON body: absent or empty is the default. A body that is there must be sent as
+/// `application/json` (415 otherwise: not `text/plain`, not form-encoded, not without a type)
+/// and be a JSON object (400 for an array or any other value).
 fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    req: &HttpRequest,
     body: &web::Bytes,
 ) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
+    }
+    let json = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the body with `Content-Type: application/json`, or send no body".into(),
+        ));
+    }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::InvalidJson(
+            "the body must be a JSON object (or absent)".into(),
+        ));
     }
     serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(super::describe_serde_error(&e)))
 }
@@ -95,7 +114,7 @@ async fn queue_transition(
     tag = "orders",
     security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The order's uuid"), WriteHeaders),
-    request_body(content = Option<ApproveRequest>, description = "Optional; may be empty"),
+    request_body(content = ApproveRequest, description = "Optional: no body (or an empty one) approves as is", content_type = "application/json", example = json!({})),
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
         (status = 200, body = JobView, description = "The job of an earlier call with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
@@ -110,7 +129,7 @@ pub async fn approve_order(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let request: ApproveRequest = optional_body(&body)?;
+    let request: ApproveRequest = optional_body(&req, &body)?;
     queue_transition(&state, &identity, &req, &path, |order_uuid| {
         Operation::OrderApprove(OrderApprove {
             order_uuid,
@@ -126,7 +145,7 @@ pub async fn approve_order(
     tag = "orders",
     security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The order's uuid"), WriteHeaders),
-    request_body(content = Option<RejectRequest>, description = "Optional; may be empty"),
+    request_body(content = RejectRequest, description = "Optional: no body (or an empty one) rejects without a comment", content_type = "application/json", example = json!({})),
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
         (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
@@ -141,7 +160,7 @@ pub async fn reject_order(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let request: RejectRequest = optional_body(&body)?;
+    let request: RejectRequest = optional_body(&req, &body)?;
     if let Some(c) = &request.comment
         && c.chars().count() > MAX_COMMENT
     {

@@ -30,8 +30,7 @@ pub const MAX_DESCRIPTION: usize = 1000;
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
-    "resource_backend_id": "project_465000123",
-    "month": "2026-11",
+    "resource_backend_id": "project_465000001",
     "usages": {"cpu_k_hours": "1520.25", "gpu_k_hours": 12.5, "gb_k_hours": "300"},
     "description": "LUMI accounting, 2026-11-23"
 }))]

@@ -122,3 +122,53 @@ async fn links_never_take_their_host_from_forwarding_headers() {
         "{link}"
     );
 }
+
+/// Approve and reject take no body, or a JSON object sent as `application/json`: nothing else.
+#[tokio::test]
+async fn approve_and_reject_take_no_body_or_a_json_object() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let approve = format!("/v1/orders/{}/approve", demo::ORDER_PENDING_UUID);
+    let reject = format!("/v1/orders/{}/reject", demo::ORDER_PENDING_UUID);
+    let send = |path: String, content_type: Option<&'static str>, body: &'static str| {
+        let mut request = app.client.post(app.url(&path)).bearer_auth(&token);
+        if let Some(t) = content_type {
+            request = request.header("Content-Type", t);
+        }
+        request.body(body).send()
+    };
+    let cases: [(Option<&'static str>, &'static str, u16, &str); 6] = [
+        (
+            Some("text/plain"),
+            r#"{"comment": "no"}"#,
+            415,
+            "unsupported_media_type",
+        ),
+        (None, r#"{"comment": "no"}"#, 415, "unsupported_media_type"),
+        (
+            Some("application/x-www-form-urlencoded"),
+            "comment=no",
+            415,
+            "unsupported_media_type",
+        ),
+        (Some("application/json"), "[]", 400, "invalid_json"),
+        (Some("application/json"), "null", 400, "invalid_json"),
+        (
+            Some("application/json"),
+            r#"{"comment": "no", "extra": 1}"#,
+            400,
+            "invalid_json",
+        ),
+    ];
+    for (content_type, body, status, code) in cases {
+        for path in [&approve, &reject] {
+            let response = send(path.clone(), content_type, body).await.unwrap();
+            assert_problem(response, status, code).await;
+        }
+    }
+    let jobs: Value = app.get_as("/v1/jobs", &token).await.json().await.unwrap();
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
+    // No body at all, as a generated client sends it.
+    let response = send(approve.clone(), None, "").await.unwrap();
+    assert_eq!(response.status(), 202);
+}
