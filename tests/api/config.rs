@@ -20,7 +20,7 @@ fn with_top_level(line: &str) -> String {
 fn the_base_test_configuration_is_valid() {
     let dir = tempfile::tempdir().unwrap();
     let config = load_config(&base_config_toml(dir.path()), dir.path()).unwrap();
-    assert_eq!(config.sites.len(), 2);
+    assert_eq!(config.sites.len(), 3);
     assert!(config.is_sandbox());
 }
 
