@@ -137,8 +137,7 @@ impl<S: crate::auth::scoped::RequiredScope> IntoResponses for WriteErrors<S> {
                 examples: vec![ApiError::PayloadTooLarge { limit: 1_048_576 }],
             },
             Status {
-                description: "The body is not `application/json`, or has a `Content-Encoding` \
-                              other than `gzip` or `identity`",
+                description: "The body is not `application/json`",
                 examples: vec![ApiError::UnsupportedMediaType(
                     "send the body with `Content-Type: application/json`".into(),
                 )],
