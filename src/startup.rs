@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use crate::api::{self, AppState, middleware::request_context};
 use crate::auth::SiteRegistry;
 use crate::config::{Config, Upstream};
+use crate::domain::Clock;
 use crate::domain::retry::RetryPolicy;
 use crate::queue::{DeliveryLimits, JobStore};
 use crate::sandbox::Sandbox;
@@ -47,9 +48,20 @@ impl Application {
     }
 
     pub async fn build_with(
+        config: Config,
+        listener: TcpListener,
+        workers: Workers,
+    ) -> anyhow::Result<Application> {
+        Application::build_with_clock(config, listener, workers, Clock::system()).await
+    }
+
+    /// [`Application::build_with`] with the clock the API derives values from (a report's
+    /// default month): tests put it across a month boundary.
+    pub async fn build_with_clock(
         mut config: Config,
         listener: TcpListener,
         workers: Workers,
+        clock: Clock,
     ) -> anyhow::Result<Application> {
         crate::api::metrics::install();
         let store = crate::queue::open_store(&config.store, None).await?;
@@ -131,6 +143,7 @@ impl Application {
                 config.limits.username_pattern.as_deref(),
             )
             .map_err(|m| anyhow::anyhow!("limits.username_pattern {m}"))?,
+            clock,
         });
         let max_body = config.limits.max_body_bytes;
         let sandboxed = sandbox.is_some();

@@ -49,6 +49,9 @@ pub struct AppState {
     pub service_provider_uuid: Option<String>,
     /// What a username must look like (`limits.username_pattern`, or the default rule).
     pub username_rule: crate::domain::UsernameRule,
+    /// "Now" for values the API derives at arrival (a report's default month): the system
+    /// clock, or a test's.
+    pub clock: crate::domain::Clock,
 }
 
 impl AppState {

@@ -92,17 +92,19 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(
     serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(super::describe_serde_error(&e)))
 }
 
-/// Checks scope and ownership, then queues `op`.
+/// Checks scope and ownership, then queues `op`. `sent` is the body as sent, in canonical form
+/// (see [`submit`]).
 async fn queue_transition(
     state: &AppState,
     identity: &SiteIdentity,
     req: &HttpRequest,
     uuid: &str,
+    sent: Value,
     make: impl FnOnce(String) -> Operation,
 ) -> Result<HttpResponse, ApiError> {
     let uuid = uuid_in_path(uuid, "order")?;
     site_order(state, identity, &uuid, true).await?;
-    submit(state, identity, req, make(uuid.to_string())).await
+    submit(state, identity, req, make(uuid.to_string()), sent).await
 }
 
 /// Approve an order waiting for the provider (`approve_by_provider`).
@@ -130,7 +132,8 @@ pub async fn approve_order(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let request: ApproveRequest = optional_body(&req, &body)?;
-    queue_transition(&state, &identity, &req, &path, |order_uuid| {
+    let sent = serde_json::json!({ "attributes": request.attributes });
+    queue_transition(&state, &identity, &req, &path, sent, |order_uuid| {
         Operation::OrderApprove(OrderApprove {
             order_uuid,
             attributes: request.attributes,
@@ -169,7 +172,8 @@ pub async fn reject_order(
             "must be at most 2000 characters",
         ));
     }
-    queue_transition(&state, &identity, &req, &path, |order_uuid| {
+    let sent = serde_json::json!({ "comment": request.comment });
+    queue_transition(&state, &identity, &req, &path, sent, |order_uuid| {
         Operation::OrderReject(OrderReject {
             order_uuid,
             comment: request.comment,
@@ -197,7 +201,7 @@ pub async fn order_done(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    queue_transition(&state, &identity, &req, &path, |order_uuid| {
+    queue_transition(&state, &identity, &req, &path, Value::Null, |order_uuid| {
         Operation::OrderDone(OrderDone { order_uuid })
     })
     .await
@@ -243,7 +247,8 @@ pub async fn order_erred(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    queue_transition(&state, &identity, &req, &path, |order_uuid| {
+    let sent = serde_json::json!({ "message": request.message, "traceback": request.traceback });
+    queue_transition(&state, &identity, &req, &path, sent, |order_uuid| {
         Operation::OrderErred(OrderErred {
             order_uuid,
             message: request.message,

@@ -132,22 +132,30 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
     Ok(Some(key.to_string()))
 }
 
-/// A fingerprint of what the job will do: two requests that queue the same operation with the
-/// same payload are "the same request", however their JSON was spelled.
-fn fingerprint(op: &Operation) -> String {
+/// A fingerprint of the request as the site sent it: the operation, the path it was sent to and
+/// `sent`, the handler's canonical form of the body (see [`submit`]). Two requests that differ
+/// only in key order, spacing or the spelling of an equal amount (`5`, `"5.00"`) are the same
+/// request; a value the gateway derives at arrival (the default month, the uuid it found for a
+/// backend id, the service provider) is never part of it, so a byte-for-byte retry is the same
+/// request whenever it arrives.
+fn fingerprint(op: &Operation, path: &str, sent: &serde_json::Value) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(op.name().as_bytes());
-    hasher.update([0]);
-    hasher.update(op.payload().to_string().as_bytes());
+    for part in [op.name(), path, &sent.to_string()] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
     format!("{:x}", hasher.finalize())
 }
 
-/// Stores the job. Returns the record and whether it is new.
+/// Stores the job. Returns the record and whether it is new. `path` and `sent` are the request
+/// as the site sent it (see [`submit`]); an `Idempotency-Key` is bound to them.
 pub async fn enqueue(
     state: &AppState,
     identity: &SiteIdentity,
     op: &Operation,
     idempotency_key: Option<String>,
+    path: &str,
+    sent: &serde_json::Value,
 ) -> Result<(JobRecord, bool), ApiError> {
     let job = NewJob {
         site: identity.id().to_string(),
@@ -157,7 +165,7 @@ pub async fn enqueue(
         payload: op.payload(),
         idempotency: idempotency_key.map(|key| Idempotency {
             key,
-            fingerprint: fingerprint(op),
+            fingerprint: fingerprint(op, path, sent),
         }),
     };
     let outcome = state.store.enqueue(job).await?;
@@ -173,14 +181,21 @@ pub async fn enqueue(
 }
 
 /// The whole write: store, optionally wait, answer.
+///
+/// `sent` is the request's body as the site sent it, in canonical form: the parsed, validated
+/// fields (amounts as decimals, optional fields as given or `null`), never a value derived at
+/// arrival. With the request's path it is what an `Idempotency-Key` is bound to: a report without
+/// `month` is bound to the month of its first arrival once, and its retry finds that job even
+/// after the month has turned.
 pub async fn submit(
     state: &AppState,
     identity: &SiteIdentity,
     req: &HttpRequest,
     op: Operation,
+    sent: serde_json::Value,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(req.headers())?;
-    let (job, created) = enqueue(state, identity, &op, key).await?;
+    let (job, created) = enqueue(state, identity, &op, key, req.path(), &sent).await?;
     let wait = prefer_wait(req.headers()).map(|w| w.min(state.config.limits.max_wait));
     let job = match wait {
         Some(wait) if !job.state.is_terminal() => wait_for_outcome(state, job, wait).await?,

@@ -57,8 +57,36 @@ struct ParsedUsage {
     description: Option<String>,
 }
 
-/// Checks every field and reports every problem at once, each with its path.
-fn parse(request: &UsageRequest, at: &str) -> Result<ParsedUsage, Vec<FieldError>> {
+impl ParsedUsage {
+    /// The report as the site sent it, in canonical form (what an `Idempotency-Key` is bound
+    /// to): the resource as named, `month` as sent (`null` when absent, never the month it was
+    /// bound to at arrival), the amounts as decimals, the description.
+    fn sent(&self, request: &UsageRequest) -> serde_json::Value {
+        let resource = match &self.resource {
+            ResourceRef::Uuid(u) => serde_json::json!({ "uuid": u.as_str() }),
+            ResourceRef::BackendId(b) => serde_json::json!({ "backend_id": b }),
+        };
+        let usages: BTreeMap<&str, String> = self
+            .usages
+            .iter()
+            .map(|(t, a)| (t.as_str(), a.to_waldur()))
+            .collect();
+        serde_json::json!({
+            "resource": resource,
+            "month": request.month,
+            "usages": usages,
+            "description": self.description,
+        })
+    }
+}
+
+/// Checks every field and reports every problem at once, each with its path. A report without
+/// `month` is for the month (UTC) of `now`.
+fn parse(
+    request: &UsageRequest,
+    at: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<ParsedUsage, Vec<FieldError>> {
     let mut errors = Vec::new();
     let field = |name: &str| format!("{at}{name}");
     let resource = match (&request.resource_uuid, &request.resource_backend_id) {
@@ -92,7 +120,7 @@ fn parse(request: &UsageRequest, at: &str) -> Result<ParsedUsage, Vec<FieldError
         }
     };
     let month = match request.month.as_deref() {
-        None => Some(Month::current()),
+        None => Some(Month::of(now)),
         Some(m) => Month::parse(m)
             .map_err(|e| errors.push(FieldError::new(field("month"), e)))
             .ok(),
@@ -142,14 +170,16 @@ fn parse(request: &UsageRequest, at: &str) -> Result<ParsedUsage, Vec<FieldError
 }
 
 /// Resolves the resource, checks the site may report for it and that every component is a usage
-/// component of its offering, and returns the operation to queue.
+/// component of its offering, and returns the operation to queue and the report as sent
+/// ([`ParsedUsage::sent`]).
 async fn prepare(
     state: &AppState,
     identity: &SiteIdentity,
     request: &UsageRequest,
     at: &str,
-) -> Result<Operation, ApiError> {
-    let parsed = parse(request, at).map_err(ApiError::validation)?;
+) -> Result<(Operation, serde_json::Value), ApiError> {
+    let parsed = parse(request, at, state.clock.now()).map_err(ApiError::validation)?;
+    let sent = parsed.sent(request);
     let resource = resolve_resource(state, identity, &parsed.resource).await?;
     let offering = state
         .directory
@@ -168,7 +198,7 @@ async fn prepare(
         "usage component",
         |t| format!("{at}usages.{t}"),
     )?;
-    Ok(Operation::UsageReport(UsageReport {
+    let op = Operation::UsageReport(UsageReport {
         resource_uuid: resource.uuid,
         month: parsed.month.to_string(),
         usages: parsed
@@ -177,7 +207,8 @@ async fn prepare(
             .map(|(t, a)| (t.as_str().to_string(), a.to_waldur()))
             .collect(),
         description: parsed.description,
-    }))
+    });
+    Ok((op, sent))
 }
 
 /// Report a resource's usage for a month.
@@ -204,8 +235,8 @@ pub async fn report_usage(
     req: HttpRequest,
     body: web::Json<UsageRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let op = prepare(&state, &identity, &body, "").await?;
-    submit(&state, &identity, &req, op).await
+    let (op, sent) = prepare(&state, &identity, &body, "").await?;
+    submit(&state, &identity, &req, op, sent).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -271,9 +302,10 @@ pub async fn report_usage_batch(
     for (index, report) in reports.iter().enumerate() {
         let at = format!("reports[{index}].");
         let outcome = match prepare(&state, &identity, report, &at).await {
-            Ok(op) => {
+            Ok((op, sent)) => {
                 let item_key = key.as_ref().map(|k| format!("{k}#{index}"));
-                super::submit::enqueue(&state, &identity, &op, item_key).await
+                // Report `i` of a batch is bound to its key as a single report would be.
+                super::submit::enqueue(&state, &identity, &op, item_key, "/v1/usage", &sent).await
             }
             Err(e) => Err(e),
         };

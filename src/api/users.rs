@@ -174,7 +174,10 @@ pub async fn set_offering_username(
         user_uuid: user.to_string(),
         username: username.to_string(),
     });
-    submit(&state, &identity, &req, op).await
+    let sent = serde_json::json!({
+        "offering_uuid": offering.as_str(), "user_uuid": user.as_str(), "username": username.to_string()
+    });
+    submit(&state, &identity, &req, op, sent).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -219,12 +222,14 @@ pub async fn set_username(
     let offerings: Vec<String> = identity.site.offerings.iter().cloned().collect();
     check_user(&state, &identity, &user, &offerings).await?;
     let sp = service_provider_uuid(&state, &identity, true).await?;
+    // The service provider is found at arrival: not part of the request as sent.
+    let sent = serde_json::json!({ "username": username.to_string() });
     let op = Operation::UserUsername(UserUsername {
         service_provider_uuid: sp,
         user_uuid: user.to_string(),
         username: username.to_string(),
     });
-    submit(&state, &identity, &req, op).await
+    submit(&state, &identity, &req, op, sent).await
 }
 
 /// 403 unless the site is bound to every offering of its service provider: Waldur's

@@ -4,6 +4,7 @@
 //! further: a [`Month`] is a real calendar month, an [`Amount`] is a non-negative decimal with at
 //! most two places, a [`WaldurUuid`] is 32 lowercase hex digits.
 
+pub mod clock;
 pub mod ids;
 pub mod operations;
 pub mod retry;
@@ -11,6 +12,7 @@ pub mod scope;
 pub mod usage;
 pub mod username;
 
+pub use clock::Clock;
 pub use ids::{BackendId, WaldurUuid};
 pub use scope::Scope;
 pub use usage::{Amount, ComponentType, Month};

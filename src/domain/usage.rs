@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use chrono::{Datelike, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -35,8 +35,14 @@ impl Month {
         Ok(Month { year, month })
     }
 
+    /// The month (UTC) of the system clock now.
     pub fn current() -> Month {
-        let today = Utc::now().date_naive();
+        Month::of(Utc::now())
+    }
+
+    /// The month (UTC) that holds `at`.
+    pub fn of(at: DateTime<Utc>) -> Month {
+        let today = at.date_naive();
         Month {
             year: today.year(),
             month: today.month(),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use puhuri_gateway::config::{Config, Overrides};
+use puhuri_gateway::domain::Clock;
 use puhuri_gateway::queue::JobStore;
 use puhuri_gateway::sim::demo;
 use puhuri_gateway::startup::{Application, Workers};
@@ -173,7 +174,23 @@ pub async fn spawn_redis_app() -> TestApp {
 
 /// `extra_toml` is appended to the base configuration (e.g. a `[delivery]` table).
 pub async fn spawn_app_with(setup: Setup, extra_toml: &str) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
+    spawn_app_with_clock(setup, extra_toml, Clock::system()).await
+}
+
+/// [`spawn_app_with`], the API's "now" read from `clock` (a manual clock moves when the test
+/// sets it).
+pub async fn spawn_app_with_clock(setup: Setup, extra_toml: &str, clock: Clock) -> TestApp {
+    spawn_app_in(setup, extra_toml, clock, tempfile::tempdir().unwrap()).await
+}
+
+/// [`spawn_app_with_clock`] with `dir` as the data directory (the embedded store's file is
+/// `dir/jobs.redb`).
+pub async fn spawn_app_in(
+    setup: Setup,
+    extra_toml: &str,
+    clock: Clock,
+    dir: tempfile::TempDir,
+) -> TestApp {
     let mut toml = base_config_toml(dir.path());
     let redis = setup.redis.then(shared);
     if let Some(server) = &redis {
@@ -186,7 +203,7 @@ pub async fn spawn_app_with(setup: Setup, extra_toml: &str) -> TestApp {
     toml.push_str(extra_toml);
     let config = load_config(&toml, dir.path()).expect("test config");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let app = Application::build_with(config, listener, setup.workers)
+    let app = Application::build_with_clock(config, listener, setup.workers, clock)
         .await
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -208,6 +225,11 @@ pub async fn spawn_app_with(setup: Setup, extra_toml: &str) -> TestApp {
 }
 
 impl TestApp {
+    /// The data directory (the embedded store's file is `jobs.redb` in it).
+    pub fn data_dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

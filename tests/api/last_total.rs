@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use puhuri_gateway::domain::Clock;
 use puhuri_gateway::sim::demo;
 use puhuri_gateway::startup::Workers;
 use serde_json::{Value, json};
@@ -49,18 +50,7 @@ async fn report_and_deliver(app: &TestApp, amount: u32) -> Value {
 
 /// What the simulator holds for the demo resource's `cpu_k_hours` this month.
 async fn held(app: &TestApp) -> Option<String> {
-    let month = chrono::Utc::now().format("%Y-%m").to_string();
-    let usages = app
-        .sim_get(&format!("state/usages/{}", demo::RESOURCE_OK_UUID))
-        .await;
-    usages
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| {
-            u["type"] == "cpu_k_hours" && u["billing_period"].as_str().unwrap().starts_with(&month)
-        })
-        .map(|u| u["usage"].as_str().unwrap().to_owned())
+    held_in(app, &chrono::Utc::now().format("%Y-%m").to_string()).await
 }
 
 /// Waits until the simulator holds `want` (a call that timed out on the gateway's side may still
@@ -192,4 +182,92 @@ async fn old_knowledge_is_checked_with_a_read_redis() {
 #[tokio::test]
 async fn fresh_knowledge_needs_no_read_embedded() {
     fresh_knowledge_needs_no_read(false).await;
+}
+
+/// Path 3: a report without `month`, sent with an `Idempotency-Key` in the last seconds of a
+/// month and retried byte-for-byte after the month turned, is the same job (bound to the month
+/// of its first arrival); Puhuri ends with that total in that month and nothing in the next.
+async fn path_3_retry_across_the_month_boundary(redis: bool) {
+    use chrono::{Datelike, TimeZone, Utc};
+    let today = Utc::now();
+    let this_month = Utc
+        .with_ymd_and_hms(today.year(), today.month(), 1, 0, 0, 0)
+        .unwrap();
+    let last_seconds = this_month - chrono::Duration::seconds(5);
+    let clock = Clock::manual(last_seconds);
+    let app = spawn_app_with_clock(
+        Setup {
+            redis,
+            workers: Workers::Manual,
+        },
+        SETTINGS,
+        clock.clone(),
+    )
+    .await;
+    let token = alpha_token();
+    let previous = last_seconds.format("%Y-%m").to_string();
+    let current = this_month.format("%Y-%m").to_string();
+    let current_before = held_in(&app, &current).await;
+    let body = format!(
+        r#"{{"resource_uuid": "{}", "usages": {{"cpu_k_hours": 17}}}}"#,
+        demo::RESOURCE_OK_UUID
+    );
+    let send = |body: String| {
+        app.client
+            .post(app.url("/v1/usage"))
+            .bearer_auth(&token)
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", "acct-month-end-r1")
+            .body(body)
+            .send()
+    };
+    let first = send(body.clone()).await.unwrap();
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+
+    clock.set(this_month + chrono::Duration::seconds(1));
+    let retry = send(body.clone()).await.unwrap();
+    assert_eq!(retry.status(), 200, "the retry finds the job");
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry["job_id"], first["job_id"]);
+
+    // The key still refuses another request after the boundary.
+    let other = send(body.replace("17", "18")).await.unwrap();
+    assert_eq!(other.status(), 422);
+
+    app.drain().await;
+    let job = app.job(&token, first["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(held_in(&app, &previous).await.as_deref(), Some("17.00"));
+    assert_eq!(
+        held_in(&app, &current).await,
+        current_before,
+        "nothing booked into the next month"
+    );
+    assert_eq!(app.sim_calls("set_usage").await.len(), 1);
+}
+
+/// What the simulator holds for the demo resource's `cpu_k_hours` in `month` (`YYYY-MM`).
+async fn held_in(app: &TestApp, month: &str) -> Option<String> {
+    let usages = app
+        .sim_get(&format!("state/usages/{}", demo::RESOURCE_OK_UUID))
+        .await;
+    usages
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| {
+            u["type"] == "cpu_k_hours" && u["billing_period"].as_str().unwrap().starts_with(month)
+        })
+        .map(|u| u["usage"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn path_3_a_retry_across_the_month_boundary_is_the_same_job_embedded() {
+    path_3_retry_across_the_month_boundary(false).await;
+}
+
+#[tokio::test]
+async fn path_3_a_retry_across_the_month_boundary_is_the_same_job_redis() {
+    path_3_retry_across_the_month_boundary(true).await;
 }

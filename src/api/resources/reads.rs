@@ -225,7 +225,7 @@ pub async fn resource_usage(
     query: web::Query<UsageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let month = match &query.month {
-        None => Month::current(),
+        None => Month::of(state.clock.now()),
         Some(m) => Month::parse(m).map_err(|e| ApiError::InvalidQuery(format!("`month` {e}")))?,
     };
     let resource = site_resource(&state, &identity, &path).await?;

@@ -58,6 +58,7 @@ pub async fn set_backend_id(
 ) -> Result<HttpResponse, ApiError> {
     let backend_id =
         BackendId::parse(&body.backend_id).map_err(|m| ApiError::field("backend_id", m))?;
+    let sent = serde_json::json!({"backend_id": backend_id.as_str()});
     let resource = site_resource(&state, &identity, &path).await?;
     // Lookups by the old or the new id must not be answered from the cache from now on.
     state
@@ -67,7 +68,7 @@ pub async fn set_backend_id(
         resource_uuid: resource.uuid,
         backend_id: backend_id.as_str().to_string(),
     });
-    submit(&state, &identity, &req, op).await
+    submit(&state, &identity, &req, op, sent).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -120,13 +121,14 @@ pub async fn set_state(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
+    let sent = serde_json::json!({"state": request.state, "message": request.message});
     let resource = site_resource(&state, &identity, &path).await?;
     let op = Operation::ResourceState(ResourceState {
         resource_uuid: resource.uuid,
         state: request.state,
         message: request.message,
     });
-    submit(&state, &identity, &req, op).await
+    submit(&state, &identity, &req, op, sent).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -187,6 +189,9 @@ pub async fn submit_report(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
+    let sent = serde_json::json!({
+        "report": request.report.iter().map(|s| [&s.header, &s.body]).collect::<Vec<_>>()
+    });
     let resource = site_resource(&state, &identity, &path).await?;
     let op = Operation::ResourceReport(ResourceReport {
         resource_uuid: resource.uuid,
@@ -199,7 +204,7 @@ pub async fn submit_report(
             })
             .collect(),
     });
-    submit(&state, &identity, &req, op).await
+    submit(&state, &identity, &req, op, sent).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -269,9 +274,10 @@ pub async fn set_limits(
         "component",
         |t| format!("limits.{t}"),
     )?;
+    let sent = serde_json::json!({ "limits": limits });
     let op = Operation::ResourceLimits(ResourceLimits {
         resource_uuid: resource.uuid,
         limits,
     });
-    submit(&state, &identity, &req, op).await
+    submit(&state, &identity, &req, op, sent).await
 }
