@@ -203,12 +203,11 @@ async fn pagination_link_and_counts() {
         .await;
     assert_eq!(r.status, 404);
     assert_eq!(r.body, json!({"detail": "Invalid page."}));
-    // Clamp: page_size above 300 is silently 300; single page has no Link.
+    // Clamp: page_size above 300 is silently 300 (a single page: see fact 9 for its Link).
     let r = t
         .get("marketplace-provider-resources/?page_size=100000")
         .await;
     assert_eq!(r.body.as_array().unwrap().len(), 5);
-    assert!(r.headers.get("link").is_none());
     // Default page size 10.
     let r = t.get("users/").await;
     assert_eq!(r.headers["x-result-count"], "6");
@@ -395,9 +394,19 @@ async fn another_providers_objects_are_not_found() {
         .other_get(&format!("marketplace-orders/{}/", demo::ORDER_PENDING_UUID))
         .await;
     assert_eq!(r.status, 404);
-    // set_usage on someone else's resource: it does not exist for this caller.
+    // set_usage on someone else's resource: it exists, but this token may not report on it
+    // (fact 2: Waldur's 403, not a 400).
     let r = t
         .post("marketplace-component-usages/set_usage/", json!({"resource": demo::OTHER_RESOURCE_UUID, "usages": [{"type": "cpu_k_hours", "amount": "1"}]}))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.raw);
+    assert_eq!(
+        r.body,
+        json!({"detail": "You do not have permission to perform this action."})
+    );
+    // A uuid that names no resource at all is still the field error.
+    let r = t
+        .post("marketplace-component-usages/set_usage/", json!({"resource": "7e000000000040008000000000000fff", "usages": [{"type": "cpu_k_hours", "amount": "1"}]}))
         .await;
     assert_eq!(r.status, 400);
     assert!(
@@ -1808,4 +1817,341 @@ async fn negative_usage_is_stored_and_an_empty_report_is_refused() {
         .await;
     assert_eq!(r.status, 400);
     assert!(r.body["report"]["non_field_errors"].is_array(), "{}", r.raw);
+}
+
+/// Fact 2: an action the token's user lacks the permission for is Waldur's 403
+/// `{"detail": "You do not have permission to perform this action."}`, set_usage included, while
+/// reads of the same objects still answer.
+#[tokio::test]
+async fn fact_2_actions_without_permission_are_403() {
+    let t = setup().await;
+    let forbidden = json!({"detail": "You do not have permission to perform this action."});
+    let r = t
+        .ctl(
+            Method::POST,
+            "settings",
+            Some(json!({"read_only_offerings": [demo::LUMI_OFFERING_UUID]})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(
+        r.body["read_only_offerings"],
+        json!([demo::LUMI_OFFERING_UUID])
+    );
+    let usage = json!({"resource": demo::RESOURCE_OK_UUID, "usages": [{"type": "cpu_k_hours", "amount": "1"}]});
+    let r = t
+        .post("marketplace-component-usages/set_usage/", usage.clone())
+        .await;
+    assert_eq!((r.status.as_u16(), &r.body), (403, &forbidden));
+    // Nothing was stored.
+    let r = t
+        .ctl(
+            Method::GET,
+            &format!("state/usages/{}", demo::RESOURCE_OK_UUID),
+            None,
+        )
+        .await;
+    assert!(!r.raw.contains("\"1.00\""), "{}", r.raw);
+    for (path, body) in [
+        (
+            format!(
+                "marketplace-provider-resources/{}/set_backend_id/",
+                demo::RESOURCE_OK_UUID
+            ),
+            json!({"backend_id": "x"}),
+        ),
+        (
+            format!(
+                "marketplace-orders/{}/approve_by_provider/",
+                demo::ORDER_PENDING_UUID
+            ),
+            json!({}),
+        ),
+        (
+            "marketplace-offering-users/".to_string(),
+            json!({"offering_uuid": demo::LUMI_OFFERING_UUID, "user_uuid": demo::USER_DAVE_UUID, "username": "dave"}),
+        ),
+    ] {
+        let r = t.post(&path, body).await;
+        assert_eq!((r.status.as_u16(), &r.body), (403, &forbidden), "{path}");
+    }
+    // Reads still answer.
+    let r = t
+        .get(&format!(
+            "marketplace-provider-resources/{}/",
+            demo::RESOURCE_OK_UUID
+        ))
+        .await;
+    assert_eq!(r.status, 200);
+    // Another offering of the same provider is not affected.
+    let r = t
+        .post(
+            &format!(
+                "marketplace-provider-resources/{}/set_backend_id/",
+                demo::RESOURCE_SLURM_UUID
+            ),
+            json!({"backend_id": "slurm-1"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    // Reset gives the permission back.
+    t.ctl(Method::POST, "reset", None).await;
+    let r = t
+        .post("marketplace-component-usages/set_usage/", usage)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.raw);
+    t.sim.stop().await;
+}
+
+/// Fact 5: list filters are validated like Waldur's filter sets: a state that is not one of the
+/// names exactly (wrong case included) is a 400 naming the value, a malformed uuid is
+/// `["Enter a valid UUID."]`, and a dashed uuid matches like the undashed one.
+#[tokio::test]
+async fn fact_5_list_filters_are_validated() {
+    let t = setup().await;
+    let r = t.get("marketplace-provider-resources/?state=ok").await;
+    assert_eq!(r.status, 400, "{}", r.raw);
+    assert_eq!(
+        r.body,
+        json!({"state": ["Select a valid choice. ok is not one of the available choices."]})
+    );
+    let r = t.get("marketplace-orders/?state=bogus").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body),
+        (
+            400,
+            json!({"state": ["Select a valid choice. bogus is not one of the available choices."]})
+        )
+    );
+    let r = t.get("marketplace-orders/?state=Executing").await;
+    assert_eq!(r.status, 400);
+    let r = t.get("marketplace-orders/?type=create").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.body["type"][0],
+        "Select a valid choice. create is not one of the available choices."
+    );
+    for (path, name) in [
+        (
+            "marketplace-provider-resources/?offering_uuid=nope",
+            "offering_uuid",
+        ),
+        ("marketplace-orders/?resource_uuid=7e00", "resource_uuid"),
+        (
+            "marketplace-component-usages/?resource_uuid=xyz",
+            "resource_uuid",
+        ),
+        ("marketplace-offering-users/?user_uuid=1234", "user_uuid"),
+        ("users/?uuid=not-a-uuid", "uuid"),
+        (
+            "marketplace-service-providers/?customer_uuid=c0",
+            "customer_uuid",
+        ),
+    ] {
+        let r = t.get(path).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.raw);
+        assert_eq!(r.body, json!({ name: ["Enter a valid UUID."] }), "{path}");
+    }
+    // Every invalid filter is named in one answer.
+    let r = t
+        .get("marketplace-provider-resources/?state=ok&project_uuid=x")
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body.get("state").is_some() && r.body.get("project_uuid").is_some(),
+        "{}",
+        r.raw
+    );
+    // A dashed (or upper-case) uuid matches like the undashed one.
+    let dashed = |u: &str| {
+        format!(
+            "{}-{}-{}-{}-{}",
+            &u[..8],
+            &u[8..12],
+            &u[12..16],
+            &u[16..20],
+            &u[20..]
+        )
+    };
+    let undashed = t
+        .get(&format!(
+            "marketplace-provider-resources/?offering_uuid={}",
+            demo::SECOND_OFFERING_UUID
+        ))
+        .await;
+    assert_eq!(uuids(&undashed.body), vec![demo::RESOURCE_SLURM_UUID]);
+    for form in [
+        dashed(demo::SECOND_OFFERING_UUID),
+        demo::SECOND_OFFERING_UUID.to_uppercase(),
+    ] {
+        let r = t
+            .get(&format!(
+                "marketplace-provider-resources/?offering_uuid={form}"
+            ))
+            .await;
+        assert_eq!(r.status, 200, "{form}");
+        assert_eq!(r.body, undashed.body, "{form}");
+    }
+    let r = t
+        .get(&format!(
+            "marketplace-offering-users/?offering_uuid={}&user_uuid={}",
+            dashed(demo::LUMI_OFFERING_UUID),
+            dashed(demo::USER_ALICE_UUID)
+        ))
+        .await;
+    assert_eq!(uuids(&r.body), vec![demo::OFFERING_USER_ALICE_UUID]);
+    // Exact names pass; an empty value is no filter.
+    let r = t
+        .get("marketplace-provider-resources/?state=OK&state=")
+        .await;
+    assert_eq!(r.status, 200);
+    t.sim.stop().await;
+}
+
+/// Fact 7: `marketplace-offering-users/` shows only offering users of offerings whose
+/// `plugin_options.service_provider_can_create_offering_user` is set; the others exist but are
+/// neither listed nor retrievable, and creating one there is a 400.
+#[tokio::test]
+async fn fact_7_offering_users_only_where_the_provider_may_create_them() {
+    let t = setup().await;
+    let r = t
+        .get(&format!(
+            "marketplace-provider-offerings/{}/",
+            demo::SECOND_OFFERING_UUID
+        ))
+        .await;
+    assert_eq!(
+        r.body["plugin_options"]["service_provider_can_create_offering_user"],
+        false
+    );
+    // It exists...
+    let r = t
+        .ctl(
+            Method::GET,
+            &format!("state/offering-user/{}", demo::HIDDEN_OFFERING_USER_UUID),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    // ...but is not listed, with or without filters, nor retrievable.
+    let r = t.get("marketplace-offering-users/?page_size=100").await;
+    let listed = uuids(&r.body);
+    assert!(listed.contains(&demo::OFFERING_USER_ALICE_UUID.to_string()));
+    assert!(!listed.contains(&demo::HIDDEN_OFFERING_USER_UUID.to_string()));
+    let r = t
+        .get(&format!(
+            "marketplace-offering-users/?offering_uuid={}",
+            demo::SECOND_OFFERING_UUID
+        ))
+        .await;
+    assert_eq!(r.body, json!([]));
+    assert_eq!(r.headers["x-result-count"], "0");
+    let r = t
+        .get(&format!(
+            "marketplace-offering-users/{}/",
+            demo::HIDDEN_OFFERING_USER_UUID
+        ))
+        .await;
+    assert_eq!(r.status, 404);
+    // Creating one there is refused.
+    let r = t
+        .post(
+            "marketplace-offering-users/",
+            json!({"offering_uuid": demo::SECOND_OFFERING_UUID, "user_uuid": demo::USER_BOB_UUID, "username": "bob"}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.body,
+        json!(["It is not allowed to create users for current offering."])
+    );
+    t.sim.stop().await;
+}
+
+fn link_of(h: &HeaderMap) -> String {
+    h.get("link")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+/// Fact 9: lists are oldest first by default and honour `o=created` / `o=-created`; `Link`
+/// always carries `rel="first"` and `rel="last"`, even on a single page, with page 1's URL
+/// carrying no `page=` (DRF's helpers, which also sort the query by key).
+#[tokio::test]
+async fn fact_9_oldest_first_and_waldurs_link_form() {
+    let t = setup().await;
+    let created = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["created"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for list in [
+        "marketplace-orders/",
+        "marketplace-provider-resources/",
+        "marketplace-component-usages/",
+    ] {
+        let default = t.get(&format!("{list}?page_size=100")).await;
+        let times = created(&default.body);
+        assert!(times.len() > 1, "{list}");
+        let mut sorted = times.clone();
+        sorted.sort();
+        assert_eq!(times, sorted, "{list}: oldest first by default");
+        let asc = t.get(&format!("{list}?page_size=100&o=created")).await;
+        assert_eq!(asc.body, default.body, "{list}");
+        let desc = t.get(&format!("{list}?page_size=100&o=-created")).await;
+        let mut reversed = times.clone();
+        reversed.reverse();
+        assert_eq!(created(&desc.body), reversed, "{list}");
+    }
+    // A single page: first and last all the same, page 1 without `page=`, `last` with it.
+    let base = format!("http://{}/api/marketplace-orders/", t.sim.addr());
+    let r = t
+        .get(&format!(
+            "marketplace-orders/?state=done&offering_uuid={}",
+            demo::LUMI_OFFERING_UUID
+        ))
+        .await;
+    assert_eq!(
+        link_of(&r.headers),
+        format!(
+            "<{base}?offering_uuid={o}&state=done>; rel=\"first\", <{base}?offering_uuid={o}&page=1&state=done>; rel=\"last\"",
+            o = demo::LUMI_OFFERING_UUID
+        )
+    );
+    // Without any query, page 1's URL is the bare path.
+    let r = t.get("marketplace-orders/").await;
+    assert!(
+        link_of(&r.headers).starts_with(&format!("<{base}>; rel=\"first\"")),
+        "{}",
+        link_of(&r.headers)
+    );
+    // Several pages: first, prev, next, last in that order; prev of page 2 has no `page=`.
+    let r = t.get("marketplace-orders/?page_size=2&page=2").await;
+    assert_eq!(
+        link_of(&r.headers),
+        format!(
+            "<{base}?page_size=2>; rel=\"first\", <{base}?page_size=2>; rel=\"prev\", <{base}?page=3&page_size=2>; rel=\"next\", <{base}?page=3&page_size=2>; rel=\"last\""
+        )
+    );
+    // The other form on request (to try clients against both): only links that lead elsewhere.
+    let r = t
+        .ctl(
+            Method::POST,
+            "settings",
+            Some(json!({"link_form": "page_numbers"})),
+        )
+        .await;
+    assert_eq!(r.body["link_form"], "page_numbers", "{}", r.raw);
+    let r = t.get("marketplace-orders/?page_size=100").await;
+    assert!(r.headers.get("link").is_none());
+    let r = t.get("marketplace-orders/?page_size=2").await;
+    assert_eq!(
+        link_of(&r.headers),
+        format!(
+            "<{base}?page_size=2&page=2>; rel=\"next\", <{base}?page_size=2&page=3>; rel=\"last\""
+        )
+    );
+    t.sim.stop().await;
 }

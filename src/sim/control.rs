@@ -70,6 +70,19 @@ struct Settings {
     /// Offering uuid → offering type (`Marketplace.Basic`, `Marketplace.Slurm`, ...).
     #[serde(default)]
     offering_types: std::collections::BTreeMap<String, String>,
+    /// Offerings where the token user may look but not act (replaces the set; `reset` empties it).
+    #[serde(default)]
+    read_only_offerings: Option<Vec<String>>,
+    /// `Link` form: `waldur` (default) or `page_numbers`.
+    #[serde(default)]
+    link_form: Option<LinkForm>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum LinkForm {
+    Waldur,
+    PageNumbers,
 }
 
 /// Tells a missing key (`None`) from an explicit `null` (`Some(None)`).
@@ -94,6 +107,17 @@ async fn settings(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
     {
         return bad(format!("no offering {unknown}"));
     }
+    if let Some(unknown) =
+        (settings.read_only_offerings.iter().flatten()).find(|uuid| w.offering(uuid).is_none())
+    {
+        return bad(format!("no offering {unknown}"));
+    }
+    if let Some(read_only) = settings.read_only_offerings {
+        w.read_only_offerings = read_only.into_iter().collect();
+    }
+    if let Some(form) = settings.link_form {
+        w.page_number_links = form == LinkForm::PageNumbers;
+    }
     if let Some(delay) = settings.self_processing_delay_ms {
         w.self_processing_delay = delay.map(|ms| chrono::Duration::milliseconds(ms as i64));
     }
@@ -104,6 +128,8 @@ async fn settings(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
     }
     HttpResponse::Ok().json(json!({
         "self_processing_delay_ms": w.self_processing_delay.map(|d| d.num_milliseconds()),
+        "read_only_offerings": w.read_only_offerings,
+        "link_form": if w.page_number_links { "page_numbers" } else { "waldur" },
     }))
 }
 

@@ -94,6 +94,9 @@ pub const ORDER_SLURM_EXECUTING_UUID: &str = "0d000000000040008000000000000005";
 pub const OTHER_ORDER_UUID: &str = "0d000000000040008000000000000009";
 
 pub const OFFERING_USER_ALICE_UUID: &str = "0a000000000040008000000000000011";
+/// Alice's offering user on the second offering, which does not allow the provider to create
+/// offering users: Waldur does not list it.
+pub const HIDDEN_OFFERING_USER_UUID: &str = "0a000000000040008000000000000015";
 pub const OTHER_OFFERING_USER_UUID: &str = "0a000000000040008000000000000014";
 
 pub const PLAN_PERIOD_OK_UUID: &str = "99000000000040008000000000000001";
@@ -607,6 +610,14 @@ pub fn world(now: DateTime<Utc>) -> World {
             LUMI_OFFERING_UUID,
             USER_ALICE_UUID,
             "alice_lumi",
+        ),
+        // Exists, but its offering does not let the provider create offering users, so Waldur
+        // lists it nowhere.
+        ou(
+            HIDDEN_OFFERING_USER_UUID,
+            SECOND_OFFERING_UUID,
+            USER_ALICE_UUID,
+            "alice_slurm",
         ),
         ou(
             OTHER_OFFERING_USER_UUID,

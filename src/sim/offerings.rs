@@ -3,7 +3,7 @@
 
 use super::render;
 use super::state::*;
-use super::{Reply, Req, Res};
+use super::{Filters, Reply, Req, Res};
 use actix_web::http::Method;
 use serde_json::Value;
 
@@ -17,16 +17,18 @@ fn visible(r: &Req, o: &Offering, public: bool) -> bool {
 
 pub fn list(w: &World, r: &Req, public: bool) -> Res {
     r.allow(&[Method::GET])?;
-    let customer = r.q("customer_uuid");
-    let states = r.q_all("state");
+    let mut f = Filters::new(r);
+    let customer = f.uuid("customer_uuid");
+    let states = f.choices("state", &["Draft", "Active", "Paused", "Archived"]);
+    f.check()?;
     let types = r.q_all("type");
     let name = r.q("name").map(str::to_lowercase);
     let found: Vec<Value> = w
         .offerings
         .iter()
         .filter(|o| visible(r, o, public))
-        .filter(|o| customer.is_none_or(|c| o.customer == c))
-        .filter(|o| states.is_empty() || states.contains(&o.state.as_str()))
+        .filter(|o| customer.as_ref().is_none_or(|c| o.customer == *c))
+        .filter(|o| states.is_empty() || states.contains(&o.state))
         .filter(|o| types.is_empty() || types.contains(&o.type_.as_str()))
         .filter(|o| {
             name.as_deref()

@@ -4,7 +4,23 @@
 
 use super::render;
 use super::state::*;
-use super::{Reply, Req, Res};
+use super::{Filters, Reply, Req, Res};
+
+/// Waldur's order states (the names its `state` filter accepts, case-sensitive).
+pub const ORDER_STATES: &[&str] = &[
+    "pending-consumer",
+    "pending-provider",
+    "pending-project",
+    "pending-start-date",
+    "executing",
+    "done",
+    "erred",
+    "canceled",
+    "rejected",
+];
+
+/// Waldur's order types (the names its `type` filter accepts, case-sensitive).
+pub const ORDER_TYPES: &[&str] = &["Create", "Update", "Terminate", "Restore"];
 use actix_web::http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
@@ -13,34 +29,36 @@ pub fn collection(w: &mut World, r: &Req) -> Res {
     if r.method == Method::POST {
         return create(w, r);
     }
-    let states = r.q_all("state");
-    let types = r.q_all("type");
-    let resources = r.q_all("resource_uuid");
-    let offerings = r.q_all("offering_uuid");
-    let projects = r.q_all("project_uuid");
-    let customers = r.q_all("customer_uuid");
-    let providers = r.q_all("provider_uuid");
+    let mut f = Filters::new(r);
+    let states = f.choices("state", ORDER_STATES);
+    let types = f.choices("type", ORDER_TYPES);
+    let resources = f.uuids("resource_uuid");
+    let offerings = f.uuids("offering_uuid");
+    let projects = f.uuids("project_uuid");
+    let customers = f.uuids("customer_uuid");
+    let providers = f.uuids("provider_uuid");
+    f.check()?;
     let mut found: Vec<&Order> = w
         .orders
         .iter()
         .filter(|o| w.sees_order(&r.caller, o))
-        .filter(|o| states.is_empty() || states.contains(&o.state.as_str()))
-        .filter(|o| types.is_empty() || types.iter().any(|t| t.eq_ignore_ascii_case(&o.type_)))
-        .filter(|o| resources.is_empty() || resources.contains(&o.resource.as_str()))
-        .filter(|o| offerings.is_empty() || offerings.contains(&o.offering.as_str()))
-        .filter(|o| projects.is_empty() || projects.contains(&o.project.as_str()))
+        .filter(|o| states.is_empty() || states.contains(&o.state))
+        .filter(|o| types.is_empty() || types.contains(&o.type_))
+        .filter(|o| resources.is_empty() || resources.contains(&o.resource))
+        .filter(|o| offerings.is_empty() || offerings.contains(&o.offering))
+        .filter(|o| projects.is_empty() || projects.contains(&o.project))
         .filter(|o| {
             customers.is_empty()
                 || w.project(&o.project)
-                    .is_some_and(|p| customers.contains(&p.customer.as_str()))
+                    .is_some_and(|p| customers.contains(&p.customer))
         })
         .filter(|o| {
             providers.is_empty()
                 || w.offering(&o.offering)
-                    .is_some_and(|x| providers.contains(&x.customer.as_str()))
+                    .is_some_and(|x| providers.contains(&x.customer))
         })
         .collect();
-    found.sort_by_key(|x| std::cmp::Reverse(x.created));
+    super::order_by_created(r, &mut found, |x| x.created);
     r.list(
         found
             .into_iter()
@@ -280,7 +298,7 @@ pub fn action(w: &mut World, r: &Req, id: &str, action: &str) -> Res {
     }
     r.allow(&[Method::POST])?;
     let order = visible(w, r, id)?.clone();
-    let provider = w.is_provider_of_offering(&r.caller, &order.offering);
+    let provider = w.may_act_as_provider(&r.caller, &order.offering);
     let consumer = w.consumer_sees_project(&r.caller, &order.project);
     match action {
         "approve_by_provider" => {

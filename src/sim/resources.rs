@@ -8,18 +8,30 @@
 
 use super::render;
 use super::state::*;
-use super::{Reply, Req, Res};
+use super::{Filters, Reply, Req, Res};
 use actix_web::http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
+
+/// Waldur's resource states (the names its `state` filter accepts, case-sensitive).
+pub const RESOURCE_STATES: &[&str] = &[
+    "Creating",
+    "OK",
+    "Erred",
+    "Updating",
+    "Terminating",
+    "Terminated",
+];
 
 const SET_OK_SOURCES: &[&str] = &["Creating", "Updating", "Terminating", "Erred"];
 
 pub fn list(w: &World, r: &Req) -> Res {
     r.allow(&[Method::GET])?;
-    let offerings = r.q_all("offering_uuid");
-    let states = r.q_all("state");
-    let projects = r.q_all("project_uuid");
-    let customers = r.q_all("customer_uuid");
+    let mut f = Filters::new(r);
+    let offerings = f.uuids("offering_uuid");
+    let states = f.choices("state", RESOURCE_STATES);
+    let projects = f.uuids("project_uuid");
+    let customers = f.uuids("customer_uuid");
+    f.check()?;
     let backend_id = r.q("backend_id");
     let name = r.q("name").map(str::to_lowercase);
     let name_exact = r.q("name_exact");
@@ -27,13 +39,13 @@ pub fn list(w: &World, r: &Req) -> Res {
         .resources
         .iter()
         .filter(|x| w.provider_sees_resource(&r.caller, x))
-        .filter(|x| offerings.is_empty() || offerings.contains(&x.offering.as_str()))
-        .filter(|x| states.is_empty() || states.iter().any(|s| s.eq_ignore_ascii_case(&x.state)))
-        .filter(|x| projects.is_empty() || projects.contains(&x.project.as_str()))
+        .filter(|x| offerings.is_empty() || offerings.contains(&x.offering))
+        .filter(|x| states.is_empty() || states.contains(&x.state))
+        .filter(|x| projects.is_empty() || projects.contains(&x.project))
         .filter(|x| {
             customers.is_empty()
                 || w.project(&x.project)
-                    .is_some_and(|p| customers.contains(&p.customer.as_str()))
+                    .is_some_and(|p| customers.contains(&p.customer))
         })
         .filter(|x| backend_id.is_none_or(|b| x.backend_id == b))
         .filter(|x| {
@@ -42,7 +54,7 @@ pub fn list(w: &World, r: &Req) -> Res {
         })
         .filter(|x| name_exact.is_none_or(|n| x.name == n))
         .collect();
-    found.sort_by_key(|x| std::cmp::Reverse(x.created));
+    super::order_by_created(r, &mut found, |x| x.created);
     r.list(
         found
             .into_iter()
@@ -80,6 +92,12 @@ pub fn provider_action(w: &mut World, r: &Req, id: &str, action: &str) -> Res {
         return Err(Reply::not_found());
     }
     let res = provider_resource(w, r, id)?.clone();
+    // Reads are open to whoever sees the resource; changes need the provider's permission.
+    if !matches!(action, "team" | "plan_periods")
+        && !w.may_act_as_provider(&r.caller, &res.offering)
+    {
+        return Err(Reply::forbidden());
+    }
     match action {
         "team" => {
             r.allow(&[Method::GET])?;

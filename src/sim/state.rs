@@ -243,6 +243,14 @@ pub struct World {
     /// How long after approval Waldur's order processor finishes an order of an offering it
     /// processes itself (`Marketplace.Basic`); `None`: never (the order waits in `executing`).
     pub self_processing_delay: Option<chrono::Duration>,
+    /// Offerings on which the token user of their provider holds a role that may look but not
+    /// act (`POST /__sim/settings` `read_only_offerings`): every provider action there is
+    /// Waldur's 403 `{"detail": "You do not have permission to perform this action."}`.
+    pub read_only_offerings: BTreeSet<String>,
+    /// Write `Link` the way simpler page-number paginators do (only the links that lead
+    /// elsewhere, each with `page=`) instead of Waldur's form (`POST /__sim/settings`
+    /// `link_form`), so a client can be tried against both.
+    pub page_number_links: bool,
     index: Index,
 }
 
@@ -396,6 +404,15 @@ impl World {
     pub fn is_provider_of_offering(&self, caller: &Caller, offering: &str) -> bool {
         self.offering(offering)
             .is_some_and(|o| o.customer == caller.customer)
+    }
+
+    /// Whether the caller may act on the offering as its provider (report usage, change its
+    /// resources and orders, manage offering users): Waldur checks the token user's permission
+    /// on the offering's organisation and answers 403 when it is missing, even where the user
+    /// may see the objects.
+    pub fn may_act_as_provider(&self, caller: &Caller, offering: &str) -> bool {
+        self.is_provider_of_offering(caller, offering)
+            && !self.read_only_offerings.contains(offering)
     }
 
     /// A resource is visible to the provider that owns its offering.

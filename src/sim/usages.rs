@@ -11,7 +11,7 @@
 
 use super::render;
 use super::state::*;
-use super::{Reply, Req, Res};
+use super::{Filters, Reply, Req, Res};
 use actix_web::http::{Method, StatusCode};
 use chrono::{DateTime, NaiveDate};
 use rust_decimal::Decimal;
@@ -20,8 +20,10 @@ use std::str::FromStr;
 
 pub fn list(w: &World, r: &Req) -> Res {
     r.allow(&[Method::GET])?;
-    let resources = r.q_all("resource_uuid");
-    let offerings = r.q_all("offering_uuid");
+    let mut f = Filters::new(r);
+    let resources = f.uuids("resource_uuid");
+    let offerings = f.uuids("offering_uuid");
+    f.check()?;
     let types = r.q_all("type");
     let period = match r.q("billing_period") {
         None | Some("") => None,
@@ -39,16 +41,16 @@ pub fn list(w: &World, r: &Req) -> Res {
             w.resource(&u.resource)
                 .is_some_and(|x| w.sees_resource(&r.caller, x))
         })
-        .filter(|u| resources.is_empty() || resources.contains(&u.resource.as_str()))
+        .filter(|u| resources.is_empty() || resources.contains(&u.resource))
         .filter(|u| {
             offerings.is_empty()
                 || w.resource(&u.resource)
-                    .is_some_and(|x| offerings.contains(&x.offering.as_str()))
+                    .is_some_and(|x| offerings.contains(&x.offering))
         })
         .filter(|u| types.is_empty() || types.contains(&u.type_.as_str()))
         .filter(|u| period.is_none_or(|p| u.billing_period == p))
         .collect();
-    found.sort_by_key(|x| std::cmp::Reverse(x.date));
+    super::order_by_created(r, &mut found, |x| x.created);
     r.list(found.into_iter().map(|u| render::usage(w, u)).collect())
 }
 
@@ -177,10 +179,10 @@ pub fn set_usage(w: &mut World, r: &Req) -> Res {
     match body.get("resource") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => {
+            // Any existing resource passes field validation (Waldur's queryset is every
+            // resource); whether the caller may report on it is checked after validation.
             let id = s.replace('-', "").to_lowercase();
-            if w.resource(&id)
-                .is_some_and(|x| w.provider_sees_resource(&r.caller, x))
-            {
+            if w.resource(&id).is_some() {
                 resource = Some(id);
             } else {
                 errors.insert(
@@ -198,10 +200,7 @@ pub fn set_usage(w: &mut World, r: &Req) -> Res {
         Some(Value::String(s)) => {
             let id = s.replace('-', "").to_lowercase();
             match w.plan_periods.iter().find(|p| p.uuid == id) {
-                Some(p)
-                    if w.resource(&p.resource)
-                        .is_some_and(|x| w.provider_sees_resource(&r.caller, x)) =>
-                {
+                Some(p) if w.resource(&p.resource).is_some() => {
                     plan_period = Some(id);
                 }
                 _ => {
@@ -294,6 +293,11 @@ pub fn set_usage(w: &mut World, r: &Req) -> Res {
     }
     if w.month_closed(month, today) {
         return Err(Reply::field("plan_period", "Billing period is closed."));
+    }
+    // Waldur's view checks the permission to report usage on the resource's offering after
+    // the serializer validated: a resource the token may not report on is a 403, not a 400.
+    if !w.may_act_as_provider(&r.caller, &res.offering) {
+        return Err(Reply::forbidden());
     }
 
     // Save: upsert per (resource, component, month), replacing the amount.

@@ -3,7 +3,7 @@
 
 use super::render;
 use super::state::*;
-use super::{Reply, Req, Res};
+use super::{Filters, Reply, Req, Res};
 use actix_web::http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
@@ -12,9 +12,12 @@ pub fn list_users(w: &World, r: &Req) -> Res {
     let username = r.q("username");
     let email = r.q("email");
     let full_name = r.q("full_name").map(str::to_lowercase);
-    let uuid = r.q("uuid");
-    let project = r.q("project_uuid");
-    let customer = r.q("customer_uuid");
+    let mut f = Filters::new(r);
+    let uuid = f.uuid("uuid");
+    let project = f.uuid("project_uuid");
+    let customer = f.uuid("customer_uuid");
+    f.check()?;
+    let (uuid, project, customer) = (uuid.as_deref(), project.as_deref(), customer.as_deref());
     let query = r.q("query").map(str::to_lowercase);
     let is_active = r
         .q("is_active")
@@ -57,7 +60,10 @@ pub fn list_users(w: &World, r: &Req) -> Res {
 /// Non-staff callers see only their own keys and shared keys.
 pub fn list_keys(w: &World, r: &Req) -> Res {
     r.allow(&[Method::GET])?;
-    let user = r.q("user_uuid");
+    let mut f = Filters::new(r);
+    let user = f.uuid("user_uuid");
+    f.check()?;
+    let user = user.as_deref();
     let name = r.q("name");
     let keys: Vec<Value> = w
         .keys
@@ -70,11 +76,20 @@ pub fn list_keys(w: &World, r: &Req) -> Res {
     r.list(keys)
 }
 
+/// Waldur's offering-user queryset: offering users of offerings whose `plugin_options` have
+/// `service_provider_can_create_offering_user` set, seen by the offering's provider or by the
+/// user itself. The others exist, but neither list nor retrieve shows them.
+fn listed_offering_user(w: &World, r: &Req, ou: &OfferingUser) -> bool {
+    w.offering(&ou.offering)
+        .is_some_and(|o| o.sp_can_create_offering_user)
+        && (w.is_provider_of_offering(&r.caller, &ou.offering) || ou.user == r.caller.user)
+}
+
 fn visible_offering_user<'w>(w: &'w World, r: &Req, id: &str) -> Result<&'w OfferingUser, Reply> {
     w.offering_users
         .iter()
         .find(|ou| ou.uuid == id)
-        .filter(|ou| w.is_provider_of_offering(&r.caller, &ou.offering) || ou.user == r.caller.user)
+        .filter(|ou| listed_offering_user(w, r, ou))
         .ok_or_else(Reply::not_found)
 }
 
@@ -105,18 +120,21 @@ fn username_field(body: &Map<String, Value>) -> Result<Option<Option<String>>, R
 pub fn offering_users(w: &mut World, r: &Req) -> Res {
     r.allow(&[Method::GET, Method::POST])?;
     if r.is_get() {
-        let offerings = r.q_all("offering_uuid");
-        let users = r.q_all("user_uuid");
+        let mut f = Filters::new(r);
+        let offerings = f.uuids("offering_uuid");
+        let users = f.uuids("user_uuid");
+        f.check()?;
         let username = r.q("user_username");
-        let found: Vec<Value> = w
+        let mut found: Vec<&OfferingUser> = w
             .offering_users
             .iter()
-            .filter(|ou| {
-                w.is_provider_of_offering(&r.caller, &ou.offering) || ou.user == r.caller.user
-            })
-            .filter(|ou| offerings.is_empty() || offerings.contains(&ou.offering.as_str()))
-            .filter(|ou| users.is_empty() || users.contains(&ou.user.as_str()))
+            .filter(|ou| listed_offering_user(w, r, ou))
+            .filter(|ou| offerings.is_empty() || offerings.contains(&ou.offering))
+            .filter(|ou| users.is_empty() || users.contains(&ou.user))
             .filter(|ou| username.is_none_or(|n| w.user(&ou.user).is_some_and(|u| u.username == n)))
+            .collect();
+        super::order_by_created(r, &mut found, |ou| ou.created);
+        let found = (found.into_iter())
             .map(|ou| render::offering_user(w, &r.base, ou))
             .collect();
         return r.list(found);
@@ -168,10 +186,15 @@ pub fn offering_users(w: &mut World, r: &Req) -> Res {
         return Err(Reply::bad(Value::Object(errors)));
     }
     let (offering, user) = (offering.expect("checked"), user.expect("checked"));
+    // The serializer's unique-together check, then the permission (`OFFERING.CREATE_USER` on the
+    // offering's organisation), then the offering's option, as Waldur's `create` does.
     if w.offering_user_for(&offering, &user).is_some() {
         return Err(Reply::bad(json!({"non_field_errors": [
             "The fields offering, user must make a unique set."
         ]})));
+    }
+    if !w.may_act_as_provider(&r.caller, &offering) {
+        return Err(Reply::forbidden());
     }
     if !w
         .offering(&offering)
@@ -209,7 +232,7 @@ pub fn offering_user_detail(w: &mut World, r: &Req, id: &str) -> Res {
     if r.is_get() {
         return r.one(render::offering_user(w, &r.base, &ou));
     }
-    if !w.is_provider_of_offering(&r.caller, &ou.offering) {
+    if !w.may_act_as_provider(&r.caller, &ou.offering) {
         return Err(Reply::forbidden());
     }
     let body = r.json()?;
@@ -232,7 +255,10 @@ pub fn offering_user_detail(w: &mut World, r: &Req, id: &str) -> Res {
 
 pub fn service_providers(w: &World, r: &Req) -> Res {
     r.allow(&[Method::GET])?;
-    let customer = r.q("customer_uuid");
+    let mut f = Filters::new(r);
+    let customer = f.uuid("customer_uuid");
+    f.check()?;
+    let customer = customer.as_deref();
     let found: Vec<Value> = w
         .service_providers
         .iter()
@@ -286,7 +312,10 @@ pub fn service_provider_action(w: &mut World, r: &Req, id: &str, action: &str) -
         }
         "keys" => {
             r.allow(&[Method::GET])?;
-            let user = r.q("user_uuid");
+            let mut f = Filters::new(r);
+            let user = f.uuid("user_uuid");
+            f.check()?;
+            let user = user.as_deref();
             let list: Vec<Value> = w
                 .keys
                 .iter()
@@ -307,8 +336,11 @@ pub fn service_provider_action(w: &mut World, r: &Req, id: &str, action: &str) -
         }
         "project_permissions" => {
             r.allow(&[Method::GET])?;
-            let project = r.q("project_uuid");
-            let user = r.q("user_uuid");
+            let mut f = Filters::new(r);
+            let project = f.uuid("project_uuid");
+            let user = f.uuid("user_uuid");
+            f.check()?;
+            let (project, user) = (project.as_deref(), user.as_deref());
             let list: Vec<Value> = w
                 .roles
                 .iter()
