@@ -261,7 +261,11 @@ pub async fn order_erred(
 /// Orders of the site's offerings.
 ///
 /// Filters: `state` (repeat or comma-separate; default `pending-provider,executing`; `all` for
-/// every state), `type` (`Create`, `Update`, `Terminate`, `Restore`), `resource_uuid`. Paginated
+/// every state), `type` (`Create`, `Update`, `Terminate`, `Restore`), `resource_uuid`. Names are
+/// matched without regard to case and uuids in any form (dashed or not); what is forwarded to
+/// Puhuri is Waldur's exact name and the 32-digit uuid, since Waldur refuses anything else with a
+/// 400. An unknown name or a malformed uuid is a 400 `invalid_query`, and nothing is asked of
+/// Puhuri. Paginated
 /// with `page` and `page_size` (≤ 100, default 10); `Link` and `X-Result-Count` headers.
 #[utoipa::path(
     context_path = "/v1",
@@ -293,33 +297,19 @@ pub async fn list_orders(
         .iter()
         .map(|o| ("offering_uuid", o.clone()))
         .collect();
-    let states = params.all("state");
+    let mut with_all = vec!["all"];
+    with_all.extend(ORDER_STATES);
+    let states = params.names("state", &with_all, "an order state")?;
     if states.is_empty() {
         query.push(("state", "pending-provider".into()));
         query.push(("state", "executing".into()));
     } else if !states.iter().any(|s| s == "all") {
-        for s in states {
-            if !ORDER_STATES.contains(&s.as_str()) {
-                return Err(ApiError::InvalidQuery(format!(
-                    "`{s}` is not an order state (use: all, {})",
-                    ORDER_STATES.join(", ")
-                )));
-            }
-            query.push(("state", s));
-        }
+        query.extend(states.into_iter().map(|s| ("state", s)));
     }
-    for t in params.all("type") {
-        let Some(known) = ORDER_TYPES.iter().find(|k| k.eq_ignore_ascii_case(&t)) else {
-            return Err(ApiError::InvalidQuery(format!(
-                "`{t}` is not an order type (use: {})",
-                ORDER_TYPES.join(", ")
-            )));
-        };
-        query.push(("type", known.to_string()));
+    for t in params.names("type", &ORDER_TYPES, "an order type")? {
+        query.push(("type", t));
     }
-    if let Some(r) = params.one("resource_uuid") {
-        let r = crate::domain::WaldurUuid::parse(r)
-            .map_err(|m| ApiError::InvalidQuery(format!("`resource_uuid` {m}")))?;
+    if let Some(r) = params.uuid("resource_uuid")? {
         query.push(("resource_uuid", r.to_string()));
     }
     query.push(("o", "-created".into()));

@@ -166,6 +166,40 @@ impl QueryParams {
             .collect()
     }
 
+    /// A uuid filter, normalised to the 32 lower-case hex digits Waldur stores (dashed, braced
+    /// and upper-case forms are read), so what is forwarded is always a uuid Waldur accepts.
+    /// Anything else is a 400 `invalid_query` naming the key: Waldur would answer
+    /// `{"<key>": ["Enter a valid UUID."]}`.
+    pub fn uuid(&self, key: &str) -> Result<Option<WaldurUuid>, ApiError> {
+        self.one(key)
+            .map(|v| {
+                WaldurUuid::parse(v)
+                    .map_err(|m| ApiError::InvalidQuery(format!("`{key}` {m}, not `{v}`")))
+            })
+            .transpose()
+    }
+
+    /// A repeatable filter of Waldur names (`state`, `type`), each matched without regard to
+    /// case and forwarded as Waldur's exact name, each once: Waldur's choice filters are
+    /// case-sensitive and answer a wrong-case value with 400 ("Select a valid choice. ok is not
+    /// one of the available choices."). An unknown value is a 400 `invalid_query` listing the
+    /// names (`what` says what they are, e.g. "an order state").
+    pub fn names(&self, key: &str, names: &[&str], what: &str) -> Result<Vec<String>, ApiError> {
+        let mut out: Vec<String> = Vec::new();
+        for v in self.all(key) {
+            let Some(known) = names.iter().find(|n| n.eq_ignore_ascii_case(&v)) else {
+                return Err(ApiError::InvalidQuery(format!(
+                    "`{v}` is not {what} (use: {})",
+                    names.join(", ")
+                )));
+            };
+            if !out.iter().any(|o| o == known) {
+                out.push(known.to_string());
+            }
+        }
+        Ok(out)
+    }
+
     pub fn paging(&self) -> Result<Paging, ApiError> {
         let number = |key: &str, default: u64, max: u64| -> Result<u64, ApiError> {
             match self.one(key) {

@@ -326,17 +326,6 @@ async fn site_members(
         .collect())
 }
 
-fn uuid_filter(params: &QueryParams, key: &str) -> Result<Option<String>, ApiError> {
-    params
-        .one(key)
-        .map(|v| {
-            WaldurUuid::parse(v)
-                .map(|u| u.to_string())
-                .map_err(|m| ApiError::InvalidQuery(format!("`{key}` {m}")))
-        })
-        .transpose()
-}
-
 /// People on the teams of the site's resources.
 #[utoipa::path(
     context_path = "/v1",
@@ -399,7 +388,7 @@ pub async fn list_ssh_keys(
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(&req, &["user_uuid"])?;
     let paging = params.paging()?;
-    let user = uuid_filter(&params, "user_uuid")?;
+    let user = params.uuid("user_uuid")?.map(String::from);
     let members = site_members(&state, &identity).await?;
     let mut query = Vec::new();
     if let Some(u) = &user {
@@ -477,8 +466,8 @@ pub async fn list_project_permissions(
     let params = QueryParams::parse(&req, &["project_uuid", "user_uuid"])?;
     let paging = params.paging()?;
     let mut query = Vec::new();
-    let project = uuid_filter(&params, "project_uuid")?;
-    let user = uuid_filter(&params, "user_uuid")?;
+    let project = params.uuid("project_uuid")?.map(String::from);
+    let user = params.uuid("user_uuid")?.map(String::from);
     if let Some(p) = &project {
         query.push(("project_uuid", p.clone()));
     }

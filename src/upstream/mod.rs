@@ -87,8 +87,12 @@ pub struct OfferingUserInfo {
 #[derive(Clone, Debug)]
 pub struct Page {
     pub items: Vec<Value>,
+    /// `X-Result-Count`: the items across all pages.
     pub total: Option<u64>,
+    /// Whether `Link` has a `rel="next"`.
     pub has_next: bool,
+    /// The query string of the `rel="next"` URL, as Waldur wrote it (without `?`).
+    pub next_query: Option<String>,
 }
 
 #[derive(Clone)]
@@ -248,15 +252,20 @@ impl WaldurClient {
             .get("x-result-count")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        let has_next = headers
+        let next = headers
             .get_all(header::LINK)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| v.contains("rel=\"next\""));
+            .find_map(|v| link_target(v, "next"));
+        let next_query = next.map(|target| match target.split_once('?') {
+            Some((_, query)) => query.split('#').next().unwrap_or("").to_string(),
+            None => String::new(),
+        });
         Ok(Page {
             items,
             total,
-            has_next,
+            has_next: next_query.is_some(),
+            next_query,
         })
     }
 
@@ -440,7 +449,12 @@ impl WaldurClient {
             .map(str::to_string))
     }
 
-    /// Every item of a list, following pages of 100 (at most `max_pages` pages).
+    /// Every item of a list in pages of 100 (at most `max_pages` pages), following the
+    /// `rel="next"` link of Waldur's `Link` header whatever its form: the first page is asked
+    /// without `page=`, and each next one with the query of the `next` URL exactly as Waldur wrote
+    /// it (so its page parameter, its order of keys and whatever else it carries are kept). Only
+    /// the query is taken: the request goes to this client's own base URL, so a Waldur that
+    /// names itself differently behind a proxy cannot send the token elsewhere.
     pub async fn get_all(
         &self,
         path: &str,
@@ -448,15 +462,21 @@ impl WaldurClient {
         max_pages: usize,
     ) -> Result<Vec<Value>, UpstreamError> {
         let mut items = Vec::new();
-        for page in 1..=max_pages {
-            let mut q = query.to_vec();
-            q.push(("page_size", "100".to_string()));
-            q.push(("page", page.to_string()));
+        let mut next: Vec<(String, String)> = (query.iter())
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .chain([("page_size".to_string(), "100".to_string())])
+            .collect();
+        for _ in 0..max_pages {
+            let q: Vec<(&str, String)> =
+                next.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
             let got = self.get_page(path, &q).await?;
             items.extend(got.items);
-            if !got.has_next {
+            let Some(query) = got.next_query else {
                 return Ok(items);
-            }
+            };
+            next = url::form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
         }
         Err(UpstreamError::malformed(
             200,
@@ -542,6 +562,40 @@ fn parse<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, UpstreamErro
     })
 }
 
+/// The target of the link with relation `rel` in one `Link` header value (RFC 8288 §3): links
+/// are separated by commas outside `<...>`, each `<target>` followed by `;`-separated
+/// parameters; `rel` may be quoted or not and may hold several space-separated relations, in any
+/// case. `None` when there is no such link.
+pub fn link_target(header: &str, rel: &str) -> Option<String> {
+    let mut rest = header;
+    loop {
+        let start = rest.find('<')?;
+        let end = start + rest[start..].find('>')?;
+        let target = &rest[start + 1..end];
+        let after = &rest[end + 1..];
+        // The parameters run to the next link (a `<` after a comma) or the end.
+        let params_end = after.find('<').unwrap_or(after.len());
+        let params = &after[..params_end];
+        let matches = params.split(';').any(|p| {
+            let Some((name, value)) = p.split_once('=') else {
+                return false;
+            };
+            name.trim().eq_ignore_ascii_case("rel")
+                && value
+                    .trim()
+                    .trim_end_matches(',')
+                    .trim()
+                    .trim_matches('"')
+                    .split_ascii_whitespace()
+                    .any(|r| r.eq_ignore_ascii_case(rel))
+        });
+        if matches {
+            return Some(target.trim().to_string());
+        }
+        rest = &after[params_end..];
+    }
+}
+
 /// `Retry-After` as seconds or an HTTP date.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
@@ -551,4 +605,35 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let wait = at.signed_duration_since(chrono::Utc::now());
     Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::link_target;
+
+    #[test]
+    fn link_target_reads_waldurs_form_and_others() {
+        // Waldur's form: first and last always, page 1 without `page=`, the query sorted.
+        let waldur = "<https://puhuri.example/api/marketplace-orders/?page_size=2>; rel=\"first\", \
+                      <https://puhuri.example/api/marketplace-orders/?page_size=2>; rel=\"prev\", \
+                      <https://puhuri.example/api/marketplace-orders/?page=3&page_size=2>; rel=\"next\", \
+                      <https://puhuri.example/api/marketplace-orders/?page=3&page_size=2>; rel=\"last\"";
+        assert_eq!(
+            link_target(waldur, "next").as_deref(),
+            Some("https://puhuri.example/api/marketplace-orders/?page=3&page_size=2")
+        );
+        assert_eq!(
+            link_target(waldur, "prev").as_deref(),
+            Some("https://puhuri.example/api/marketplace-orders/?page_size=2")
+        );
+        // A single page in Waldur's form: no next.
+        let single = "<http://h/api/x/>; rel=\"first\", <http://h/api/x/?page=1>; rel=\"last\"";
+        assert_eq!(link_target(single, "next"), None);
+        // Page-number form, unquoted and multi-valued relations, other parameters, odd spacing.
+        let other = "<x/?page=2>;rel=next , <x/?page=9>; title=\"a, b\"; rel=\"LAST alternate\"";
+        assert_eq!(link_target(other, "next").as_deref(), Some("x/?page=2"));
+        assert_eq!(link_target(other, "last").as_deref(), Some("x/?page=9"));
+        assert_eq!(link_target("", "next"), None);
+        assert_eq!(link_target("<broken", "next"), None);
+    }
 }

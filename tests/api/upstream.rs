@@ -183,3 +183,212 @@ async fn requests_waldur_would_refuse_are_refused_up_front() {
     assert!(app.sim_calls("submit_report").await.is_empty());
     assert!(app.sim_calls("set_backend_id").await.is_empty());
 }
+
+/// Fact 2: Waldur answers `set_usage` for a resource the token may not report on with 403 (not a
+/// 400). The job fails at once with the forbidden code; the call is made once, never retried.
+#[tokio::test]
+async fn fact_2_set_usage_without_permission_fails_the_job_as_forbidden() {
+    let app = spawn_app().await;
+    let token = alpha_token();
+    let settings = app
+        .sim_post(
+            "settings",
+            &json!({"read_only_offerings": [demo::LUMI_OFFERING_UUID]}),
+        )
+        .await;
+    assert_eq!(settings.status(), 200);
+    let job = accepted(usage(&app, &token, "4").await).await;
+    let failed = settled(&app, &token, &job).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(failed["last_status"], 403, "{failed}");
+    let error = failed["last_error"].as_str().unwrap();
+    assert!(error.starts_with("upstream_forbidden: "), "{error}");
+    assert_eq!(failed["attempts"], 1, "{failed}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.job(&token, &job).await["attempts"], 1);
+    let calls = app.sim_calls("set_usage").await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["status"], 403, "{calls:?}");
+    assert_eq!(
+        calls[0]["fault"],
+        Value::Null,
+        "Waldur's own answer, not a fault"
+    );
+}
+
+/// The query string of the last call the simulator received at `path` (exactly), as pairs.
+async fn last_query(app: &TestApp, path: &str) -> Vec<(String, String)> {
+    let calls = app.sim_calls(path).await;
+    let call = calls
+        .iter()
+        .rev()
+        .find(|c| c["path"] == path)
+        .unwrap_or_else(|| panic!("no call to {path}: {calls:?}"));
+    url::form_urlencoded::parse(call["query"].as_str().unwrap().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn values<'a>(query: &'a [(String, String)], key: &str) -> Vec<&'a str> {
+    query
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+fn dashed(u: &str) -> String {
+    format!(
+        "{}-{}-{}-{}-{}",
+        &u[..8],
+        &u[8..12],
+        &u[12..16],
+        &u[16..20],
+        &u[20..]
+    )
+}
+
+/// Fact 5: Waldur refuses a state in the wrong case and a malformed uuid filter with 400, and
+/// matches a dashed uuid like the undashed one. The gateway validates its read filters itself,
+/// forwards Waldur's exact names and the 32-digit uuid, and answers a bad filter with a
+/// problem+json 400 without asking Puhuri.
+#[tokio::test]
+async fn fact_5_read_filters_are_validated_and_normalised_before_forwarding() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    // Orders: states in any case, a dashed upper-case resource uuid.
+    let response = app
+        .get_as(
+            &format!(
+                "/v1/orders?state=EXECUTING,Pending-Provider&state=executing&type=create&resource_uuid={}",
+                dashed(&demo::RESOURCE_CREATING_UUID.to_uppercase())
+            ),
+            &token,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let query = last_query(&app, "/api/marketplace-orders/").await;
+    assert_eq!(values(&query, "state"), ["executing", "pending-provider"]);
+    assert_eq!(values(&query, "type"), ["Create"]);
+    assert_eq!(
+        values(&query, "resource_uuid"),
+        [demo::RESOURCE_CREATING_UUID]
+    );
+    // Resources: `ok` is sent as `OK`, a dashed offering uuid undashed; the answer matches the
+    // exact form's.
+    let response = app
+        .get_as(
+            &format!(
+                "/v1/resources?state=ok&offering_uuid={}",
+                dashed(ALPHA_OFFERING)
+            ),
+            &token,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let loose: Value = response.json().await.unwrap();
+    let query = last_query(&app, "/api/marketplace-provider-resources/").await;
+    assert_eq!(values(&query, "state"), ["OK"]);
+    assert_eq!(values(&query, "offering_uuid"), [ALPHA_OFFERING]);
+    let exact: Value = app
+        .get_as(
+            &format!("/v1/resources?state=OK&offering_uuid={ALPHA_OFFERING}"),
+            &token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(loose, exact);
+    assert!(!exact.as_array().unwrap().is_empty());
+    // People: dashed uuids.
+    let response = app
+        .get_as(
+            &format!(
+                "/v1/project-permissions?user_uuid={}",
+                dashed(demo::USER_ALICE_UUID)
+            ),
+            &token,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    // Bad filters: a problem+json 400 naming the value, and nothing asked of Puhuri.
+    app.client
+        .delete(format!("{}calls", app.sim))
+        .send()
+        .await
+        .unwrap();
+    for (path, needle) in [
+        ("/v1/orders?state=bogus", "bogus"),
+        ("/v1/orders?type=delete", "delete"),
+        ("/v1/orders?resource_uuid=7e00", "resource_uuid"),
+        ("/v1/resources?state=fine", "fine"),
+        ("/v1/resources?offering_uuid=nope", "offering_uuid"),
+        ("/v1/ssh-keys?user_uuid=123", "user_uuid"),
+        ("/v1/project-permissions?project_uuid=x", "project_uuid"),
+    ] {
+        let response = app.get_as(path, &token).await;
+        let problem = assert_problem(response, 400, "invalid_query").await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains(needle),
+            "{path}: {problem}"
+        );
+    }
+    let calls = app.sim_calls("/api/").await;
+    assert!(calls.is_empty(), "{calls:?}");
+}
+
+/// Fact 9: Waldur's `Link` always carries `first` and `last`, page 1's URL has no `page=`, and
+/// the query is re-encoded sorted by key. The gateway follows `rel="next"` as Waldur wrote it,
+/// and does the same with the simpler page-number form: a project whose only resource is on the
+/// third page of 100 is found either way.
+#[tokio::test]
+async fn fact_9_paging_follows_waldurs_link_in_either_form() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let seeded = app
+        .sim_post(
+            "resources",
+            &json!({"count": 250, "offering_uuid": ALPHA_OFFERING, "project_uuid": demo::PROJECT_A_UUID}),
+        )
+        .await;
+    assert_eq!(seeded.status(), 201);
+    // Created last, so listed last (oldest first): on page 3.
+    let seeded = app
+        .sim_post(
+            "resources",
+            &json!({"count": 1, "offering_uuid": ALPHA_OFFERING, "project_uuid": demo::PROJECT_SP_UUID, "backend_id_prefix": "late"}),
+        )
+        .await;
+    assert_eq!(seeded.status(), 201, "{}", seeded.text().await.unwrap());
+    for form in ["waldur", "page_numbers"] {
+        let settings = app.sim_post("settings", &json!({"link_form": form})).await;
+        assert_eq!(settings.status(), 200);
+        app.client
+            .delete(format!("{}calls", app.sim))
+            .send()
+            .await
+            .unwrap();
+        let response = app.get_as("/v1/projects?page_size=100", &token).await;
+        assert_eq!(response.status(), 200, "{form}");
+        let projects: Value = response.json().await.unwrap();
+        let uuids: Vec<&str> = projects
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["uuid"].as_str())
+            .collect();
+        assert!(uuids.contains(&demo::PROJECT_SP_UUID), "{form}: {projects}");
+        let pages: Vec<String> = app
+            .sim_calls("/api/marketplace-provider-resources/")
+            .await
+            .iter()
+            .filter(|c| c["path"] == "/api/marketplace-provider-resources/")
+            .map(|c| c["query"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(pages.len(), 3, "{form}: {pages:?}");
+        assert!(!pages[0].contains("page="), "{form}: {pages:?}");
+        assert!(pages[1].contains("page=2"), "{form}: {pages:?}");
+        assert!(pages[2].contains("page=3"), "{form}: {pages:?}");
+    }
+}

@@ -415,3 +415,55 @@ async fn people_reads_are_narrowed_to_the_site() {
         .await;
     assert_problem(response, 403, "insufficient_scope").await;
 }
+
+/// Fact 7: Waldur lists offering users only for offerings whose options let the service provider
+/// create them, and refuses a create on the others with 400 "It is not allowed to create users
+/// for current offering.". A site bound to such an offering (beta: the second offering) sees its
+/// username job fail with Waldur's reason, after one create and no retry.
+#[tokio::test]
+async fn fact_7_a_username_on_an_offering_without_offering_users_fails_with_waldurs_reason() {
+    let app = spawn_manual_app().await;
+    let token = beta_token();
+    let job = accepted(
+        app.post_json(
+            "/v1/offering-users",
+            &token,
+            &json!({"offering_uuid": BETA_OFFERING, "user_uuid": demo::USER_BOB_UUID, "username": "bob_slurm"}),
+        )
+        .await,
+    )
+    .await;
+    let job = delivered(&app, &token, &job).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["last_status"], 400, "{job}");
+    assert!(
+        job["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("It is not allowed to create users for current offering."),
+        "{job}"
+    );
+    let creates: Vec<Value> = app
+        .sim_calls("marketplace-offering-users")
+        .await
+        .into_iter()
+        .filter(|c| c["method"] == "POST")
+        .collect();
+    assert_eq!(creates.len(), 1, "{creates:?}");
+    // The look-ups the gateway made showed nothing for that offering, although Alice has an
+    // offering user there (Waldur hides it).
+    let lookups: Vec<Value> = app
+        .sim_calls("marketplace-offering-users")
+        .await
+        .into_iter()
+        .filter(|c| c["method"] == "GET")
+        .collect();
+    assert!(!lookups.is_empty());
+    let listed: Value = app
+        .sim_get(&format!(
+            "state/offering-user/{}",
+            demo::HIDDEN_OFFERING_USER_UUID
+        ))
+        .await;
+    assert_eq!(listed["username"], "alice_slurm", "{listed}");
+}

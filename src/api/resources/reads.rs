@@ -17,13 +17,14 @@ use crate::api::reads::{
 use crate::api::responses::ReadErrors;
 use crate::api::views::{ResourceView, TeamMemberView, text};
 use crate::auth::scoped::{Authorized, Read};
-use crate::domain::{Month, WaldurUuid};
+use crate::domain::Month;
 use crate::error::ApiError;
 
 /// Resources of the site's offerings.
 ///
-/// Filters: `state` (repeat or comma-separate; default every state), `backend_id`,
-/// `offering_uuid` (one of the site's; another is a 403). Paginated like every list.
+/// Filters: `state` (repeat or comma-separate; default every state; names in any case, sent to
+/// Puhuri as Waldur's exact names), `backend_id`, `offering_uuid` (one of the site's, in any uuid
+/// form; another is a 403). Paginated like every list. A bad filter is a 400 `invalid_query`.
 #[utoipa::path(
     context_path = "/v1",
     tag = "resources",
@@ -49,10 +50,8 @@ pub async fn list_resources(
     let params = QueryParams::parse(&req, &["state", "backend_id", "offering_uuid"])?;
     let paging = params.paging()?;
     let mut query: Vec<(&str, String)> = Vec::new();
-    match params.one("offering_uuid") {
+    match params.uuid("offering_uuid")? {
         Some(o) => {
-            let o = WaldurUuid::parse(o)
-                .map_err(|m| ApiError::InvalidQuery(format!("`offering_uuid` {m}")))?;
             if !identity.owns_offering(o.as_str()) {
                 return Err(ApiError::Forbidden(
                     "the offering is not one of this site's".into(),
@@ -68,14 +67,8 @@ pub async fn list_resources(
                 .map(|o| ("offering_uuid", o.clone())),
         ),
     }
-    for s in params.all("state") {
-        let Some(known) = RESOURCE_STATES.iter().find(|k| k.eq_ignore_ascii_case(&s)) else {
-            return Err(ApiError::InvalidQuery(format!(
-                "`{s}` is not a resource state (use: {})",
-                RESOURCE_STATES.join(", ")
-            )));
-        };
-        query.push(("state", known.to_string()));
+    for s in params.names("state", &RESOURCE_STATES, "a resource state")? {
+        query.push(("state", s));
     }
     if let Some(b) = params.one("backend_id") {
         query.push(("backend_id", b.to_string()));
