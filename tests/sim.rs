@@ -1727,16 +1727,14 @@ async fn terminate_orders_have_no_plan_and_erred_stays_on_the_order() {
             json!({"error_message": "sacctmgr failed", "error_traceback": "tb"}),
         )
         .await;
-    // Only beta's token is the provider of the Slurm offering in some demos; accept either.
-    if r.status == 200 {
-        let o = t.get(&slurm_order).await.body;
-        assert_eq!(o["error_message"], "sacctmgr failed");
-        let res = t
-            .ctl(Method::GET, &format!("state/resource/{before}"), None)
-            .await
-            .body;
-        assert_ne!(res["error_message"], "sacctmgr failed", "{res}");
-    }
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let o = t.get(&slurm_order).await.body;
+    assert_eq!(o["error_message"], "sacctmgr failed");
+    let res = t
+        .ctl(Method::GET, &format!("state/resource/{before}"), None)
+        .await
+        .body;
+    assert_ne!(res["error_message"], "sacctmgr failed", "{res}");
 }
 
 /// Fact 6: a 500 from Waldur is Django's HTML page.

@@ -37,6 +37,9 @@ pub struct OrderView {
     /// `Create`, `Update`, `Terminate` or `Restore`.
     #[serde(rename = "type")]
     pub type_: String,
+    /// The marketplace resource: Waldur's `marketplace_resource_uuid`. (Waldur's own
+    /// `resource_uuid` is the plugin object's uuid, `null` for `Marketplace.Basic` offerings, and
+    /// is never used.)
     pub resource_uuid: Option<String>,
     pub resource_name: Option<String>,
     pub offering_uuid: String,
@@ -59,6 +62,10 @@ pub struct OrderView {
     pub created_by_email: Option<String>,
     pub error_message: Option<String>,
     pub provider_rejection_comment: Option<String>,
+    /// Who approved or rejected the order as the provider (Waldur fills it on approve and
+    /// reject), and when.
+    pub provider_reviewed_by_username: Option<String>,
+    pub provider_reviewed_at: Option<String>,
     pub backend_id: Option<String>,
     pub created: Option<String>,
     pub modified: Option<String>,
@@ -71,8 +78,7 @@ impl OrderView {
             uuid: text_or_empty(v, "uuid"),
             state: text_or_empty(v, "state"),
             type_: text_or_empty(v, "type"),
-            resource_uuid: text(v, "marketplace_resource_uuid")
-                .or_else(|| text(v, "resource_uuid")),
+            resource_uuid: text(v, "marketplace_resource_uuid"),
             resource_name: text(v, "resource_name"),
             offering_uuid: text_or_empty(v, "offering_uuid"),
             offering_name: text(v, "offering_name"),
@@ -90,6 +96,8 @@ impl OrderView {
             created_by_email: text(v, "created_by_email"),
             error_message: text(v, "error_message"),
             provider_rejection_comment: text(v, "provider_rejection_comment"),
+            provider_reviewed_by_username: text(v, "provider_reviewed_by_username"),
+            provider_reviewed_at: text(v, "provider_reviewed_at"),
             backend_id: text(v, "backend_id"),
             created: text(v, "created"),
             modified: text(v, "modified"),

@@ -26,12 +26,13 @@ enum Kind {
 }
 
 #[tokio::test]
-async fn an_order_of_a_basic_offering_goes_from_waiting_to_billed_through_the_gateway() {
+async fn fact_1_an_order_of_a_basic_offering_goes_from_waiting_to_billed_through_the_gateway() {
     lifecycle(Kind::Basic).await;
 }
 
 #[tokio::test]
-async fn an_order_of_a_site_agent_offering_goes_from_waiting_to_billed_through_the_gateway() {
+async fn fact_1_an_order_of_a_site_agent_offering_goes_from_waiting_to_billed_through_the_gateway()
+{
     lifecycle(Kind::SiteAgent).await;
 }
 

@@ -136,7 +136,7 @@ async fn puhuri_refusing_the_token_fails_jobs_at_once_and_shows_in_readiness_and
 }
 
 #[tokio::test]
-async fn an_html_error_page_is_transient_with_a_short_plain_excerpt() {
+async fn fact_6_an_html_error_page_is_transient_with_a_short_plain_excerpt() {
     let app = spawn_manual_app().await;
     let token = alpha_token();
     let job = accepted(usage(&app, &token, "1").await).await;
@@ -155,7 +155,7 @@ async fn an_html_error_page_is_transient_with_a_short_plain_excerpt() {
 }
 
 #[tokio::test]
-async fn requests_waldur_would_refuse_are_refused_up_front() {
+async fn fact_6_and_8_requests_waldur_would_refuse_or_fail_on_are_refused_up_front() {
     let app = spawn_manual_app().await;
     let token = alpha_token();
     let resource = format!("/v1/resources/{}", demo::RESOURCE_OK_UUID);
@@ -391,4 +391,192 @@ async fn fact_9_paging_follows_waldurs_link_in_either_form() {
         assert!(pages[1].contains("page=2"), "{form}: {pages:?}");
         assert!(pages[2].contains("page=3"), "{form}: {pages:?}");
     }
+}
+
+/// Calls the simulator's API as the demo service provider (what Puhuri itself would be asked).
+async fn puhuri_post(app: &TestApp, path: &str, body: &Value) -> Value {
+    let api = app.sim.replace("/__sim/", "/api/");
+    let response = app
+        .client
+        .post(format!("{api}{path}"))
+        .header("Authorization", format!("Token {}", demo::TOKEN))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    response.json().await.unwrap_or(Value::Null)
+}
+
+/// Fact 3: a Basic offering's order has `resource_uuid: null`; the marketplace resource is only
+/// in `marketplace_resource_uuid`. The gateway's order names the marketplace resource, and
+/// writes on it reach that resource.
+#[tokio::test]
+async fn fact_3_an_orders_resource_is_its_marketplace_resource() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let waldur = app
+        .sim_get(&format!("state/order/{}", demo::ORDER_PENDING_UUID))
+        .await;
+    assert_eq!(waldur["resource_uuid"], Value::Null, "{waldur}");
+    assert_eq!(
+        waldur["marketplace_resource_uuid"],
+        demo::RESOURCE_CREATING_UUID
+    );
+    let response = app
+        .get_as(&format!("/v1/orders/{}", demo::ORDER_PENDING_UUID), &token)
+        .await;
+    assert_eq!(response.status(), 200);
+    let order: Value = response.json().await.unwrap();
+    assert_eq!(
+        order["resource_uuid"],
+        demo::RESOURCE_CREATING_UUID,
+        "{order}"
+    );
+    let listed: Value = app
+        .get_as("/v1/orders?state=pending-provider", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["uuid"] == demo::ORDER_PENDING_UUID)
+        .cloned()
+        .unwrap();
+    assert_eq!(listed["resource_uuid"], demo::RESOURCE_CREATING_UUID);
+}
+
+/// Fact 4: Waldur accepts and stores a negative usage amount (201): only the gateway can refuse
+/// it, and does, before anything is queued or sent.
+#[tokio::test]
+async fn fact_4_a_negative_usage_is_refused_by_the_gateway() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    for amount in [json!(-1), json!("-0.01"), json!("-5")] {
+        let response = app
+            .post_usage(
+                &token,
+                &json!({"resource_uuid": demo::RESOURCE_OK_UUID, "usages": {"cpu_k_hours": amount}}),
+            )
+            .await;
+        let problem = assert_problem(response, 422, "validation_failed").await;
+        assert!(problem.to_string().contains("cpu_k_hours"), "{problem}");
+    }
+    app.drain().await;
+    assert!(app.sim_calls("set_usage").await.is_empty());
+}
+
+/// Fact 10: Terminate orders carry `plan: null`, `cost: null` and no `plan_uuid` / `plan_name`.
+/// The gateway reads and lists them without a plan, and approves them.
+#[tokio::test]
+async fn fact_10_a_terminate_order_without_a_plan_is_read_listed_and_approved() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let answer = puhuri_post(
+        &app,
+        &format!(
+            "marketplace-resources/{}/terminate/",
+            demo::RESOURCE_OK_UUID
+        ),
+        &json!({}),
+    )
+    .await;
+    let uuid = answer["order_uuid"].as_str().unwrap().to_string();
+    let waldur = app.sim_get(&format!("state/order/{uuid}")).await;
+    assert_eq!(waldur["plan"], Value::Null);
+    assert!(waldur.get("plan_uuid").is_none(), "{waldur}");
+    let response = app.get_as(&format!("/v1/orders/{uuid}"), &token).await;
+    assert_eq!(response.status(), 200);
+    let order: Value = response.json().await.unwrap();
+    assert_eq!(order["type"], "Terminate", "{order}");
+    assert_eq!(order["plan_uuid"], Value::Null, "{order}");
+    assert_eq!(order["plan_name"], Value::Null, "{order}");
+    assert_eq!(order["resource_uuid"], demo::RESOURCE_OK_UUID, "{order}");
+    let listed: Value = app
+        .get_as("/v1/orders?type=Terminate&state=all", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed.as_array().unwrap().iter().any(|o| o["uuid"] == uuid),
+        "{listed}"
+    );
+    assert_eq!(order["state"], "pending-provider", "{order}");
+    let job = accepted(
+        app.post_json(&format!("/v1/orders/{uuid}/approve"), &token, &json!({}))
+            .await,
+    )
+    .await;
+    let job = delivered(&app, &token, &job).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(
+        app.sim_calls(&format!("{uuid}/approve_by_provider"))
+            .await
+            .len(),
+        1
+    );
+}
+
+/// Fact 11: `set_state_erred` puts the message on the order only, not on the resource. What the
+/// site reads back through the gateway says the same.
+#[tokio::test]
+async fn fact_11_erred_shows_on_the_order_not_the_resource() {
+    let app = spawn_manual_app().await;
+    // The Slurm offering is beta's; Waldur allows set_state_erred only there.
+    let token = beta_token();
+    let order_path = format!("/v1/orders/{}", demo::ORDER_SLURM_EXECUTING_UUID);
+    let job = accepted(
+        app.post_json(
+            &format!("{order_path}/erred"),
+            &token,
+            &json!({"message": "sacctmgr failed"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(delivered(&app, &token, &job).await["state"], "succeeded");
+    let order: Value = app.get_as(&order_path, &token).await.json().await.unwrap();
+    assert_eq!(order["state"], "erred", "{order}");
+    assert_eq!(order["error_message"], "sacctmgr failed", "{order}");
+    let resource: Value = app
+        .get_as(
+            &format!("/v1/resources/{}", demo::RESOURCE_SLURM_UUID),
+            &token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(resource["error_message"], "sacctmgr failed", "{resource}");
+}
+
+/// Fact 12: after approve or reject, Waldur fills `provider_reviewed_by` and
+/// `provider_reviewed_at`; the gateway's order shows who reviewed it and when.
+#[tokio::test]
+async fn fact_12_the_providers_review_shows_on_the_order() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let order_path = format!("/v1/orders/{}", demo::ORDER_PENDING_UUID);
+    let before: Value = app.get_as(&order_path, &token).await.json().await.unwrap();
+    assert_eq!(before["provider_reviewed_at"], Value::Null, "{before}");
+    let job = accepted(
+        app.post_json(&format!("{order_path}/approve"), &token, &json!({}))
+            .await,
+    )
+    .await;
+    assert_eq!(delivered(&app, &token, &job).await["state"], "succeeded");
+    let after: Value = app.get_as(&order_path, &token).await.json().await.unwrap();
+    assert_eq!(
+        after["provider_reviewed_by_username"], "lumi-sp-bot",
+        "{after}"
+    );
+    assert!(after["provider_reviewed_at"].is_string(), "{after}");
 }
