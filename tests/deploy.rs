@@ -914,15 +914,117 @@ fn embedded_store_file_is_readable_by_its_owner_only() {
     // a store file an earlier version left world-readable is restricted on the next start
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("jobs.redb");
-    std::fs::write(&file, b"").unwrap();
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store = puhuri_gateway::config::StoreConfig::Embedded {
         dir: dir.path().to_path_buf(),
     };
+    drop(
+        rt.block_on(puhuri_gateway::queue::open_store(&store, None))
+            .unwrap(),
+    );
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let opened = rt.block_on(puhuri_gateway::queue::open_store(&store, None));
     assert!(opened.is_ok());
     assert_eq!(mode(&file), 0o600);
+}
+
+/// `serve` on a data directory whose store file is `contents`: it must not start. Returns the
+/// exit status's success and what it wrote to stderr.
+fn serve_on_store_file(contents: &[u8]) -> (bool, String, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let file = data.join("jobs.redb");
+    std::fs::write(&file, contents).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_puhuri-gateway"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data-dir")
+        .arg(&data)
+        .env_remove("PUHURI_GATEWAY_CONFIG")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the gateway started on a store file it must refuse");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status.success(), err, file, dir)
+}
+
+/// The operator sees one line naming the file and what to do, never a panic; the file is left
+/// as it was (nothing initialised over it).
+fn assert_refused_in_one_line(ok: bool, err: &str, file: &Path, says: &str) {
+    assert!(!ok, "exit status 0: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line:\n{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&file.display().to_string()),
+        "names the file: {err}"
+    );
+    assert!(err.contains(says), "says `{says}`: {err}");
+    assert!(err.contains("backup"), "says what to do: {err}");
+}
+
+#[test]
+fn serve_refuses_an_empty_store_file_in_one_line() {
+    let (ok, err, file, _dir) = serve_on_store_file(b"");
+    assert_refused_in_one_line(ok, &err, &file, "empty");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        0,
+        "not initialised"
+    );
+}
+
+#[test]
+fn serve_refuses_a_truncated_or_foreign_store_file_in_one_line() {
+    // a real store with jobs, cut in half
+    let source = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = puhuri_gateway::queue::embedded::EmbeddedStore::open(source.path())
+            .await
+            .unwrap();
+        for n in 0..50 {
+            use puhuri_gateway::queue::JobStore;
+            store
+                .enqueue(puhuri_gateway::queue::NewJob {
+                    site: "site".into(),
+                    operation: "order.approve".into(),
+                    object_key: format!("order:{n}"),
+                    coalesce_key: None,
+                    payload: serde_json::json!({"n": n, "pad": "x".repeat(2000)}),
+                    idempotency: None,
+                })
+                .await
+                .unwrap();
+        }
+    });
+    let whole = std::fs::read(source.path().join("jobs.redb")).unwrap();
+    let half = &whole[..whole.len() / 2];
+    let (ok, err, file, _dir) = serve_on_store_file(half);
+    assert_refused_in_one_line(ok, &err, &file, "damaged");
+    assert_eq!(std::fs::read(&file).unwrap(), half, "left as it was");
+
+    let (ok, err, file, _dir) = serve_on_store_file(b"not a job store, just text\n");
+    assert_refused_in_one_line(ok, &err, &file, "damaged");
 }
 
 // ---------------------------------------------------------------------------------------------

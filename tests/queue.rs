@@ -1319,12 +1319,14 @@ async fn embedded_second_open_is_refused_with_a_clear_message() {
     let first = EmbeddedStore::open(dir.path()).await.unwrap();
     let a = add(&first, job("site-a", "order.approve", "order:1")).await;
     match EmbeddedStore::open(dir.path()).await {
-        Err(StoreError::Unavailable(msg)) => {
+        Err(e @ StoreError::InUse(_)) => {
+            assert!(puhuri_gateway::queue::embedded::is_in_use(&e));
+            let msg = e.to_string();
             assert!(msg.contains("another gateway process"), "{msg}");
             let file = dir.path().join("jobs.redb");
             assert!(msg.contains(&file.display().to_string()), "{msg}");
         }
-        Err(other) => panic!("expected Unavailable, got {other:?}"),
+        Err(other) => panic!("expected InUse, got {other:?}"),
         Ok(_) => panic!("a second open of the same directory must be refused"),
     }
     // the first store is unharmed
@@ -1332,6 +1334,55 @@ async fn embedded_second_open_is_refused_with_a_clear_message() {
     drop(first);
     let again = EmbeddedStore::open(dir.path()).await.unwrap();
     assert_eq!(get(&again, a.id).await.state, JobState::Queued);
+}
+
+/// An existing empty file is not a new store: refused, named, and left empty.
+#[tokio::test]
+async fn embedded_zero_length_file_is_refused_not_initialised() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jobs.redb");
+    std::fs::write(&file, b"").unwrap();
+    match EmbeddedStore::open(dir.path()).await {
+        Err(StoreError::Corrupt(msg)) => {
+            assert!(msg.contains(&file.display().to_string()), "{msg}");
+            assert!(msg.contains("empty") && !msg.contains('\n'), "{msg}");
+        }
+        Err(other) => panic!("expected the empty-file refusal, got {other:?}"),
+        Ok(_) => panic!("an empty store file was opened as a new store"),
+    }
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 0);
+    // a missing file is a new store
+    std::fs::remove_file(&file).unwrap();
+    let store = EmbeddedStore::open(dir.path()).await.unwrap();
+    add(&store, job("site-a", "order.approve", "order:1")).await;
+}
+
+/// A store cut short (redb asserts on it) is refused with the file's name, and its writer
+/// thread's absence does not matter: no panic reaches the caller.
+#[tokio::test]
+async fn embedded_truncated_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).await.unwrap();
+    for n in 0..20 {
+        add(
+            &store,
+            job("site-a", "order.approve", &format!("order:{n}")),
+        )
+        .await;
+    }
+    drop(store);
+    let file = dir.path().join("jobs.redb");
+    let whole = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &whole[..whole.len() / 3]).unwrap();
+    match EmbeddedStore::open(dir.path()).await {
+        Err(StoreError::Corrupt(msg)) => {
+            assert!(msg.contains(&file.display().to_string()), "{msg}");
+            assert!(msg.contains("damaged") && msg.contains("backup"), "{msg}");
+        }
+        Err(other) => panic!("expected the damaged-file refusal, got {other:?}"),
+        Ok(_) => panic!("a truncated store file was opened"),
+    }
+    assert_eq!(std::fs::read(&file).unwrap().len(), whole.len() / 3);
 }
 
 /// The child half of `embedded_second_process_is_refused` (does nothing when run normally).
@@ -1345,7 +1396,7 @@ fn embedded_child_process_open() {
         .build()
         .unwrap();
     match rt.block_on(EmbeddedStore::open(std::path::Path::new(&dir))) {
-        Err(StoreError::Unavailable(msg)) if msg.contains("another gateway process") => {
+        Err(StoreError::InUse(msg)) if msg.contains("another gateway process") => {
             println!("REFUSED: {msg}")
         }
         Err(other) => panic!("expected the in-use refusal, got {other:?}"),

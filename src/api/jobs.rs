@@ -76,11 +76,14 @@ impl From<JobRecord> for JobView {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        if matches!(e, StoreError::Unavailable(_) | StoreError::Corrupt(_)) {
+        if matches!(
+            e,
+            StoreError::Unavailable(_) | StoreError::InUse(_) | StoreError::Corrupt(_)
+        ) {
             crate::telemetry::metrics::store_error("api");
         }
         match e {
-            StoreError::Unavailable(cause) => {
+            StoreError::Unavailable(cause) | StoreError::InUse(cause) => {
                 tracing::warn!(%cause, "the job store is unavailable");
                 ApiError::Unavailable {
                     detail: "the job store is unavailable; nothing was stored, retry later".into(),

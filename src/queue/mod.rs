@@ -353,6 +353,9 @@ pub struct JobPage {
 pub enum StoreError {
     #[error("the job store is unavailable: {0}")]
     Unavailable(String),
+    /// The embedded store's file is locked by another process (or another store object).
+    #[error("the job store is unavailable: {0}")]
+    InUse(String),
     #[error("the idempotency key was used with a different request")]
     IdempotencyConflict { existing: JobId },
     #[error("no such job")]

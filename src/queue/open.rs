@@ -64,31 +64,23 @@ pub async fn open_store(
     }
 }
 
-/// The embedded store's file holds every job's payload: create it readable and writable by its
-/// owner only (0600) before the store opens it (redb takes an empty file as a new database), and
-/// take group and other access away from a file an earlier version created with the umask's mode.
+/// The embedded store's file holds every job's payload: take group and other access away from a
+/// file an earlier version created with the umask's mode (the store creates a missing file
+/// readable and writable by its owner only, 0600).
 fn owner_only(path: &std::path::Path) -> StoreResult<()> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        use std::os::unix::fs::PermissionsExt;
         let fail = |what: &str, e: std::io::Error| {
             StoreError::Unavailable(format!("cannot {what} {}: {e}", path.display()))
         };
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| fail("create", e))?;
-        let mode = file
-            .metadata()
-            .map_err(|e| fail("read", e))?
-            .permissions()
-            .mode();
+        let mode = match std::fs::metadata(path) {
+            Ok(m) => m.permissions().mode(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(fail("read", e)),
+        };
         if mode & 0o077 != 0 {
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
                 .map_err(|e| fail("restrict the mode of", e))?;
         }
     }

@@ -12,6 +12,7 @@ mod quickstart;
 mod resilience;
 mod resources;
 mod site_helpers;
+mod store_faults;
 mod strict;
 #[path = "../support/mod.rs"]
 mod support;

@@ -28,6 +28,17 @@
 //! as written when the store is opened.
 //!
 //! Blocking redb work runs on tokio's blocking pool.
+//!
+//! # Faults
+//!
+//! - Opening refuses an existing file that is empty (zero bytes) or that redb cannot read, with
+//!   one line naming the file and what to do: it never initialises a new store over it, since
+//!   that would silently drop every acknowledged job. Only a missing file starts a new store.
+//! - After an I/O error (a full disk, an unwritable file) redb refuses every later operation of
+//!   that database. The store then closes it and reopens the file before the next write (and
+//!   on the next readiness probe), rebuilding its in-memory index from the file: once the cause
+//!   is gone, writes work again without a restart. Until then every write fails (the API answers
+//!   503, nothing stored) and [`ping`](super::JobStore::ping) fails, so `/readyz` is not ready.
 
 mod index;
 mod lease;
@@ -40,7 +51,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -51,13 +62,10 @@ use writer::{Applied, PendingWrite, write_loop};
 /// The store's file inside the data directory.
 pub const FILE_NAME: &str = "jobs.redb";
 
-/// Part of the [`StoreError::Unavailable`] message when the file is locked by another process.
-const IN_USE: &str = "is already in use by another gateway process";
-
 /// Whether `err` is the refusal to open a store file another process (or another store object in
-/// this process) holds open.
+/// this process) holds open (redb's [`redb::DatabaseError::DatabaseAlreadyOpen`]).
 pub fn is_in_use(err: &StoreError) -> bool {
-    matches!(err, StoreError::Unavailable(msg) if msg.contains(IN_USE))
+    matches!(err, StoreError::InUse(_))
 }
 
 /// Job id (as u128, which sorts like the UUID) -> JSON of [`Stored`].
@@ -66,6 +74,8 @@ const JOBS: TableDefinition<u128, &str> = TableDefinition::new("jobs");
 const DELIVERED: TableDefinition<&str, &str> = TableDefinition::new("delivered");
 /// Coalesce key -> when its delivered map was last written (ms), for expiry.
 const DELIVERED_AT: TableDefinition<&str, i64> = TableDefinition::new("delivered_at");
+/// `"probe"` -> when a readiness probe last wrote (ms): a write that proves writes work again.
+const PROBE: TableDefinition<&str, i64> = TableDefinition::new("probe");
 
 const LIST_SCAN_CAP: usize = 5000;
 const DEFAULT_PAGE: usize = 50;
@@ -90,11 +100,60 @@ struct Stored {
 }
 
 struct Inner {
-    db: Database,
+    /// `None` while closed after an I/O error; reopened before the next write or probe.
+    db: RwLock<Option<Database>>,
     path: PathBuf,
     index: Mutex<Index>,
     /// To the writer thread, which group-commits state changes (see [`EmbeddedStore::write`]).
     writes: std::sync::mpsc::Sender<PendingWrite>,
+    /// Why the last write (or reopen) failed; `None` once one succeeds.
+    failing: Mutex<Option<String>>,
+}
+
+impl Inner {
+    /// Runs `f` with the open database; `Unavailable` while it is closed after an I/O error.
+    fn with_db<T>(&self, f: impl FnOnce(&Database) -> StoreResult<T>) -> StoreResult<T> {
+        let db = self.db.read();
+        match db.as_ref() {
+            Some(db) => f(db),
+            None => Err(storage(self.failure().unwrap_or_else(|| {
+                format!("{} is closed after an I/O error", self.path.display())
+            }))),
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failing.lock().clone()
+    }
+
+    /// Records that a write failed: the database is closed (redb refuses every later operation
+    /// after an I/O error) and reopened before the next write.
+    fn failed(&self, why: String) {
+        let first = self.failing.lock().replace(why.clone()).is_none();
+        if first {
+            tracing::error!(file = %self.path.display(), error = %why, "the embedded job store cannot write; writes are refused until it can");
+        } else {
+            tracing::debug!(file = %self.path.display(), error = %why, "the embedded job store still cannot write");
+        }
+        *self.db.write() = None;
+    }
+
+    /// Reopens a database closed after an I/O error and rebuilds `idx` from the file. The caller
+    /// holds the index lock.
+    fn reopen_if_closed(&self, idx: &mut Index) -> StoreResult<()> {
+        if self.db.read().is_some() {
+            return Ok(());
+        }
+        let mut slot = self.db.write();
+        if slot.is_none() {
+            let db = open_file(&self.path, false)?;
+            *idx = quietly_catching_panics(|| Index::load(&db))
+                .map_err(|e| damaged(&self.path, &e))??;
+            *slot = Some(db);
+            tracing::info!(file = %self.path.display(), "the embedded job store is open again");
+        }
+        Ok(())
+    }
 }
 
 /// The embedded job store. Cheap to clone.
@@ -137,6 +196,139 @@ fn dur_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
+/// Creates the store's file (readable and writable by its owner only) when there is none.
+/// Returns whether it was created: only then may an empty file be taken as a new store.
+fn create_if_missing(path: &Path) -> StoreResult<bool> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(storage(format!("cannot create {}: {e}", path.display()))),
+    }
+}
+
+/// Opens the store's file with redb. A file this call did not just create (`new`) must hold a
+/// store: an empty one is refused, never initialised (that would drop every job it held).
+fn open_file(path: &Path, new: bool) -> StoreResult<Database> {
+    if !new {
+        match std::fs::metadata(path) {
+            Ok(m) if m.len() == 0 => {
+                return Err(StoreError::Corrupt(format!(
+                    "the job store file {} is empty (0 bytes), so its jobs are gone; the gateway \
+                     does not start a new store over it: restore the file from a backup, or \
+                     delete it to start with an empty store",
+                    path.display()
+                )));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(storage(format!(
+                    "the job store file {} cannot be read: {e}; restore it from a backup (a \
+                     missing file is only created at start)",
+                    path.display()
+                )));
+            }
+        }
+    }
+    let opened = quietly_catching_panics(|| {
+        Database::builder()
+            .set_cache_size(PAGE_CACHE_BYTES)
+            .create(path)
+    })
+    .map_err(|panic| damaged(path, &panic))?;
+    opened.map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(format!(
+            "the job store {} is already in use by another gateway process; stop that \
+                 process or give this one its own data directory",
+            path.display()
+        )),
+        redb::DatabaseError::Storage(redb::StorageError::Io(e))
+            if e.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            storage(format!(
+                "cannot open the job store file {}: {e}; give the gateway's user read and \
+                     write access to it",
+                path.display()
+            ))
+        }
+        other => damaged(path, &other.to_string()),
+    })
+}
+
+thread_local! {
+    /// Set while this thread runs [`quietly_catching_panics`].
+    static QUIET_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into `Err(its message)` without printing it. redb asserts on some
+/// damaged files (one cut short panics on its length check) instead of returning an error; an
+/// operator must get one line naming the file, not a backtrace, and a store reopening itself
+/// must not lose its writer thread. The process's panic hook is wrapped once, to stay silent
+/// only on a thread inside this function.
+fn quietly_catching_panics<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET_PANICS.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET_PANICS.with(|q| q.set(true));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET_PANICS.with(|q| q.set(false));
+    outcome.map_err(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "redb panicked".to_string());
+        format!("redb: {message}")
+    })
+}
+
+/// The one-line refusal of a file redb (or the store) cannot read.
+fn damaged(path: &Path, cause: &str) -> StoreError {
+    let cause = cause.replace('\n', " ");
+    StoreError::Corrupt(format!(
+        "the job store file {} is damaged or not a job store ({cause}); the gateway does not \
+         start over it: restore it from a backup, or move it away to start with an empty store \
+         (its jobs are then lost)",
+        path.display()
+    ))
+}
+
+/// Makes sure the tables exist, dates delivered maps written before their write times were
+/// kept, and loads the index.
+fn prepare(db: &Database) -> StoreResult<Index> {
+    let txn = db.begin_write().map_err(storage)?;
+    txn.open_table(JOBS).map_err(storage)?;
+    txn.open_table(PROBE).map_err(storage)?;
+    {
+        // maps written before write times were kept: count them as written now
+        let delivered = txn.open_table(DELIVERED).map_err(storage)?;
+        let mut delivered_at = txn.open_table(DELIVERED_AT).map_err(storage)?;
+        let mut missing = Vec::new();
+        for entry in delivered.iter().map_err(storage)? {
+            let (k, _) = entry.map_err(storage)?;
+            let key = k.value().to_owned();
+            if delivered_at.get(key.as_str()).map_err(storage)?.is_none() {
+                missing.push(key);
+            }
+        }
+        let now = now_ms();
+        for key in missing {
+            delivered_at.insert(key.as_str(), now).map_err(storage)?;
+        }
+    }
+    txn.commit().map_err(storage)?;
+    Index::load(db)
+}
+
 /// What a write step wants done with its transaction.
 enum Done<T> {
     /// Something changed: commit durably.
@@ -150,6 +342,7 @@ struct Tx<'t> {
     jobs: redb::Table<'t, u128, &'static str>,
     delivered: redb::Table<'t, &'static str, &'static str>,
     delivered_at: redb::Table<'t, &'static str, i64>,
+    probe: redb::Table<'t, &'static str, i64>,
 }
 
 impl Tx<'_> {
@@ -227,44 +420,18 @@ impl EmbeddedStore {
             ))
         })?;
         let path = dir.join(FILE_NAME);
-        let db = Database::builder()
-            .set_cache_size(PAGE_CACHE_BYTES)
-            .create(&path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
-                    "the job store {} {IN_USE}; stop that process or give this one its own data \
-                 directory",
-                    path.display()
-                )),
-                other => storage(format!("cannot open {}: {other}", path.display())),
-            })?;
-        let txn = db.begin_write().map_err(storage)?;
-        txn.open_table(JOBS).map_err(storage)?;
-        {
-            // maps written before write times were kept: count them as written now
-            let delivered = txn.open_table(DELIVERED).map_err(storage)?;
-            let mut delivered_at = txn.open_table(DELIVERED_AT).map_err(storage)?;
-            let mut missing = Vec::new();
-            for entry in delivered.iter().map_err(storage)? {
-                let (k, _) = entry.map_err(storage)?;
-                let key = k.value().to_owned();
-                if delivered_at.get(key.as_str()).map_err(storage)?.is_none() {
-                    missing.push(key);
-                }
-            }
-            let now = now_ms();
-            for key in missing {
-                delivered_at.insert(key.as_str(), now).map_err(storage)?;
-            }
-        }
-        txn.commit().map_err(storage)?;
-        let index = Index::load(&db)?;
+        let new = create_if_missing(&path)?;
+        let db = open_file(&path, new)?;
+        let index = quietly_catching_panics(|| prepare(&db))
+            .and_then(|prepared| prepared.map_err(|e| e.to_string()))
+            .map_err(|e| damaged(&path, &e))?;
         let (writes, changes) = std::sync::mpsc::channel();
         let inner = Arc::new(Inner {
-            db,
+            db: RwLock::new(Some(db)),
             path,
             index: Mutex::new(index),
             writes,
+            failing: Mutex::new(None),
         });
         let writer = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -337,9 +504,11 @@ impl EmbeddedStore {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let txn = inner.db.begin_read().map_err(storage)?;
-            let jobs = txn.open_table(JOBS).map_err(storage)?;
-            f(&jobs, &inner.db)
+            inner.with_db(|db| {
+                let txn = db.begin_read().map_err(storage)?;
+                let jobs = txn.open_table(JOBS).map_err(storage)?;
+                f(&jobs, db)
+            })
         })
         .await
         .map_err(|e| storage(format!("store task failed: {e}")))?

@@ -466,7 +466,20 @@ impl JobStore for EmbeddedStore {
         .map_err(|e| storage(format!("store task failed: {e}")))
     }
 
+    /// A read while writes work; after a failed write, a probe write (reopening the file if it
+    /// was closed), since only a write shows that writes work again.
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|_, _| Ok(())).await
+        if self.inner.failure().is_none() {
+            return self.read(|_, _| Ok(())).await;
+        }
+        self.write(|_, tx, now| {
+            tx.probe.insert("probe", now).map_err(storage)?;
+            Ok(Done::Commit(()))
+        })
+        .await
+        .map_err(|e| match self.inner.failure() {
+            Some(why) => storage(format!("writes fail: {why}")),
+            None => e,
+        })
     }
 }

@@ -1,7 +1,7 @@
 //! The writer thread of the embedded store: group commit of state changes.
 
 use super::index::Index;
-use super::{DELIVERED, DELIVERED_AT, Inner, JOBS, Tx, now_ms, storage};
+use super::{DELIVERED, DELIVERED_AT, Inner, JOBS, PROBE, Tx, now_ms, storage};
 use crate::queue::StoreResult;
 
 /// The most changes one group transaction takes.
@@ -26,12 +26,23 @@ impl Inner {
     /// to give, which the writer gives only after letting go of the store (see [`write_loop`]).
     pub(super) fn commit(&self, batch: Vec<PendingWrite>) -> Vec<Answer> {
         let mut idx = self.index.lock();
-        let txn = match self.db.begin_write() {
+        if let Err(e) = self.reopen_if_closed(&mut idx) {
+            *self.failing.lock() = Some(e.to_string());
+            // Dropping an unrun change drops its answer channel: its caller gets an
+            // `Unavailable` error and nothing was changed.
+            drop(batch);
+            return Vec::new();
+        }
+        let db_slot = self.db.read();
+        let Some(db) = db_slot.as_ref() else {
+            drop(batch);
+            return Vec::new();
+        };
+        let txn = match db.begin_write() {
             Ok(t) => t,
             Err(e) => {
-                tracing::warn!(error = %e, "the embedded store cannot begin a transaction");
-                // Dropping an unrun change drops its answer channel: its caller gets an
-                // `Unavailable` error and nothing was changed.
+                drop(db_slot);
+                self.failed(format!("cannot begin a transaction: {e}"));
                 drop(batch);
                 return Vec::new();
             }
@@ -44,6 +55,7 @@ impl Inner {
                 jobs: txn.open_table(JOBS).map_err(storage)?,
                 delivered: txn.open_table(DELIVERED).map_err(storage)?,
                 delivered_at: txn.open_table(DELIVERED_AT).map_err(storage)?,
+                probe: txn.open_table(PROBE).map_err(storage)?,
             };
             for change in batch {
                 match change(&mut idx, &mut tx, now_ms()) {
@@ -63,10 +75,18 @@ impl Inner {
             Ok(()) if wrote.is_empty() => txn.abort().map_err(|e| e.to_string()),
             Ok(()) => txn.commit().map_err(|e| format!("commit failed: {e}")),
         };
-        if committed.is_err() {
-            // The index may hold changes the file does not: rebuild it from the file.
-            if let Ok(fresh) = Index::load(&self.db) {
-                *idx = fresh;
+        match &committed {
+            Ok(()) if !wrote.is_empty() => *self.failing.lock() = None,
+            Ok(()) => {}
+            Err(why) => {
+                // The index may hold changes the file does not, and after an I/O error redb
+                // refuses every later operation: close the database; the next write reopens it
+                // and rebuilds the index from the file.
+                drop(db_slot);
+                self.failed(why.clone());
+                if let Err(e) = self.reopen_if_closed(&mut idx) {
+                    *self.failing.lock() = Some(format!("{why}; reopening: {e}"));
+                }
             }
         }
         for answer in wrote {
