@@ -111,6 +111,14 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The request's length is stated two ways (`Transfer-Encoding` with `Content-Length`, or
+    /// `Transfer-Encoding` in HTTP/1.0): RFC 9112 §6.1 and §6.3 call its framing faulty; the
+    /// answer closes the connection.
+    #[error(
+        "the request states its length twice (Transfer-Encoding with Content-Length, or \
+         Transfer-Encoding in HTTP/1.0); send exactly one"
+    )]
+    AmbiguousFraming,
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{detail}")]
@@ -162,6 +170,7 @@ impl ApiError {
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::AmbiguousFraming => "ambiguous_framing",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Validation { .. } => "validation_failed",
             ApiError::IdempotencyConflict => "idempotency_key_reused",
@@ -183,6 +192,7 @@ impl ApiError {
             ApiError::InvalidJson(_) => "The body is not valid JSON for this operation",
             ApiError::InvalidQuery(_) => "The query string is not valid",
             ApiError::UnsupportedMediaType(_) => "Unsupported media type",
+            ApiError::AmbiguousFraming => "The request's framing is ambiguous",
             ApiError::PayloadTooLarge { .. } => "The body is too large",
             ApiError::Validation { .. } => "The request is not valid",
             ApiError::IdempotencyConflict => "Idempotency key reused",
@@ -233,7 +243,9 @@ impl ResponseError for ApiError {
             ApiError::MissingScope(_) | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::InvalidJson(_) | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidJson(_) | ApiError::InvalidQuery(_) | ApiError::AmbiguousFraming => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation { .. } | ApiError::IdempotencyConflict => {

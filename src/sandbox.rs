@@ -1,7 +1,8 @@
 //! Sandbox wiring: the one place where the gateway reaches the built-in Waldur simulator.
 //!
 //! With no `upstream.url` configured, [`Sandbox::start`] starts the simulator on a free local
-//! port, adds the `demo` site bound to its LUMI-like offering, and writes that site a token; the
+//! port, adds the `demo` site bound to both offerings of its demo service provider (the LUMI-like
+//! `Marketplace.Basic` one and the `Marketplace.Slurm` one), and writes that site a token; the
 //! gateway then talks to the simulator over real HTTP exactly as it talks to Puhuri Core.
 //!
 //! The simulator sits behind the default-on cargo feature `sim`. A feature rather than a separate
@@ -16,7 +17,9 @@ pub use with_sim::Sandbox;
 #[cfg(not(feature = "sim"))]
 pub use without_sim::Sandbox;
 
-/// The site sandbox mode creates, bound to the simulator's LUMI-like offering.
+/// The site sandbox mode creates, bound to every offering of the simulator's demo service
+/// provider: so every documented example can be tried in the sandbox, including the
+/// provider-wide username write and `set_state_erred` (which Waldur allows on Slurm offerings only).
 pub const SANDBOX_SITE: &str = "demo";
 
 /// What a sandbox gateway tells its operator.
@@ -96,7 +99,7 @@ mod with_sim {
         }
     }
 
-    /// Adds the `demo` site (every scope, the simulator's LUMI-like offering, an HS256 key kept in the
+    /// Adds the `demo` site (every scope, both demo offerings, an HS256 key kept in the
     /// data directory) and writes a token for it to `<data_dir>/demo.token`.
     fn prepare_sandbox_site(config: &mut Config, sim: &SimServer) -> anyhow::Result<SandboxInfo> {
         std::fs::create_dir_all(&config.data_dir)?;
@@ -104,7 +107,11 @@ mod with_sim {
         config.sites.retain(|s| s.id != SANDBOX_SITE);
         config.sites.push(SiteConfig {
             id: SANDBOX_SITE.to_string(),
-            offerings: [sim::demo::LUMI_OFFERING_UUID.to_string()].into(),
+            offerings: [
+                sim::demo::LUMI_OFFERING_UUID.to_string(),
+                sim::demo::SECOND_OFFERING_UUID.to_string(),
+            ]
+            .into(),
             scopes: Scope::ALL.iter().copied().collect(),
             keys: vec![KeyConfig {
                 kid: SANDBOX_KID.to_string(),

@@ -155,6 +155,7 @@ impl Application {
                 .app_data(sites.clone())
                 .configure(|cfg| api::configure(cfg, max_body, sandboxed))
         })
+        .on_connect(crate::api::middleware::on_connect)
         .listen(listener)?
         .shutdown_timeout(config.delivery.shutdown_grace.as_secs().max(1))
         .run();

@@ -128,7 +128,7 @@ async fn visible_job(
     context_path = "/v1",
     tag = "jobs",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The job id")),
+    params(("id" = Uuid, Path, description = "The job id, from the answer to a write (no example: a fresh gateway has no jobs)")),
     responses(
         (status = 200, body = JobView),
         JobErrors,
@@ -228,7 +228,7 @@ pub async fn list_jobs(
     context_path = "/v1",
     tag = "jobs",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The job id")),
+    params(("id" = Uuid, Path, description = "The job id, from the answer to a write (no example: a fresh gateway has no jobs)")),
     responses(
         (status = 202, body = JobView, description = "Queued again"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "Not failed or dead"),
@@ -254,7 +254,7 @@ pub async fn retry_job(
     context_path = "/v1",
     tag = "jobs",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The job id")),
+    params(("id" = Uuid, Path, description = "The job id, from the answer to a write (no example: a fresh gateway has no jobs)")),
     responses(
         (status = 200, body = JobView, description = "Canceled"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "Running or finished"),

@@ -1,12 +1,27 @@
 //! Per-request context: a request id, a span with the calling site, and problem+json for every
 //! error response, including the ones actix produces itself (unknown routes, wrong methods).
+//!
+//! Two refusals happen here, before any route runs, because they concern the message rather than
+//! an operation:
+//! - a request whose length is stated two ways (`Transfer-Encoding` with `Content-Length`, or
+//!   `Transfer-Encoding` in HTTP/1.0) is answered 400 `ambiguous_framing` and its connection is
+//!   closed (RFC 9112 §6.1, §6.3): a proxy in front might have read the body differently, so
+//!   nothing more on that connection can be trusted. actix still answers requests a client
+//!   pipelined behind it (they were read before the close); each of those is refused the same
+//!   way, without running, through a per-connection mark ([`on_connect`]);
+//! - a request with a `Content-Encoding` the gateway does not decode (anything but `gzip` or
+//!   `identity`, or more than one coding) is answered 415 with `Accept-Encoding: gzip, identity`
+//!   (RFC 9110 §8.4.1, §15.5.16), rather than reading the encoded bytes as if they were plain.
 
+use std::any::Any;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{StatusCode, Version};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError};
 use tracing::Instrument;
@@ -44,8 +59,15 @@ pub async fn request_context(
     );
     req.extensions_mut().insert(span.clone());
     let started = Instant::now();
-    let response = next.call(req).instrument(span.clone()).await?;
-    let mut response = problem_for_bare_errors(response.map_into_boxed_body());
+    let response = match refusal_at_the_door(&req) {
+        Some(refusal) => req.into_response(refusal),
+        None => next
+            .call(req)
+            .instrument(span.clone())
+            .await?
+            .map_into_boxed_body(),
+    };
+    let mut response = problem_for_bare_errors(response);
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
@@ -67,6 +89,59 @@ pub async fn request_context(
         }
     });
     Ok(response)
+}
+
+/// The content codings a request body may carry: actix decodes `gzip`; `identity` is no coding.
+pub const ACCEPTED_CONTENT_ENCODINGS: &str = "gzip, identity";
+
+/// Marks a connection on which a request had ambiguous framing: every later request read from
+/// it is refused, since where one message ended and the next began is not known.
+#[derive(Clone, Default)]
+struct FramingBroken(Arc<AtomicBool>);
+
+/// Gives every new connection its [`FramingBroken`] mark (`HttpServer::on_connect`).
+pub fn on_connect(_connection: &dyn Any, data: &mut actix_web::dev::Extensions) {
+    data.insert(FramingBroken::default());
+}
+
+/// The answer to a request refused for its framing or its content coding, or `None`.
+fn refusal_at_the_door(req: &ServiceRequest) -> Option<actix_web::HttpResponse> {
+    let headers = req.headers();
+    let ambiguous = headers.contains_key(header::TRANSFER_ENCODING)
+        && (headers.contains_key(header::CONTENT_LENGTH) || req.version() == Version::HTTP_10);
+    let mark = req.conn_data::<FramingBroken>();
+    if ambiguous && let Some(mark) = mark {
+        mark.0.store(true, Ordering::Relaxed);
+    }
+    if ambiguous || mark.is_some_and(|m| m.0.load(Ordering::Relaxed)) {
+        let mut response = ApiError::AmbiguousFraming.error_response();
+        response
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+        return Some(response);
+    }
+    let codings: Vec<&HeaderValue> = headers.get_all(header::CONTENT_ENCODING).collect();
+    let decodable = match codings.as_slice() {
+        [] => true,
+        [one] => one.to_str().is_ok_and(|v| {
+            let v = v.trim();
+            v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("identity")
+        }),
+        _ => false,
+    };
+    if !decodable {
+        let mut response = ApiError::UnsupportedMediaType(format!(
+            "the body's Content-Encoding is not one the gateway decodes; send it as one of: \
+             {ACCEPTED_CONTENT_ENCODINGS}"
+        ))
+        .error_response();
+        response.headers_mut().insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static(ACCEPTED_CONTENT_ENCODINGS),
+        );
+        return Some(response);
+    }
+    None
 }
 
 /// Error responses that are not problem documents or JSON yet (actix's own 404/405, a panic's

@@ -4,6 +4,8 @@
 //! stay thin. Everything under `/v1` needs a site token ([`crate::auth::SiteIdentity`]), which
 //! finds the [`crate::auth::SiteRegistry`] in the app data beside [`AppState`].
 
+pub mod body;
+pub mod fallback;
 pub mod health;
 pub mod jobs;
 pub mod metrics;
@@ -23,7 +25,7 @@ pub mod whoami;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use actix_web::{HttpRequest, error::JsonPayloadError, web};
+use actix_web::web;
 use tokio::sync::Notify;
 
 use crate::config::Config;
@@ -62,7 +64,7 @@ impl AppState {
 
 /// Registers every route and the body/query/path parsing rules.
 pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: bool) {
-    cfg.app_data(json_config(max_body_bytes))
+    cfg.app_data(body::BodyLimit(max_body_bytes))
         .app_data(web::PayloadConfig::new(max_body_bytes))
         .app_data(web::QueryConfig::default().error_handler(|err, _| {
             ApiError::InvalidQuery(format!("the query string is not valid: {err}")).into()
@@ -104,27 +106,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: b
                 .service(users::list_projects)
                 .service(users::list_project_permissions),
         )
-        .service(openapi::swagger_ui(sandbox));
-}
-
-fn json_config(limit: usize) -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(limit)
-        .error_handler(move |err, req: &HttpRequest| json_error(err, req, limit).into())
-}
-
-/// JSON body problems become problem documents that say what was wrong.
-fn json_error(err: JsonPayloadError, _req: &HttpRequest, limit: usize) -> ApiError {
-    match err {
-        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType(
-            "send the body with `Content-Type: application/json`".into(),
-        ),
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-            ApiError::PayloadTooLarge { limit }
-        }
-        JsonPayloadError::Deserialize(e) => ApiError::InvalidJson(describe_serde_error(&e)),
-        other => ApiError::InvalidJson(format!("the body could not be read: {other}")),
-    }
+        .service(openapi::swagger_ui(sandbox))
+        .default_service(web::to(fallback::no_route));
 }
 
 /// serde's message names the field and position; that helps a script author and holds no secret.

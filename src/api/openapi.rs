@@ -113,6 +113,11 @@ pub fn document_json() -> String {
 
 /// Swagger UI at `/docs/`, reading `/openapi.json`. In sandbox mode the document's title and
 /// description say so, so nobody mistakes the sandbox for a gateway connected to Puhuri.
+///
+/// The page makes requests to the gateway's own origin only: its assets are served from the
+/// binary, and Swagger UI's online validator (which it calls by default whenever the page is
+/// opened by a host name other than `localhost`) is switched off with `validatorUrl: "none"`,
+/// so the docs work offline and never tell an outside service which API a site runs.
 pub fn swagger_ui(sandbox: bool) -> SwaggerUi {
     let mut doc = ApiDoc::openapi();
     if sandbox {
@@ -123,5 +128,7 @@ pub fn swagger_ui(sandbox: bool) -> SwaggerUi {
             doc.info.description.unwrap_or_default()
         ));
     }
-    SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", doc)
+    SwaggerUi::new("/docs/{_:.*}")
+        .url("/openapi.json", doc)
+        .config(utoipa_swagger_ui::Config::default().validator_url("none"))
 }

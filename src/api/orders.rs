@@ -6,6 +6,7 @@
 //! leads (approve: `executing`, `done` or `pending-start-date`; reject: `rejected`; done: `done`;
 //! erred: `erred`) is success, anything else fails the job with Waldur's reason and the state.
 
+use crate::api::body::{JsonBody, OptionalJsonBody};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -63,35 +64,6 @@ pub struct ErredRequest {
     pub traceback: Option<String>,
 }
 
-/// An optional JSON body: absent or empty is the default. A body that is there must be sent as
-/// `application/json` (415 otherwise: not `text/plain`, not form-encoded, not without a type)
-/// and be a JSON object (400 for an array or any other value).
-fn optional_body<T: serde::de::DeserializeOwned + Default>(
-    req: &HttpRequest,
-    body: &web::Bytes,
-) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    let json = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
-        return Err(ApiError::UnsupportedMediaType(
-            "send the body with `Content-Type: application/json`, or send no body".into(),
-        ));
-    }
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::InvalidJson(
-            "the body must be a JSON object (or absent)".into(),
-        ));
-    }
-    serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(super::describe_serde_error(&e)))
-}
-
 /// Checks scope and ownership, then queues `op`. `sent` is the body as sent, in canonical form
 /// (see [`submit`]).
 async fn queue_transition(
@@ -115,7 +87,7 @@ async fn queue_transition(
     context_path = "/v1",
     tag = "orders",
     security(("bearer" = [])),
-    params(("uuid" = String, Path, description = "The order's uuid"), WriteHeaders),
+    params(("uuid" = String, Path, description = "The order's uuid", example = "0d000000000040008000000000000002"), WriteHeaders),
     request_body(content = ApproveRequest, description = "Optional: no body (or an empty one) approves as is", content_type = "application/json", example = json!({})),
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
@@ -129,9 +101,9 @@ pub async fn approve_order(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: OptionalJsonBody<ApproveRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let request: ApproveRequest = optional_body(&req, &body)?;
+    let request = body.0;
     let sent = serde_json::json!({ "attributes": request.attributes });
     queue_transition(&state, &identity, &req, &path, sent, |order_uuid| {
         Operation::OrderApprove(OrderApprove {
@@ -147,7 +119,7 @@ pub async fn approve_order(
     context_path = "/v1",
     tag = "orders",
     security(("bearer" = [])),
-    params(("uuid" = String, Path, description = "The order's uuid"), WriteHeaders),
+    params(("uuid" = String, Path, description = "The order's uuid", example = "0d000000000040008000000000000002"), WriteHeaders),
     request_body(content = RejectRequest, description = "Optional: no body (or an empty one) rejects without a comment", content_type = "application/json", example = json!({})),
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
@@ -161,9 +133,9 @@ pub async fn reject_order(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: OptionalJsonBody<RejectRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let request: RejectRequest = optional_body(&req, &body)?;
+    let request = body.0;
     if let Some(c) = &request.comment
         && c.chars().count() > MAX_COMMENT
     {
@@ -187,7 +159,7 @@ pub async fn reject_order(
     context_path = "/v1",
     tag = "orders",
     security(("bearer" = [])),
-    params(("uuid" = String, Path, description = "The order's uuid"), WriteHeaders),
+    params(("uuid" = String, Path, description = "The order's uuid", example = "0d000000000040008000000000000003"), WriteHeaders),
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
         (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
@@ -215,8 +187,8 @@ pub async fn order_done(
     context_path = "/v1",
     tag = "orders",
     security(("bearer" = [])),
-    params(("uuid" = String, Path, description = "The order's uuid"), WriteHeaders),
-    request_body = ErredRequest,
+    params(("uuid" = String, Path, description = "The order's uuid", example = "0d000000000040008000000000000005"), WriteHeaders),
+    request_body(content = ErredRequest, content_type = "application/json", example = json!({"message": "No free project quota on the cluster", "traceback": "quota check failed for project_465000005"})),
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
         (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
@@ -229,7 +201,7 @@ pub async fn order_erred(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<ErredRequest>,
+    body: JsonBody<ErredRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
     let mut errors = Vec::new();
@@ -340,7 +312,7 @@ pub async fn list_orders(
     context_path = "/v1",
     tag = "orders",
     security(("bearer" = [])),
-    params(("uuid" = String, Path, description = "The order's uuid")),
+    params(("uuid" = String, Path, description = "The order's uuid", example = "0d000000000040008000000000000002")),
     responses(
         (status = 200, body = OrderView),
         ReadErrors,

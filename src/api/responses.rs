@@ -113,14 +113,18 @@ impl<S: crate::auth::scoped::RequiredScope> IntoResponses for WriteErrors<S> {
         build(vec![
             Status {
                 description: "The body is not JSON, not the documented shape (an object where \
-                              an object is documented), or has a field the operation does not \
-                              take (named)",
-                examples: vec![ApiError::InvalidJson(
-                    "the body does not match this operation: unknown field `usage`, expected \
-                     one of `resource_uuid`, `resource_backend_id`, `month`, `usages`, \
-                     `description` at line 1 column 8"
-                        .into(),
-                )],
+                              an object is documented, at the top or inside), or has a field the \
+                              operation does not take (named); or the request states its length \
+                              twice (the connection is then closed)",
+                examples: vec![
+                    ApiError::InvalidJson(
+                        "the body does not match this operation: unknown field `usage`, expected \
+                         one of `resource_uuid`, `resource_backend_id`, `month`, `usages`, \
+                         `description` at line 1 column 8"
+                            .into(),
+                    ),
+                    ApiError::AmbiguousFraming,
+                ],
             },
             unauthorized(),
             forbidden(Some(S::SCOPE)),
@@ -137,7 +141,9 @@ impl<S: crate::auth::scoped::RequiredScope> IntoResponses for WriteErrors<S> {
                 examples: vec![ApiError::PayloadTooLarge { limit: 1_048_576 }],
             },
             Status {
-                description: "The body is not `application/json`",
+                description: "The body is not `application/json` (UTF-8), or its \
+                              `Content-Encoding` is not `gzip` or `identity` (the answer's \
+                              `Accept-Encoding` lists those)",
                 examples: vec![ApiError::UnsupportedMediaType(
                     "send the body with `Content-Type: application/json`".into(),
                 )],

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::api::body::{JsonBody, Object};
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -233,7 +234,7 @@ pub async fn report_usage(
     identity: Authorized<UsageWrite>,
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<UsageRequest>,
+    body: JsonBody<UsageRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (op, sent) = prepare(&state, &identity, &body, "").await?;
     submit(&state, &identity, &req, op, sent).await
@@ -241,9 +242,14 @@ pub async fn report_usage(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"reports": [
+    {"resource_backend_id": "project_465000001", "usages": {"cpu_k_hours": "1520.25", "gpu_k_hours": 12.5}},
+    {"resource_uuid": "7e000000000040008000000000000001", "month": "2026-10", "usages": {"gb_k_hours": "300"}}
+]}))]
 pub struct UsageBatchRequest {
-    /// Up to `limits.max_batch` (default 1,000) reports.
-    pub reports: Vec<UsageRequest>,
+    /// Up to `limits.max_batch` (default 1,000) reports, each an object.
+    #[schema(value_type = Vec<UsageRequest>)]
+    pub reports: Vec<Object<UsageRequest>>,
 }
 
 /// The outcome of one report of a batch.
@@ -287,7 +293,7 @@ pub async fn report_usage_batch(
     identity: Authorized<UsageWrite>,
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<UsageBatchRequest>,
+    body: JsonBody<UsageBatchRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let reports = body.into_inner().reports;
     let max = state.config.limits.max_batch;
@@ -299,7 +305,7 @@ pub async fn report_usage_batch(
     }
     let key = super::submit::idempotency_key(req.headers())?;
     let mut results = Vec::with_capacity(reports.len());
-    for (index, report) in reports.iter().enumerate() {
+    for (index, Object(report)) in reports.iter().enumerate() {
         let at = format!("reports[{index}].");
         let outcome = match prepare(&state, &identity, report, &at).await {
             Ok((op, sent)) => {

@@ -26,6 +26,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::api::body::JsonBody;
 use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
 use serde::Deserialize;
 use serde_json::Value;
@@ -146,7 +147,7 @@ pub async fn set_offering_username(
     identity: Authorized<UsersWrite>,
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<OfferingUserRequest>,
+    body: JsonBody<OfferingUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = Vec::new();
     let offering = WaldurUuid::parse(&body.offering_uuid)
@@ -182,6 +183,7 @@ pub async fn set_offering_username(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"username": "bob_lumi"}))]
 pub struct UsernameRequest {
     /// By default 1-32 of `A-Z a-z 0-9 . _ -`, not starting with `-` or `.`; the operator may
     /// set another rule (`limits.username_pattern`).
@@ -200,7 +202,7 @@ pub struct UsernameRequest {
     context_path = "/v1",
     tag = "users",
     security(("bearer" = [])),
-    params(("uuid" = String, Path, description = "The user's uuid"), WriteHeaders),
+    params(("uuid" = String, Path, description = "The user's uuid", example = "a0000000000040008000000000000012"), WriteHeaders),
     request_body = UsernameRequest,
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
@@ -214,7 +216,7 @@ pub async fn set_username(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<UsernameRequest>,
+    body: JsonBody<UsernameRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let user = uuid_in_path(&path, "user")?;
     let username = username(&state, &body.username).map_err(|e| ApiError::validation(vec![e]))?;

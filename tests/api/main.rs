@@ -11,6 +11,7 @@ mod orders;
 mod quickstart;
 mod resilience;
 mod resources;
+mod sandbox;
 mod site_helpers;
 mod store_faults;
 mod strict;

@@ -1,81 +1,12 @@
 //! The quick start: the built binary, no configuration, no Redis, an empty directory.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use crate::sandbox::{Sandbox, demo_token};
 
 use puhuri_gateway::sim::demo;
 use serde_json::{Value, json};
-
-/// A sandbox gateway started the way the README says, in `dir`.
-struct Sandbox {
-    child: Child,
-    address: String,
-    simulator: String,
-}
-
-impl Sandbox {
-    fn start(dir: &Path) -> Sandbox {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_puhuri-gateway"));
-        command
-            .current_dir(dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        // No configuration at all: nothing from the environment either.
-        for (key, _) in std::env::vars() {
-            if key.starts_with("PUHURI_GATEWAY") {
-                command.env_remove(key);
-            }
-        }
-        let mut child = command.spawn().expect("the gateway binary starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut simulator = None;
-        let mut said_sandbox = false;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while simulator.is_none() || !said_sandbox {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("the sandbox announcement");
-            if line.contains("SANDBOX MODE") {
-                said_sandbox = true;
-            }
-            if let Some(url) = line.split("Simulator state: ").nth(1) {
-                simulator = Some(url.trim().trim_end_matches("calls").to_string());
-            }
-        }
-        Sandbox {
-            child,
-            address: format!("http://127.0.0.1:{port}"),
-            simulator: simulator.unwrap(),
-        }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn job_state(client: &reqwest::Client, sandbox: &Sandbox, token: &str, id: &str) -> Value {
     client
@@ -118,8 +49,7 @@ async fn the_quick_start_works_and_survives_a_restart() {
     let first = Sandbox::start(dir.path());
 
     // The token the sandbox wrote.
-    let token = std::fs::read_to_string(dir.path().join("data/demo.token")).unwrap();
-    let token = token.trim().to_string();
+    let token = demo_token(dir.path());
 
     // Everything says sandbox.
     let whoami: Value = client

@@ -172,3 +172,496 @@ async fn approve_and_reject_take_no_body_or_a_json_object() {
     let response = send(approve.clone(), None, "").await.unwrap();
     assert_eq!(response.status(), 202);
 }
+
+/// Every write that takes a body, with a body it accepts (from site alpha, in the test sandbox).
+fn writes_with_bodies() -> Vec<(reqwest::Method, String, Value)> {
+    use reqwest::Method;
+    let resource = demo::RESOURCE_OK_UUID;
+    let usage = json!({"resource_uuid": resource, "usages": {"cpu_k_hours": 1}});
+    vec![
+        (Method::POST, "/v1/usage".into(), usage.clone()),
+        (
+            Method::POST,
+            "/v1/usage/batch".into(),
+            json!({ "reports": [usage] }),
+        ),
+        (
+            Method::POST,
+            "/v1/offering-users".into(),
+            json!({"offering_uuid": ALPHA_OFFERING, "user_uuid": demo::USER_BOB_UUID, "username": "bob"}),
+        ),
+        (
+            Method::PUT,
+            format!("/v1/users/{}/username", demo::USER_BOB_UUID),
+            json!({"username": "bob"}),
+        ),
+        (
+            Method::POST,
+            format!("/v1/orders/{}/approve", demo::ORDER_PENDING_UUID),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/v1/orders/{}/reject", demo::ORDER_PENDING_UUID),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/v1/orders/{}/erred", demo::ORDER_EXECUTING_UUID),
+            json!({"message": "no nodes"}),
+        ),
+        (
+            Method::POST,
+            format!("/v1/resources/{resource}/backend-id"),
+            json!({"backend_id": "project_465000777"}),
+        ),
+        (
+            Method::POST,
+            format!("/v1/resources/{resource}/state"),
+            json!({"state": "ok"}),
+        ),
+        (
+            Method::PUT,
+            format!("/v1/resources/{resource}/report"),
+            json!({"report": [{"header": "Access", "body": "ssh"}]}),
+        ),
+        (
+            Method::PUT,
+            format!("/v1/resources/{resource}/limits"),
+            json!({"limits": {"cpu_k_hours": 10}}),
+        ),
+    ]
+}
+
+/// A malformed request: content type, content encoding, body, then the answer's status, problem
+/// code and a text its detail must hold.
+type Malformed<'a> = (
+    Option<&'a str>,
+    Option<&'a str>,
+    String,
+    u16,
+    &'a str,
+    &'a str,
+);
+
+/// The kinds of malformed request, on every write that takes a body: each answers its documented
+/// status with a problem document, and nothing is stored or sent to Puhuri.
+#[tokio::test]
+async fn every_write_refuses_every_malformed_body_and_stores_nothing() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    // A connection per request: the gateway closes one whose oversized body it did not read, and
+    // a pooled client could pick that connection for the next request.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    for (method, path, valid) in writes_with_bodies() {
+        let valid_text = valid.to_string();
+        let mut with_unknown = valid.clone();
+        with_unknown["unexpected_field"] = json!(1);
+        let cases: Vec<Malformed> = vec![
+            (
+                None,
+                None,
+                valid_text.clone(),
+                415,
+                "unsupported_media_type",
+                "",
+            ),
+            (
+                Some("text/plain"),
+                None,
+                valid_text.clone(),
+                415,
+                "unsupported_media_type",
+                "",
+            ),
+            (
+                Some("application/x-www-form-urlencoded"),
+                None,
+                "a=1".into(),
+                415,
+                "unsupported_media_type",
+                "",
+            ),
+            (
+                Some("application/json; charset=latin1"),
+                None,
+                valid_text.clone(),
+                415,
+                "unsupported_media_type",
+                "",
+            ),
+            (
+                Some("application/json"),
+                Some("br"),
+                valid_text.clone(),
+                415,
+                "unsupported_media_type",
+                "Content-Encoding",
+            ),
+            (
+                Some("application/json"),
+                Some("gzip, br"),
+                valid_text.clone(),
+                415,
+                "unsupported_media_type",
+                "Content-Encoding",
+            ),
+            (
+                Some("application/json"),
+                None,
+                "[]".into(),
+                400,
+                "invalid_json",
+                "object",
+            ),
+            (
+                Some("application/json"),
+                None,
+                format!("[{valid_text}]"),
+                400,
+                "invalid_json",
+                "object",
+            ),
+            (
+                Some("application/json"),
+                None,
+                "null".into(),
+                400,
+                "invalid_json",
+                "object",
+            ),
+            (
+                Some("application/json"),
+                None,
+                "\"x\"".into(),
+                400,
+                "invalid_json",
+                "object",
+            ),
+            (
+                Some("application/json"),
+                None,
+                "12".into(),
+                400,
+                "invalid_json",
+                "object",
+            ),
+            (
+                Some("application/json"),
+                None,
+                "{".into(),
+                400,
+                "invalid_json",
+                "JSON",
+            ),
+            (
+                Some("application/json"),
+                None,
+                with_unknown.to_string(),
+                400,
+                "invalid_json",
+                "unexpected_field",
+            ),
+        ];
+        for (content_type, encoding, body, status, code, detail_holds) in cases {
+            let mut request = client
+                .request(method.clone(), app.url(&path))
+                .bearer_auth(&token)
+                .body(body.clone());
+            if let Some(t) = content_type {
+                request = request.header("Content-Type", t);
+            }
+            if let Some(e) = encoding {
+                request = request.header("Content-Encoding", e);
+            }
+            let response = request.send().await.expect("request sent");
+            let what = format!(
+                "{method} {path} {content_type:?} {encoding:?} {}",
+                &body[..body.len().min(60)]
+            );
+            assert_eq!(response.status().as_u16(), status, "{what}");
+            if status == 415 && encoding.is_some() {
+                assert_eq!(
+                    response.headers()["accept-encoding"],
+                    "gzip, identity",
+                    "{what}"
+                );
+            }
+            let problem = assert_problem(response, status, code).await;
+            assert!(
+                problem["detail"].as_str().unwrap().contains(detail_holds),
+                "{what}: {problem}"
+            );
+        }
+    }
+    // Larger than `limits.max_body_bytes` (262144 in the tests): refused from its stated length,
+    // before a byte of it is read.
+    for (method, path, _) in writes_with_bodies() {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 262145\r\n\r\n"
+        );
+        let answer = raw_answer(&app.address, head.as_bytes()).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 413"),
+            "{method} {path}: {answer}"
+        );
+        assert!(answer.contains(r#""code":"payload_too_large""#), "{answer}");
+    }
+    no_jobs(&app, &token).await;
+    assert!(
+        app.sim_calls("marketplace")
+            .await
+            .iter()
+            .all(|c| c["method"] == "GET")
+    );
+}
+
+/// A JSON array where a nested object is documented (a report section, a report of a batch) is
+/// refused like one at the top, and so is an unknown field inside one.
+#[tokio::test]
+async fn nested_objects_are_objects_with_only_their_fields() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let report = format!("/v1/resources/{}/report", demo::RESOURCE_OK_UUID);
+    let usage = json!({"resource_uuid": demo::RESOURCE_OK_UUID, "usages": {"cpu_k_hours": 1}});
+    let cases = [
+        (
+            report.as_str(),
+            json!({"report": [["Access", "ssh"]]}),
+            "a JSON object",
+        ),
+        (
+            report.as_str(),
+            json!({"report": [{"header": "Access", "body": "ssh", "colour": "red"}]}),
+            "colour",
+        ),
+        (
+            "/v1/usage/batch",
+            json!({"reports": [[usage["resource_uuid"], usage["usages"]]]}),
+            "a JSON object",
+        ),
+        (
+            "/v1/usage/batch",
+            json!({"reports": [{"resource_uuid": demo::RESOURCE_OK_UUID, "usages": {"cpu_k_hours": 1}, "note": "x"}]}),
+            "note",
+        ),
+    ];
+    for (path, body, detail_holds) in cases {
+        let request = if path.ends_with("/report") {
+            app.client.put(app.url(path))
+        } else {
+            app.client.post(app.url(path))
+        };
+        let response = request
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(response, 400, "invalid_json").await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains(detail_holds),
+            "{body}: {problem}"
+        );
+    }
+    no_jobs(&app, &token).await;
+}
+
+/// A body in the one coding the gateway decodes is read; the same bytes called anything else are
+/// not read as plain text.
+#[tokio::test]
+async fn a_gzip_body_is_decoded() {
+    use std::io::Write;
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let body = json!({"resource_uuid": demo::RESOURCE_OK_UUID, "usages": {"cpu_k_hours": 3}});
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(body.to_string().as_bytes()).unwrap();
+    let gzipped = encoder.finish().unwrap();
+    let response = app
+        .client
+        .post(app.url("/v1/usage"))
+        .bearer_auth(&token)
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "gzip")
+        .body(gzipped)
+        .send()
+        .await
+        .unwrap();
+    accepted(response).await;
+}
+
+/// A path the API serves, asked with a method it does not take: 405 with `Allow` (RFC 9110
+/// §15.5.6); a path it does not serve: 404.
+#[tokio::test]
+async fn a_wrong_method_answers_405_with_allow() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let cases = [
+        (reqwest::Method::GET, "/v1/usage".to_string(), "POST"),
+        (reqwest::Method::PUT, "/v1/usage".to_string(), "POST"),
+        (reqwest::Method::POST, "/v1/jobs".to_string(), "GET"),
+        (
+            reqwest::Method::PATCH,
+            format!("/v1/jobs/{}", uuid::Uuid::new_v4()),
+            "GET, DELETE",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/v1/orders/{}/approve", demo::ORDER_PENDING_UUID),
+            "POST",
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/v1/resources/{}", demo::RESOURCE_OK_UUID),
+            "GET",
+        ),
+        (reqwest::Method::POST, "/healthz".to_string(), "GET"),
+        (reqwest::Method::POST, "/openapi.json".to_string(), "GET"),
+        (reqwest::Method::DELETE, "/docs/".to_string(), "GET"),
+    ];
+    for (method, path, allow) in cases {
+        let response = app
+            .client
+            .request(method.clone(), app.url(&path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        assert_problem(response, 405, "method_not_allowed").await;
+    }
+    let response = app.get_as("/v1/no-such-thing", &token).await;
+    assert_problem(response, 404, "not_found").await;
+    no_jobs(&app, &token).await;
+}
+
+/// Sends raw bytes on one connection and reads one answer (its head, then `content-length` bytes).
+async fn raw_answer(address: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let read_all = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&answer).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(str::to_owned)
+                    })
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return;
+                }
+            }
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let finished = tokio::time::timeout(std::time::Duration::from_secs(5), read_all).await;
+    assert!(
+        finished.is_ok(),
+        "no whole answer: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Sends raw bytes on one connection and reads everything the server answers until it closes
+/// the connection (or 5 s pass).
+async fn raw_exchange(address: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "the connection was kept open: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A request whose length is stated two ways is refused with 400 and its connection closed, so
+/// a request smuggled behind it is never read (RFC 9112 §6.1, §6.3).
+#[tokio::test]
+async fn ambiguous_framing_is_refused_and_the_connection_closed() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let body =
+        json!({"resource_uuid": demo::RESOURCE_OK_UUID, "usages": {"cpu_k_hours": 7}}).to_string();
+    // Behind it, a request a proxy would not have seen: it must never run.
+    let smuggled_body =
+        json!({"resource_uuid": demo::RESOURCE_OK_UUID, "usages": {"cpu_k_hours": 666}})
+            .to_string();
+    let smuggled = format!(
+        "POST /v1/usage HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{smuggled_body}",
+        smuggled_body.len()
+    );
+    let requests = [
+        // Content-Length and Transfer-Encoding: chunked.
+        format!(
+            "POST /v1/usage HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 5\r\n\
+             Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n{smuggled}",
+            body.len()
+        ),
+        // Transfer-Encoding in HTTP/1.0, with a Content-Length.
+        format!(
+            "POST /v1/usage HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\
+             Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n{body}{smuggled}",
+            body.len()
+        ),
+    ];
+    for request in requests {
+        let answer = raw_exchange(&app.address, request.as_bytes()).await;
+        let http11 = request.starts_with("POST /v1/usage HTTP/1.1");
+        let version = if http11 { "HTTP/1.1" } else { "HTTP/1.0" };
+        assert!(answer.starts_with(&format!("{version} 400")), "{answer}");
+        assert!(answer.contains("ambiguous_framing"), "{answer}");
+        if http11 {
+            assert!(
+                answer.to_ascii_lowercase().contains("connection: close"),
+                "{answer}"
+            );
+        }
+        // A request read behind it before the close is refused the same way, never served.
+        assert_eq!(
+            answer.matches(r#""code":"ambiguous_framing""#).count(),
+            answer.matches("x-request-id: ").count(),
+            "a request behind it was served: {answer}"
+        );
+    }
+    no_jobs(&app, &token).await;
+    assert!(app.sim_calls("set_usage").await.is_empty());
+    // The same body framed one way is taken.
+    let plain = format!(
+        "POST /v1/usage HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = raw_exchange(&app.address, plain.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+}

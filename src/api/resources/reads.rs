@@ -100,7 +100,7 @@ pub async fn list_resources(
     context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
-    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`")),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000001")),
     responses(
         (status = 200, body = ResourceView),
         ReadErrors,
@@ -129,7 +129,7 @@ pub async fn get_resource(
     context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
-    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`")),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000001")),
     responses(
         (status = 200, body = [TeamMemberView]),
         ReadErrors,
@@ -202,7 +202,7 @@ pub struct UsageQuery {
     tag = "resources",
     security(("bearer" = [])),
     params(
-        ("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`"),
+        ("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000001"),
         UsageQuery,
     ),
     responses(
@@ -313,7 +313,7 @@ pub struct OfferingView {
     context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
-    params(("uuid" = String, Path, description = "The offering's uuid")),
+    params(("uuid" = String, Path, description = "The offering's uuid", example = "0f000000000040008000000000000001")),
     responses(
         (status = 200, body = OfferingView),
         ReadErrors,

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::api::body::{JsonBody, Object};
 use actix_web::{HttpRequest, HttpResponse, post, put, web};
 use serde::Deserialize;
 use serde_json::Value;
@@ -12,7 +13,6 @@ use crate::api::AppState;
 use crate::api::jobs::JobView;
 use crate::api::responses::{WriteErrors, WriteHeaders};
 use crate::api::submit::{lookup_failed, refuse_unknown_components, submit};
-use crate::api::views::ReportSectionView;
 use crate::auth::scoped::{Authorized, ResourcesWrite};
 use crate::domain::BackendId;
 use crate::domain::operations::{
@@ -27,6 +27,7 @@ pub const MAX_STATE_MESSAGE: usize = 2000;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"backend_id": "project_465000003"}))]
 pub struct BackendIdRequest {
     /// The site's own id for the resource (1–255 characters, no control characters).
     pub backend_id: String,
@@ -39,7 +40,7 @@ pub struct BackendIdRequest {
     context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
-    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`"), WriteHeaders),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000003"), WriteHeaders),
     request_body = BackendIdRequest,
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
@@ -54,7 +55,7 @@ pub async fn set_backend_id(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<BackendIdRequest>,
+    body: JsonBody<BackendIdRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let backend_id =
         BackendId::parse(&body.backend_id).map_err(|m| ApiError::field("backend_id", m))?;
@@ -73,9 +74,9 @@ pub async fn set_backend_id(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"state": "ok"}))]
 pub struct StateRequest {
     /// `ok` (Waldur's `set_as_ok`; clears the error) or `erred` (`set_as_erred`).
-    #[schema(example = "erred")]
     pub state: String,
     /// With `erred`: why (at most 2,000 characters), stored as the resource's `error_message`.
     pub message: Option<String>,
@@ -86,7 +87,7 @@ pub struct StateRequest {
     context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
-    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`"), WriteHeaders),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000004"), WriteHeaders),
     request_body = StateRequest,
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
@@ -100,7 +101,7 @@ pub async fn set_state(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<StateRequest>,
+    body: JsonBody<StateRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
     let mut errors = Vec::new();
@@ -137,7 +138,18 @@ pub async fn set_state(
 pub struct ReportRequest {
     /// Replaces the whole report. 1 to 50 sections (Waldur refuses an empty report); a header of
     /// 1–255 characters and a body of 1–20,000 characters each.
-    pub report: Vec<ReportSectionView>,
+    #[schema(value_type = Vec<ReportSectionRequest>)]
+    pub report: Vec<Object<ReportSectionRequest>>,
+}
+
+/// One section of a resource's report, as the customer sees it in Puhuri.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSectionRequest {
+    /// The section's title: 1–255 characters, not only spaces.
+    pub header: String,
+    /// The section's text: 1–20,000 characters, not only spaces.
+    pub body: String,
 }
 
 /// Replace a resource's report (`submit_report`): what the customer sees about the allocation.
@@ -145,7 +157,7 @@ pub struct ReportRequest {
     context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
-    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`"), WriteHeaders),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000001"), WriteHeaders),
     request_body = ReportRequest,
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
@@ -159,7 +171,7 @@ pub async fn submit_report(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<ReportRequest>,
+    body: JsonBody<ReportRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
     let mut errors = Vec::new();
@@ -171,7 +183,7 @@ pub async fn submit_report(
     if request.report.len() > MAX_REPORT_SECTIONS {
         errors.push(FieldError::new("report", "must have at most 50 sections"));
     }
-    for (i, section) in request.report.iter().enumerate() {
+    for (i, Object(section)) in request.report.iter().enumerate() {
         let header = section.header.chars().count();
         if section.header.trim().is_empty() || header > MAX_REPORT_HEADER {
             errors.push(FieldError::new(
@@ -190,7 +202,7 @@ pub async fn submit_report(
         return Err(ApiError::validation(errors));
     }
     let sent = serde_json::json!({
-        "report": request.report.iter().map(|s| [&s.header, &s.body]).collect::<Vec<_>>()
+        "report": request.report.iter().map(|Object(s)| [&s.header, &s.body]).collect::<Vec<_>>()
     });
     let resource = site_resource(&state, &identity, &path).await?;
     let op = Operation::ResourceReport(ResourceReport {
@@ -198,7 +210,7 @@ pub async fn submit_report(
         report: request
             .report
             .into_iter()
-            .map(|s| ReportSection {
+            .map(|Object(s)| ReportSection {
                 header: s.header,
                 body: s.body,
             })
@@ -221,7 +233,7 @@ pub struct LimitsRequest {
     context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
-    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`"), WriteHeaders),
+    params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000001"), WriteHeaders),
     request_body = LimitsRequest,
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
@@ -235,7 +247,7 @@ pub async fn set_limits(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<LimitsRequest>,
+    body: JsonBody<LimitsRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
     let mut errors = Vec::new();

@@ -1,0 +1,213 @@
+//! Request bodies, read to the letter: a JSON object sent as `application/json`, in a content
+//! coding the gateway decodes, no larger than `limits.max_body_bytes`, with only the fields the
+//! operation documents.
+//!
+//! | what is wrong                                                | answer                         |
+//! |--------------------------------------------------------------|--------------------------------|
+//! | no `Content-Type`, or not `application/json` (a `charset` other than UTF-8 too, RFC 8259 §8.1) | 415 `unsupported_media_type` |
+//! | larger than `limits.max_body_bytes` (after decoding)          | 413 `payload_too_large`        |
+//! | not JSON; an array, string, number or `null` where an object is documented, at the top or inside (serde's derived structs would also take an array); an unknown field (named) | 400 `invalid_json` |
+//!
+//! The content coding and the message framing are checked before any route runs
+//! ([`super::middleware`]). Values inside a well-formed body (amounts, months, usernames...) are
+//! the domain's business and answer 422 with each field named.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use serde::de::{DeserializeOwned, Error as _, Unexpected};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+use crate::error::ApiError;
+
+/// The configured body limit in bytes (`limits.max_body_bytes`), kept as app data so that the
+/// 413 answer can state it.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
+/// A required JSON-object body, deserialized as `T` (whose structs deny unknown fields).
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T> JsonBody<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for JsonBody<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let media_type = json_media_type(req);
+        let bytes = web::Bytes::from_request(req, payload);
+        let limit = body_limit(req);
+        Box::pin(async move {
+            media_type?;
+            let bytes = bytes.await.map_err(|e| unreadable(&e, limit))?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Err(ApiError::InvalidJson(
+                    "the body is empty; send a JSON object".into(),
+                ));
+            }
+            parse_object(&bytes).map(JsonBody)
+        })
+    }
+}
+
+/// An optional JSON-object body: none (or only whitespace) is `T::default()`; a body that is
+/// there follows every rule of [`JsonBody`]. Used where the documented body is optional
+/// (approve, reject), so a client may send nothing at all.
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJsonBody<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let media_type = json_media_type(req);
+        let bytes = web::Bytes::from_request(req, payload);
+        let limit = body_limit(req);
+        Box::pin(async move {
+            let bytes = bytes.await.map_err(|e| unreadable(&e, limit))?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(OptionalJsonBody(T::default()));
+            }
+            media_type.map_err(|_| {
+                ApiError::UnsupportedMediaType(
+                    "send the body with `Content-Type: application/json`, or send no body".into(),
+                )
+            })?;
+            parse_object(&bytes).map(OptionalJsonBody)
+        })
+    }
+}
+
+/// A JSON object inside a body, read as `T`: an array (or any other value) in its place is an
+/// error, where serde's derived `Deserialize` for a struct would also take an array.
+#[derive(Clone, Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <Box<RawValue>>::deserialize(deserializer)?;
+        let text = raw.get().trim_start();
+        if !text.starts_with('{') {
+            return Err(D::Error::invalid_type(unexpected(text), &"a JSON object"));
+        }
+        serde_json::from_str(text)
+            .map(Object)
+            .map_err(|e| D::Error::custom(without_position(&e)))
+    }
+}
+
+/// `Ok` when the request says its body is `application/json` (with no charset, or UTF-8).
+fn json_media_type(req: &HttpRequest) -> Result<(), ApiError> {
+    let value = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut parts = value.split(';').map(str::trim);
+    let essence_ok = parts
+        .next()
+        .is_some_and(|m| m.eq_ignore_ascii_case("application/json"));
+    let params_ok = parts.all(|p| {
+        let (name, val) = p.split_once('=').unwrap_or((p, ""));
+        name.trim().eq_ignore_ascii_case("charset")
+            && val.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+    });
+    if essence_ok && params_ok {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(
+            "send the body with `Content-Type: application/json`".into(),
+        ))
+    }
+}
+
+fn body_limit(req: &HttpRequest) -> usize {
+    req.app_data::<BodyLimit>()
+        .map(|l| l.0)
+        // `configure` always sets it; actix's own default limit is the fallback's size.
+        .unwrap_or(256 * 1024)
+}
+
+/// The payload could not be read: too large, or a broken coding or connection.
+fn unreadable(error: &actix_web::Error, limit: usize) -> ApiError {
+    if error.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge { limit }
+    } else {
+        ApiError::InvalidJson(format!("the body could not be read: {error}"))
+    }
+}
+
+/// The body as `T`, if it is one JSON object.
+fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::InvalidJson(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::InvalidJson(super::describe_serde_error(&e)))
+}
+
+/// What kind of JSON value `text` starts, for an "expected a JSON object" message.
+fn unexpected(text: &str) -> Unexpected<'static> {
+    match text.as_bytes().first() {
+        Some(b'[') => Unexpected::Seq,
+        Some(b'"') => Unexpected::Other("a string"),
+        Some(b't' | b'f') => Unexpected::Other("a boolean"),
+        Some(b'n') => Unexpected::Unit,
+        _ => Unexpected::Other("a number"),
+    }
+}
+
+/// serde_json's message without its " at line L column C", which would count from the start of
+/// the inner object, not of the body (serde_json adds the body's own position around it).
+fn without_position(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let suffix = format!(" at line {} column {}", error.line(), error.column());
+    text.strip_suffix(&suffix).unwrap_or(&text).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Object;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Section {
+        header: String,
+    }
+
+    #[test]
+    fn an_inner_object_is_read_and_an_array_in_its_place_is_refused() {
+        let ok: Vec<Object<Section>> = serde_json::from_str(r#"[{"header": "a"}]"#).unwrap();
+        assert_eq!(ok[0].0.header, "a");
+        // serde's derived struct would take `["a"]` as `{"header": "a"}`.
+        let error = serde_json::from_str::<Vec<Object<Section>>>(r#"[["a"]]"#).unwrap_err();
+        assert!(
+            error.to_string().contains("expected a JSON object"),
+            "{error}"
+        );
+        let error = serde_json::from_str::<Vec<Object<Section>>>(r#"[{"header": "a", "x": 1}]"#)
+            .unwrap_err();
+        assert!(error.to_string().contains("unknown field `x`"), "{error}");
+        assert_eq!(error.to_string().matches(" at line ").count(), 1, "{error}");
+    }
+}

@@ -1,0 +1,89 @@
+//! The answer when no route matches a request: `405 Method Not Allowed` with an `Allow` header
+//! when the path is one the API serves under other methods (RFC 9110 §15.5.6, §10.2.1), and
+//! `404 Not Found` otherwise, both as problem documents.
+//!
+//! Which methods a path takes is read from the OpenAPI document (the one list of routes a client
+//! sees), plus the two documentation routes the document does not describe: `/openapi.json` and
+//! Swagger UI under `/docs/`. A `HEAD` is not served (the API's reads are JSON documents a
+//! client fetches with `GET`) and is answered like any other method a path does not take.
+
+use std::sync::LazyLock;
+
+use actix_web::dev::ResourceDef;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use utoipa::OpenApi;
+
+use crate::error::ApiError;
+
+/// The HTTP methods an OpenAPI path item can hold (OpenAPI 3.1 §4.8.9), in `Allow`'s order.
+const METHODS: [&str; 8] = [
+    "GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE",
+];
+
+/// Every served path pattern with the methods it takes, e.g. `/v1/jobs/{id}` → `["GET"]`.
+static ROUTES: LazyLock<Vec<(ResourceDef, Vec<&'static str>)>> = LazyLock::new(|| {
+    let document = serde_json::to_value(super::openapi::ApiDoc::openapi())
+        .expect("the OpenAPI document serializes");
+    let mut routes: Vec<(ResourceDef, Vec<&'static str>)> = document["paths"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(path, item)| {
+            let methods = METHODS
+                .into_iter()
+                .filter(|m| item.get(m.to_ascii_lowercase()).is_some())
+                .collect();
+            (ResourceDef::new(path.as_str()), methods)
+        })
+        .collect();
+    routes.push((ResourceDef::new("/openapi.json"), vec!["GET"]));
+    routes.push((ResourceDef::new("/docs/{_:.*}"), vec!["GET"]));
+    routes
+});
+
+/// The methods `path` is served with, empty when no route has that path.
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    let mut allowed: Vec<&'static str> = ROUTES
+        .iter()
+        .filter(|(def, _)| def.is_match(path))
+        .flat_map(|(_, methods)| methods.iter().copied())
+        .collect();
+    allowed.sort_by_key(|m| METHODS.iter().position(|x| x == m));
+    allowed.dedup();
+    allowed
+}
+
+/// The app's default service: 405 with `Allow`, or 404.
+pub async fn no_route(req: HttpRequest) -> HttpResponse {
+    let path = req.path();
+    let allowed = allowed_methods(path);
+    if allowed.is_empty() {
+        return ApiError::NotFound(format!("no route matches {path}")).error_response();
+    }
+    let allow = allowed.join(", ");
+    let mut response = ApiError::MethodNotAllowed(format!(
+        "{path} does not take {}; it takes {allow}",
+        req.method()
+    ))
+    .error_response();
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allowed_methods;
+
+    #[test]
+    fn a_documented_path_lists_its_methods_and_an_unknown_one_none() {
+        assert_eq!(allowed_methods("/v1/usage"), ["POST"]);
+        assert_eq!(allowed_methods("/v1/jobs/abc"), ["GET", "DELETE"]);
+        assert_eq!(allowed_methods("/v1/resources/abc/backend-id"), ["POST"]);
+        assert_eq!(allowed_methods("/docs/index.html"), ["GET"]);
+        assert!(allowed_methods("/v1/nothing-here").is_empty());
+        assert!(allowed_methods("/v1/usage/extra/segments").is_empty());
+    }
+}
