@@ -2,6 +2,7 @@
 
 mod auth;
 mod config;
+mod examples;
 mod health;
 mod helpers;
 mod last_total;
