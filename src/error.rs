@@ -133,6 +133,15 @@ pub enum ApiError {
     /// A dependency (the job store) cannot take work now; the client should retry.
     #[error("{detail}")]
     Unavailable { detail: String, retry_after: u32 },
+    /// The job store was sent the write but did not answer (a Redis timeout after sending): the
+    /// job may or may not be stored. A retry with the same `Idempotency-Key` finds it if it was,
+    /// and stores it once if it was not.
+    #[error(
+        "the job store did not answer after the request was sent to it, so whether the job was \
+         stored is unknown; retry with the same Idempotency-Key: the retry finds the job if it \
+         was stored and stores it once if it was not"
+    )]
+    OutcomeUnknown { retry_after: u32 },
     /// Puhuri answered a read with an error or could not be reached.
     #[error("{detail}")]
     Upstream { status: StatusCode, detail: String },
@@ -176,6 +185,7 @@ impl ApiError {
             ApiError::IdempotencyConflict => "idempotency_key_reused",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unavailable { .. } => "unavailable",
+            ApiError::OutcomeUnknown { .. } => "store_outcome_unknown",
             ApiError::Upstream { .. } => "upstream_error",
             ApiError::Internal(_) => "internal_error",
         }
@@ -198,6 +208,7 @@ impl ApiError {
             ApiError::IdempotencyConflict => "Idempotency key reused",
             ApiError::Conflict(_) => "Conflict",
             ApiError::Unavailable { .. } => "Temporarily unavailable",
+            ApiError::OutcomeUnknown { .. } => "Whether the job was stored is unknown",
             ApiError::Upstream { .. } => "Puhuri Core did not answer as expected",
             ApiError::Internal(_) => "Internal error",
         }
@@ -252,7 +263,9 @@ impl ResponseError for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::OutcomeUnknown { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Upstream { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -287,7 +300,8 @@ impl ResponseError for ApiError {
                     response.insert_header((header::WWW_AUTHENTICATE, v));
                 }
             }
-            ApiError::Unavailable { retry_after, .. } => {
+            ApiError::Unavailable { retry_after, .. }
+            | ApiError::OutcomeUnknown { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             _ => {}

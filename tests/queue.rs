@@ -1122,7 +1122,8 @@ async fn redis_kill_during_enqueues_keeps_every_acknowledged_job() {
             .await
         {
             Ok(o) => acknowledged.push(o.job().id),
-            Err(StoreError::Unavailable(_)) => {
+            // a write sent as the server died: its outcome is unknown, it is not acknowledged
+            Err(StoreError::Unavailable(_) | StoreError::OutcomeUnknown(_)) => {
                 failures += 1;
                 if failures >= 3 {
                     break;
@@ -1202,13 +1203,16 @@ async fn redis_down_is_unavailable_quickly() {
     let a = add(&store, job("site-a", "order.approve", "order:1")).await;
     server.stop();
     let started = Instant::now();
-    for _ in 0..3 {
+    for round in 0..3 {
         let t = Instant::now();
         match store
             .enqueue(job("site-a", "order.approve", "order:2"))
             .await
         {
             Err(StoreError::Unavailable(msg)) => assert!(!msg.is_empty()),
+            // the first write after the kill went out on the old connection, which then
+            // dropped: the store cannot know Redis did not take it
+            Err(StoreError::OutcomeUnknown(msg)) if round == 0 => assert!(!msg.is_empty()),
             other => panic!("expected Unavailable, got {other:?}"),
         }
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
@@ -1230,6 +1234,53 @@ async fn redis_down_is_unavailable_quickly() {
     server.restart();
     store.ping().await.expect("reconnects");
     add(&store, job("site-a", "order.approve", "order:3")).await;
+}
+
+/// A write sent to a Redis that then does not answer (paused with SIGSTOP) fails as
+/// `OutcomeUnknown`, not `Unavailable`: once Redis runs again it has the job, and the retry with
+/// the same idempotency key finds it instead of storing a second.
+#[tokio::test]
+async fn redis_paused_after_a_write_was_sent_is_outcome_unknown() {
+    let server = RedisServer::start();
+    let options = RedisOptions {
+        wait_timeout: Duration::from_millis(500),
+        connect_timeout: Duration::from_millis(500),
+        response_timeout: Duration::from_millis(300),
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect(&server.url(), &unique_prefix("paused"), options)
+        .await
+        .unwrap();
+    // this thread's connection is open and Redis has the enqueue script (EVALSHA finds it)
+    add(&store, job("site-a", "order.approve", "order:0")).await;
+    let keyed = || NewJob {
+        idempotency: Some(Idempotency {
+            key: "nightly-1".into(),
+            fingerprint: "fp-1".into(),
+        }),
+        ..job("site-a", "order.approve", "order:1")
+    };
+    server.pause();
+    let sent = store.enqueue(keyed()).await;
+    server.resume();
+    match sent {
+        Err(StoreError::OutcomeUnknown(msg)) => assert!(!msg.is_empty()),
+        other => panic!("expected OutcomeUnknown, got {other:?}"),
+    }
+    // Redis runs the script it was sent once it can: "nothing was stored" would have been false.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.counts().await.unwrap()[&JobState::Queued] < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the sent write never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    match store.enqueue(keyed()).await.unwrap() {
+        EnqueueOutcome::Existing(_) => {}
+        other => panic!("the keyed retry stored a second job: {other:?}"),
+    }
+    assert_eq!(store.counts().await.unwrap()[&JobState::Queued], 2);
 }
 
 #[tokio::test]

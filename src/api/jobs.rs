@@ -78,7 +78,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         if matches!(
             e,
-            StoreError::Unavailable(_) | StoreError::InUse(_) | StoreError::Corrupt(_)
+            StoreError::Unavailable(_)
+                | StoreError::InUse(_)
+                | StoreError::OutcomeUnknown(_)
+                | StoreError::Corrupt(_)
         ) {
             crate::telemetry::metrics::store_error("api");
         }
@@ -89,6 +92,10 @@ impl From<StoreError> for ApiError {
                     detail: "the job store is unavailable; nothing was stored, retry later".into(),
                     retry_after: 5,
                 }
+            }
+            StoreError::OutcomeUnknown(cause) => {
+                tracing::warn!(%cause, "the job store did not answer a write");
+                ApiError::OutcomeUnknown { retry_after: 1 }
             }
             StoreError::IdempotencyConflict { .. } => ApiError::IdempotencyConflict,
             StoreError::NotFound => ApiError::NotFound("no such job".into()),

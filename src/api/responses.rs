@@ -167,15 +167,21 @@ impl<S: crate::auth::scoped::RequiredScope> IntoResponses for WriteErrors<S> {
                 }],
             },
             Status {
-                description: "Nothing was stored: the job store or Puhuri (for a check) cannot \
-                              answer now; retry after `Retry-After` (with the same \
-                              `Idempotency-Key`)",
-                examples: vec![ApiError::Unavailable {
-                    detail: "Puhuri cannot be reached to check this request, and the gateway \
-                             has no cached answer; nothing was stored, retry later"
-                        .into(),
-                    retry_after: 10,
-                }],
+                description: "`unavailable`: nothing was stored, the job store or Puhuri (for a \
+                              check) cannot answer now. `store_outcome_unknown`: the write was \
+                              sent to the job store and no answer came back (a Redis timeout), \
+                              so the job may be stored; a retry with the same `Idempotency-Key` \
+                              finds it if it was and stores it once if it was not. Either way \
+                              retry after `Retry-After`, with the same `Idempotency-Key`",
+                examples: vec![
+                    ApiError::Unavailable {
+                        detail: "Puhuri cannot be reached to check this request, and the \
+                                 gateway has no cached answer; nothing was stored, retry later"
+                            .into(),
+                        retry_after: 10,
+                    },
+                    ApiError::OutcomeUnknown { retry_after: 1 },
+                ],
             },
         ])
     }

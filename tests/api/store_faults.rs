@@ -214,3 +214,59 @@ async fn a_full_disk_freed() {
     )
     .await;
 }
+
+/// Redis paused (SIGSTOP) after a report was sent to it: the gateway cannot know whether it was
+/// stored, so it does not say "nothing was stored" (`unavailable`) but `store_outcome_unknown`,
+/// with `Retry-After`; the retry with the same `Idempotency-Key` then finds the job Redis did
+/// store, and Puhuri ends with that total.
+#[tokio::test]
+async fn a_write_redis_did_not_answer_is_outcome_unknown_and_its_keyed_retry_finds_the_job() {
+    let redis = crate::support::redis::RedisServer::start();
+    let extra = format!(
+        "\n[redis]\nurl = \"{}\"\nkey_prefix = \"{}\"\n",
+        redis.url(),
+        crate::support::redis::unique_prefix("unknown")
+    );
+    let app = spawn_app_with(setup(), &extra).await;
+    let token = alpha_token();
+    // The client keeps one connection, so every request lands on the same HTTP worker thread;
+    // this report opens that thread's Redis connection and loads the enqueue script.
+    assert_eq!(report(&app, 5).await.status(), 202);
+    let send = || {
+        app.client
+            .post(app.url("/v1/usage"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "acct-r1")
+            .json(&json!({"resource_uuid": demo::RESOURCE_OK_UUID, "usages": {"cpu_k_hours": 31}}))
+            .send()
+    };
+
+    redis.pause();
+    let unknown = send().await.unwrap();
+    redis.resume();
+    assert!(unknown.headers().contains_key("retry-after"));
+    let problem = assert_problem(unknown, 503, "store_outcome_unknown").await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("Idempotency-Key"), "{detail}");
+    assert!(!detail.contains("nothing was stored"), "{detail}");
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let retry = send().await.unwrap();
+    assert_eq!(
+        retry.status(),
+        200,
+        "Redis had stored the report: the keyed retry finds it"
+    );
+    let job: Value = retry.json().await.unwrap();
+    app.drain().await;
+    let job = app.job(&token, job["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let usages = app
+        .sim_get(&format!("state/usages/{}", demo::RESOURCE_OK_UUID))
+        .await;
+    let held = usages.as_array().unwrap().iter().find(|u| {
+        u["type"] == "cpu_k_hours" && u["billing_period"].as_str().unwrap().starts_with(&month)
+    });
+    assert_eq!(held.unwrap()["usage"], "31.00");
+}

@@ -95,6 +95,26 @@ impl RedisServer {
         }
     }
 
+    /// Stop the server's process (SIGSTOP, to this harness's own child by its pid): connections
+    /// stay open and nothing is answered until [`RedisServer::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Let a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let sent = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill {signal} {pid}");
+    }
+
     /// Start again on the same port and directory (after [`RedisServer::stop`]).
     pub fn restart(&mut self) {
         self.stop();

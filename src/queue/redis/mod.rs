@@ -169,6 +169,22 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("redis: {what}"))
 }
 
+/// Whether a call can change the store: a write that was sent and not answered has an unknown
+/// outcome, a read that was not answered changed nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Call {
+    Read,
+    Write,
+}
+
+/// A write's failure after it may have reached Redis: [`StoreError::OutcomeUnknown`].
+fn unknown_if_write(call: Call, e: StoreError) -> StoreError {
+    match (call, e) {
+        (Call::Write, StoreError::Unavailable(why)) => StoreError::OutcomeUnknown(why),
+        (_, e) => e,
+    }
+}
+
 impl RedisStore {
     /// Build the pool. Connections are made on first use, so this succeeds while Redis is down
     /// (calls then fail with `Unavailable` until it is up); it fails on an invalid URL.
@@ -251,36 +267,64 @@ impl RedisStore {
     /// Run `f` with this thread's connection under the call deadline. If the connection turns
     /// out to be dead (Redis restarted since it was last used), `f` runs once more on a fresh one:
     /// every script is safe to repeat in effect (a repeated enqueue adds a second job with the same
-    /// effect; a repeated lease or completion is resolved by lease expiry and the lease check).
-    async fn with_conn<T, F, Fut>(&self, f: F) -> StoreResult<T>
+    /// effect, or finds the first by its idempotency key; a repeated lease or completion is
+    /// resolved by lease expiry and the lease check).
+    ///
+    /// A failure before anything was sent (no connection, connection refused, an error reply) is
+    /// [`StoreError::Unavailable`]: nothing changed. A [`Call::Write`] that was sent and got no
+    /// answer (a timeout, a connection dropped or failing after sending) is
+    /// [`StoreError::OutcomeUnknown`]: Redis may have run it.
+    async fn with_conn<T, F, Fut>(&self, call: Call, f: F) -> StoreResult<T>
     where
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        let sent = std::sync::atomic::AtomicBool::new(false);
         let work = async {
             let conn = self.connection().await?;
+            sent.store(true, Ordering::Relaxed);
             match f(conn).await {
                 Ok(v) => Ok(v),
                 Err(e) if e.is_connection_dropped() => {
                     self.forget_connection();
-                    let conn = self.connection().await?;
-                    f(conn).await.map_err(|e| self.connection_failed(e))
+                    let conn = self
+                        .connection()
+                        .await
+                        .map_err(|e| unknown_if_write(call, e))?;
+                    f(conn).await.map_err(|e| self.call_failed(call, e))
                 }
-                Err(e) => Err(self.connection_failed(e)),
+                Err(e) => Err(self.call_failed(call, e)),
             }
         };
         match tokio::time::timeout(self.deadline, work).await {
             Ok(r) => r,
             Err(_) => {
                 self.forget_connection();
-                Err(unavailable(format!("no answer within {:?}", self.deadline)))
+                let why = format!("no answer within {:?}", self.deadline);
+                Err(if sent.load(Ordering::Relaxed) {
+                    unknown_if_write(call, unavailable(why))
+                } else {
+                    unavailable(why)
+                })
             }
+        }
+    }
+
+    /// Maps a failed call (see [`RedisStore::with_conn`]).
+    fn call_failed(&self, call: Call, e: redis::RedisError) -> StoreError {
+        let unanswered = (e.is_timeout() || e.is_io_error() || e.is_connection_dropped())
+            && !e.is_connection_refusal();
+        let mapped = self.connection_failed(e);
+        if unanswered {
+            unknown_if_write(call, mapped)
+        } else {
+            mapped
         }
     }
 
     /// A whole hash (HGETALL), in whatever shape the caller reads it.
     async fn hash<T: redis::FromRedisValue>(&self, key: String) -> StoreResult<T> {
-        self.with_conn(move |mut conn| {
+        self.with_conn(Call::Read, move |mut conn| {
             let key = key.clone();
             async move { conn.hgetall(key).await }
         })
@@ -302,11 +346,12 @@ impl RedisStore {
 
     async fn run<T: redis::FromRedisValue + Send + 'static>(
         &self,
+        call: Call,
         script: &'static Script,
         args: Vec<String>,
     ) -> StoreResult<T> {
         let prefix = self.prefix.clone();
-        self.with_conn(move |mut conn| {
+        self.with_conn(call, move |mut conn| {
             let mut inv = script.prepare_invoke();
             inv.arg(&prefix);
             for a in &args {

@@ -10,7 +10,7 @@ use super::records::{created_record, decode_known, parse_job, split_usages};
 use super::scripts::{
     CANCEL, COMPLETE, ENQUEUE, HEARTBEAT, LEASE, LIST, PURGE, RECLAIM, RELEASE, RETRY,
 };
-use super::{RedisStore, corrupt};
+use super::{Call, RedisStore, corrupt};
 use crate::queue::protocol;
 use crate::queue::{
     Completion, DeliveryLimits, EnqueueOutcome, JobFilter, JobId, JobPage, JobRecord, JobState,
@@ -56,7 +56,7 @@ impl JobStore for RedisStore {
             ikey,
             ifp,
         ];
-        let reply: Vec<String> = self.run(&ENQUEUE, args).await?;
+        let reply: Vec<String> = self.run(Call::Write, &ENQUEUE, args).await?;
         let (status, rest) = Self::split_status(reply)?;
         match status.as_str() {
             "created" => created_record(id, job, &rest).map(EnqueueOutcome::Created),
@@ -92,7 +92,7 @@ impl JobStore for RedisStore {
             limit.to_string(),
             LIST_SCAN_CAP.to_string(),
         ];
-        let reply: Vec<String> = self.run(&LIST, args).await?;
+        let reply: Vec<String> = self.run(Call::Read, &LIST, args).await?;
         let (scan_cursor, mut ids) = Self::split_status(reply)?;
         let more = ids.len() > limit;
         ids.truncate(limit);
@@ -100,7 +100,7 @@ impl JobStore for RedisStore {
         let hashes: Vec<Vec<String>> = if keys.is_empty() {
             Vec::new()
         } else {
-            self.with_conn(move |mut conn| {
+            self.with_conn(Call::Read, move |mut conn| {
                 let mut pipe = redis::pipe();
                 for k in &keys {
                     pipe.hgetall(k);
@@ -141,7 +141,7 @@ impl JobStore for RedisStore {
             }
             None => args.extend(["0".to_owned(), "0".to_owned()]),
         }
-        let reply: Vec<String> = self.run(&LEASE, args).await?;
+        let reply: Vec<String> = self.run(Call::Write, &LEASE, args).await?;
         let (status, rest) = Self::split_status(reply)?;
         let ms_arg = || -> StoreResult<i64> {
             rest.first()
@@ -165,7 +165,7 @@ impl JobStore for RedisStore {
 
     async fn heartbeat(&self, id: JobId, worker: &str, lease_for: Duration) -> StoreResult<bool> {
         let args = vec![id.to_string(), worker.to_owned(), dur_ms(lease_for)];
-        let n: i64 = self.run(&HEARTBEAT, args).await?;
+        let n: i64 = self.run(Call::Write, &HEARTBEAT, args).await?;
         Ok(n == 1)
     }
 
@@ -204,13 +204,17 @@ impl JobStore for RedisStore {
                 at.timestamp_millis().to_string(),
             ]),
         }
-        let n: i64 = self.run(&COMPLETE, args).await?;
+        let n: i64 = self.run(Call::Write, &COMPLETE, args).await?;
         Ok(n == 1)
     }
 
     async fn release(&self, id: JobId, worker: &str) -> StoreResult<bool> {
         let n: i64 = self
-            .run(&RELEASE, vec![id.to_string(), worker.to_owned()])
+            .run(
+                Call::Write,
+                &RELEASE,
+                vec![id.to_string(), worker.to_owned()],
+            )
             .await?;
         Ok(n == 1)
     }
@@ -218,7 +222,9 @@ impl JobStore for RedisStore {
     async fn reclaim_expired(&self) -> StoreResult<u32> {
         let mut total = 0u32;
         for _ in 0..MAX_BATCHES {
-            let n: u32 = self.run(&RECLAIM, vec![BATCH.to_string()]).await?;
+            let n: u32 = self
+                .run(Call::Write, &RECLAIM, vec![BATCH.to_string()])
+                .await?;
             total += n;
             if (n as usize) < BATCH {
                 break;
@@ -228,12 +234,12 @@ impl JobStore for RedisStore {
     }
 
     async fn retry(&self, id: JobId) -> StoreResult<JobRecord> {
-        let reply: Vec<String> = self.run(&RETRY, vec![id.to_string()]).await?;
+        let reply: Vec<String> = self.run(Call::Write, &RETRY, vec![id.to_string()]).await?;
         self.state_reply(reply)
     }
 
     async fn cancel(&self, id: JobId) -> StoreResult<JobRecord> {
-        let reply: Vec<String> = self.run(&CANCEL, vec![id.to_string()]).await?;
+        let reply: Vec<String> = self.run(Call::Write, &CANCEL, vec![id.to_string()]).await?;
         self.state_reply(reply)
     }
 
@@ -246,7 +252,11 @@ impl JobStore for RedisStore {
         let mut total = 0u32;
         for _ in 0..MAX_BATCHES {
             let (removed, consumed): (u32, usize) = self
-                .run(&PURGE, vec![dur_ms(retention), BATCH.to_string()])
+                .run(
+                    Call::Write,
+                    &PURGE,
+                    vec![dur_ms(retention), BATCH.to_string()],
+                )
                 .await?;
             total += removed;
             if consumed < BATCH {
@@ -271,7 +281,7 @@ impl JobStore for RedisStore {
     async fn oldest_due_age(&self) -> StoreResult<Duration> {
         let ready = format!("{}{}", self.prefix, protocol::FIXED_KEYS[0].segment);
         let (earliest, (secs, micros)): (Vec<(String, f64)>, (i64, i64)) = self
-            .with_conn(move |mut conn| {
+            .with_conn(Call::Read, move |mut conn| {
                 let ready = ready.clone();
                 async move {
                     redis::pipe()
@@ -294,7 +304,7 @@ impl JobStore for RedisStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.with_conn(|mut conn| async move {
+        self.with_conn(Call::Read, |mut conn| async move {
             redis::cmd("PING").query_async::<String>(&mut conn).await
         })
         .await
