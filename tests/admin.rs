@@ -127,6 +127,7 @@ async fn seed(config: &Config) -> Seeded {
         Completion::Failed {
             status: Some(400),
             error: LONG_ERROR.into(),
+            code: None,
         },
     )
     .await;

@@ -284,12 +284,14 @@ async fn retry_with_due_time(store: &dyn JobStore) {
         at,
         status: Some(503),
         error: "upstream unavailable".into(),
+        code: Some("upstream_unavailable".into()),
     };
     assert!(store.complete(l.id, "w1", outcome).await.unwrap());
     let r = get(store, a.id).await;
     assert_eq!(r.state, JobState::Retrying);
     assert_eq!(r.last_status, Some(503));
     assert_eq!(r.last_error.as_deref(), Some("upstream unavailable"));
+    assert_eq!(r.failure_code.as_deref(), Some("upstream_unavailable"));
     assert_eq!(
         r.next_attempt_at.map(|t| t.timestamp_millis()),
         Some(at.timestamp_millis())
@@ -302,6 +304,8 @@ async fn retry_with_due_time(store: &dyn JobStore) {
     assert_eq!(l.id, a.id);
     assert_eq!(l.attempts, 2);
     succeed(store, &l).await;
+    // success clears the code (with last_error)
+    assert_eq!(get(store, a.id).await.failure_code, None);
     assert_eq!(lease(store, "w2").await.id, b.id);
 }
 
@@ -317,6 +321,7 @@ async fn lease_expiry_and_reclaim(store: &dyn JobStore) {
     assert!(matches!(r.state, JobState::Queued | JobState::Retrying));
     assert!(r.worker.is_none());
     assert_eq!(r.attempts, 1);
+    assert_eq!(r.failure_code.as_deref(), Some("lease_expired"));
     let l = lease(store, "w2").await;
     assert_eq!(l.id, a.id);
     assert_eq!(l.attempts, 2);
@@ -358,6 +363,7 @@ async fn lost_lease_changes_nothing(store: &dyn JobStore) {
     let failed = Completion::Failed {
         status: Some(400),
         error: "x".into(),
+        code: None,
     };
     assert!(!store.complete(a.id, "w1", failed).await.unwrap());
     assert!(!store.heartbeat(a.id, "w1", LEASE).await.unwrap());
@@ -385,6 +391,7 @@ async fn dead_job(store: &dyn JobStore) {
     let dead = Completion::Dead {
         status: None,
         error: "connection refused; retries exhausted".into(),
+        code: None,
     };
     assert!(store.complete(l.id, "w1", dead).await.unwrap());
     let r = get(store, a.id).await;
@@ -404,6 +411,7 @@ async fn failed_keeps_status_and_error(store: &dyn JobStore) {
     let failed = Completion::Failed {
         status: Some(400),
         error: "the billing period is closed".into(),
+        code: Some("upstream_refused".into()),
     };
     assert!(store.complete(l.id, "w1", failed).await.unwrap());
     let r = get(store, a.id).await;
@@ -413,6 +421,7 @@ async fn failed_keeps_status_and_error(store: &dyn JobStore) {
         r.last_error.as_deref(),
         Some("the billing period is closed")
     );
+    assert_eq!(r.failure_code.as_deref(), Some("upstream_refused"));
     assert_eq!(r.attempts, 1);
     assert_eq!(assert_idle(store).await, None);
 }
@@ -423,10 +432,12 @@ async fn operator_retry(store: &dyn JobStore) {
     let fail = Completion::Failed {
         status: Some(400),
         error: "bad".into(),
+        code: None,
     };
     let dead = Completion::Dead {
         status: Some(503),
         error: "gone".into(),
+        code: None,
     };
     let l1 = lease(store, "w1").await;
     let l2 = lease(store, "w1").await;
@@ -540,6 +551,7 @@ async fn coalescing(store: &dyn JobStore) {
         at: Utc::now() + chrono::Duration::seconds(60),
         status: Some(502),
         error: "bad gateway".into(),
+        code: None,
     };
     assert!(store.complete(b.id, "w1", retry).await.unwrap());
     let c = add(store, usage_job("resource:1", ck, json!({"gpu": "4"}))).await;
@@ -952,6 +964,7 @@ async fn purge_spares_retried_and_takes_superseded(store: &dyn JobStore) {
     let failed = Completion::Failed {
         status: Some(400),
         error: "refused".into(),
+        code: None,
     };
     assert!(store.complete(l.id, "w1", failed).await.unwrap());
     let ck = "usage:resource:1:2025-01";
@@ -1056,6 +1069,7 @@ async fn concurrent_workers_keep_order_and_limits(store: &dyn JobStore) {
                                 at: Utc::now(),
                                 status: Some(503),
                                 error: "busy".into(),
+                                code: None,
                             };
                             assert!(store.complete(r.id, name, outcome).await.unwrap());
                         } else {
@@ -1511,6 +1525,7 @@ async fn lease_forgets_what_the_attempt_may_change(store: &dyn JobStore) {
         at: Utc::now(),
         status: None,
         error: "timed out".into(),
+        code: None,
     };
     assert!(store.complete(next.id, "w1", retry).await.unwrap());
     assert_eq!(store.delivered(ck).await.unwrap(), known(&[("gpu", "2")]));
@@ -1519,6 +1534,7 @@ async fn lease_forgets_what_the_attempt_may_change(store: &dyn JobStore) {
     let dead = Completion::Dead {
         status: None,
         error: "timed out".into(),
+        code: None,
     };
     assert!(store.complete(next.id, "w1", dead).await.unwrap());
     assert_eq!(store.delivered(ck).await.unwrap(), known(&[("gpu", "2")]));
@@ -1832,6 +1848,7 @@ async fn redis_scripts_write_only_the_protocols_keys_and_states() {
                 Completion::Failed {
                     status: Some(400),
                     error: "no".into(),
+                    code: None,
                 }
             } else {
                 Completion::Succeeded {

@@ -41,9 +41,23 @@ pub struct JobView {
     /// The HTTP status of Puhuri's last answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_status: Option<u16>,
-    /// Why the last attempt failed, in Puhuri's words where it gave any.
+    /// Why the last attempt failed, in Puhuri's words where it gave any (text for people).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Why the last attempt failed, as a code to act on (absent once the job succeeds, and for
+    /// jobs stored before the field existed):
+    /// `upstream_unauthorized` (401: Puhuri does not accept the gateway's service-provider
+    /// token), `upstream_forbidden` (403: the token may not do this), `upstream_not_found`
+    /// (404), `upstream_conflict` (409: the object is not in a state that allows it),
+    /// `upstream_refused` (another 4xx; Waldur's message is in `last_error`),
+    /// `upstream_unavailable` (no answer, a timeout, 5xx or 408: retried), `upstream_throttled`
+    /// (429: retried after Puhuri's `Retry-After`), `upstream_unreadable` (a success the
+    /// gateway could not read: retried), `payload_unreadable` (the stored job cannot be read),
+    /// `lease_expired` (the worker delivering it stopped; delivered again). The first two are a
+    /// configuration problem of the gateway, not of the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "upstream_forbidden")]
+    pub failure_code: Option<String>,
     /// What the delivery did (for usage: which values were sent and which were unchanged).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
@@ -67,6 +81,7 @@ impl From<JobRecord> for JobView {
             next_attempt_at: j.next_attempt_at,
             last_status: j.last_status,
             last_error: j.last_error,
+            failure_code: j.failure_code,
             result: j.result,
             superseded_by: j.superseded_by,
             payload: j.payload,

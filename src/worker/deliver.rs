@@ -49,22 +49,65 @@ pub enum DeliveryError {
 }
 
 /// What a failed delivery means for its job: the one mapping from upstream errors to job outcomes.
+/// `code` is the job's `failure_code` (one of the constants below), `error` its `last_error`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// Try again later, no sooner than `retry_after` when Puhuri sent one.
     Retry {
         status: Option<u16>,
+        code: &'static str,
         error: String,
         retry_after: Option<std::time::Duration>,
     },
     /// Stop now: trying again cannot help.
-    Fail { status: Option<u16>, error: String },
+    Fail {
+        status: Option<u16>,
+        code: &'static str,
+        error: String,
+    },
 }
 
-/// `last_error` of a job Puhuri refused with 401 starts with this code.
+/// Failure code: Puhuri did not accept the service provider's token (401). `last_error` starts
+/// with it too.
 pub const UPSTREAM_UNAUTHORIZED: &str = "upstream_unauthorized";
-/// `last_error` of a job Puhuri refused with 403 starts with this code.
+/// Failure code: Puhuri denied the service provider's token this action (403). `last_error`
+/// starts with it too.
 pub const UPSTREAM_FORBIDDEN: &str = "upstream_forbidden";
+/// Failure code: Puhuri could not be reached, did not answer in time, or answered 5xx or 408
+/// (transient: retried).
+pub const UPSTREAM_UNAVAILABLE: &str = "upstream_unavailable";
+/// Failure code: Puhuri answered 429 (transient: retried after its `Retry-After`).
+pub const UPSTREAM_THROTTLED: &str = "upstream_throttled";
+/// Failure code: a 2xx answer the gateway could not read (retried: every operation is
+/// idempotent).
+pub const UPSTREAM_UNREADABLE: &str = "upstream_unreadable";
+/// Failure code: Puhuri has no such object (404).
+pub const UPSTREAM_NOT_FOUND: &str = "upstream_not_found";
+/// Failure code: the object is not in a state that allows the action (409), and is not already
+/// where the action leads.
+pub const UPSTREAM_CONFLICT: &str = "upstream_conflict";
+/// Failure code: Puhuri refused the request with another 4xx (400, 405, ...): Waldur's message is
+/// in `last_error`.
+pub const UPSTREAM_REFUSED: &str = "upstream_refused";
+/// Failure code: the job's stored payload could not be read; no call was made.
+pub const PAYLOAD_UNREADABLE: &str = "payload_unreadable";
+/// Failure code: the worker delivering the job stopped renewing its lease (it died or hung); the
+/// job is delivered again. Set by the store, not by [`outcome`].
+pub use crate::queue::LEASE_EXPIRED;
+
+/// Every failure code a job can carry, for documentation and tests.
+pub const FAILURE_CODES: [&str; 10] = [
+    UPSTREAM_UNAUTHORIZED,
+    UPSTREAM_FORBIDDEN,
+    UPSTREAM_UNAVAILABLE,
+    UPSTREAM_THROTTLED,
+    UPSTREAM_UNREADABLE,
+    UPSTREAM_NOT_FOUND,
+    UPSTREAM_CONFLICT,
+    UPSTREAM_REFUSED,
+    PAYLOAD_UNREADABLE,
+    LEASE_EXPIRED,
+];
 
 /// The job outcome of a failed delivery, decided on the error's kind.
 pub fn outcome(error: DeliveryError) -> Outcome {
@@ -75,11 +118,16 @@ pub fn outcome(error: DeliveryError) -> Outcome {
     };
     match error {
         DeliveryError::Upstream(U::Transient {
+            cause,
             message,
             retry_after,
-            ..
         }) => Outcome::Retry {
             status,
+            code: if cause == crate::upstream::TransientCause::Status(429) {
+                UPSTREAM_THROTTLED
+            } else {
+                UPSTREAM_UNAVAILABLE
+            },
             error: message,
             retry_after,
         },
@@ -87,6 +135,7 @@ pub fn outcome(error: DeliveryError) -> Outcome {
         // operation is idempotent, so it is delivered again.
         DeliveryError::Upstream(U::Malformed { message, .. }) => Outcome::Retry {
             status,
+            code: UPSTREAM_UNREADABLE,
             error: format!("Puhuri's answer could not be read: {message}"),
             retry_after: None,
         },
@@ -96,6 +145,7 @@ pub fn outcome(error: DeliveryError) -> Outcome {
             );
             Outcome::Fail {
                 status,
+                code: UPSTREAM_UNAUTHORIZED,
                 error: format!(
                     "{UPSTREAM_UNAUTHORIZED}: Puhuri did not accept the service provider's token \
                      (a configuration problem of the gateway, not of the request): {message}"
@@ -108,6 +158,7 @@ pub fn outcome(error: DeliveryError) -> Outcome {
             );
             Outcome::Fail {
                 status,
+                code: UPSTREAM_FORBIDDEN,
                 error: format!(
                     "{UPSTREAM_FORBIDDEN}: Puhuri denied the service provider's token this \
                      action (a configuration problem of the gateway, not of the request): \
@@ -115,14 +166,24 @@ pub fn outcome(error: DeliveryError) -> Outcome {
                 ),
             }
         }
-        DeliveryError::Upstream(
-            U::NotFound { message } | U::Conflict { message } | U::Refused { message, .. },
-        ) => Outcome::Fail {
+        DeliveryError::Upstream(U::NotFound { message }) => Outcome::Fail {
             status,
+            code: UPSTREAM_NOT_FOUND,
+            error: message,
+        },
+        DeliveryError::Upstream(U::Conflict { message }) => Outcome::Fail {
+            status,
+            code: UPSTREAM_CONFLICT,
+            error: message,
+        },
+        DeliveryError::Upstream(U::Refused { message, .. }) => Outcome::Fail {
+            status,
+            code: UPSTREAM_REFUSED,
             error: message,
         },
         DeliveryError::UnreadablePayload(message) => Outcome::Fail {
             status: None,
+            code: PAYLOAD_UNREADABLE,
             error: format!("the job's stored payload could not be read: {message}"),
         },
     }

@@ -130,13 +130,15 @@ impl Worker {
             Completion::Succeeded { .. } => {
                 tracing::info!(job = %job.id, operation = %job.operation, "delivered")
             }
-            Completion::Failed { status, error } => {
+            Completion::Failed { status, error, .. } => {
                 tracing::warn!(job = %job.id, operation = %job.operation, ?status, %error, "Puhuri refused the job")
             }
-            Completion::Retry { at, status, error } => {
+            Completion::Retry {
+                at, status, error, ..
+            } => {
                 tracing::info!(job = %job.id, operation = %job.operation, ?status, %error, retry_at = %at, "delivery will be retried")
             }
-            Completion::Dead { status, error } => {
+            Completion::Dead { status, error, .. } => {
                 tracing::warn!(job = %job.id, operation = %job.operation, ?status, %error, attempts = job.attempts, "retries exhausted")
             }
         }
@@ -196,9 +198,18 @@ impl Worker {
             Err(e) => deliver::outcome(e),
         };
         match failure {
-            Outcome::Fail { status, error } => Completion::Failed { status, error },
+            Outcome::Fail {
+                status,
+                code,
+                error,
+            } => Completion::Failed {
+                status,
+                code: Some(code.to_string()),
+                error,
+            },
             Outcome::Retry {
                 status,
+                code,
                 error: message,
                 retry_after,
             } => match self
@@ -208,10 +219,12 @@ impl Worker {
                 RetryDecision::RetryAt(at) => Completion::Retry {
                     at,
                     status,
+                    code: Some(code.to_string()),
                     error: message,
                 },
                 RetryDecision::GiveUp => Completion::Dead {
                     status,
+                    code: Some(code.to_string()),
                     error: message,
                 },
             },

@@ -75,6 +75,7 @@ async fn approving_a_rejected_order_fails_with_the_reason() {
     );
     let approved = app.job(&token, &approve).await;
     assert_eq!(approved["state"], "failed", "{approved}");
+    assert_eq!(approved["failure_code"], "upstream_conflict", "{approved}");
     let error = approved["last_error"].as_str().unwrap();
     assert!(error.contains("pending-provider"), "{error}");
     assert!(error.contains("rejected"), "{error}");
@@ -159,6 +160,7 @@ async fn erred_on_a_basic_offering_fails_with_puhuris_405() {
     let failed = delivered(&app, &token, &job).await;
     assert_eq!(failed["state"], "failed", "{failed}");
     assert_eq!(failed["last_status"], 405);
+    assert_eq!(failed["failure_code"], "upstream_refused", "{failed}");
     assert!(
         failed["last_error"]
             .as_str()

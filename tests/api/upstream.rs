@@ -65,6 +65,7 @@ async fn puhuri_refusing_the_token_fails_jobs_at_once_and_shows_in_readiness_and
     let failed = settled(&app, &token, &job).await;
     assert_eq!(failed["state"], "failed", "{failed}");
     assert_eq!(failed["last_status"], 403, "{failed}");
+    assert_eq!(failed["failure_code"], "upstream_forbidden", "{failed}");
     let error = failed["last_error"].as_str().unwrap();
     assert!(error.starts_with("upstream_forbidden: "), "{error}");
     assert!(
@@ -130,7 +131,9 @@ async fn puhuri_refusing_the_token_fails_jobs_at_once_and_shows_in_readiness_and
         .await
         .unwrap();
     let job = accepted(usage(&app, &token, "3").await).await;
-    assert_eq!(settled(&app, &token, &job).await["state"], "succeeded");
+    let succeeded = settled(&app, &token, &job).await;
+    assert_eq!(succeeded["state"], "succeeded");
+    assert!(succeeded.get("failure_code").is_none(), "{succeeded}");
     let (status, ready) = readyz(&app).await;
     assert_eq!(status, 200, "{ready}");
 }
@@ -152,6 +155,10 @@ async fn fact_6_an_html_error_page_is_transient_with_a_short_plain_excerpt() {
     assert_eq!(retrying["state"], "retrying", "{retrying}");
     assert_eq!(retrying["last_status"], 500, "{retrying}");
     assert_eq!(retrying["last_error"], "Server Error (500)", "{retrying}");
+    assert_eq!(
+        retrying["failure_code"], "upstream_unavailable",
+        "{retrying}"
+    );
 }
 
 #[tokio::test]
@@ -201,6 +208,7 @@ async fn fact_2_set_usage_without_permission_fails_the_job_as_forbidden() {
     let failed = settled(&app, &token, &job).await;
     assert_eq!(failed["state"], "failed", "{failed}");
     assert_eq!(failed["last_status"], 403, "{failed}");
+    assert_eq!(failed["failure_code"], "upstream_forbidden", "{failed}");
     let error = failed["last_error"].as_str().unwrap();
     assert!(error.starts_with("upstream_forbidden: "), "{error}");
     assert_eq!(failed["attempts"], 1, "{failed}");
@@ -579,4 +587,30 @@ async fn fact_12_the_providers_review_shows_on_the_order() {
         "{after}"
     );
     assert!(after["provider_reviewed_at"].is_string(), "{after}");
+}
+
+/// A 401 from Puhuri (the token itself is not accepted) fails the job at once with its own code.
+#[tokio::test]
+async fn a_token_puhuri_does_not_accept_fails_the_job_as_unauthorized() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let fault = app
+        .sim_post(
+            "faults",
+            &json!({"kind": "error", "status": 401, "path_prefix": "marketplace-component-usages/"}),
+        )
+        .await;
+    assert_eq!(fault.status(), 201);
+    let job = accepted(usage(&app, &token, "5").await).await;
+    let failed = delivered(&app, &token, &job).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(failed["last_status"], 401, "{failed}");
+    assert_eq!(failed["failure_code"], "upstream_unauthorized", "{failed}");
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("upstream_unauthorized: "),
+        "{failed}"
+    );
 }

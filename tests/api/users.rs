@@ -436,6 +436,7 @@ async fn fact_7_a_username_on_an_offering_without_offering_users_fails_with_wald
     let job = delivered(&app, &token, &job).await;
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(job["last_status"], 400, "{job}");
+    assert_eq!(job["failure_code"], "upstream_refused", "{job}");
     assert!(
         job["last_error"]
             .as_str()

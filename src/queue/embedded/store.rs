@@ -208,10 +208,16 @@ impl JobStore for EmbeddedStore {
             }
             idx.remove_lease(id);
             let state = match outcome {
-                Completion::Retry { at, status, error } => {
+                Completion::Retry {
+                    at,
+                    status,
+                    code,
+                    error,
+                } => {
                     let at_ms = at.timestamp_millis();
                     s.record.last_status = status;
                     s.record.last_error = Some(error);
+                    s.record.failure_code = code;
                     s.record.next_attempt_at = Some(time(at_ms));
                     s.record.worker = None;
                     s.record.lease_until = None;
@@ -228,6 +234,7 @@ impl JobStore for EmbeddedStore {
                 } => {
                     s.record.last_status = status;
                     s.record.last_error = None;
+                    s.record.failure_code = None;
                     s.record.result = Some(result);
                     if let Some(ck) = s
                         .record
@@ -241,14 +248,24 @@ impl JobStore for EmbeddedStore {
                     }
                     JobState::Succeeded
                 }
-                Completion::Failed { status, error } => {
+                Completion::Failed {
+                    status,
+                    code,
+                    error,
+                } => {
                     s.record.last_status = status;
                     s.record.last_error = Some(error);
+                    s.record.failure_code = code;
                     JobState::Failed
                 }
-                Completion::Dead { status, error } => {
+                Completion::Dead {
+                    status,
+                    code,
+                    error,
+                } => {
                     s.record.last_status = status;
                     s.record.last_error = Some(error);
+                    s.record.failure_code = code;
                     JobState::Dead
                 }
             };
@@ -307,6 +324,7 @@ impl JobStore for EmbeddedStore {
                     "the lease of worker {} expired",
                     s.record.worker.as_deref().unwrap_or("?")
                 ));
+                s.record.failure_code = Some(crate::queue::LEASE_EXPIRED.to_string());
                 s.record.worker = None;
                 s.record.lease_until = None;
                 s.record.next_attempt_at = None;

@@ -1,6 +1,6 @@
 -- ARGV: prefix, id, worker, the job's new state (succeeded, failed, dead or retrying),
---       status|'', error, result JSON, retry at ms, delivered map time to live ms, then delivered
---       pairs (name, value, ...)
+--       status|'', error, result JSON, retry at ms, delivered map time to live ms, failure code|'',
+--       then delivered pairs (name, value, ...)
 local id, worker, new_state, status, err = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local k = job_key(id)
 local f = redis.call('HMGET', k, 'state', 'worker', 'object_key', 'coalesce_key')
@@ -12,6 +12,11 @@ if status ~= '' then
   redis.call('HSET', k, 'last_status', status)
 else
   redis.call('HDEL', k, 'last_status')
+end
+if ARGV[10] ~= '' then
+  redis.call('HSET', k, 'failure_code', ARGV[10])
+else
+  redis.call('HDEL', k, 'failure_code')
 end
 
 if new_state == STATE.retrying then
@@ -27,9 +32,9 @@ end
 if new_state == STATE.succeeded then
   redis.call('HSET', k, 'result', ARGV[7])
   redis.call('HDEL', k, 'last_error')
-  if f[4] and #ARGV > 9 then
+  if f[4] and #ARGV > 10 then
     local dk = delivered_key(f[4])
-    for i = 10, #ARGV, 2 do
+    for i = 11, #ARGV, 2 do
       redis.call('HSET', dk, ARGV[i], ARGV[i + 1])
     end
     -- a map is only useful while its period can still be reported: expire it after the last write

@@ -6,7 +6,8 @@ for _, id in ipairs(expired) do
   local k = job_key(id)
   local f = redis.call('HMGET', k, 'state', 'worker')
   if f[1] == STATE.running then
-    redis.call('HSET', k, 'last_error', 'the lease of worker ' .. (f[2] or '?') .. ' expired')
+    redis.call('HSET', k, 'last_error', 'the lease of worker ' .. (f[2] or '?') .. ' expired',
+      'failure_code', 'lease_expired') -- queue::LEASE_EXPIRED
     redis.call('HDEL', k, 'worker', 'lease_until', 'next_attempt_at')
     set_state(id, STATE.running, STATE.retrying)
     redis.call('ZADD', K.ready, ms(NOW), id)

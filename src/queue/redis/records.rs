@@ -56,6 +56,7 @@ pub(super) fn parse_job(fields: &[String]) -> StoreResult<JobRecord> {
         next_attempt_at: opt_time("next_attempt_at")?,
         last_status: m.get("last_status").and_then(|s| s.parse().ok()),
         last_error: m.get("last_error").map(|s| s.to_string()),
+        failure_code: m.get("failure_code").map(|s| s.to_string()),
         result: m
             .get("result")
             .map(|s| serde_json::from_str(s))

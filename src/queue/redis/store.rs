@@ -188,20 +188,42 @@ impl JobStore for RedisStore {
                     result.to_string(),
                     "0".to_owned(),
                     dur_ms(self.delivered_ttl.max(Duration::from_millis(1))),
+                    String::new(),
                 ]);
                 for (k, v) in delivered {
                     args.push(k);
                     args.push(v.encode());
                 }
             }
-            Completion::Failed { status, error } | Completion::Dead { status, error } => {
-                args.extend([status_str(status), error, "null".to_owned(), "0".to_owned()])
+            Completion::Failed {
+                status,
+                code,
+                error,
             }
-            Completion::Retry { at, status, error } => args.extend([
+            | Completion::Dead {
+                status,
+                code,
+                error,
+            } => args.extend([
+                status_str(status),
+                error,
+                "null".to_owned(),
+                "0".to_owned(),
+                "0".to_owned(),
+                code.unwrap_or_default(),
+            ]),
+            Completion::Retry {
+                at,
+                status,
+                code,
+                error,
+            } => args.extend([
                 status_str(status),
                 error,
                 "null".to_owned(),
                 at.timestamp_millis().to_string(),
+                "0".to_owned(),
+                code.unwrap_or_default(),
             ]),
         }
         let n: i64 = self.run(Call::Write, &COMPLETE, args).await?;
