@@ -28,6 +28,9 @@ pub use crate::sandbox::{SANDBOX_SITE, SandboxInfo};
 pub struct Application {
     port: u16,
     server: Server,
+    /// Tells waiting requests the gateway is stopping (see [`AppState::stopping`]).
+    stopping: tokio::sync::watch::Sender<bool>,
+    grace: std::time::Duration,
     workers: Option<WorkerPool>,
     worker: Worker,
     store: Arc<dyn JobStore>,
@@ -126,6 +129,7 @@ impl Application {
             )
         });
         let port = listener.local_addr()?.port();
+        let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
         let service_provider_uuid = match (&config.upstream, &sandbox) {
             (Upstream::Puhuri(u), _) => u.service_provider_uuid.clone(),
             (Upstream::Sandbox { .. }, Some(sandbox)) => Some(sandbox.service_provider_uuid()),
@@ -144,6 +148,7 @@ impl Application {
             )
             .map_err(|m| anyhow::anyhow!("limits.username_pattern {m}"))?,
             clock,
+            stopping: stopping_rx,
         });
         let max_body = config.limits.max_body_bytes;
         let sandboxed = sandbox.is_some();
@@ -157,6 +162,8 @@ impl Application {
         })
         .on_connect(crate::api::middleware::on_connect)
         .listen(listener)?
+        // The signals are ours (see `run_until_stopped`): deliveries stop before HTTP drains.
+        .disable_signals()
         .shutdown_timeout(config.delivery.shutdown_grace.as_secs().max(1))
         .run();
         if let Some(sandbox) = &sandbox {
@@ -167,6 +174,8 @@ impl Application {
         Ok(Application {
             port,
             server,
+            stopping,
+            grace: config.delivery.shutdown_grace,
             workers: pool,
             worker,
             store,
@@ -196,17 +205,82 @@ impl Application {
         self.sandbox.as_ref().map(Sandbox::info)
     }
 
-    /// Serves until SIGINT/SIGTERM, then stops the workers (in-flight deliveries get the grace
-    /// period, then are handed back to the queue) and the simulator.
+    /// Serves until SIGINT or SIGTERM, then shuts down within `delivery.shutdown_grace`:
+    ///
+    /// 1. no delivery starts any more (the workers stop leasing at once);
+    /// 2. the HTTP server stops accepting connections and drains the requests in flight, while
+    ///    in-flight deliveries finish; a request waiting for its job (`Prefer: wait`) is
+    ///    answered at once with the job as it stands. Both get the same grace period, counted
+    ///    from the signal, so the whole shutdown fits in it (the HTTP drain's timeout is in whole
+    ///    seconds, at least one);
+    /// 3. deliveries still running then are handed back to the queue, and the simulator stops.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
-        tracing::info!("HTTP server stopped; stopping delivery");
-        if let Some(pool) = self.workers {
-            pool.shutdown().await;
+        let Application {
+            server,
+            stopping,
+            grace,
+            workers,
+            sandbox,
+            ..
+        } = self;
+        let handle = server.handle();
+        tokio::pin!(server);
+        let served = tokio::select! {
+            served = &mut server => Some(served),
+            () = shutdown_signal() => None,
+        };
+        let started = std::time::Instant::now();
+        if let Some(pool) = &workers {
+            pool.stop_leasing();
         }
-        if let Some(sandbox) = self.sandbox {
+        let _ = stopping.send(true);
+        tracing::info!(
+            grace_seconds = grace.as_secs_f64(),
+            "stopping: no new deliveries; draining HTTP requests and in-flight deliveries"
+        );
+        let drain_http = async {
+            if served.is_none() {
+                // The server future runs the stop: poll both.
+                let _ = tokio::join!(handle.stop(true), &mut server);
+            }
+        };
+        let drain_deliveries = async {
+            if let Some(pool) = workers {
+                pool.shutdown().await;
+            }
+        };
+        tokio::join!(drain_http, drain_deliveries);
+        if let Some(sandbox) = sandbox {
             sandbox.stop().await;
         }
-        served
+        tracing::info!(seconds = started.elapsed().as_secs_f64(), "stopped");
+        served.unwrap_or(Ok(()))
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                tracing::warn!("cannot listen for SIGTERM; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -54,6 +54,9 @@ pub struct AppState {
     /// "Now" for values the API derives at arrival (a report's default month): the system
     /// clock, or a test's.
     pub clock: crate::domain::Clock,
+    /// Turns `true` when the gateway begins to shut down: a request waiting for its job's
+    /// outcome (`Prefer: wait`) answers at once with the job as it stands.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {

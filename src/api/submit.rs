@@ -3,7 +3,8 @@
 //! - `Idempotency-Key`: the same key and the same request from the same site is the same job
 //!   (answered 200 with it); the same key with a different request is a 422.
 //! - `Prefer: wait=N`: wait up to N seconds (at most `limits.max_wait`) for the job to finish and
-//!   answer 200 with its final state; otherwise 202 as usual.
+//!   answer 200 with its final state; otherwise 202 as usual. A shutdown ends the wait at once
+//!   (the answer is the job as it stands), so a waiting client is answered within the drain.
 //! - Nothing is answered 202 that was not stored: a store failure is a 503 with `Retry-After`.
 
 use std::collections::BTreeSet;
@@ -237,8 +238,17 @@ async fn wait_for_outcome(
 ) -> Result<JobRecord, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut pause = Duration::from_millis(10);
+    let mut stopping = state.stopping.clone();
     while !job.state.is_terminal() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(pause).await;
+        if *stopping.borrow() {
+            // Shutting down: answer with the job as it stands rather than be cut off.
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            // (a dropped sender disables this branch instead of ending every wait at once)
+            Ok(()) = stopping.changed() => {}
+        }
         pause = (pause * 2).min(Duration::from_millis(200));
         match state.store.get(job.id).await? {
             Some(latest) => job = latest,

@@ -116,7 +116,8 @@ pub struct DeliveryConfig {
     /// How long finished jobs stay visible.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
-    /// How long SIGTERM waits for in-flight deliveries before releasing them.
+    /// The whole shutdown after SIGTERM: no delivery starts after the signal; HTTP requests and
+    /// in-flight deliveries drain within this, counted from the signal.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
     /// How long a usage value known to be in Puhuri is trusted to be unchanged there without

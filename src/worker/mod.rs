@@ -298,7 +298,14 @@ impl WorkerPool {
         }
     }
 
-    /// Stops leasing, lets in-flight deliveries finish within the grace period, releases the rest.
+    /// Stops leasing at once: no delivery starts after this returns. In-flight deliveries keep
+    /// running (their grace period starts now); [`WorkerPool::shutdown`] waits for them.
+    pub fn stop_leasing(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Stops leasing, lets in-flight deliveries finish within the grace period (counted from
+    /// [`WorkerPool::stop_leasing`] when that was called first), releases the rest.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for task in self.tasks {

@@ -492,3 +492,154 @@ async fn sigterm_hands_an_unfinished_delivery_back_within_the_grace_period() {
     );
     assert_eq!(job.attempts, 0);
 }
+
+/// SIGTERM while deliveries run and a client waits with `Prefer: wait`: no delivery starts after
+/// the signal, the waiting client gets an answer, and the process exits within
+/// `delivery.shutdown_grace` plus a small margin; nothing accepted is lost (the jobs not
+/// delivered are still queued for the next start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_deliveries_first_answers_the_waiting_client_and_exits_within_the_grace() {
+    const GRACE: Duration = Duration::from_secs(4);
+    const MARGIN: Duration = Duration::from_millis(1500);
+    let sim = sim::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        SimOptions {
+            token: demo::TOKEN.to_string(),
+        },
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    // Each delivery takes 0.7 s, so deliveries would keep starting all through a drain.
+    client
+        .post(format!("{}faults", sim.control_url()))
+        .json(&json!({"kind": "latency", "path_prefix": "/api/marketplace-component-usages/set_usage/", "latency_ms": 700}))
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = external_config(dir.path(), &sim, "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[delivery]\n", "[delivery]\nshutdown_grace = \"4s\"\n");
+    std::fs::write(&config, text).unwrap();
+    let mut gateway = GatewayProcess::start(&config, &dir.path().join("gateway.log")).await;
+    let token = alpha_token();
+    // One resource, ten months: ten deliveries one after another (one object's line).
+    let mut ids = Vec::new();
+    for month in 1..=10 {
+        let response = client
+            .post(format!("{}/v1/usage", gateway.address))
+            .bearer_auth(&token)
+            .json(&json!({"resource_uuid": demo::RESOURCE_OK_UUID, "month": format!("2026-{month:02}"),
+                          "usages": {"cpu_k_hours": month}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let job: Value = response.json().await.unwrap();
+        ids.push(job["job_id"].as_str().unwrap().to_string());
+    }
+    // A client that waits for a job far back in the line.
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        let url = format!("{}/v1/usage", gateway.address);
+        let token = token.clone();
+        async move {
+            client
+                .post(url)
+                .bearer_auth(&token)
+                .header("Prefer", "wait=30")
+                .json(
+                    &json!({"resource_uuid": demo::RESOURCE_OK_UUID, "month": "2026-11",
+                              "usages": {"cpu_k_hours": 11}}),
+                )
+                .send()
+                .await
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim_calls(&client, &sim).await < 2 {
+        assert!(Instant::now() < deadline, "deliveries did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let signalled_at = chrono::Utc::now();
+    let signalled = Instant::now();
+    let pid = gateway.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let answer = tokio::time::timeout(GRACE + MARGIN, waiting)
+        .await
+        .expect("the waiting client is answered within the grace")
+        .unwrap()
+        .expect("the waiting client gets an answer, not a dropped connection");
+    assert!(
+        answer.status().is_success(),
+        "the waiting client: {}",
+        answer.status()
+    );
+    let waited: Value = answer.json().await.unwrap();
+    ids.push(waited["job_id"].as_str().unwrap().to_string());
+    let status = loop {
+        if let Some(status) = gateway.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < GRACE + MARGIN,
+            "the gateway did not exit within shutdown_grace ({GRACE:?}) + {MARGIN:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took = signalled.elapsed();
+    assert!(status.success(), "exit status {status}");
+
+    // No delivery started after the signal (a call sent just before it may arrive a moment later).
+    let calls: Value = client
+        .get(format!(
+            "{}calls?path_prefix=/api/marketplace-component-usages/set_usage/",
+            sim.control_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let late: Vec<&Value> = calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            let at = chrono::DateTime::parse_from_rfc3339(c["time"].as_str().unwrap()).unwrap();
+            at > signalled_at + chrono::Duration::milliseconds(100)
+        })
+        .collect();
+    assert!(
+        late.is_empty(),
+        "deliveries started after SIGTERM: {late:?}"
+    );
+
+    // Nothing accepted is lost: a new process takes up the rest, and every job ends (older
+    // months may be closed in the simulator: `failed` with Waldur's reason is a true end).
+    let second = GatewayProcess::start(&config, &dir.path().join("second.log")).await;
+    let jobs = wait_until_settled(&client, &second.address, Duration::from_secs(60)).await;
+    for id in &ids {
+        let job = jobs
+            .iter()
+            .find(|j| j["job_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("accepted job {id} was lost"));
+        assert!(
+            matches!(
+                job["state"].as_str(),
+                Some("succeeded" | "superseded" | "failed")
+            ),
+            "{job}"
+        );
+    }
+    eprintln!("shutdown took {took:?} (grace {GRACE:?})");
+}
