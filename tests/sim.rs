@@ -2153,3 +2153,6 @@ async fn fact_9_oldest_first_and_waldurs_link_form() {
     );
     t.sim.stop().await;
 }
+
+#[path = "sim_support/waldur_sdk.rs"]
+mod waldur_sdk;
