@@ -30,6 +30,7 @@ use crate::queue::{JobFilter, JobRecord, JobState, StoreError};
 pub struct JobView {
     pub job_id: Uuid,
     pub state: JobState,
+    #[schema(value_type = super::names::OperationName)]
     pub operation: String,
     pub site: String,
     /// Delivery attempts started.
@@ -170,8 +171,10 @@ pub async fn get_job(
 #[into_params(parameter_in = Query)]
 pub struct ListJobsQuery {
     /// Only jobs in this state.
+    #[param(value_type = Option<JobState>)]
     pub state: Option<String>,
     /// Only jobs of this operation, e.g. `usage.report`.
+    #[param(value_type = Option<super::names::OperationName>)]
     pub operation: Option<String>,
     /// Only this site's jobs (`jobs:admin` only; others always see just their own).
     pub site: Option<String>,
@@ -218,6 +221,15 @@ pub async fn list_jobs(
             ))
         })?),
     };
+    let operations = <crate::domain::operations::Operation as strum::VariantNames>::VARIANTS;
+    if let Some(op) = q.operation.as_deref()
+        && !operations.contains(&op)
+    {
+        return Err(ApiError::InvalidQuery(format!(
+            "operation must be one of: {}",
+            operations.join(", ")
+        )));
+    }
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::InvalidQuery(

@@ -5,11 +5,13 @@
 //! finds the [`crate::auth::SiteRegistry`] in the app data beside [`AppState`].
 
 pub mod body;
+pub mod component_maps;
 pub mod fallback;
 pub mod health;
 pub mod jobs;
 pub mod metrics;
 pub mod middleware;
+pub mod names;
 pub mod openapi;
 pub mod orders;
 pub mod reads;

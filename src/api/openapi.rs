@@ -48,7 +48,15 @@ use utoipa_swagger_ui::SwaggerUi;
         super::users::list_projects,
         super::users::list_project_permissions,
     ),
-    components(schemas(crate::error::Problem, crate::error::FieldError)),
+    components(schemas(
+        crate::error::Problem,
+        crate::error::FieldError,
+        // Referenced from query parameters, which utoipa does not collect by itself.
+        super::names::OrderStateFilter,
+        super::names::OrderType,
+        super::names::ResourceState,
+        super::names::OperationName,
+    )),
     modifiers(&BearerAuth, &OptionalBodies),
     tags(
         (name = "site", description = "Who am I"),

@@ -244,8 +244,8 @@ pub async fn order_erred(
     tag = "orders",
     security(("bearer" = [])),
     params(
-        ("state" = Option<String>, Query, description = "Order states, comma-separated or repeated; `all` for every state. Default: pending-provider,executing"),
-        ("type" = Option<String>, Query, description = "Order types, comma-separated or repeated"),
+        ("state" = Option<Vec<super::names::OrderStateFilter>>, Query, description = "Order states, repeated (or comma-separated); `all` for every state. Default: pending-provider and executing"),
+        ("type" = Option<Vec<super::names::OrderType>>, Query, description = "Order types, repeated (or comma-separated)"),
         ("resource_uuid" = Option<String>, Query, description = "Only orders of this resource"),
         ("page" = Option<u64>, Query, description = "From 1"),
         ("page_size" = Option<u64>, Query, description = "1 to 100, default 10"),
@@ -269,9 +269,11 @@ pub async fn list_orders(
         .iter()
         .map(|o| ("offering_uuid", o.clone()))
         .collect();
-    let mut with_all = vec!["all"];
-    with_all.extend(ORDER_STATES);
-    let states = params.names("state", &with_all, "an order state")?;
+    let states = params.names(
+        "state",
+        &super::names::ORDER_STATE_FILTERS,
+        "an order state",
+    )?;
     if states.is_empty() {
         query.push(("state", "pending-provider".into()));
         query.push(("state", "executing".into()));

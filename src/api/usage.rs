@@ -44,7 +44,7 @@ pub struct UsageRequest {
     pub month: Option<String>,
     /// The month's total per component type, as a JSON number or a decimal string. Not negative;
     /// more than two decimals are rounded half-to-even.
-    #[schema(value_type = Object, additional_properties = true)]
+    #[schema(value_type = super::component_maps::UsageAmounts)]
     pub usages: BTreeMap<String, Box<RawValue>>,
     /// A note stored with the usage in Puhuri (at most 1,000 characters).
     pub description: Option<String>,

@@ -32,10 +32,12 @@ fn object(v: &Value, key: &str) -> Value {
 #[derive(Serialize, ToSchema)]
 pub struct OrderView {
     pub uuid: String,
-    /// `pending-provider`, `executing`, `done`, `erred`, `rejected`, … (Waldur's order states).
+    /// Waldur's order state, e.g. `pending-provider` or `executing`.
+    #[schema(value_type = super::names::OrderState)]
     pub state: String,
     /// `Create`, `Update`, `Terminate` or `Restore`.
     #[serde(rename = "type")]
+    #[schema(value_type = super::names::OrderType)]
     pub type_: String,
     /// The marketplace resource: Waldur's `marketplace_resource_uuid`. (Waldur's own
     /// `resource_uuid` is the plugin object's uuid, `null` for `Marketplace.Basic` offerings, and
@@ -119,6 +121,7 @@ pub struct ResourceView {
     pub uuid: String,
     pub name: String,
     /// `Creating`, `OK`, `Erred`, `Updating`, `Terminating` or `Terminated`.
+    #[schema(value_type = super::names::ResourceState)]
     pub state: String,
     /// The site's own id for it (empty until set).
     pub backend_id: String,
@@ -192,6 +195,8 @@ pub struct TeamMemberView {
     pub expiration_time: Option<String>,
     /// The user's username on the resource's offering, once set.
     pub offering_user_username: Option<String>,
+    /// The offering user's state in Puhuri, once one exists.
+    #[schema(value_type = Option<super::names::OfferingUserState>)]
     pub offering_user_state: Option<String>,
 }
 

@@ -103,7 +103,9 @@ pub struct UserUsername {
 
 // An operation's name is written once per variant: serde's tag for the stored job, and the
 // same text for strum's name table ([`Operation::name`]); a unit test holds them equal.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[derive(
+    Clone, Debug, PartialEq, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantNames,
+)]
 #[serde(tag = "operation", content = "payload")]
 pub enum Operation {
     #[serde(rename = "usage.report")]

@@ -35,3 +35,52 @@ fn every_v1_operation_declares_bearer_security_and_problem_errors() {
         }
     }
 }
+
+#[test]
+fn every_schema_reference_resolves() {
+    let text = puhuri_gateway::api::openapi::document_json();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for reference in text.split("\"#/components/schemas/").skip(1) {
+        let name = reference.split('"').next().unwrap();
+        assert!(
+            schemas.contains_key(name),
+            "`{name}` is referenced but not defined"
+        );
+    }
+}
+
+/// The state and type enums the document gives for Waldur's objects are exactly Waldur 8.0.5's.
+#[test]
+fn waldur_enums_equal_waldur_8_0_5() {
+    let path = std::env::var("WALDUR_OPENAPI_SCHEMA").unwrap_or_else(|_| {
+        format!(
+            "{}/../shared/upstream/waldur-openapi-schema-8.0.5.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
+    if !crate::support::external::require(
+        "Waldur's OpenAPI schema (../shared/upstream, or WALDUR_OPENAPI_SCHEMA)",
+        std::path::Path::new(&path).is_file(),
+    ) {
+        return;
+    }
+    let waldur: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let waldur = serde_json::to_value(waldur).unwrap();
+    let ours: serde_json::Value =
+        serde_json::from_str(&puhuri_gateway::api::openapi::document_json()).unwrap();
+    for (our_name, waldur_name) in [
+        ("OrderState", "OrderState"),
+        ("OrderType", "RequestTypes"),
+        ("ResourceState", "ResourceState"),
+        ("OfferingState", "OfferingState"),
+        ("OfferingUserState", "OfferingUserState"),
+    ] {
+        assert_eq!(
+            ours["components"]["schemas"][our_name]["enum"],
+            waldur["components"]["schemas"][waldur_name]["enum"],
+            "{our_name}"
+        );
+    }
+}

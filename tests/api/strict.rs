@@ -665,3 +665,24 @@ async fn ambiguous_framing_is_refused_and_the_connection_closed() {
     let answer = raw_exchange(&app.address, plain.as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
 }
+
+/// Filters whose values are a closed set (documented as enums) refuse anything else by name.
+#[tokio::test]
+async fn enum_filters_refuse_values_outside_their_set() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    for path in [
+        "/v1/jobs?operation=usage.reports",
+        "/v1/jobs?state=done",
+        "/v1/orders?state=pending",
+        "/v1/orders?type=Delete",
+        "/v1/resources?state=Gone",
+    ] {
+        let problem = assert_problem(app.get_as(path, &token).await, 400, "invalid_query").await;
+        assert!(!problem["detail"].as_str().unwrap().is_empty(), "{path}");
+    }
+    let ok = app
+        .get_as("/v1/jobs?operation=usage.report&state=queued", &token)
+        .await;
+    assert_eq!(ok.status(), 200);
+}

@@ -30,7 +30,7 @@ use crate::error::ApiError;
     tag = "resources",
     security(("bearer" = [])),
     params(
-        ("state" = Option<String>, Query, description = "Resource states (`Creating`, `OK`, `Erred`, `Updating`, `Terminating`, `Terminated`), comma-separated or repeated"),
+        ("state" = Option<Vec<crate::api::names::ResourceState>>, Query, description = "Resource states, repeated (or comma-separated)"),
         ("backend_id" = Option<String>, Query, description = "Exactly this backend id"),
         ("offering_uuid" = Option<String>, Query, description = "Only this offering (one of the site's)"),
         ("page" = Option<u64>, Query, description = "From 1"),
@@ -303,6 +303,7 @@ pub struct OfferingView {
     /// E.g. `Marketplace.Basic` or `Marketplace.Slurm`.
     #[serde(rename = "type")]
     pub type_: Option<String>,
+    #[schema(value_type = Option<crate::api::names::OfferingState>)]
     pub state: Option<String>,
     pub components: Vec<OfferingComponentView>,
     pub plans: Vec<PlanView>,

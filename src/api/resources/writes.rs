@@ -77,6 +77,7 @@ pub async fn set_backend_id(
 #[schema(example = json!({"state": "ok"}))]
 pub struct StateRequest {
     /// `ok` (Waldur's `set_as_ok`; clears the error) or `erred` (`set_as_erred`).
+    #[schema(value_type = crate::api::names::SettableResourceState)]
     pub state: String,
     /// With `erred`: why (at most 2,000 characters), stored as the resource's `error_message`.
     pub message: Option<String>,
@@ -105,7 +106,7 @@ pub async fn set_state(
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
     let mut errors = Vec::new();
-    if !matches!(request.state.as_str(), "ok" | "erred") {
+    if !crate::api::names::SETTABLE_RESOURCE_STATES.contains(&request.state.as_str()) {
         errors.push(FieldError::new("state", "must be `ok` or `erred`"));
     }
     match &request.message {
@@ -224,7 +225,7 @@ pub async fn submit_report(
 #[schema(example = json!({"limits": {"cpu_k_hours": 2000, "gpu_k_hours": 100}}))]
 pub struct LimitsRequest {
     /// Component type → a whole number ≥ 0. Each type must be a component of the offering.
-    #[schema(value_type = Object, additional_properties = true)]
+    #[schema(value_type = crate::api::component_maps::ComponentLimits)]
     pub limits: BTreeMap<String, Value>,
 }
 
