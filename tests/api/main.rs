@@ -9,6 +9,7 @@ mod last_total;
 mod lifecycle;
 mod openapi;
 mod orders;
+mod python_client;
 mod quickstart;
 mod resilience;
 mod resources;
