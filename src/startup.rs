@@ -111,6 +111,10 @@ impl Application {
             DeliveryLimits {
                 max_in_flight: config.delivery.max_in_flight,
                 max_per_second: config.delivery.max_per_second,
+                jitter_allowance_us: u32::try_from(
+                    config.delivery.rate_jitter_allowance.as_micros(),
+                )
+                .unwrap_or(u32::MAX),
             },
             config.delivery.lease,
         );

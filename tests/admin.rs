@@ -65,6 +65,7 @@ const LEASE: Duration = Duration::from_secs(30);
 const NO_LIMITS: DeliveryLimits = DeliveryLimits {
     max_in_flight: 0,
     max_per_second: 0,
+    jitter_allowance_us: 0,
 };
 
 fn job(site: &str, operation: &str, object: &str) -> NewJob {

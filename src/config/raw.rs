@@ -102,6 +102,12 @@ pub struct DeliveryConfig {
     pub max_in_flight: u32,
     /// Calls started per second toward Puhuri, shared by all replicas on one store.
     pub max_per_second: u32,
+    /// How much longer than a second `max_per_second` starts are spread over, so that jitter
+    /// between a call's start and its arrival at Puhuri (a loaded host, a slow network) does not
+    /// put more than `max_per_second` calls in one of Puhuri's seconds. Costs this share of the
+    /// throughput at the limit. At most 500 ms.
+    #[serde(with = "humantime_serde")]
+    pub rate_jitter_allowance: Duration,
     /// How long a worker holds a job before another may take it over; must exceed upstream.timeout.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
@@ -174,6 +180,7 @@ impl Default for RawConfig {
                 workers: 16,
                 max_in_flight: 16,
                 max_per_second: 50,
+                rate_jitter_allowance: Duration::from_millis(25),
                 lease: Duration::from_secs(60),
                 max_attempts: 25,
                 max_age: Duration::from_secs(3 * 24 * 3600),

@@ -148,6 +148,12 @@ pub(super) fn check_durations(
     if delivery.max_per_second == 0 {
         return Err(key_error("delivery.max_per_second", "must be at least 1"));
     }
+    if delivery.rate_jitter_allowance > Duration::from_millis(500) {
+        return Err(key_error(
+            "delivery.rate_jitter_allowance",
+            "must be at most 500ms",
+        ));
+    }
     if delivery.max_attempts == 0 {
         return Err(key_error("delivery.max_attempts", "must be at least 1"));
     }

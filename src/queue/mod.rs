@@ -285,15 +285,19 @@ pub struct DeliveryLimits {
     pub max_in_flight: u32,
     /// Leases started per second (0: no limit); spaced by [`protocol::start_spacing_us`].
     pub max_per_second: u32,
+    /// How much longer than a second the starts of `max_per_second` calls are spread over, in
+    /// microseconds, so that jitter between a start and its call's arrival at Puhuri does not
+    /// put more than `max_per_second` calls in one of Puhuri's seconds
+    /// (`delivery.rate_jitter_allowance`; default [`protocol::DEFAULT_JITTER_ALLOWANCE_US`]).
+    pub jitter_allowance_us: u32,
 }
 
 impl DeliveryLimits {
     /// The spacing of starts in microseconds and whether a late start keeps the grid, or `None`
     /// without a rate limit (see [`protocol::start_spacing_us`]).
     pub fn start_spacing_us(&self) -> Option<(i64, bool)> {
-        (self.max_per_second > 0).then(|| {
-            protocol::start_spacing_us(self.max_per_second, protocol::DEFAULT_JITTER_ALLOWANCE_US)
-        })
+        (self.max_per_second > 0)
+            .then(|| protocol::start_spacing_us(self.max_per_second, self.jitter_allowance_us))
     }
 }
 

@@ -118,7 +118,7 @@ pub fn is_layout_key(rest: &str) -> bool {
 
 /// The share of each second the rate limiter leaves for the calls' arrival at Puhuri to jitter
 /// (a start and its call's arrival are not the same instant), in microseconds per second.
-pub const DEFAULT_JITTER_ALLOWANCE_US: u32 = 10_000;
+pub const DEFAULT_JITTER_ALLOWANCE_US: u32 = 25_000;
 
 /// The spacing in microseconds of delivery starts for `max_per_second = rate`, and whether a late
 /// start keeps the grid. Below 20 per second, starts are `1/rate` apart and the grid restarts at
@@ -307,5 +307,6 @@ mod tests {
         }
         assert_eq!(start_spacing_us(50, 10_000), (20_613, true));
         assert_eq!(start_spacing_us(10, 10_000), (101_000, false));
+        assert_eq!(start_spacing_us(20, 200_000), (63_158, true));
     }
 }

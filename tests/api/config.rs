@@ -103,6 +103,15 @@ fn a_short_hs256_secret_is_refused() {
 }
 
 #[test]
+fn a_rate_jitter_allowance_over_half_a_second_is_refused() {
+    let message = load_err("[delivery]\nrate_jitter_allowance = \"501ms\"");
+    assert!(
+        message.contains("delivery.rate_jitter_allowance"),
+        "{message}"
+    );
+}
+
+#[test]
 fn a_lease_not_longer_than_the_upstream_timeout_is_refused() {
     let message = load_err("[delivery]\nlease = \"20s\"");
     assert!(message.contains("delivery.lease"), "{message}");

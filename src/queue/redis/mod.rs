@@ -52,7 +52,8 @@
 //!   not shift: a worker waking a millisecond after its slot would otherwise cost that millisecond
 //!   on every start (a quarter of the throughput at 300/s), and a start may fall anywhere in its
 //!   slot, so the grid is one slot per second coarser than the rate. Both spacings are stretched
-//!   by a jitter allowance (10 ms a second), so that jitter between a start and its call's arrival
+//!   by a jitter allowance (`delivery.rate_jitter_allowance`, default 25 ms a second; see
+//!   [`DeliveryLimits`](super::DeliveryLimits)), so that jitter between a start and its call's arrival
 //!   at Puhuri does not push a window over the limit there either. The rule is
 //!   [`protocol::start_spacing_us`](super::protocol::start_spacing_us), computed in Rust and
 //!   passed to `lease.lua`. When the in-flight limit is
