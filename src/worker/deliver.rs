@@ -9,7 +9,9 @@
 //! - backend id, report, limits and resource state replace what is there (repeats are harmless);
 //! - an offering user is looked up before it is created, and a create that Waldur refuses is
 //!   followed by a second look-up: if the user now exists (another delivery won the race to the
-//!   uniqueness check), the create becomes an update.
+//!   uniqueness check), the create becomes an update. Waldur shows offering users only of
+//!   offerings whose plugin options let the service provider create them; on another offering
+//!   the refusal says so in front of Waldur's words.
 //!
 //! `done` and `erred` on an order Waldur has already finished (`Marketplace.Basic` offerings are
 //! finished by Waldur itself shortly after approval, and answer `set_state_done` with 409
@@ -389,12 +391,54 @@ impl Deliverer {
                 json!({"action": "created", "offering_user_uuid": created.uuid}),
             )),
             // Refused: if another delivery created the user meanwhile (Waldur's uniqueness
-            // check), this is an update; otherwise Waldur's reason stands.
+            // check), this is an update; otherwise Waldur's reason stands, explained when the
+            // offering does not allow offering users at all.
             Err(e @ UpstreamError::Refused { .. }) => match self.update_offering_user(u).await? {
                 Some(done) => Ok(done),
-                None => Err(e.into()),
+                None => Err(self.explain_refused_offering_user(u, e).await.into()),
             },
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waldur lists offering users only of offerings whose `plugin_options` allow
+    /// `service_provider_can_create_offering_user`, and refuses to create them elsewhere ("It is
+    /// not allowed to create users for current offering.", or, when one exists that it does not
+    /// show, "The fields offering, user must make a unique set."). When the offering's option is
+    /// off, the job's error says so in front of Waldur's words; otherwise (or when the offering
+    /// cannot be read) Waldur's refusal stands as it was.
+    async fn explain_refused_offering_user(
+        &self,
+        u: &OfferingUsername,
+        refused: UpstreamError,
+    ) -> UpstreamError {
+        let UpstreamError::Refused {
+            status,
+            message,
+            body,
+        } = refused
+        else {
+            return refused;
+        };
+        let allowed = match self.client.provider_offering(&u.offering_uuid).await {
+            Ok(offering) => offering["plugin_options"]["service_provider_can_create_offering_user"]
+                .as_bool()
+                .unwrap_or(true),
+            Err(_) => true,
+        };
+        let message = if allowed {
+            message
+        } else {
+            format!(
+                "the offering does not let the service provider create or see offering users \
+                 (its plugin option service_provider_can_create_offering_user is off in \
+                 Puhuri); Puhuri said: {message}"
+            )
+        };
+        UpstreamError::Refused {
+            status,
+            message,
+            body,
         }
     }
 

@@ -419,7 +419,8 @@ async fn people_reads_are_narrowed_to_the_site() {
 /// Fact 7: Waldur lists offering users only for offerings whose options let the service provider
 /// create them, and refuses a create on the others with 400 "It is not allowed to create users
 /// for current offering.". A site bound to such an offering (beta: the second offering) sees its
-/// username job fail with Waldur's reason, after one create and no retry.
+/// username job fail with Waldur's reason, explained, after one create and no retry; for a user
+/// with an offering user Waldur hides there, Waldur's uniqueness refusal, explained the same way.
 #[tokio::test]
 async fn fact_7_a_username_on_an_offering_without_offering_users_fails_with_waldurs_reason() {
     let app = spawn_manual_app().await;
@@ -437,11 +438,10 @@ async fn fact_7_a_username_on_an_offering_without_offering_users_fails_with_wald
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(job["last_status"], 400, "{job}");
     assert_eq!(job["failure_code"], "upstream_refused", "{job}");
+    let error = job["last_error"].as_str().unwrap();
     assert!(
-        job["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("It is not allowed to create users for current offering."),
+        error.contains("It is not allowed to create users for current offering.")
+            && error.contains("service_provider_can_create_offering_user is off"),
         "{job}"
     );
     let creates: Vec<Value> = app
@@ -460,11 +460,31 @@ async fn fact_7_a_username_on_an_offering_without_offering_users_fails_with_wald
         .filter(|c| c["method"] == "GET")
         .collect();
     assert!(!lookups.is_empty());
-    let listed: Value = app
+    // Alice has one there already, which Waldur neither lists nor lets the gateway find: the
+    // create meets Waldur's uniqueness check, and the job fails with that reason, untouched.
+    let job = accepted(
+        app.post_json(
+            "/v1/offering-users",
+            &token,
+            &json!({"offering_uuid": BETA_OFFERING, "user_uuid": demo::USER_ALICE_UUID, "username": "alice2"}),
+        )
+        .await,
+    )
+    .await;
+    let job = delivered(&app, &token, &job).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["failure_code"], "upstream_refused", "{job}");
+    let error = job["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("service_provider_can_create_offering_user is off")
+            && error.contains("The fields offering, user must make a unique set."),
+        "{error}"
+    );
+    let hidden: Value = app
         .sim_get(&format!(
             "state/offering-user/{}",
             demo::HIDDEN_OFFERING_USER_UUID
         ))
         .await;
-    assert_eq!(listed["username"], "alice_slurm", "{listed}");
+    assert_eq!(hidden["username"], "alice_slurm", "{hidden}");
 }
