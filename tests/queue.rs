@@ -13,7 +13,7 @@ use puhuri_gateway::queue::protocol::DEFAULT_JITTER_ALLOWANCE_US;
 use puhuri_gateway::queue::redis::{RedisOptions, RedisStore};
 use puhuri_gateway::queue::{
     Completion, DeliveryLimits, EnqueueOutcome, Idempotency, JobFilter, JobRecord, JobState,
-    JobStore, Known, LeaseResult, NewJob, StoreError,
+    JobStore, Known, LeaseFence, LeaseResult, NewJob, StoreError,
 };
 use serde_json::json;
 use support::redis::{RedisServer, shared, unique_prefix};
@@ -98,6 +98,7 @@ conformance!(
     purge_spares_retried_and_takes_superseded,
     counts,
     concurrent_workers_keep_order_and_limits,
+    fenced_leases,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -372,6 +373,68 @@ async fn lost_lease_changes_nothing(store: &dyn JobStore) {
     assert!(!store.release(a.id, "w1").await.unwrap());
     assert_eq!(get(store, a.id).await, before);
     assert!(store.complete(a.id, "w2", succeeded()).await.unwrap());
+}
+
+/// A worker's lease call whose answer it lost: a later call of the same worker gives the job it
+/// leased back to its line (the attempt not counted) instead of leaving it blocked for a whole
+/// lease, and a call older than the worker's latest changes nothing when it arrives late.
+async fn fenced_leases(store: &dyn JobStore) {
+    let a = add(store, job("site-a", "order.approve", "order:1")).await;
+    // call 5 took effect, but its answer never reached the worker
+    match store
+        .lease_fenced("w1", LeaseFence::new(5), LEASE, NO_LIMITS)
+        .await
+        .unwrap()
+    {
+        LeaseResult::Leased(r) => assert_eq!(r.id, a.id),
+        other => panic!("expected a lease, got {other:?}"),
+    }
+    let b = add(store, job("site-a", "order.approve", "order:2")).await;
+    // call 4 arrives after call 5: fenced, it leases nothing although b is due
+    let late = store
+        .lease_fenced("w1", LeaseFence::new(4), LEASE, NO_LIMITS)
+        .await
+        .unwrap();
+    assert!(!matches!(late, LeaseResult::Leased(_)), "{late:?}");
+    assert_eq!(get(store, b.id).await.state, JobState::Queued);
+    assert_eq!(get(store, a.id).await.state, JobState::Running);
+    // the worker's next call: a goes back in line at once, the unheard-of attempt given back
+    let next = store
+        .lease_fenced(
+            "w1",
+            LeaseFence {
+                number: 6,
+                previous_lost: true,
+            },
+            LEASE,
+            NO_LIMITS,
+        )
+        .await
+        .unwrap();
+    let leased = match next {
+        LeaseResult::Leased(r) => r.id,
+        other => panic!("expected a lease, got {other:?}"),
+    };
+    let a_now = get(store, a.id).await;
+    if leased == a.id {
+        assert_eq!(a_now.state, JobState::Running);
+        assert_eq!(a_now.attempts, 1, "the lost attempt is not counted");
+    } else {
+        assert_eq!(leased, b.id);
+        assert_eq!(a_now.state, JobState::Queued);
+        assert_eq!(a_now.attempts, 0, "the lost attempt is not counted");
+    }
+    // another worker is not fenced by w1's numbers, and unfenced calls are not fenced at all
+    let other = store
+        .lease_fenced("w2", LeaseFence::new(1), LEASE, NO_LIMITS)
+        .await
+        .unwrap();
+    assert!(matches!(other, LeaseResult::Leased(_)), "{other:?}");
+    assert_eq!(
+        store.counts().await.unwrap()[&JobState::Running],
+        2,
+        "w1's current lease and w2's"
+    );
 }
 
 async fn release_gives_the_attempt_back(store: &dyn JobStore) {
@@ -1302,6 +1365,67 @@ async fn redis_paused_after_a_write_was_sent_is_outcome_unknown() {
         other => panic!("the keyed retry stored a second job: {other:?}"),
     }
     assert_eq!(store.counts().await.unwrap()[&JobState::Queued], 2);
+}
+
+/// After a stall, a lease the worker gave up on (its call timed out) still lands in Redis; the
+/// worker's next fenced call gives that job back at once, so the object is not blocked until
+/// the lease expires (30 s here).
+#[tokio::test]
+async fn redis_a_lease_given_up_during_a_stall_does_not_block_its_object() {
+    let server = RedisServer::start();
+    let options = RedisOptions {
+        wait_timeout: Duration::from_millis(500),
+        connect_timeout: Duration::from_millis(500),
+        response_timeout: Duration::from_millis(300),
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect(&server.url(), &unique_prefix("fenced"), options)
+        .await
+        .unwrap();
+    // the lease script is loaded and this thread's connection open
+    assert!(matches!(
+        store
+            .lease_fenced("w1", LeaseFence::new(1), LEASE, NO_LIMITS)
+            .await
+            .unwrap(),
+        LeaseResult::Idle { .. }
+    ));
+    let a = add(&store, job("site-a", "order.approve", "order:1")).await;
+    server.pause();
+    let lost = store
+        .lease_fenced("w1", LeaseFence::new(2), LEASE, NO_LIMITS)
+        .await;
+    server.resume();
+    assert!(
+        matches!(lost, Err(StoreError::OutcomeUnknown(_))),
+        "{lost:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(&store, a.id).await.state != JobState::Running {
+        assert!(Instant::now() < deadline, "the lost lease never landed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    match store
+        .lease_fenced(
+            "w1",
+            LeaseFence {
+                number: 3,
+                previous_lost: true,
+            },
+            LEASE,
+            NO_LIMITS,
+        )
+        .await
+        .unwrap()
+    {
+        LeaseResult::Leased(r) => {
+            assert_eq!(r.id, a.id);
+            assert_eq!(r.attempts, 1, "the lost attempt is not counted");
+        }
+        other => panic!("the object stayed blocked: {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 #[tokio::test]

@@ -40,6 +40,22 @@
 //! Puhuri's own ordering of requests), or Puhuri held that very value within the bound.
 //! - The shared delivery limits (in-flight leases and leases started per second) are enforced inside
 //!   `lease`, across every process that shares the store.
+//!
+//! # Fenced leases
+//! A lease call whose answer the worker never got (Redis stalled and the call timed out) may still
+//! take effect: the job then runs under a lease nobody works on, and its object waits for the
+//! lease to expire. Workers therefore lease with [`JobStore::lease_fenced`] and a number they
+//! raise on every call (one worker id leases one job at a time). The store keeps, per worker, the
+//! number of its latest call and the job that call leased, and checks it in the same atomic step
+//! as the lease: a call whose number is not above the latest is one the worker gave up on, and
+//! changes nothing. A worker whose previous call failed says so on the next ([`LeaseFence`]); a
+//! job that call leased anyway and that is still `running` under the worker is one it never
+//! heard of, and goes back in line first (its attempt given back, as on `release`). Only then:
+//! after an answered call the worker may still be recording that job's outcome, concurrently
+//! with its next lease. So a lost lease holds its object until the worker's
+//! next call — a store-error backoff — not a whole lease, and cannot land after it. Redis keeps
+//! the record in `worker:<id>` (kept four leases, at least ten minutes); the embedded store in
+//! memory, since a worker id belongs to one process.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -278,6 +294,32 @@ impl EnqueueOutcome {
     }
 }
 
+/// What fences a lease call ("Fenced leases" in the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseFence {
+    /// Raised by the worker on every call; `0`: not fenced.
+    pub number: u64,
+    /// The worker got no answer to its previous call (an error): a job that call leased anyway
+    /// is given back.
+    pub previous_lost: bool,
+}
+
+impl LeaseFence {
+    /// Not fenced (operator tools, tests).
+    pub const NONE: LeaseFence = LeaseFence {
+        number: 0,
+        previous_lost: false,
+    };
+
+    /// Call `number`, the previous call answered.
+    pub fn new(number: u64) -> LeaseFence {
+        LeaseFence {
+            number,
+            previous_lost: false,
+        }
+    }
+}
+
 /// Limits on delivery toward Puhuri shared by every worker of every replica on one store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeliveryLimits {
@@ -407,10 +449,26 @@ pub trait JobStore: Send + Sync + 'static {
     async fn list(&self, filter: &JobFilter) -> StoreResult<JobPage>;
 
     /// Take the next due job whose object has nothing else in flight, marking it `running`
-    /// under `worker`'s lease until now + `lease_for`, and counting an attempt.
+    /// under `worker`'s lease until now + `lease_for`, and counting an attempt. Not fenced: see
+    /// [`JobStore::lease_fenced`].
     async fn lease(
         &self,
         worker: &str,
+        lease_for: Duration,
+        limits: DeliveryLimits,
+    ) -> StoreResult<LeaseResult> {
+        self.lease_fenced(worker, LeaseFence::NONE, lease_for, limits)
+            .await
+    }
+
+    /// [`JobStore::lease`], fenced ("Fenced leases" in the module doc): a call whose number is
+    /// not above the worker's latest changes nothing, and when the worker lost the answer to its
+    /// previous call, a job that call leased and that still runs under the worker goes back in
+    /// line first.
+    async fn lease_fenced(
+        &self,
+        worker: &str,
+        fence: LeaseFence,
         lease_for: Duration,
         limits: DeliveryLimits,
     ) -> StoreResult<LeaseResult>;

@@ -64,7 +64,7 @@ pub const FIXED_KEYS: [KeyName; 8] = [
 ];
 
 /// Key families: a segment followed by one variable part.
-pub const KEY_FAMILIES: [KeyName; 4] = [
+pub const KEY_FAMILIES: [KeyName; 5] = [
     KeyName {
         lua: "job_key",
         segment: "job:",
@@ -80,6 +80,10 @@ pub const KEY_FAMILIES: [KeyName; 4] = [
     KeyName {
         lua: "delivered_key",
         segment: "delivered:",
+    },
+    KeyName {
+        lua: "worker_key",
+        segment: "worker:",
     },
 ];
 

@@ -32,7 +32,8 @@ pub use deliver::{Delivered, Deliverer};
 
 use crate::domain::retry::{RetryDecision, RetryPolicy};
 use crate::queue::{
-    Completion, DeliveryLimits, JobId, JobRecord, JobState, JobStore, LeaseResult, StoreError,
+    Completion, DeliveryLimits, JobId, JobRecord, JobState, JobStore, LeaseFence, LeaseResult,
+    StoreError,
 };
 use deliver::{DeliveryError, Outcome};
 
@@ -68,6 +69,12 @@ pub struct Worker {
     policy: RetryPolicy,
     limits: DeliveryLimits,
     lease: Duration,
+    /// The fencing number of this worker id's latest lease call (see "Fenced leases" in the
+    /// queue's module doc); shared by the clones that carry the same id. One id leases one job
+    /// at a time.
+    fence: Arc<std::sync::atomic::AtomicU64>,
+    /// The latest lease call of this id got no answer (see `fence`).
+    lost: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -86,19 +93,33 @@ impl Worker {
             policy,
             limits,
             lease,
+            fence: Arc::default(),
+            lost: Arc::default(),
         }
     }
 
     /// The same worker under another lease-holder id (one per delivery loop).
     pub fn named(&self, id: String) -> Worker {
-        Worker { id, ..self.clone() }
+        Worker {
+            id,
+            fence: Arc::default(),
+            lost: Arc::default(),
+            ..self.clone()
+        }
     }
 
-    /// Asks the store for the next due job under this worker's id, lease and limits.
+    /// Asks the store for the next due job under this worker's id, lease and limits, fenced: a
+    /// call whose answer was lost cannot take effect after the next one, and a job it leased
+    /// anyway goes back in line at the next call instead of waiting out its lease.
     async fn lease_next(&self) -> Result<LeaseResult, StoreError> {
+        let fence = LeaseFence {
+            number: self.fence.fetch_add(1, Ordering::Relaxed) + 1,
+            previous_lost: self.lost.swap(false, Ordering::Relaxed),
+        };
         self.store
-            .lease(&self.id, self.lease, self.limits)
+            .lease_fenced(&self.id, fence, self.lease, self.limits)
             .await
+            .inspect_err(|_| self.lost.store(true, Ordering::Relaxed))
             .inspect_err(|_| telemetry::store_error("worker"))
     }
 

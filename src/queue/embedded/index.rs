@@ -23,6 +23,9 @@ pub(super) struct Index {
     /// are spaced evenly with no burst, as in the Redis backend.
     pub(super) next_start_us: i64,
     pub(super) seq: u64,
+    /// Per worker, the fencing number of its latest lease call and the job that call leased
+    /// ("Fenced leases" in queue/mod.rs). In memory only: a worker's id is its process's.
+    pub(super) fences: HashMap<String, (u64, Option<JobId>)>,
 }
 
 impl Index {

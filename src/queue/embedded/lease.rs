@@ -4,15 +4,37 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::index::{is_pending, set_state};
-use super::{Done, EmbeddedStore, IN_FLIGHT_RETRY_MS, dur_ms, time};
-use crate::queue::{COALESCE_FIELD, DeliveryLimits, JobState, Known, LeaseResult, StoreResult};
+use super::index::{Index, is_pending, set_state};
+use super::{Done, EmbeddedStore, IN_FLIGHT_RETRY_MS, Stored, dur_ms, time};
+use crate::queue::{
+    COALESCE_FIELD, DeliveryLimits, JobState, Known, LeaseFence, LeaseResult, StoreResult,
+};
+
+/// Gives a running job back to its line, its attempt not counted (`release`, and a lease its
+/// worker never heard of).
+pub(super) fn give_back(idx: &mut Index, s: &mut Stored, now: i64) {
+    let id = s.record.id;
+    idx.remove_lease(id);
+    s.record.attempts = s.record.attempts.saturating_sub(1);
+    s.record.worker = None;
+    s.record.lease_until = None;
+    s.record.next_attempt_at = None;
+    let state = if s.record.attempts > 0 {
+        JobState::Retrying
+    } else {
+        JobState::Queued
+    };
+    set_state(idx, s, state, now);
+    idx.add_ready(id, now);
+}
 
 impl EmbeddedStore {
-    /// Leases the earliest due line head: `lease` without the delivered values.
+    /// Leases the earliest due line head: `lease` without the delivered values. `fence`: see
+    /// "Fenced leases" in queue/mod.rs.
     pub(super) async fn lease_job(
         &self,
         worker: &str,
+        fence: LeaseFence,
         lease_for: Duration,
         limits: DeliveryLimits,
     ) -> StoreResult<LeaseResult> {
@@ -20,6 +42,34 @@ impl EmbeddedStore {
         let lease_ms = dur_ms(lease_for);
         let ttl_ms = dur_ms(self.delivered_ttl);
         self.write(move |idx, tx, now| {
+            // A job given back below is a write even when nothing is leased.
+            let mut gave_back = false;
+            if fence.number > 0 {
+                match idx.fences.get(&worker).copied() {
+                    Some((held, _)) if held >= fence.number => {
+                        return Ok(Done::Skip(LeaseResult::Idle { next_due_in: None }));
+                    }
+                    Some((_, Some(held_id))) if fence.previous_lost => {
+                        if let Some(mut h) = tx.get(held_id)?
+                            && h.record.state == JobState::Running
+                            && h.record.worker.as_deref() == Some(worker.as_str())
+                        {
+                            give_back(idx, &mut h, now);
+                            tx.put(&h)?;
+                            gave_back = true;
+                        }
+                    }
+                    _ => {}
+                }
+                idx.fences.insert(worker.clone(), (fence.number, None));
+            }
+            let unleased = |r: LeaseResult| {
+                if gave_back {
+                    Done::Commit(r)
+                } else {
+                    Done::Skip(r)
+                }
+            };
             let mut found = None;
             while let Some(&(due, id)) = idx.ready.first() {
                 if due > now {
@@ -37,10 +87,10 @@ impl EmbeddedStore {
                     .ready
                     .first()
                     .map(|&(due, _)| Duration::from_millis((due - now).max(0) as u64));
-                return Ok(Done::Skip(LeaseResult::Idle { next_due_in }));
+                return Ok(unleased(LeaseResult::Idle { next_due_in }));
             };
             if limits.max_in_flight > 0 && idx.leases.len() >= limits.max_in_flight as usize {
-                return Ok(Done::Skip(LeaseResult::Throttled {
+                return Ok(unleased(LeaseResult::Throttled {
                     retry_in: Duration::from_millis(IN_FLIGHT_RETRY_MS as u64),
                 }));
             }
@@ -48,7 +98,7 @@ impl EmbeddedStore {
                 let now_us = Utc::now().timestamp_micros();
                 if idx.next_start_us > now_us {
                     let wait_ms = (idx.next_start_us - now_us + 999) / 1000;
-                    return Ok(Done::Skip(LeaseResult::Throttled {
+                    return Ok(unleased(LeaseResult::Throttled {
                         retry_in: Duration::from_millis(wait_ms.max(1) as u64),
                     }));
                 }
@@ -61,6 +111,9 @@ impl EmbeddedStore {
                 idx.next_start_us = slot + spacing_us;
             }
             let id = s.record.id;
+            if fence.number > 0 {
+                idx.fences.insert(worker.clone(), (fence.number, Some(id)));
+            }
             let until = now.saturating_add(lease_ms);
             idx.remove_ready(id);
             idx.add_lease(id, until);

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::queue::{
     COALESCE_FIELD, Completion, DeliveryLimits, EnqueueOutcome, JobFilter, JobId, JobPage,
-    JobRecord, JobState, JobStore, Known, LeaseResult, NewJob, StoreError, StoreResult,
+    JobRecord, JobState, JobStore, Known, LeaseFence, LeaseResult, NewJob, StoreError, StoreResult,
 };
 
 /// Collects an absorbed job's usages, in line order: a later job's values replace an earlier's.
@@ -167,13 +167,14 @@ impl JobStore for EmbeddedStore {
         .await
     }
 
-    async fn lease(
+    async fn lease_fenced(
         &self,
         worker: &str,
+        fence: LeaseFence,
         lease_for: Duration,
         limits: DeliveryLimits,
     ) -> StoreResult<LeaseResult> {
-        self.lease_job(worker, lease_for, limits).await
+        self.lease_job(worker, fence, lease_for, limits).await
     }
 
     async fn heartbeat(&self, id: JobId, worker: &str, lease_for: Duration) -> StoreResult<bool> {
@@ -287,18 +288,7 @@ impl JobStore for EmbeddedStore {
             if s.record.state != JobState::Running || s.record.worker.as_ref() != Some(&worker) {
                 return Ok(Done::Skip(false));
             }
-            idx.remove_lease(id);
-            s.record.attempts = s.record.attempts.saturating_sub(1);
-            s.record.worker = None;
-            s.record.lease_until = None;
-            s.record.next_attempt_at = None;
-            let state = if s.record.attempts > 0 {
-                JobState::Retrying
-            } else {
-                JobState::Queued
-            };
-            set_state(idx, &mut s, state, now);
-            idx.add_ready(id, now);
+            super::lease::give_back(idx, &mut s, now);
             tx.put(&s)?;
             Ok(Done::Commit(true))
         })

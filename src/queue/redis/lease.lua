@@ -1,8 +1,42 @@
 -- ARGV: prefix, worker, lease ms, max in flight (0: no limit), spacing of starts in us (0: no
---       rate limit), 1 when a late start keeps the grid (both from protocol::start_spacing_us)
+--       rate limit), 1 when a late start keeps the grid (both from protocol::start_spacing_us),
+--       the call's fencing number (0: not fenced; see "Fenced leases" in queue/mod.rs), 1 when
+--       the worker got no answer to its previous call
 local worker, lease_ms = ARGV[2], tonumber(ARGV[3])
 local max_flight, spacing, keep_grid = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
+local fence, previous_lost = tonumber(ARGV[7] or '0'), ARGV[8] == '1'
 local ready = K.ready
+
+-- Fencing: `worker:<w>` holds "<number>:<job id or empty>" of the worker's latest lease call.
+-- A call with a number not above it is one the worker gave up on: it changes nothing. When the
+-- worker lost the previous call's answer, a job that call leased and that still runs under the
+-- worker is a lease it never heard of: it goes back in line, its attempt given back.
+local wk
+if fence > 0 then
+  wk = worker_key(worker)
+  local held = redis.call('GET', wk)
+  if held then
+    local sep = string.find(held, ':', 1, true)
+    local held_fence, held_id = tonumber(string.sub(held, 1, sep - 1)), string.sub(held, sep + 1)
+    if held_fence >= fence then
+      return { 'idle', '-1' }
+    end
+    if previous_lost and held_id ~= '' then
+      local hk = job_key(held_id)
+      local h = redis.call('HMGET', hk, 'state', 'worker', 'attempts')
+      if h[1] == STATE.running and h[2] == worker then
+        local attempts = math.max(0, tonumber(h[3]) - 1)
+        redis.call('ZREM', K.leases, held_id)
+        redis.call('HSET', hk, 'attempts', ms(attempts))
+        redis.call('HDEL', hk, 'worker', 'lease_until', 'next_attempt_at')
+        set_state(held_id, STATE.running, attempts > 0 and STATE.retrying or STATE.queued)
+        redis.call('ZADD', ready, ms(NOW), held_id)
+      end
+    end
+  end
+  -- Kept well past any lease, so a late call still finds the number it is fenced by.
+  redis.call('SET', wk, ms(fence) .. ':', 'PX', ms(math.max(4 * lease_ms, 600000)))
+end
 
 -- The earliest due head; drop stale entries (should not exist) on the way.
 local id, f
@@ -46,6 +80,9 @@ if spacing > 0 then
 end
 
 local until_ms = NOW + lease_ms
+if wk then
+  redis.call('SET', wk, ms(fence) .. ':' .. id, 'PX', ms(math.max(4 * lease_ms, 600000)))
+end
 redis.call('ZREM', ready, id)
 redis.call('ZADD', K.leases, ms(until_ms), id)
 redis.call('HSET', job_key(id), 'worker', worker, 'lease_until', ms(until_ms),

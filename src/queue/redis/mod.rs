@@ -18,6 +18,7 @@
 //! | `P idem:<n>:<site>:<k>` | hash   | idempotency key -> job id and request fingerprint           |
 //! | `P delivered:<ck>`      | hash   | values last delivered for a coalesce key                    |
 //! | `P counts`              | hash   | jobs per state                                              |
+//! | `P worker:<w>`          | string | `<n>:<job id>` of worker w's latest fenced lease call       |
 //! | `P rate:next`           | string | earliest time (us) the next lease may start, for the rate   |
 //!
 //! The layout is defined once, in [`protocol`](super::protocol): the scripts take every key name

@@ -36,6 +36,9 @@ end
 local function delivered_key(x)
   return P .. 'delivered:' .. x
 end
+local function worker_key(x)
+  return P .. 'worker:' .. x
+end
 local function idem_key(site, key)
   return P .. 'idem:' .. #site .. ':' .. site .. ':' .. key
 end

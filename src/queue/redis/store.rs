@@ -14,7 +14,7 @@ use super::{Call, RedisStore, corrupt};
 use crate::queue::protocol;
 use crate::queue::{
     Completion, DeliveryLimits, EnqueueOutcome, JobFilter, JobId, JobPage, JobRecord, JobState,
-    JobStore, Known, LeaseResult, NewJob, StoreError, StoreResult,
+    JobStore, Known, LeaseFence, LeaseResult, NewJob, StoreError, StoreResult,
 };
 
 /// Jobs handled per script run by `reclaim_expired` and `purge_terminal` (keeps each script short).
@@ -124,9 +124,10 @@ impl JobStore for RedisStore {
         Ok(JobPage { jobs, next_cursor })
     }
 
-    async fn lease(
+    async fn lease_fenced(
         &self,
         worker: &str,
+        fence: LeaseFence,
         lease_for: Duration,
         limits: DeliveryLimits,
     ) -> StoreResult<LeaseResult> {
@@ -141,6 +142,10 @@ impl JobStore for RedisStore {
             }
             None => args.extend(["0".to_owned(), "0".to_owned()]),
         }
+        args.extend([
+            fence.number.to_string(),
+            u8::from(fence.previous_lost).to_string(),
+        ]);
         let reply: Vec<String> = self.run(Call::Write, &LEASE, args).await?;
         let (status, rest) = Self::split_status(reply)?;
         let ms_arg = || -> StoreResult<i64> {
