@@ -80,7 +80,7 @@ mod tests {
     #[test]
     fn a_documented_path_lists_its_methods_and_an_unknown_one_none() {
         assert_eq!(allowed_methods("/v1/usage"), ["POST"]);
-        assert_eq!(allowed_methods("/v1/jobs/abc"), ["GET", "DELETE"]);
+        assert_eq!(allowed_methods("/v1/jobs/abc"), ["GET"]);
         assert_eq!(allowed_methods("/v1/resources/abc/backend-id"), ["POST"]);
         assert_eq!(allowed_methods("/docs/index.html"), ["GET"]);
         assert!(allowed_methods("/v1/nothing-here").is_empty());

@@ -1,7 +1,7 @@
 //! Jobs: every accepted write is one, and a site can always see where it stands.
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, delete, get, post, web};
+use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -168,6 +168,7 @@ pub async fn get_job(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListJobsQuery {
     /// Only jobs in this state.
@@ -284,6 +285,9 @@ pub async fn retry_job(
 }
 
 /// Cancel a job that has not been delivered yet (`queued` or `retrying`).
+///
+/// A `POST` to the job's `cancel` action rather than a `DELETE` of the job: the job is not
+/// removed, it stays visible as `canceled` (every job is kept until it expires).
 #[utoipa::path(
     context_path = "/v1",
     tag = "jobs",
@@ -295,7 +299,7 @@ pub async fn retry_job(
         JobErrors,
     )
 )]
-#[delete("/jobs/{id}")]
+#[post("/jobs/{id}/cancel")]
 pub async fn cancel_job(
     identity: SiteIdentity,
     state: web::Data<AppState>,

@@ -127,7 +127,8 @@ pub fn read_failed(e: UpstreamError) -> ApiError {
     upstream_failure(e, Purpose::Read)
 }
 
-/// The query string as pairs; each handler names the keys it takes.
+/// The query string as pairs; each handler names the keys it takes. An unknown key, or a key
+/// with an empty value (`?state=`), is a 400 `invalid_query`.
 pub struct QueryParams(Vec<(String, String)>);
 
 impl QueryParams {
@@ -143,6 +144,12 @@ impl QueryParams {
             return Err(ApiError::InvalidQuery(format!(
                 "unknown query parameter `{k}`; this operation takes: {}",
                 [allowed, &["page", "page_size"]].concat().join(", ")
+            )));
+        }
+        // `?x=` is not "no x": a value the client left empty is refused rather than guessed at.
+        if let Some((k, _)) = pairs.iter().find(|(_, v)| v.is_empty()) {
+            return Err(ApiError::InvalidQuery(format!(
+                "`{k}` is empty; give it a value or leave it out"
             )));
         }
         Ok(QueryParams(pairs))

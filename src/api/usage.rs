@@ -40,7 +40,8 @@ pub struct UsageRequest {
     pub resource_uuid: Option<String>,
     /// The site's own id for the resource (its `backend_id` in Puhuri).
     pub resource_backend_id: Option<String>,
-    /// The billing month, `YYYY-MM`. Default: the current month (UTC).
+    /// The billing month, `YYYY-MM` (2000-01 to 2999-12). Default: the current month (UTC).
+    #[schema(pattern = "^2[0-9]{3}-(0[1-9]|1[0-2])$")]
     pub month: Option<String>,
     /// The month's total per component type, as a JSON number or a decimal string. Not negative;
     /// more than two decimals are rounded half-to-even.

@@ -335,8 +335,8 @@ async fn site_members(
     security(("bearer" = [])),
     params(
         ("username" = Option<String>, Query, description = "Exactly this Puhuri username"),
-        ("page" = Option<u64>, Query, description = "From 1"),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10"),
+        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
+        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
     ),
     responses(
         (status = 200, body = [UserView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
@@ -373,9 +373,9 @@ pub async fn list_users(
     tag = "users",
     security(("bearer" = [])),
     params(
-        ("user_uuid" = Option<String>, Query, description = "Only this user's keys"),
-        ("page" = Option<u64>, Query, description = "From 1"),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10"),
+        ("user_uuid" = Option<String>, Query, description = "Only this user's keys", pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"),
+        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
+        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
     ),
     responses(
         (status = 200, body = [SshKeyView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
@@ -416,8 +416,8 @@ pub async fn list_ssh_keys(
     tag = "users",
     security(("bearer" = [])),
     params(
-        ("page" = Option<u64>, Query, description = "From 1"),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10"),
+        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
+        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
     ),
     responses(
         (status = 200, body = [ProjectView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
@@ -449,10 +449,10 @@ pub async fn list_projects(
     tag = "users",
     security(("bearer" = [])),
     params(
-        ("project_uuid" = Option<String>, Query, description = "Only this project"),
-        ("user_uuid" = Option<String>, Query, description = "Only this user"),
-        ("page" = Option<u64>, Query, description = "From 1"),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10"),
+        ("project_uuid" = Option<String>, Query, description = "Only this project", pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"),
+        ("user_uuid" = Option<String>, Query, description = "Only this user", pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"),
+        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
+        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
     ),
     responses(
         (status = 200, body = [ProjectPermissionView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),

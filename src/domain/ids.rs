@@ -10,8 +10,14 @@ use serde::{Deserialize, Serialize};
 pub struct WaldurUuid(String);
 
 impl WaldurUuid {
+    /// A uuid as Waldur prints it (32 hex digits) or in its dashed form (36 characters), either
+    /// case; nothing else (no braces, `urn:uuid:` prefix or spaces, which `uuid` would take).
+    /// Normalised to Waldur's spelling: lowercase, no dashes.
     pub fn parse(s: &str) -> Result<WaldurUuid, &'static str> {
-        uuid::Uuid::parse_str(s.trim())
+        if s.len() != 32 && s.len() != 36 {
+            return Err("must be a uuid (32 hex digits)");
+        }
+        uuid::Uuid::parse_str(s)
             .map(|u| WaldurUuid(u.simple().to_string()))
             .map_err(|_| "must be a uuid (32 hex digits)")
     }
@@ -103,6 +109,15 @@ mod tests {
         assert_eq!(u.as_str(), "a1b2c3d40000400080000123456789ab");
         assert!(WaldurUuid::parse("not-a-uuid").is_err());
         assert!(WaldurUuid::parse("").is_err());
+        // Only the two spellings Waldur prints and takes; not what the uuid crate also reads.
+        for other in [
+            "{a1b2c3d4-0000-4000-8000-0123456789ab}",
+            "urn:uuid:a1b2c3d4-0000-4000-8000-0123456789ab",
+            " a1b2c3d40000400080000123456789ab",
+            "a1b2c3d40000400080000123456789ab ",
+        ] {
+            assert!(WaldurUuid::parse(other).is_err(), "{other}");
+        }
     }
 
     #[test]

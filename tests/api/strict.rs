@@ -508,7 +508,7 @@ async fn a_wrong_method_answers_405_with_allow() {
         (
             reqwest::Method::PATCH,
             format!("/v1/jobs/{}", uuid::Uuid::new_v4()),
-            "GET, DELETE",
+            "GET",
         ),
         (
             reqwest::Method::GET,
@@ -685,4 +685,27 @@ async fn enum_filters_refuse_values_outside_their_set() {
         .get_as("/v1/jobs?operation=usage.report&state=queued", &token)
         .await;
     assert_eq!(ok.status(), 200);
+}
+
+/// A query parameter given with no value (`?x=`) is refused, not read as absent; so is one the
+/// operation does not take.
+#[tokio::test]
+async fn empty_and_unknown_query_parameters_are_refused() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    for path in [
+        "/v1/orders?resource_uuid=",
+        "/v1/resources?offering_uuid=",
+        "/v1/projects?page=",
+        "/v1/ssh-keys?user_uuid=",
+        "/v1/jobs?state=",
+        "/v1/jobs?colour=red",
+        &format!("/v1/resources/{}/usage?month=", demo::RESOURCE_OK_UUID),
+        &format!(
+            "/v1/resources/{}/usage?month=1999-12",
+            demo::RESOURCE_OK_UUID
+        ),
+    ] {
+        assert_problem(app.get_as(path, &token).await, 400, "invalid_query").await;
+    }
 }

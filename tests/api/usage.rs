@@ -490,7 +490,7 @@ async fn jobs_are_visible_to_their_site_only_unless_admin() {
     // Cancel a queued job; a second cancel is a conflict.
     let response = app
         .client
-        .delete(app.url(&format!("/v1/jobs/{id}")))
+        .post(app.url(&format!("/v1/jobs/{id}/cancel")))
         .bearer_auth(alpha_token())
         .send()
         .await
@@ -498,7 +498,7 @@ async fn jobs_are_visible_to_their_site_only_unless_admin() {
     assert_eq!(response.status(), 200);
     let response = app
         .client
-        .delete(app.url(&format!("/v1/jobs/{id}")))
+        .post(app.url(&format!("/v1/jobs/{id}/cancel")))
         .bearer_auth(alpha_token())
         .send()
         .await

@@ -32,9 +32,9 @@ use crate::error::ApiError;
     params(
         ("state" = Option<Vec<crate::api::names::ResourceState>>, Query, description = "Resource states, repeated (or comma-separated)"),
         ("backend_id" = Option<String>, Query, description = "Exactly this backend id"),
-        ("offering_uuid" = Option<String>, Query, description = "Only this offering (one of the site's)"),
-        ("page" = Option<u64>, Query, description = "From 1"),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10"),
+        ("offering_uuid" = Option<String>, Query, description = "Only this offering (one of the site's)", pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"),
+        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
+        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
     ),
     responses(
         (status = 200, body = [ResourceView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
@@ -192,7 +192,8 @@ pub struct ResourceUsageView {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
-    /// `YYYY-MM`; default the current month (UTC).
+    /// `YYYY-MM` (2000-01 to 2999-12); default the current month (UTC).
+    #[param(pattern = "^2[0-9]{3}-(0[1-9]|1[0-2])$")]
     pub month: Option<String>,
 }
 
