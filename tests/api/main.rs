@@ -7,6 +7,7 @@ mod health;
 mod helpers;
 mod last_total;
 mod lifecycle;
+mod model;
 mod openapi;
 mod orders;
 mod python_client;
