@@ -1,6 +1,7 @@
 //! Integration tests of the gateway over real HTTP.
 
 mod auth;
+mod browser;
 mod config;
 mod examples;
 mod health;
