@@ -57,7 +57,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::names::ResourceState,
         super::names::OperationName,
     )),
-    modifiers(&BearerAuth, &OptionalBodies),
+    modifiers(&BearerAuth, &OptionalBodies, &AcceptedExamples),
     tags(
         (name = "site", description = "Who am I"),
         (name = "usage", description = "Usage reports, delivered as Waldur's set_usage"),
@@ -71,6 +71,37 @@ use utoipa_swagger_ui::SwaggerUi;
 pub struct ApiDoc;
 
 struct BearerAuth;
+
+/// A 202 answers with the job just stored: its example is a `queued` job (the schema's own
+/// example shows a finished one, which is what `GET /v1/jobs/{id}` and `Prefer: wait` give).
+struct AcceptedExamples;
+
+impl Modify for AcceptedExamples {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let queued = serde_json::json!({
+            "job_id": "019a3c1e-7f0c-7cc1-9a35-2f1e7f6b0b1a",
+            "state": "queued",
+            "operation": "usage.report",
+            "site": "lumi-accounting",
+            "attempts": 0,
+            "created_at": "2026-11-23T10:00:00Z",
+            "updated_at": "2026-11-23T10:00:00Z",
+            "payload": {"resource_uuid": "5f0c6b7e0b3b4a43b0f8d9a1c2e3f4a5", "month": "2026-11", "usages": {"cpu_k_hours": "12.50"}}
+        });
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.post, &mut item.put].into_iter().flatten() {
+                let Some(utoipa::openapi::RefOr::T(accepted)) =
+                    operation.responses.responses.get_mut("202")
+                else {
+                    continue;
+                };
+                if let Some(content) = accepted.content.get_mut("application/json") {
+                    content.example = Some(queued.clone());
+                }
+            }
+        }
+    }
+}
 
 /// Approve and reject take no body, or an object: their request body is not required (utoipa
 /// would say so only for an `Option`, which it documents as `null`, a body the server refuses).

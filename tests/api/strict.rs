@@ -709,3 +709,87 @@ async fn empty_and_unknown_query_parameters_are_refused() {
         assert_problem(app.get_as(path, &token).await, 400, "invalid_query").await;
     }
 }
+
+/// Malformed and invalid tokens of every kind, on a write: each is a 401 `invalid_token`, and
+/// nothing is stored.
+#[tokio::test]
+async fn every_kind_of_bad_token_is_refused_and_stores_nothing() {
+    use base64::Engine;
+    use jsonwebtoken::Algorithm;
+    let app = spawn_manual_app().await;
+    let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let now = chrono::Utc::now().timestamp();
+    let with = |change: &dyn Fn(&mut Value)| {
+        let mut c = claims("alpha");
+        change(&mut c);
+        sign(Algorithm::EdDSA, "alpha-ed", "ed25519.key", &c)
+    };
+    let good = alpha_token();
+    let (head, rest) = good.split_once('.').unwrap();
+    let (payload, signature) = rest.split_once('.').unwrap();
+    let tokens: Vec<(&str, String)> = vec![
+        ("not a JWT", "not.a.jwt".into()),
+        ("two segments", format!("{head}.{payload}")),
+        ("four segments", format!("{good}.x")),
+        ("header not base64", format!("%%%.{payload}.{signature}")),
+        (
+            "header not JSON",
+            format!("{}.{payload}.{signature}", b64("alg")),
+        ),
+        (
+            "alg none",
+            format!("{}.{payload}.", b64(r#"{"alg":"none","kid":"alpha-ed"}"#)),
+        ),
+        (
+            "signature cut",
+            format!("{head}.{payload}.{}", &signature[..10]),
+        ),
+        (
+            "payload swapped",
+            format!("{head}.{}.{signature}", b64(r#"{"iss":"alpha"}"#)),
+        ),
+        ("expired", with(&|c| c["exp"] = json!(now - 3600))),
+        ("not yet valid", with(&|c| c["nbf"] = json!(now + 3600))),
+        (
+            "issued in the future",
+            with(&|c| c["iat"] = json!(now + 3600)),
+        ),
+        (
+            "exp missing",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("exp");
+            }),
+        ),
+        ("exp a string", with(&|c| c["exp"] = json!("soon"))),
+        (
+            "lifetime too long",
+            with(&|c| c["exp"] = json!(now + 86_400 * 30)),
+        ),
+        (
+            "another audience",
+            with(&|c| c["aud"] = json!("another-gateway")),
+        ),
+        ("another issuer", with(&|c| c["iss"] = json!("beta"))),
+        ("scope a number", with(&|c| c["scope"] = json!(42))),
+        (
+            "unknown kid",
+            sign(Algorithm::EdDSA, "nobody", "ed25519.key", &claims("alpha")),
+        ),
+        (
+            "another site's key",
+            sign(
+                Algorithm::EdDSA,
+                "alpha-ed",
+                "other-ed25519.key",
+                &claims("alpha"),
+            ),
+        ),
+    ];
+    let body = json!({"resource_uuid": demo::RESOURCE_OK_UUID, "usages": {"cpu_k_hours": 1}});
+    for (what, token) in tokens {
+        let response = app.post_usage(&token, &body).await;
+        assert_eq!(response.status(), 401, "{what}");
+        assert_problem(response, 401, "invalid_token").await;
+    }
+    no_jobs(&app, &good).await;
+}
