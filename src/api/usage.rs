@@ -275,9 +275,11 @@ pub struct BatchResponse {
 
 /// Report usage for many resources at once.
 ///
-/// Each report is checked and stored on its own: the answer is 200 with a result per report, each
-/// with the status a single report would have had. With `Idempotency-Key: K`, report `i` uses
-/// the key `K#i`.
+/// Every report is first checked against the documented grammar: if any breaks it, the answer is
+/// a 422 naming each such field (`reports[3].month`) and nothing is stored. Then each report is
+/// resolved and stored on its own: the answer is 200 with a result per report, each with the
+/// status a single report would have had (a resource that is not the site's, a component its
+/// offering lacks). With `Idempotency-Key: K`, report `i` uses the key `K#i`.
 #[utoipa::path(
     context_path = "/v1",
     tag = "usage",
@@ -303,6 +305,21 @@ pub async fn report_usage_batch(
             "reports",
             format!("must hold 1 to {max} reports"),
         ));
+    }
+    // A report that breaks the documented grammar makes the whole batch a 422 naming every such
+    // field (`reports[3].month`), and nothing is stored: per-report results are for what only
+    // Puhuri's state decides (the resource, its offering's components).
+    let now = state.clock.now();
+    let malformed: Vec<FieldError> = reports
+        .iter()
+        .enumerate()
+        .filter_map(|(index, Object(report))| {
+            parse(report, &format!("reports[{index}]."), now).err()
+        })
+        .flatten()
+        .collect();
+    if !malformed.is_empty() {
+        return Err(ApiError::validation(malformed));
     }
     let key = super::submit::idempotency_key(req.headers())?;
     let mut results = Vec::with_capacity(reports.len());

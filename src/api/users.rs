@@ -334,7 +334,7 @@ async fn site_members(
     tag = "users",
     security(("bearer" = [])),
     params(
-        ("username" = Option<String>, Query, description = "Exactly this Puhuri username"),
+        ("username" = Option<String>, Query, description = "Exactly this Puhuri username", min_length = 1),
         ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
         ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
     ),

@@ -446,6 +446,26 @@ async fn a_batch_gives_a_result_per_report() {
         "reports[1].usages.nope"
     );
 
+    // A report outside the grammar refuses the whole batch, naming it; nothing is stored.
+    let jobs_before: Value = app.get_as("/v1/jobs", &token).await.json().await.unwrap();
+    let response = app
+        .post_json(
+            "/v1/usage/batch",
+            &token,
+            &json!({"reports": [
+                report(demo::RESOURCE_OK_UUID, json!({"cpu_k_hours": 2})),
+                {"resource_uuid": demo::RESOURCE_OK_UUID, "month": "2000-11*", "usages": {"cpu_k_hours": 2}},
+            ]}),
+        )
+        .await;
+    let problem = assert_problem(response, 422, "validation_failed").await;
+    assert_eq!(
+        problem["errors"][0]["field"], "reports[1].month",
+        "{problem}"
+    );
+    let jobs_after: Value = app.get_as("/v1/jobs", &token).await.json().await.unwrap();
+    assert_eq!(jobs_before["jobs"], jobs_after["jobs"]);
+
     let too_many: Vec<Value> = (0..1001)
         .map(|_| report(demo::RESOURCE_OK_UUID, json!({"cpu_k_hours": 1})))
         .collect();
