@@ -120,6 +120,7 @@ impl From<StoreError> for ApiError {
                 state.as_str()
             )),
             StoreError::Corrupt(cause) => ApiError::Internal(cause),
+            e @ StoreError::Outdated { .. } => ApiError::Conflict(e.to_string()),
         }
     }
 }
@@ -259,6 +260,10 @@ pub async fn list_jobs(
 }
 
 /// Try a `failed` or `dead` job again (attempts start over).
+///
+/// A usage report is refused (409, naming the newer job) when a newer report of the same
+/// resource and month carries one of its components: delivered now, its older total would
+/// replace the newer one in Puhuri. Send the current total instead.
 #[utoipa::path(
     context_path = "/v1",
     tag = "jobs",
@@ -266,7 +271,7 @@ pub async fn list_jobs(
     params(("id" = Uuid, Path, description = "The job id, from the answer to a write (no example: a fresh gateway has no jobs)")),
     responses(
         (status = 202, body = JobView, description = "Queued again"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "Not failed or dead"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "Not failed or dead, or a usage report a newer report of the same resource and month has replaced"),
         JobErrors,
     )
 )]

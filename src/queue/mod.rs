@@ -37,7 +37,11 @@
 //! job of a key completes, either it sent its value and Puhuri answered `200` (Puhuri holds it,
 //! and nothing of ours older can land later: older attempts of the key had ended before this one was
 //! leased, and an attempt of ours still in flight after it ended its lease is the one case left to
-//! Puhuri's own ordering of requests), or Puhuri held that very value within the bound.
+//! Puhuri's own ordering of requests), or Puhuri held that very value within the bound. (5) An
+//! operator's retry puts a job at the back of its line, after newer jobs of its key: it is
+//! refused ([`StoreError::Outdated`]) when a newer job of the key carries one of its components
+//! (the stores note the newest job per component of each key at enqueue), so a retry never
+//! sends an older total after a newer one.
 //! - The shared delivery limits (in-flight leases and leases started per second) are enforced inside
 //!   `lease`, across every process that shares the store.
 //!
@@ -432,6 +436,14 @@ pub enum StoreError {
     NotFound,
     #[error("the job is {state:?}, which does not allow this")]
     InvalidState { state: JobState },
+    /// An operator's retry of a usage job refused: a newer job of the same resource and month
+    /// (`newer`) carries one of its components, and delivering the older total now would replace
+    /// the newer one in Puhuri.
+    #[error(
+        "a newer report for the same resource and month was accepted since (job {newer}): retrying \
+         this one would put an older total in Puhuri; send the current total instead"
+    )]
+    Outdated { newer: JobId },
     #[error("the job store holds data it cannot read: {0}")]
     Corrupt(String),
 }
@@ -486,7 +498,8 @@ pub trait JobStore: Send + Sync + 'static {
     /// Put jobs whose lease expired back in line (their worker died). Returns how many.
     async fn reclaim_expired(&self) -> StoreResult<u32>;
 
-    /// An operator's retry: `failed` or `dead` -> `queued`, attempts reset.
+    /// An operator's retry: `failed` or `dead` -> `queued`, attempts reset. A usage job with a
+    /// component a newer job of its coalesce key carries is [`StoreError::Outdated`].
     async fn retry(&self, id: JobId) -> StoreResult<JobRecord>;
 
     /// `queued` or `retrying` -> `canceled`.

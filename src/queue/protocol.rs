@@ -64,7 +64,7 @@ pub const FIXED_KEYS: [KeyName; 8] = [
 ];
 
 /// Key families: a segment followed by one variable part.
-pub const KEY_FAMILIES: [KeyName; 5] = [
+pub const KEY_FAMILIES: [KeyName; 6] = [
     KeyName {
         lua: "job_key",
         segment: "job:",
@@ -84,6 +84,10 @@ pub const KEY_FAMILIES: [KeyName; 5] = [
     KeyName {
         lua: "worker_key",
         segment: "worker:",
+    },
+    KeyName {
+        lua: "newest_key",
+        segment: "newest:",
     },
 ];
 

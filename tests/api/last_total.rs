@@ -271,3 +271,86 @@ async fn path_3_a_retry_across_the_month_boundary_is_the_same_job_embedded() {
 async fn path_3_a_retry_across_the_month_boundary_is_the_same_job_redis() {
     path_3_retry_across_the_month_boundary(true).await;
 }
+
+/// An operator's retry of an older report: 10 ends `dead` (its answer lost, Puhuri took it),
+/// 20 is delivered, then the operator retries the dead 10. Delivered, it would leave Puhuri
+/// holding the older total; the retry is refused (409, naming the newer job) and Puhuri keeps 20.
+async fn operator_retry_of_an_older_report(redis: bool) {
+    let app = app(redis, "0s").await;
+    let fault = app
+        .sim_post(
+            "faults",
+            &json!({"kind": "latency", "path_prefix": "marketplace-component-usages/set_usage", "latency_ms": 1500}),
+        )
+        .await;
+    assert!(fault.status().is_success());
+    let old = report_and_deliver(&app, 10).await;
+    assert_eq!(old["state"], "dead");
+    wait_until_held(&app, "10.00").await;
+    app.client
+        .delete(format!("{}faults", app.sim))
+        .send()
+        .await
+        .unwrap();
+    let newer = report_and_deliver(&app, 20).await;
+    assert_eq!(newer["state"], "succeeded");
+    assert_eq!(held(&app).await.as_deref(), Some("20.00"));
+
+    let retry = app
+        .client
+        .post(app.url(&format!(
+            "/v1/jobs/{}/retry",
+            old["job_id"].as_str().unwrap()
+        )))
+        .bearer_auth(alpha_token())
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(retry, 409, "conflict").await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(newer["job_id"].as_str().unwrap()),
+        "{detail}"
+    );
+    app.drain().await;
+    assert_eq!(held(&app).await.as_deref(), Some("20.00"));
+
+    // the newest job of a key can still be retried
+    let fault = app
+        .sim_post(
+            "faults",
+            &json!({"kind": "error", "path_prefix": "marketplace-component-usages/set_usage", "status": 503}),
+        )
+        .await;
+    assert!(fault.status().is_success(), "{}", fault.status());
+    let newest = report_and_deliver(&app, 30).await;
+    assert_eq!(newest["state"], "dead", "{newest}");
+    app.client
+        .delete(format!("{}faults", app.sim))
+        .send()
+        .await
+        .unwrap();
+    let retry = app
+        .client
+        .post(app.url(&format!(
+            "/v1/jobs/{}/retry",
+            newest["job_id"].as_str().unwrap()
+        )))
+        .bearer_auth(alpha_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 202);
+    app.drain().await;
+    assert_eq!(held(&app).await.as_deref(), Some("30.00"));
+}
+
+#[tokio::test]
+async fn an_operator_retry_of_an_older_report_is_refused_embedded() {
+    operator_retry_of_an_older_report(false).await;
+}
+
+#[tokio::test]
+async fn an_operator_retry_of_an_older_report_is_refused_redis() {
+    operator_retry_of_an_older_report(true).await;
+}

@@ -3,8 +3,9 @@
 //! stopped waiting), another writer changing Puhuri's value, workers that die after their call
 //! landed (their lease reclaimed), operator retries and cancels, on both stores. At the end the
 //! site sends each component's total once more (often a value it sent before, so "unchanged" is
-//! decided against possibly stale knowledge), the queue settles, and then for every component
-//! Puhuri holds that last total and every accepted job has ended in a state that tells the truth.
+//! decided against possibly stale knowledge), the queue settles, an operator retries what failed
+//! or died (older reports included), and then for every component Puhuri holds that last total
+//! and every accepted job has ended in a state that tells the truth.
 //!
 //! Bounded: a few seeds of a few dozen steps each. The seed is in every failure message; set
 //! `MODEL_SEED` to replay one.
@@ -22,7 +23,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-/// Quick retries, a short upstream timeout (a 1.2 s answer is a lost one), two attempts per job
+/// Quick retries, a short upstream timeout (a 1.2 s answer is a lost one), one attempt per job
 /// (so lost answers make `dead` jobs an operator can retry), and no trust in knowledge without a
 /// read, so another writer's change is corrected by the next report.
 const SETTINGS: &str = r#"
@@ -32,7 +33,7 @@ connect_timeout = "1s"
 
 [delivery]
 lease = "3s"
-max_attempts = 2
+max_attempts = 1
 backoff_base = "10ms"
 backoff_cap = "50ms"
 usage_known_for = "0s"
@@ -156,18 +157,13 @@ impl Model<'_> {
         ));
     }
 
-    /// An operator retries the newest job of a component if it failed or died.
+    /// An operator retries a job if it failed or died (an older one is refused when a newer
+    /// report carries one of its components).
     async fn operator_retry(&mut self) {
-        let component = self.component();
-        let Some((id, _, _)) = self
-            .accepted
-            .iter()
-            .rev()
-            .find(|(_, c, _)| *c == component)
-            .cloned()
-        else {
+        if self.accepted.is_empty() {
             return;
-        };
+        }
+        let (id, _, _) = self.accepted[self.rng.random_range(0..self.accepted.len())].clone();
         let job = self.app.job(&self.token, &id).await;
         if matches!(job["state"].as_str(), Some("failed" | "dead")) {
             let response = self
@@ -338,6 +334,11 @@ async fn run(redis: bool, seed: u64) {
         );
     }
     m.settle().await;
+    // An operator then retries what failed or died: nothing older may replace a last total.
+    for _ in 0..3 {
+        m.operator_retry().await;
+    }
+    m.settle().await;
 
     let held = held(&app).await;
     for (component, value) in &last {
@@ -369,7 +370,7 @@ async fn run(redis: bool, seed: u64) {
                 .superseded_by
                 .is_some_and(|by| ids.contains(&by.to_string())),
             // given up after its attempts, each of which had no definite answer
-            JobState::Dead => job.attempts >= 2,
+            JobState::Dead => job.attempts >= 1,
             _ => false,
         };
         if !truthful {

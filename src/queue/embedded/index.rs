@@ -26,6 +26,45 @@ pub(super) struct Index {
     /// Per worker, the fencing number of its latest lease call and the job that call leased
     /// ("Fenced leases" in queue/mod.rs). In memory only: a worker's id is its process's.
     pub(super) fences: HashMap<String, (u64, Option<JobId>)>,
+    /// Per coalesce key, the newest job carrying each component, for an operator's retry of an
+    /// older one (see [`JobStore::retry`](crate::queue::JobStore::retry)). Rebuilt from the
+    /// records at load.
+    pub(super) newest: HashMap<String, BTreeMap<String, JobId>>,
+}
+
+impl Index {
+    /// Notes `id` as the newest job of its coalesce key for each component its payload carries.
+    pub(super) fn note_newest(&mut self, record: &crate::queue::JobRecord) {
+        let (Some(ck), Some(usages)) = (
+            &record.coalesce_key,
+            record
+                .payload
+                .get(crate::queue::COALESCE_FIELD)
+                .and_then(|u| u.as_object()),
+        ) else {
+            return;
+        };
+        let newest = self.newest.entry(ck.clone()).or_default();
+        for name in usages.keys() {
+            let slot = newest.entry(name.clone()).or_insert(record.id);
+            if *slot < record.id {
+                *slot = record.id;
+            }
+        }
+    }
+
+    /// A newer job of `record`'s coalesce key that carries one of its components.
+    pub(super) fn newer_than(&self, record: &crate::queue::JobRecord) -> Option<JobId> {
+        let newest = self.newest.get(record.coalesce_key.as_ref()?)?;
+        let usages = record
+            .payload
+            .get(crate::queue::COALESCE_FIELD)?
+            .as_object()?;
+        usages
+            .keys()
+            .filter_map(|name| newest.get(name).copied())
+            .find(|newer| *newer > record.id)
+    }
 }
 
 impl Index {
@@ -66,6 +105,7 @@ impl Index {
         for entry in jobs.iter().map_err(storage)? {
             let (_, v) = entry.map_err(storage)?;
             let s = decode(v.value())?;
+            idx.note_newest(&s.record);
             let r = &s.record;
             idx.seq = idx.seq.max(s.seq);
             idx.count(r.state, 1);

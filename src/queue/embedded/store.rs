@@ -95,6 +95,7 @@ impl JobStore for EmbeddedStore {
                 finished_at: None,
             };
             tx.put(&s)?;
+            idx.note_newest(&s.record);
             if let Some(i) = job.idempotency {
                 idx.idem.insert((job.site, i.key), id);
             }
@@ -338,6 +339,9 @@ impl JobStore for EmbeddedStore {
             |st| matches!(st, JobState::Failed | JobState::Dead),
             |idx, tx, s, now| {
                 let id = s.record.id;
+                if let Some(newer) = idx.newer_than(&s.record) {
+                    return Err(StoreError::Outdated { newer });
+                }
                 if let Some(at) = s.finished_at.take() {
                     idx.terminal.remove(&(at, id));
                 }

@@ -1,5 +1,5 @@
 -- ARGV: prefix, id, site, operation, object_key, coalesce_key|'', payload (without usages),
---       usages JSON object|'', idempotency key|'', fingerprint
+--       usages JSON object|'', idempotency key|'', fingerprint, ms to keep `newest:<ck>`
 -- Returns { 'created', id, created_at ms, merged usages|'' } for a new job (the caller knows the
 -- rest of the record), { 'existing', field, value, ... } or { 'conflict', id }.
 -- This runs once per accepted request: every redis.call costs about a microsecond on top of the
@@ -106,6 +106,18 @@ end
 if superseded ~= 0 then
   redis.call('HINCRBY', counts, STATE.superseded, superseded)
   redis.call('RPUSH', K.finished, unpack(finished))
+end
+-- The newest job per component of the key, for an operator's retry of an older one (retry.lua).
+if ckey ~= '' and usages ~= '' then
+  local nk, newest = newest_key(ckey), {}
+  for k in pairs(cjson.decode(usages)) do
+    newest[#newest + 1] = k
+    newest[#newest + 1] = id
+  end
+  if #newest > 0 then
+    redis.call('HSET', nk, unpack(newest))
+    redis.call('PEXPIRE', nk, ARGV[11])
+  end
 end
 redis.call('SADD', K.sites, site)
 redis.call('ZADD', site_key(site), 0, id)

@@ -19,6 +19,7 @@
 //! | `P delivered:<ck>`      | hash   | values last delivered for a coalesce key                    |
 //! | `P counts`              | hash   | jobs per state                                              |
 //! | `P worker:<w>`          | string | `<n>:<job id>` of worker w's latest fenced lease call       |
+//! | `P newest:<ck>`         | hash   | component -> the newest job of a coalesce key carrying it   |
 //! | `P rate:next`           | string | earliest time (us) the next lease may start, for the rate   |
 //!
 //! The layout is defined once, in [`protocol`](super::protocol): the scripts take every key name
@@ -385,6 +386,13 @@ impl RedisStore {
         match status.as_str() {
             "ok" => parse_job(&rest),
             "notfound" => Err(StoreError::NotFound),
+            "outdated" => {
+                let newer = rest
+                    .first()
+                    .and_then(|s| uuid::Uuid::parse_str(s).ok())
+                    .ok_or_else(|| corrupt("bad outdated reply"))?;
+                Err(StoreError::Outdated { newer })
+            }
             "invalid" => {
                 let state = rest
                     .first()

@@ -39,6 +39,9 @@ end
 local function worker_key(x)
   return P .. 'worker:' .. x
 end
+local function newest_key(x)
+  return P .. 'newest:' .. x
+end
 local function idem_key(site, key)
   return P .. 'idem:' .. #site .. ':' .. site .. ':' .. key
 end

@@ -1,12 +1,27 @@
 -- ARGV: prefix, id. An operator's retry: failed or dead -> queued, at the back of its line.
+-- Refused ({ 'outdated', newer id }) when a newer job of the same coalesce key carries one of
+-- its components: delivered now, its older total would replace the newer one in Puhuri.
 local id = ARGV[2]
 local k = job_key(id)
-local f = redis.call('HMGET', k, 'state', 'object_key')
+local f = redis.call('HMGET', k, 'state', 'object_key', 'coalesce_key', 'usages')
 if not f[1] then
   return { 'notfound' }
 end
 if f[1] ~= STATE.failed and f[1] ~= STATE.dead then
   return { 'invalid', f[1] }
+end
+if f[3] and f[4] then
+  local names = {}
+  for name in pairs(cjson.decode(f[4])) do
+    names[#names + 1] = name
+  end
+  if #names > 0 then
+    for _, newer in ipairs(redis.call('HMGET', newest_key(f[3]), unpack(names))) do
+      if newer and newer > id then
+        return { 'outdated', newer }
+      end
+    end
+  end
 end
 redis.call('HSET', k, 'attempts', '0')
 redis.call('HDEL', k, 'finished_at', 'next_attempt_at', 'worker', 'lease_until')

@@ -55,6 +55,7 @@ impl JobStore for RedisStore {
             usages.unwrap_or_default(),
             ikey,
             ifp,
+            dur_ms(self.delivered_ttl.max(Duration::from_millis(1))),
         ];
         let reply: Vec<String> = self.run(Call::Write, &ENQUEUE, args).await?;
         let (status, rest) = Self::split_status(reply)?;
