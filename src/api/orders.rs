@@ -52,6 +52,7 @@ pub struct ApproveRequest {
 #[serde(deny_unknown_fields)]
 pub struct RejectRequest {
     /// Shown to the customer as the provider's rejection comment (at most 2,000 characters).
+    #[schema(max_length = 2000)]
     pub comment: Option<String>,
 }
 
@@ -59,6 +60,7 @@ pub struct RejectRequest {
 #[serde(deny_unknown_fields)]
 pub struct ErredRequest {
     /// Why it failed (1–2,000 characters); reaches Puhuri unchanged as `error_message`.
+    #[schema(min_length = 1, max_length = 2000)]
     pub message: String,
     /// Details (at most 64 KiB); sent as `error_traceback`, empty when absent.
     pub traceback: Option<String>,

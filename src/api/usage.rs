@@ -37,6 +37,7 @@ pub const MAX_DESCRIPTION: usize = 1000;
 }))]
 pub struct UsageRequest {
     /// Puhuri's uuid of the resource. Give this or `resource_backend_id`.
+    #[schema(pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")]
     pub resource_uuid: Option<String>,
     /// The site's own id for the resource (its `backend_id` in Puhuri).
     pub resource_backend_id: Option<String>,
@@ -48,6 +49,7 @@ pub struct UsageRequest {
     #[schema(value_type = super::component_maps::UsageAmounts)]
     pub usages: BTreeMap<String, Box<RawValue>>,
     /// A note stored with the usage in Puhuri (at most 1,000 characters).
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
 }
 

@@ -117,8 +117,10 @@ async fn check_user(
 #[schema(example = json!({"offering_uuid": "0f000000000040008000000000000001", "user_uuid": "a0000000000040008000000000000012", "username": "bob_lumi"}))]
 pub struct OfferingUserRequest {
     /// One of the site's offerings.
+    #[schema(pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")]
     pub offering_uuid: String,
     /// A user on the team of a resource of that offering.
+    #[schema(pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")]
     pub user_uuid: String,
     /// By default 1-32 of `A-Z a-z 0-9 . _ -`, not starting with `-` or `.`; the operator may
     /// set another rule (`limits.username_pattern`).

@@ -30,6 +30,7 @@ pub const MAX_STATE_MESSAGE: usize = 2000;
 #[schema(example = json!({"backend_id": "project_465000003"}))]
 pub struct BackendIdRequest {
     /// The site's own id for the resource (1–255 characters, no control characters).
+    #[schema(min_length = 1, max_length = 255)]
     pub backend_id: String,
 }
 
@@ -80,6 +81,7 @@ pub struct StateRequest {
     #[schema(value_type = crate::api::names::SettableResourceState)]
     pub state: String,
     /// With `erred`: why (at most 2,000 characters), stored as the resource's `error_message`.
+    #[schema(max_length = 2000)]
     pub message: Option<String>,
 }
 
@@ -148,8 +150,10 @@ pub struct ReportRequest {
 #[serde(deny_unknown_fields)]
 pub struct ReportSectionRequest {
     /// The section's title: 1–255 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 255)]
     pub header: String,
     /// The section's text: 1–20,000 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 20000)]
     pub body: String,
 }
 
