@@ -194,14 +194,18 @@ impl Model<'_> {
         let response = self
             .app
             .client
-            .delete(self.app.url(&format!("/v1/jobs/{id}")))
+            .post(self.app.url(&format!("/v1/jobs/{id}/cancel")))
             .bearer_auth(alpha_token())
             .send()
             .await
             .unwrap();
         self.log.push(format!("cancel {id}: {}", response.status()));
-        if response.status() == 200 {
-            self.canceled.insert(id);
+        match response.status().as_u16() {
+            200 => {
+                self.canceled.insert(id);
+            }
+            409 => {} // no longer waiting
+            other => self.fail(format!("cancel {id}: {other}")),
         }
     }
 
