@@ -137,9 +137,10 @@ pub enum ApiError {
     /// job may or may not be stored. A retry with the same `Idempotency-Key` finds it if it was,
     /// and stores it once if it was not.
     #[error(
-        "the job store did not answer after the request was sent to it, so whether the job was \
-         stored is unknown; retry with the same Idempotency-Key: the retry finds the job if it \
-         was stored and stores it once if it was not"
+        "the job store was sent the write but gave no definite answer (no answer in time, or a \
+         commit that failed), so whether the job was stored is unknown; retry with the same \
+         Idempotency-Key: the retry finds the job if it was stored and stores it once if it was \
+         not"
     )]
     OutcomeUnknown { retry_after: u32 },
     /// Puhuri answered a read with an error or could not be reached.

@@ -169,8 +169,8 @@ impl<S: crate::auth::scoped::RequiredScope> IntoResponses for WriteErrors<S> {
             Status {
                 description: "`unavailable`: nothing was stored, the job store or Puhuri (for a \
                               check) cannot answer now. `store_outcome_unknown`: the write was \
-                              sent to the job store and no answer came back (a Redis timeout), \
-                              so the job may be stored; a retry with the same `Idempotency-Key` \
+                              sent to the job store and no definite answer came back (a Redis \
+                              timeout, a failed embedded commit), so the job may be stored; a retry with the same `Idempotency-Key` \
                               finds it if it was and stores it once if it was not. Either way \
                               retry after `Retry-After`, with the same `Idempotency-Key`",
                 examples: vec![

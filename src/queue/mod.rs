@@ -426,8 +426,9 @@ pub enum StoreError {
     /// The embedded store's file is locked by another process (or another store object).
     #[error("the job store is unavailable: {0}")]
     InUse(String),
-    /// A write was sent to the store but no answer came back (a Redis timeout or a dropped
-    /// connection after sending): it may or may not have taken effect.
+    /// A write was sent to the store but no definite answer came back (a Redis timeout or a
+    /// dropped connection after sending; an embedded commit that failed, which may still have
+    /// reached the disk): it may or may not have taken effect.
     #[error("the job store did not answer a write it was sent: {0}")]
     OutcomeUnknown(String),
     #[error("the idempotency key was used with a different request")]

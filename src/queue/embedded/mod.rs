@@ -37,8 +37,11 @@
 //! - After an I/O error (a full disk, an unwritable file) redb refuses every later operation of
 //!   that database. The store then closes it and reopens the file before the next write (and
 //!   on the next readiness probe), rebuilding its in-memory index from the file: once the cause
-//!   is gone, writes work again without a restart. Until then every write fails (the API answers
-//!   503, nothing stored) and [`ping`](super::JobStore::ping) fails, so `/readyz` is not ready.
+//!   is gone, writes work again without a restart. Until then every write fails and
+//!   [`ping`](super::JobStore::ping) fails, so `/readyz` is not ready. A write whose commit
+//!   failed is [`StoreError::OutcomeUnknown`] (redb's last step, writing and syncing the commit
+//!   slot, may have reached the disk: the API answers `store_outcome_unknown`); a write refused
+//!   before its commit (the file closed, not reopened yet) is `Unavailable`, nothing stored.
 
 mod index;
 mod lease;

@@ -2,7 +2,7 @@
 
 use super::index::Index;
 use super::{DELIVERED, DELIVERED_AT, Inner, JOBS, PROBE, Tx, now_ms, storage};
-use crate::queue::StoreResult;
+use crate::queue::{StoreError, StoreResult};
 
 /// The most changes one group transaction takes.
 pub(super) const MAX_GROUP: usize = 1024;
@@ -69,11 +69,17 @@ impl Inner {
             }
             Ok(())
         })();
+        // A failed commit may still have reached the disk (redb's last step is writing and
+        // syncing the commit slot): its changes' outcome is unknown, not "nothing stored".
+        let mut commit_failed = false;
         let committed = match opened {
             Err(e) => Err(e.to_string()),
             Ok(()) if broken => Err("a change failed part way".to_string()),
             Ok(()) if wrote.is_empty() => txn.abort().map_err(|e| e.to_string()),
-            Ok(()) => txn.commit().map_err(|e| format!("commit failed: {e}")),
+            Ok(()) => txn.commit().map_err(|e| {
+                commit_failed = true;
+                format!("commit failed: {e}")
+            }),
         };
         match &committed {
             Ok(()) if !wrote.is_empty() => *self.failing.lock() = None,
@@ -90,7 +96,13 @@ impl Inner {
             }
         }
         for answer in wrote {
-            let outcome = committed.clone().map_err(storage);
+            let outcome = committed.clone().map_err(|why| {
+                if commit_failed {
+                    StoreError::OutcomeUnknown(format!("embedded store: {why}"))
+                } else {
+                    storage(why)
+                }
+            });
             answers.push(Box::new(move || answer(outcome)));
         }
         answers
