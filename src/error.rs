@@ -143,6 +143,10 @@ pub enum ApiError {
          not"
     )]
     OutcomeUnknown { retry_after: u32 },
+    /// A list the gateway would have to read too much of Puhuri to answer (more than its scan
+    /// bound): not a failure of Puhuri, and a retry does not help; a narrower query may.
+    #[error("{0}")]
+    ListTooLarge(String),
     /// Puhuri answered a read with an error or could not be reached.
     #[error("{detail}")]
     Upstream { status: StatusCode, detail: String },
@@ -187,6 +191,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::OutcomeUnknown { .. } => "store_outcome_unknown",
+            ApiError::ListTooLarge(_) => "list_too_large",
             ApiError::Upstream { .. } => "upstream_error",
             ApiError::Internal(_) => "internal_error",
         }
@@ -210,6 +215,7 @@ impl ApiError {
             ApiError::Conflict(_) => "Conflict",
             ApiError::Unavailable { .. } => "Temporarily unavailable",
             ApiError::OutcomeUnknown { .. } => "Whether the job was stored is unknown",
+            ApiError::ListTooLarge(_) => "The list is too large for the gateway to narrow",
             ApiError::Upstream { .. } => "Puhuri Core did not answer as expected",
             ApiError::Internal(_) => "Internal error",
         }
@@ -260,9 +266,9 @@ impl ResponseError for ApiError {
             }
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Validation { .. } | ApiError::IdempotencyConflict => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ApiError::Validation { .. }
+            | ApiError::IdempotencyConflict
+            | ApiError::ListTooLarge(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable { .. } | ApiError::OutcomeUnknown { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -1206,6 +1206,37 @@ async fn offering_users_and_service_provider_views() {
         .await
         .body;
     assert_eq!(perms.as_array().unwrap().len(), 4);
+    // Waldur 8.0.5's filters on these views: roles by `scope_uuid` (the project) and `user`,
+    // users by `project_uuid`; `project_uuid`/`user_uuid` are not role filters and are ignored.
+    let roles_of = |q: String| {
+        let t = &t;
+        async move {
+            let body = t
+                .get(&format!(
+                    "marketplace-service-providers/{sp}/project_permissions/?{q}"
+                ))
+                .await
+                .body;
+            body.as_array().unwrap().len()
+        }
+    };
+    assert_eq!(roles_of(format!("user={}", demo::USER_BOB_UUID)).await, 2);
+    assert_eq!(
+        roles_of(format!("scope_uuid={}", demo::PROJECT_B_UUID)).await,
+        2
+    );
+    assert_eq!(
+        roles_of(format!("user_uuid={}", demo::USER_BOB_UUID)).await,
+        4
+    );
+    let in_b = t
+        .get(&format!(
+            "marketplace-service-providers/{sp}/users/?project_uuid={}",
+            demo::PROJECT_B_UUID
+        ))
+        .await
+        .body;
+    assert_eq!(in_b.as_array().unwrap().len(), 2, "{in_b}");
     assert_eq!(
         t.get("marketplace-service-providers/00000000000000000000000000000000/users/")
             .await

@@ -22,6 +22,7 @@
 //! Puhuri's body is logged, never sent.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
@@ -33,6 +34,7 @@ use crate::auth::SiteIdentity;
 use crate::domain::{BackendId, WaldurUuid};
 use crate::error::ApiError;
 use crate::upstream::UpstreamError;
+use crate::upstream::directory::{MAX_SCAN_PAGES, SCAN_PAGE_SIZE, ScanError};
 
 use super::upstream_failure::{Purpose, upstream_failure};
 
@@ -40,8 +42,7 @@ pub const DEFAULT_PAGE_SIZE: u64 = 10;
 pub const MAX_PAGE_SIZE: u64 = 100;
 /// The most pages of 100 the gateway reads to build one filtered list.
 pub const MAX_UPSTREAM_PAGES: usize = 50;
-/// Resource states that count as "the resource exists" for scoping people to a site.
-pub const LIVE_RESOURCE_STATES: [&str; 5] = ["Creating", "OK", "Erred", "Updating", "Terminating"];
+pub use crate::upstream::directory::LIVE_RESOURCE_STATES;
 
 /// A resource named in a path: a uuid or `backend_id:<id>`.
 pub fn resource_ref(segment: &str) -> Result<ResourceRef, ApiError> {
@@ -334,36 +335,35 @@ fn origin(state: &AppState, req: &HttpRequest) -> String {
     format!("http://{host}")
 }
 
-/// The uuids of projects with a live resource in the site's offerings.
+/// The uuids of projects with a live resource in the site's offerings (cached for a minute:
+/// [`crate::upstream::directory::Directory::site_projects`]).
 pub async fn site_projects(
     state: &AppState,
     identity: &SiteIdentity,
-) -> Result<BTreeSet<String>, ApiError> {
-    let mut query: Vec<(&str, String)> = identity
-        .site
-        .offerings
-        .iter()
-        .map(|o| ("offering_uuid", o.clone()))
-        .collect();
-    query.extend(
-        LIVE_RESOURCE_STATES
-            .iter()
-            .map(|s| ("state", s.to_string())),
-    );
-    query.push(("field", "project_uuid".into()));
-    let resources = state
+) -> Result<Arc<BTreeSet<String>>, ApiError> {
+    let offerings: Vec<String> = identity.site.offerings.iter().cloned().collect();
+    state
         .directory
-        .client()
-        .get_all(
-            "marketplace-provider-resources/",
-            &query,
-            MAX_UPSTREAM_PAGES,
-        )
+        .site_projects(&offerings)
         .await
-        .map_err(read_failed)?;
-    Ok(resources
-        .iter()
-        .filter_map(|r| r["project_uuid"].as_str())
-        .map(str::to_string)
-        .collect())
+        .map_err(scan_failed)
+}
+
+/// A scan that failed: Puhuri's failure as [`read_failed`], a list past the scan bound as 422
+/// `list_too_large` (a retry would meet the same bound, so it is never a 503).
+pub fn scan_failed(e: ScanError) -> ApiError {
+    match e {
+        ScanError::Upstream(e) => read_failed(e),
+        ScanError::TooLarge(t) => list_too_large(&t.what),
+    }
+}
+
+/// 422 `list_too_large` for a list at `what` longer than the scan bound.
+pub fn list_too_large(what: &str) -> ApiError {
+    ApiError::ListTooLarge(format!(
+        "answering this would read more than {} objects of Puhuri's {what}; narrow the query \
+         (`user_uuid`, `project_uuid`) or bind the site to every offering of its service \
+         provider, where a page costs one upstream page",
+        SCAN_PAGE_SIZE as usize * MAX_SCAN_PAGES
+    ))
 }

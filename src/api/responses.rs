@@ -104,6 +104,25 @@ fn upstream_read() -> Vec<Status> {
     ]
 }
 
+/// The errors of a people list (`/v1/users`, `/v1/ssh-keys`, `/v1/projects`,
+/// `/v1/project-permissions`): those of any read, and 422 `list_too_large` when a site with only
+/// some of its provider's offerings would need more of Puhuri's list than the scan bound.
+pub struct PeopleReadErrors;
+
+impl IntoResponses for PeopleReadErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut responses = ReadErrors::responses();
+        responses.extend(build(vec![Status {
+            description: "The list is longer than the gateway narrows for a site bound to only \
+                          some of its provider's offerings; a retry meets the same bound",
+            examples: vec![crate::api::reads::list_too_large(
+                "marketplace-provider-resources/",
+            )],
+        }]));
+        responses
+    }
+}
+
 /// The errors of a queued write (a body-taking `POST`/`PUT`): token, scope, body, fields, and a
 /// store or Puhuri lookup that cannot answer. Nothing is stored when any of these is answered.
 pub struct WriteErrors<S: crate::auth::scoped::RequiredScope>(std::marker::PhantomData<S>);

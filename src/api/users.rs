@@ -7,13 +7,22 @@
 //! (`…/project_permissions/?user_uuid=`) and a count of resources of those projects in the site's
 //! offerings. For `POST /v1/offering-users` the resource must be in that very offering.
 //!
-//! **What the reads can and cannot filter.** Puhuri's provider views list everything of the
-//! provider; the gateway narrows them: projects to those with a live resource in the site's
-//! offerings; project permissions to those projects; users to people with a role in them; SSH
-//! keys to those users' keys. To do that it reads the provider's lists in pages of 100 (at most
-//! 50 pages each) and paginates the filtered result itself, so these reads cost more upstream
-//! calls than the order and resource lists. A user who is also on another site's resources is
-//! visible to both sites (the user is shared; their other projects are not listed).
+//! **What a page of the people reads costs.** Puhuri's provider views
+//! (`marketplace-service-providers/{uuid}/{projects,users,keys,project_permissions}/`) list the
+//! projects with a non-terminated resource of *any* of the provider's offerings, their members,
+//! their keys and their roles. So:
+//! - a site bound to every offering of its provider (checked once per 10 minutes, cached) gets
+//!   exactly those views: a page of the gateway's list is the same page of Puhuri's, one upstream
+//!   call, with Waldur 8.0.5's filters (`username`; keys' `user_uuid`; roles' `scope_uuid` and
+//!   `user`) and `field=` for only what the gateway shows;
+//! - a site bound to some of its provider's offerings is narrowed by the gateway: its projects
+//!   are found by one scan of its resources (`offering_uuid`, live `state`s,
+//!   `field=project_uuid`, cached for a minute), then the view is scanned in pages of 300 and
+//!   filtered, and the gateway paginates. A scan longer than 100 pages (30,000 objects) is a 422
+//!   `list_too_large`, never a 503: a retry would meet the same bound.
+//!
+//! A user who is also on another site's resources is visible to both sites (the user is shared;
+//! their other projects are not listed).
 //!
 //! **`PUT /v1/users/{uuid}/username`** is Waldur's `set_offerings_username`: it sets the username
 //! on *every* offering of the service provider where the user has a resource. So it is allowed
@@ -25,6 +34,7 @@
 //! otherwise `limits.username_pattern`.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::api::body::JsonBody;
 use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
@@ -35,10 +45,11 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::jobs::JobView;
 use super::reads::{
-    LIVE_RESOURCE_STATES, MAX_UPSTREAM_PAGES, QueryParams, list_response, read_failed,
-    service_provider_uuid, site_projects, uuid_in_path,
+    LIVE_RESOURCE_STATES, MAX_UPSTREAM_PAGES, Paging, QueryParams, list_response, list_too_large,
+    read_failed, scan_failed, service_provider_uuid, site_projects, upstream_page_failed,
+    uuid_in_path,
 };
-use super::responses::{ReadErrors, WriteErrors, WriteHeaders};
+use super::responses::{PeopleReadErrors, WriteErrors, WriteHeaders};
 use super::submit::{lookup_failed, submit};
 use super::views::{ProjectPermissionView, ProjectView, SshKeyView, UserView};
 use crate::auth::SiteIdentity;
@@ -46,6 +57,7 @@ use crate::auth::scoped::{Authorized, Read, UsersWrite};
 use crate::domain::operations::{OfferingUsername, Operation, UserUsername};
 use crate::domain::{Username, WaldurUuid};
 use crate::error::{ApiError, FieldError};
+use crate::upstream::directory::{MAX_SCAN_PAGES, SCAN_PAGE_SIZE};
 
 fn username(state: &AppState, name: &str) -> Result<Username, FieldError> {
     Username::parse(name, &state.username_rule).map_err(|m| FieldError::new("username", m))
@@ -70,7 +82,8 @@ async fn check_user(
     let roles = client
         .get_all(
             &format!("marketplace-service-providers/{sp}/project_permissions/"),
-            &[("user_uuid", user.to_string())],
+            // Waldur 8.0.5's role filter for the user's uuid is `user`.
+            &[("user", user.to_string())],
             MAX_UPSTREAM_PAGES,
         )
         .await
@@ -280,51 +293,168 @@ async fn check_bound_to_every_offering(
 
 // --- reads -------------------------------------------------------------------------------------
 
-/// Everything at a provider view path, read in pages of 100.
-async fn provider_list(
+/// The fields each list takes from Puhuri's provider views (`field=`, Waldur 8.0.5's
+/// `MarketplaceServiceProviderUserFieldEnum`, `SshKeyFieldEnum`, `ProjectFieldEnum` and
+/// `ProjectPermissionLogFieldEnum`): what the gateway's shapes in [`super::views`] read.
+const USER_FIELDS: &[&str] = &[
+    "uuid",
+    "username",
+    "full_name",
+    "first_name",
+    "last_name",
+    "email",
+    "organization",
+    "is_active",
+];
+const KEY_FIELDS: &[&str] = &[
+    "uuid",
+    "user_uuid",
+    "name",
+    "public_key",
+    "type",
+    "is_shared",
+];
+const PROJECT_FIELDS: &[&str] = &[
+    "uuid",
+    "name",
+    "description",
+    "customer_uuid",
+    "customer_name",
+    "start_date",
+    "end_date",
+    "created",
+];
+const ROLE_FIELDS: &[&str] = &[
+    "user_uuid",
+    "user_username",
+    "user_full_name",
+    "user_email",
+    "project_uuid",
+    "project_name",
+    "customer_uuid",
+    "customer_name",
+    "role_name",
+    "role",
+    "created",
+    "expiration_time",
+];
+
+/// How a list of people is narrowed to the site.
+enum People {
+    /// The site is bound to every offering of its provider: Puhuri's provider views are exactly
+    /// the site's, so a page is one upstream page (Waldur paginates and counts).
+    Provider { sp: String },
+    /// The site has some of the provider's offerings: the provider's views are scanned (in
+    /// pages of 300, at most [`crate::upstream::directory::MAX_SCAN_PAGES`]) and narrowed to
+    /// these projects, and the gateway paginates.
+    Narrowed {
+        sp: String,
+        projects: Arc<BTreeSet<String>>,
+    },
+}
+
+async fn people(state: &AppState, identity: &SiteIdentity) -> Result<People, ApiError> {
+    let sp = service_provider_uuid(state, identity, false).await?;
+    let offerings: Vec<String> = identity.site.offerings.iter().cloned().collect();
+    let covers = state
+        .directory
+        .offerings_cover_provider(&offerings)
+        .await
+        .map_err(scan_failed)?;
+    if covers {
+        Ok(People::Provider { sp })
+    } else {
+        Ok(People::Narrowed {
+            sp,
+            projects: site_projects(state, identity).await?,
+        })
+    }
+}
+
+fn with_fields<'a>(query: &[(&'a str, String)], fields: &[&str]) -> Vec<(&'a str, String)> {
+    let mut q = query.to_vec();
+    q.extend(fields.iter().map(|f| ("field", f.to_string())));
+    q
+}
+
+/// One page of a provider view, as Waldur paginates it: one upstream call.
+async fn view_page(
     state: &AppState,
-    identity: &SiteIdentity,
+    sp: &str,
     view: &str,
     query: &[(&str, String)],
+    fields: &[&str],
+    paging: &Paging,
+) -> Result<(Vec<Value>, u64), ApiError> {
+    let mut q = with_fields(query, fields);
+    q.extend(paging.upstream_query());
+    let page = state
+        .directory
+        .client()
+        .get_page(&format!("marketplace-service-providers/{sp}/{view}/"), &q)
+        .await
+        .map_err(|e| upstream_page_failed(e, paging))?;
+    let total = page.total.unwrap_or(page.items.len() as u64);
+    if paging.page > 1 && page.items.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "page {} is after the last page",
+            paging.page
+        )));
+    }
+    Ok((page.items, total))
+}
+
+/// Everything at a provider view, scanned within the bound (else 422 `list_too_large`).
+async fn view_all(
+    state: &AppState,
+    sp: &str,
+    view: &str,
+    query: &[(&str, String)],
+    fields: &[&str],
 ) -> Result<Vec<Value>, ApiError> {
-    let sp = service_provider_uuid(state, identity, false).await?;
+    let path = format!("marketplace-service-providers/{sp}/{view}/");
     state
         .directory
         .client()
-        .get_all(
-            &format!("marketplace-service-providers/{sp}/{view}/"),
-            query,
-            MAX_UPSTREAM_PAGES,
+        .get_bounded(
+            &path,
+            &with_fields(query, fields),
+            SCAN_PAGE_SIZE,
+            MAX_SCAN_PAGES,
         )
         .await
-        .map_err(read_failed)
+        .map_err(read_failed)?
+        .ok_or_else(|| list_too_large(&format!("{view}/")))
 }
 
-/// Active roles in the site's projects.
-async fn site_roles(
+/// Active roles in `projects` (Waldur's role filters `scope_uuid` and `user` in `query`).
+async fn roles_in(
     state: &AppState,
-    identity: &SiteIdentity,
+    sp: &str,
+    projects: &BTreeSet<String>,
     query: &[(&str, String)],
 ) -> Result<Vec<Value>, ApiError> {
-    let projects = site_projects(state, identity).await?;
-    let roles = provider_list(state, identity, "project_permissions", query).await?;
-    Ok(roles
-        .into_iter()
-        .filter(|r| {
-            r["project_uuid"]
-                .as_str()
-                .is_some_and(|p| projects.contains(p))
-        })
-        .collect())
+    Ok(
+        view_all(state, sp, "project_permissions", query, ROLE_FIELDS)
+            .await?
+            .into_iter()
+            .filter(|r| {
+                r["project_uuid"]
+                    .as_str()
+                    .is_some_and(|p| projects.contains(p))
+            })
+            .collect(),
+    )
 }
 
-/// The uuids of the people with a role in the site's projects.
-async fn site_members(
+/// The uuids of the people with a role in `projects`.
+async fn members_of(
     state: &AppState,
-    identity: &SiteIdentity,
+    sp: &str,
+    projects: &BTreeSet<String>,
 ) -> Result<BTreeSet<String>, ApiError> {
-    let roles = site_roles(state, identity, &[]).await?;
-    Ok(roles
+    Ok(roles_in(state, sp, projects, &[])
+        .await?
         .iter()
         .filter_map(|r| r["user_uuid"].as_str().map(str::to_string))
         .collect())
@@ -342,7 +472,7 @@ async fn site_members(
     ),
     responses(
         (status = 200, body = [UserView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        ReadErrors,
+        PeopleReadErrors,
     )
 )]
 #[get("/users")]
@@ -353,19 +483,28 @@ pub async fn list_users(
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(&req, &["username"])?;
     let paging = params.paging()?;
-    let members = site_members(&state, &identity).await?;
     let mut query = Vec::new();
     if let Some(u) = params.one("username") {
         query.push(("username", u.to_string()));
     }
-    let users: Vec<UserView> = provider_list(&state, &identity, "users", &query)
-        .await?
-        .iter()
-        .filter(|u| u["uuid"].as_str().is_some_and(|x| members.contains(x)))
-        .filter(|u| params.one("username").is_none_or(|n| u["username"] == n))
-        .map(UserView::from_waldur)
-        .collect();
-    let (page, total) = paging.slice(users)?;
+    let (page, total) = match people(&state, &identity).await? {
+        People::Provider { sp } => {
+            let (items, total) =
+                view_page(&state, &sp, "users", &query, USER_FIELDS, &paging).await?;
+            (items.iter().map(UserView::from_waldur).collect(), total)
+        }
+        People::Narrowed { sp, projects } => {
+            let members = members_of(&state, &sp, &projects).await?;
+            let users: Vec<UserView> = view_all(&state, &sp, "users", &query, USER_FIELDS)
+                .await?
+                .iter()
+                .filter(|u| u["uuid"].as_str().is_some_and(|x| members.contains(x)))
+                .filter(|u| params.one("username").is_none_or(|n| u["username"] == n))
+                .map(UserView::from_waldur)
+                .collect();
+            paging.slice(users)?
+        }
+    };
     Ok(list_response(&state, &req, &paging, total, &page))
 }
 
@@ -381,7 +520,7 @@ pub async fn list_users(
     ),
     responses(
         (status = 200, body = [SshKeyView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        ReadErrors,
+        PeopleReadErrors,
     )
 )]
 #[get("/ssh-keys")]
@@ -393,22 +532,31 @@ pub async fn list_ssh_keys(
     let params = QueryParams::parse(&req, &["user_uuid"])?;
     let paging = params.paging()?;
     let user = params.uuid("user_uuid")?.map(String::from);
-    let members = site_members(&state, &identity).await?;
     let mut query = Vec::new();
     if let Some(u) = &user {
         query.push(("user_uuid", u.clone()));
     }
-    let keys: Vec<SshKeyView> = provider_list(&state, &identity, "keys", &query)
-        .await?
-        .iter()
-        .filter(|k| {
-            k["user_uuid"]
-                .as_str()
-                .is_some_and(|u| members.contains(u) && user.as_deref().is_none_or(|x| x == u))
-        })
-        .map(SshKeyView::from_waldur)
-        .collect();
-    let (page, total) = paging.slice(keys)?;
+    let (page, total) = match people(&state, &identity).await? {
+        People::Provider { sp } => {
+            let (items, total) =
+                view_page(&state, &sp, "keys", &query, KEY_FIELDS, &paging).await?;
+            (items.iter().map(SshKeyView::from_waldur).collect(), total)
+        }
+        People::Narrowed { sp, projects } => {
+            let members = members_of(&state, &sp, &projects).await?;
+            let keys: Vec<SshKeyView> = view_all(&state, &sp, "keys", &query, KEY_FIELDS)
+                .await?
+                .iter()
+                .filter(|k| {
+                    k["user_uuid"].as_str().is_some_and(|u| {
+                        members.contains(u) && user.as_deref().is_none_or(|x| x == u)
+                    })
+                })
+                .map(SshKeyView::from_waldur)
+                .collect();
+            paging.slice(keys)?
+        }
+    };
     Ok(list_response(&state, &req, &paging, total, &page))
 }
 
@@ -423,7 +571,7 @@ pub async fn list_ssh_keys(
     ),
     responses(
         (status = 200, body = [ProjectView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        ReadErrors,
+        PeopleReadErrors,
     )
 )]
 #[get("/projects")]
@@ -434,14 +582,22 @@ pub async fn list_projects(
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(&req, &[])?;
     let paging = params.paging()?;
-    let mine = site_projects(&state, &identity).await?;
-    let projects: Vec<ProjectView> = provider_list(&state, &identity, "projects", &[])
-        .await?
-        .iter()
-        .filter(|p| p["uuid"].as_str().is_some_and(|u| mine.contains(u)))
-        .map(ProjectView::from_waldur)
-        .collect();
-    let (page, total) = paging.slice(projects)?;
+    let (page, total) = match people(&state, &identity).await? {
+        People::Provider { sp } => {
+            let (items, total) =
+                view_page(&state, &sp, "projects", &[], PROJECT_FIELDS, &paging).await?;
+            (items.iter().map(ProjectView::from_waldur).collect(), total)
+        }
+        People::Narrowed { sp, projects } => {
+            let found: Vec<ProjectView> = view_all(&state, &sp, "projects", &[], PROJECT_FIELDS)
+                .await?
+                .iter()
+                .filter(|p| p["uuid"].as_str().is_some_and(|u| projects.contains(u)))
+                .map(ProjectView::from_waldur)
+                .collect();
+            paging.slice(found)?
+        }
+    };
     Ok(list_response(&state, &req, &paging, total, &page))
 }
 
@@ -458,7 +614,7 @@ pub async fn list_projects(
     ),
     responses(
         (status = 200, body = [ProjectPermissionView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        ReadErrors,
+        PeopleReadErrors,
     )
 )]
 #[get("/project-permissions")]
@@ -469,22 +625,45 @@ pub async fn list_project_permissions(
 ) -> Result<HttpResponse, ApiError> {
     let params = QueryParams::parse(&req, &["project_uuid", "user_uuid"])?;
     let paging = params.paging()?;
-    let mut query = Vec::new();
     let project = params.uuid("project_uuid")?.map(String::from);
     let user = params.uuid("user_uuid")?.map(String::from);
+    // Waldur 8.0.5's role filters: `scope_uuid` (the project) and `user` (the user's uuid).
+    let mut query = Vec::new();
     if let Some(p) = &project {
-        query.push(("project_uuid", p.clone()));
+        query.push(("scope_uuid", p.clone()));
     }
     if let Some(u) = &user {
-        query.push(("user_uuid", u.clone()));
+        query.push(("user", u.clone()));
     }
-    let roles: Vec<ProjectPermissionView> = site_roles(&state, &identity, &query)
-        .await?
-        .iter()
-        .filter(|r| project.as_deref().is_none_or(|p| r["project_uuid"] == p))
-        .filter(|r| user.as_deref().is_none_or(|u| r["user_uuid"] == u))
-        .map(ProjectPermissionView::from_waldur)
-        .collect();
-    let (page, total) = paging.slice(roles)?;
+    let (page, total) = match people(&state, &identity).await? {
+        People::Provider { sp } => {
+            let (items, total) = view_page(
+                &state,
+                &sp,
+                "project_permissions",
+                &query,
+                ROLE_FIELDS,
+                &paging,
+            )
+            .await?;
+            (
+                items
+                    .iter()
+                    .map(ProjectPermissionView::from_waldur)
+                    .collect(),
+                total,
+            )
+        }
+        People::Narrowed { sp, projects } => {
+            let roles: Vec<ProjectPermissionView> = roles_in(&state, &sp, &projects, &query)
+                .await?
+                .iter()
+                .filter(|r| project.as_deref().is_none_or(|p| r["project_uuid"] == p))
+                .filter(|r| user.as_deref().is_none_or(|u| r["user_uuid"] == u))
+                .map(ProjectPermissionView::from_waldur)
+                .collect();
+            paging.slice(roles)?
+        }
+    };
     Ok(list_response(&state, &req, &paging, total, &page))
 }

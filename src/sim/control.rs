@@ -20,6 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/faults", web::delete().to(clear_faults))
         .route("/faults/{id}", web::delete().to(delete_fault))
         .route("/resources", web::post().to(seed_resources))
+        .route("/bulk", web::post().to(seed_bulk))
         .route("/state/{kind}/{uuid}", web::get().to(get_state))
         .route("/periods", web::get().to(get_periods))
         .route("/periods/close", web::post().to(close_period))
@@ -240,6 +241,131 @@ async fn seed_resources(shared: web::Data<Shared>, body: web::Bytes) -> HttpResp
         })
         .collect();
     HttpResponse::Created().json(seeded)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkBody {
+    projects: usize,
+    users: usize,
+    resources: usize,
+    /// The offerings the resources are spread over (default: both of the demo provider's).
+    offering_uuids: Option<Vec<String>>,
+}
+
+/// `POST /__sim/bulk`: a provider the size of a large site, for read-scale benchmarks.
+/// Adds `projects` projects (in the demo consumer organisation), `users` users (user `n` holds
+/// a member role in project `n mod projects` and has one SSH key) and `resources` OK resources
+/// (resource `n` in project `n mod projects` and offering `n mod len(offering_uuids)`). Each
+/// count is at most 100,000 and `projects` is at least 1. Answers 201 with the counts.
+async fn seed_bulk(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
+    let b: BulkBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(format!("invalid body: {e}")),
+    };
+    if b.projects == 0
+        || [b.projects, b.users, b.resources]
+            .iter()
+            .any(|n| *n > MAX_SEEDED)
+    {
+        return bad(format!(
+            "projects must be 1 to {MAX_SEEDED}; users and resources at most {MAX_SEEDED}"
+        ));
+    }
+    let offerings = b.offering_uuids.unwrap_or_else(|| {
+        vec![
+            demo::LUMI_OFFERING_UUID.into(),
+            demo::SECOND_OFFERING_UUID.into(),
+        ]
+    });
+    let mut w = shared.world.lock();
+    let mut plans = Vec::new();
+    for o in &offerings {
+        match w.offering(o) {
+            Some(found) => plans.push(found.plans.first().map(|p| p.uuid.clone())),
+            None => return bad(format!("no offering {o}")),
+        }
+    }
+    if plans.is_empty() {
+        return bad("offering_uuids must name at least one offering");
+    }
+    let now = Utc::now();
+    use super::state::{Project, Resource, RoleGrant, SshKey, User, new_uuid};
+    let first = w.projects.len();
+    for n in 0..b.projects {
+        let name = format!("bulk-project-{}", first + n);
+        w.projects.push(Project {
+            uuid: new_uuid(),
+            name: name.clone(),
+            slug: name,
+            description: String::new(),
+            customer: demo::CONSUMER_CUSTOMER_UUID.into(),
+            created: now,
+        });
+    }
+    let project = |n: usize| first + n % b.projects;
+    let first_user = w.users.len();
+    for n in 0..b.users {
+        let uuid = new_uuid();
+        let username = format!("bulk{}", first_user + n);
+        let project_uuid = w.projects[project(n)].uuid.clone();
+        w.roles.push(RoleGrant {
+            user: uuid.clone(),
+            project: project_uuid,
+            role: "PROJECT.MEMBER".into(),
+            created: now,
+        });
+        w.keys.push(SshKey {
+            uuid: new_uuid(),
+            name: format!("{username}-key"),
+            public_key: format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBulk{n:012} {username}"),
+            user: uuid.clone(),
+            fingerprint_md5: format!("bu:lk:{n:012}"),
+            fingerprint_sha256: format!("SHA256:bulk{n:012}"),
+            fingerprint_sha512: format!("SHA512:bulk{n:012}"),
+            is_shared: false,
+            type_: "ssh-ed25519".into(),
+        });
+        w.users.push(User {
+            uuid,
+            username: username.clone(),
+            first_name: "Bulk".into(),
+            last_name: format!("User {n}"),
+            email: format!("{username}@example.org"),
+            organization: String::new(),
+            is_active: true,
+            date_joined: now,
+        });
+    }
+    let first_resource = w.resources.len();
+    for n in 0..b.resources {
+        let k = n % offerings.len();
+        let name = format!("bulk-resource-{}", first_resource + n);
+        let project_uuid = w.projects[project(n)].uuid.clone();
+        w.resources.push(Resource {
+            uuid: new_uuid(),
+            name: name.clone(),
+            slug: name.clone(),
+            description: String::new(),
+            offering: offerings[k].clone(),
+            project: project_uuid,
+            plan: plans[k].clone(),
+            state: "OK".into(),
+            backend_id: name.clone(),
+            limits: Default::default(),
+            attributes: demo::obj(json!({"name": name})),
+            options: Default::default(),
+            report: vec![],
+            current_usages: Default::default(),
+            error_message: String::new(),
+            error_traceback: String::new(),
+            end_date: None,
+            created: now,
+            modified: now,
+        });
+    }
+    HttpResponse::Created()
+        .json(json!({"projects": b.projects, "users": b.users, "resources": b.resources}))
 }
 
 /// `GET /__sim/state/{kind}/{uuid}`: any object, regardless of which token could see it.

@@ -373,6 +373,12 @@ impl Req<'_> {
 
     /// A paginated list answer: DRF page-number pagination with Waldur's `Link` header.
     pub fn list(&self, items: Vec<Value>) -> Res {
+        self.list_with(items, |v| v)
+    }
+
+    /// [`Req::list`] of objects rendered only when they are on the page asked for, so a page of
+    /// a list of tens of thousands costs what the page costs (as Waldur's database does).
+    pub fn list_with<T>(&self, items: Vec<T>, render: impl Fn(T) -> Value) -> Res {
         let total = items.len();
         if self.method == Method::HEAD {
             return Ok(Reply::empty(StatusCode::OK).header("X-Result-Count", total.to_string()));
@@ -401,7 +407,7 @@ impl Req<'_> {
             .into_iter()
             .skip((page - 1) * page_size)
             .take(page_size)
-            .map(|v| self.select_fields(v))
+            .map(|v| self.select_fields(render(v)))
             .collect();
         let mut reply = Reply::ok(Value::Array(body)).header("X-Result-Count", total.to_string());
         let links = if self.page_number_links {

@@ -55,12 +55,7 @@ pub fn list(w: &World, r: &Req) -> Res {
         .filter(|x| name_exact.is_none_or(|n| x.name == n))
         .collect();
     super::order_by_created(r, &mut found, |x| x.created);
-    r.list(
-        found
-            .into_iter()
-            .map(|x| render::resource(w, &r.base, x))
-            .collect(),
-    )
+    r.list_with(found, |x| render::resource(w, &r.base, x))
 }
 
 fn provider_resource<'w>(w: &'w World, r: &Req, id: &str) -> Result<&'w Resource, Reply> {

@@ -11,7 +11,7 @@ use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// A new 32-hex (dash-less) UUID, as Waldur prints them.
 pub fn new_uuid() -> String {
@@ -261,6 +261,8 @@ pub struct World {
 #[derive(Clone, Debug, Default)]
 struct Index {
     resources: RefCell<HashMap<String, usize>>,
+    projects: RefCell<HashMap<String, usize>>,
+    users: RefCell<HashMap<String, usize>>,
     open_periods: HashMap<String, usize>,
     usages: HashMap<(String, String, NaiveDate), usize>,
 }
@@ -332,10 +334,12 @@ impl World {
         self.offerings.iter().find(|o| o.uuid == uuid)
     }
     pub fn project(&self, uuid: &str) -> Option<&Project> {
-        self.projects.iter().find(|p| p.uuid == uuid)
+        let i = indexed(&self.index.projects, &self.projects, uuid, |p| &p.uuid)?;
+        Some(&self.projects[i])
     }
     pub fn user(&self, uuid: &str) -> Option<&User> {
-        self.users.iter().find(|u| u.uuid == uuid)
+        let i = indexed(&self.index.users, &self.users, uuid, |u| &u.uuid)?;
+        Some(&self.users[i])
     }
     pub fn resource(&self, uuid: &str) -> Option<&Resource> {
         self.resource_position(uuid).map(|i| &self.resources[i])
@@ -443,27 +447,29 @@ impl World {
     /// Projects in which the caller's offerings have a resource that is not terminated
     /// (what `marketplace-service-providers/{uuid}/projects/` lists).
     pub fn sp_projects(&self, sp_customer: &str) -> Vec<String> {
+        let mut seen: HashSet<&str> = HashSet::new();
         let mut out: Vec<String> = Vec::new();
         for r in &self.resources {
-            if r.state == "Terminated" {
+            if r.state == "Terminated" || seen.contains(r.project.as_str()) {
                 continue;
             }
             let Some(o) = self.offering(&r.offering) else {
                 continue;
             };
-            if o.customer == sp_customer && !out.contains(&r.project) {
+            if o.customer == sp_customer {
+                seen.insert(&r.project);
                 out.push(r.project.clone());
             }
         }
         out
     }
 
-    /// Users holding a role in one of the SP's projects.
-    pub fn sp_users(&self, sp_customer: &str) -> Vec<String> {
-        let projects = self.sp_projects(sp_customer);
+    /// Users holding a role in one of `projects` (the SP's, from [`World::sp_projects`]).
+    pub fn sp_users(&self, projects: &HashSet<&str>) -> Vec<String> {
+        let mut seen: HashSet<&str> = HashSet::new();
         let mut out: Vec<String> = Vec::new();
         for g in &self.roles {
-            if projects.contains(&g.project) && !out.contains(&g.user) {
+            if projects.contains(g.project.as_str()) && seen.insert(&g.user) {
                 out.push(g.user.clone());
             }
         }
@@ -579,4 +585,31 @@ impl World {
         });
         Some(uuid)
     }
+}
+
+/// The position of the object with this uuid in `items`, through `index`: a hit is checked
+/// against the vector (objects are only ever appended or cleared), and the index is rebuilt
+/// whenever it does not hold every object, so a lookup costs O(1) even among tens of thousands.
+fn indexed<T>(
+    index: &RefCell<HashMap<String, usize>>,
+    items: &[T],
+    uuid: &str,
+    key: impl Fn(&T) -> &String,
+) -> Option<usize> {
+    let hit = index.borrow().get(uuid).copied();
+    if let Some(i) = hit.filter(|&i| items.get(i).is_some_and(|x| key(x) == uuid)) {
+        return Some(i);
+    }
+    let stale = {
+        let map = index.borrow();
+        map.len() != items.len() || hit.is_some()
+    };
+    if stale {
+        let mut map = index.borrow_mut();
+        *map = (items.iter().enumerate())
+            .map(|(i, x)| (key(x).clone(), i))
+            .collect();
+        return map.get(uuid).copied();
+    }
+    None
 }

@@ -6,6 +6,7 @@ use super::state::*;
 use super::{Filters, Reply, Req, Res};
 use actix_web::http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
+use std::collections::{HashMap, HashSet};
 
 pub fn list_users(w: &World, r: &Req) -> Res {
     r.allow(&[Method::GET])?;
@@ -287,28 +288,41 @@ pub fn service_provider_action(w: &mut World, r: &Req, id: &str, action: &str) -
     if sp.uuid != r.caller.sp {
         return Err(Reply::forbidden());
     }
-    let projects = w.sp_projects(&sp.customer);
-    let users = w.sp_users(&sp.customer);
+    let project_list = w.sp_projects(&sp.customer);
+    let projects: HashSet<&str> = project_list.iter().map(String::as_str).collect();
     match action {
+        // Waldur 8.0.5 `ServiceProviderViewSet.users` with its user filter: `username` (exact),
+        // `email`, `project_uuid` (a role in that project).
         "users" => {
             r.allow(&[Method::GET])?;
+            let mut f = Filters::new(r);
+            let project = f.uuid("project_uuid");
+            f.check()?;
             let username = r.q("username");
             let email = r.q("email");
-            let list: Vec<Value> = users
+            let mut counts: HashMap<&str, usize> = HashMap::new();
+            let mut in_project: HashSet<&str> = HashSet::new();
+            for g in w
+                .roles
+                .iter()
+                .filter(|g| projects.contains(g.project.as_str()))
+            {
+                *counts.entry(g.user.as_str()).or_default() += 1;
+                if project.as_deref() == Some(g.project.as_str()) {
+                    in_project.insert(g.user.as_str());
+                }
+            }
+            let list: Vec<&User> = w
+                .sp_users(&projects)
                 .iter()
                 .filter_map(|u| w.user(u))
+                .filter(|u| project.is_none() || in_project.contains(u.uuid.as_str()))
                 .filter(|u| username.is_none_or(|x| u.username == x))
                 .filter(|u| email.is_none_or(|x| u.email.eq_ignore_ascii_case(x)))
-                .map(|u| {
-                    let count = w
-                        .roles
-                        .iter()
-                        .filter(|g| g.user == u.uuid && projects.contains(&g.project))
-                        .count();
-                    render::sp_user(u, count)
-                })
                 .collect();
-            r.list(list)
+            r.list_with(list, |u| {
+                render::sp_user(u, counts.get(u.uuid.as_str()).copied().unwrap_or(0))
+            })
         }
         "keys" => {
             r.allow(&[Method::GET])?;
@@ -316,40 +330,39 @@ pub fn service_provider_action(w: &mut World, r: &Req, id: &str, action: &str) -
             let user = f.uuid("user_uuid");
             f.check()?;
             let user = user.as_deref();
-            let list: Vec<Value> = w
+            let users = w.sp_users(&projects);
+            let users: HashSet<&str> = users.iter().map(String::as_str).collect();
+            let list: Vec<&SshKey> = w
                 .keys
                 .iter()
-                .filter(|k| users.contains(&k.user))
+                .filter(|k| users.contains(k.user.as_str()))
                 .filter(|k| user.is_none_or(|u| k.user == u))
-                .map(|k| render::key(&r.base, k))
                 .collect();
-            r.list(list)
+            r.list_with(list, |k| render::key(&r.base, k))
         }
         "projects" => {
             r.allow(&[Method::GET])?;
-            let list: Vec<Value> = projects
-                .iter()
-                .filter_map(|p| w.project(p))
-                .map(|p| render::project(w, &r.base, p))
-                .collect();
-            r.list(list)
+            let list: Vec<&Project> = project_list.iter().filter_map(|p| w.project(p)).collect();
+            r.list_with(list, |p| render::project(w, &r.base, p))
         }
+        // Waldur 8.0.5's filter of user roles: `scope_uuid` (the project) and `user` (the user's
+        // uuid). Other keys (`project_uuid`, `user_uuid`) are not filters there and, as
+        // django-filter does with unknown keys, are ignored.
         "project_permissions" => {
             r.allow(&[Method::GET])?;
             let mut f = Filters::new(r);
-            let project = f.uuid("project_uuid");
-            let user = f.uuid("user_uuid");
+            let user = f.uuid("user");
             f.check()?;
+            let project = r.q("scope_uuid").map(|v| v.replace('-', "").to_lowercase());
             let (project, user) = (project.as_deref(), user.as_deref());
-            let list: Vec<Value> = w
+            let list: Vec<&RoleGrant> = w
                 .roles
                 .iter()
-                .filter(|g| projects.contains(&g.project))
+                .filter(|g| projects.contains(g.project.as_str()))
                 .filter(|g| project.is_none_or(|p| g.project == p))
                 .filter(|g| user.is_none_or(|u| g.user == u))
-                .map(|g| render::project_permission(w, &r.base, g))
                 .collect();
-            r.list(list)
+            r.list_with(list, |g| render::project_permission(w, &r.base, g))
         }
         "set_offerings_username" => {
             r.allow(&[Method::POST])?;

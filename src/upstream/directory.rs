@@ -6,6 +6,7 @@
 //! backend id. Offering components change rarely; when Puhuri cannot be reached a stale answer is
 //! used rather than refusing the site's work.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,16 @@ use super::{OfferingInfo, ResourceInfo, UpstreamError, WaldurClient};
 const RESOURCE_TTL: Duration = Duration::from_secs(24 * 3600);
 const BACKEND_ID_TTL: Duration = Duration::from_secs(60);
 const OFFERING_TTL: Duration = Duration::from_secs(600);
+/// How long a site's set of projects is kept: a project gains or loses its last live resource
+/// in the site's offerings rarely, and a list read within this time reuses the set.
+const SITE_PROJECTS_TTL: Duration = Duration::from_secs(60);
+/// Waldur's largest page (`LinkHeaderPagination.max_page_size`), used for scans.
+pub const SCAN_PAGE_SIZE: u64 = 300;
+/// The most pages of [`SCAN_PAGE_SIZE`] one scan reads (30,000 objects): past it a list is
+/// answered as too large (422 `list_too_large`), never as Puhuri being unreachable.
+pub const MAX_SCAN_PAGES: usize = 100;
+/// Resource states that count as "the resource exists" for scoping projects to a site.
+pub const LIVE_RESOURCE_STATES: [&str; 5] = ["Creating", "OK", "Erred", "Updating", "Terminating"];
 const MAX_ENTRIES: u64 = 100_000;
 
 #[derive(Clone)]
@@ -72,6 +83,36 @@ pub struct Directory {
     offerings: Cache<Arc<OfferingInfo>>,
     /// Organisation uuid -> its service provider's uuid (never changes).
     providers: Cache<String>,
+    /// A site's offerings (sorted, joined) -> whether they are every offering of their provider.
+    coverage: Cache<bool>,
+    /// A site's offerings (sorted, joined) -> the projects with a live resource in them.
+    site_projects: Cache<Arc<BTreeSet<String>>>,
+}
+
+/// A scan that would read more than [`MAX_SCAN_PAGES`] pages.
+#[derive(Debug)]
+pub struct TooLarge {
+    /// What was being listed, e.g. `marketplace-provider-resources/`.
+    pub what: String,
+}
+
+/// What a directory lookup that scans a list can answer besides its value.
+#[derive(Debug)]
+pub enum ScanError {
+    Upstream(UpstreamError),
+    TooLarge(TooLarge),
+}
+
+impl From<UpstreamError> for ScanError {
+    fn from(e: UpstreamError) -> Self {
+        ScanError::Upstream(e)
+    }
+}
+
+fn offerings_key(offerings: &[String]) -> String {
+    let mut sorted: Vec<&str> = offerings.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.join(",")
 }
 
 impl Directory {
@@ -82,6 +123,8 @@ impl Directory {
             backend_ids: Cache::new(BACKEND_ID_TTL),
             offerings: Cache::new(OFFERING_TTL),
             providers: Cache::new(RESOURCE_TTL),
+            coverage: Cache::new(OFFERING_TTL),
+            site_projects: Cache::new(SITE_PROJECTS_TTL),
         }
     }
 
@@ -179,5 +222,79 @@ impl Directory {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether `offerings` are every offering of the provider that owns the first of them (its
+    /// provider view lists every state, archived included). When they are, the provider's views
+    /// of projects, users, keys and roles are exactly the site's, and a page of them is one
+    /// upstream page. Kept for the offering TTL (10 min): one call for the offering (cached)
+    /// and one scan of the provider's offerings (one page for any real provider).
+    pub async fn offerings_cover_provider(&self, offerings: &[String]) -> Result<bool, ScanError> {
+        let key = offerings_key(offerings);
+        if let Some((covers, true)) = self.coverage.get(&key) {
+            return Ok(covers);
+        }
+        let Some(first) = offerings.first() else {
+            return Ok(false);
+        };
+        let customer = self.offering(first).await?.customer_uuid.clone();
+        let all = self
+            .client
+            .get_bounded(
+                "marketplace-provider-offerings/",
+                &[("customer_uuid", customer), ("field", "uuid".into())],
+                SCAN_PAGE_SIZE,
+                MAX_SCAN_PAGES,
+            )
+            .await?
+            .ok_or_else(|| {
+                ScanError::TooLarge(TooLarge {
+                    what: "marketplace-provider-offerings/".into(),
+                })
+            })?;
+        let covers = all
+            .iter()
+            .filter_map(|o| o["uuid"].as_str())
+            .all(|o| offerings.iter().any(|x| x == o));
+        self.coverage.put(key, covers);
+        Ok(covers)
+    }
+
+    /// The uuids of projects with a live resource in `offerings`: one scan of the site's
+    /// resources with Waldur's filters (`offering_uuid`, `state`) and only `project_uuid`
+    /// fetched (`field=`), kept for [`SITE_PROJECTS_TTL`].
+    pub async fn site_projects(
+        &self,
+        offerings: &[String],
+    ) -> Result<Arc<BTreeSet<String>>, ScanError> {
+        let key = offerings_key(offerings);
+        if let Some((projects, true)) = self.site_projects.get(&key) {
+            return Ok(projects);
+        }
+        let mut query: Vec<(&str, String)> = offerings
+            .iter()
+            .map(|o| ("offering_uuid", o.clone()))
+            .collect();
+        query.extend(
+            LIVE_RESOURCE_STATES
+                .iter()
+                .map(|s| ("state", s.to_string())),
+        );
+        query.push(("field", "project_uuid".into()));
+        let path = "marketplace-provider-resources/";
+        let resources = self
+            .client
+            .get_bounded(path, &query, SCAN_PAGE_SIZE, MAX_SCAN_PAGES)
+            .await?
+            .ok_or_else(|| ScanError::TooLarge(TooLarge { what: path.into() }))?;
+        let projects: Arc<BTreeSet<String>> = Arc::new(
+            resources
+                .iter()
+                .filter_map(|r| r["project_uuid"].as_str())
+                .map(str::to_string)
+                .collect(),
+        );
+        self.site_projects.put(key, projects.clone());
+        Ok(projects)
     }
 }

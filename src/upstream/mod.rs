@@ -484,6 +484,42 @@ impl WaldurClient {
         ))
     }
 
+    /// Every item of a list in pages of `page_size`, following `rel="next"` as [`Self::get_all`]
+    /// does, or `None` when the list is longer than `max_pages` pages: a list too large for
+    /// the caller's bound, which is not a failure of Puhuri.
+    pub async fn get_bounded(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        page_size: u64,
+        max_pages: usize,
+    ) -> Result<Option<Vec<Value>>, UpstreamError> {
+        let mut items = Vec::new();
+        let mut next: Vec<(String, String)> = (query.iter())
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .chain([("page_size".to_string(), page_size.to_string())])
+            .collect();
+        for _ in 0..max_pages {
+            let q: Vec<(&str, String)> =
+                next.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            let got = self.get_page(path, &q).await?;
+            if got
+                .total
+                .is_some_and(|t| t > page_size.saturating_mul(max_pages as u64))
+            {
+                return Ok(None);
+            }
+            items.extend(got.items);
+            let Some(query) = got.next_query else {
+                return Ok(Some(items));
+            };
+            next = url::form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
+        }
+        Ok(None)
+    }
+
     // --- offerings ---------------------------------------------------------------------------
 
     pub async fn provider_offering(&self, uuid: &str) -> Result<Value, UpstreamError> {

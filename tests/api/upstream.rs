@@ -349,27 +349,28 @@ async fn fact_5_read_filters_are_validated_and_normalised_before_forwarding() {
 /// Fact 9: Waldur's `Link` always carries `first` and `last`, page 1's URL has no `page=`, and
 /// the query is re-encoded sorted by key. The gateway follows `rel="next"` as Waldur wrote it,
 /// and does the same with the simpler page-number form: a project whose only resource is on the
-/// third page of 100 is found either way.
+/// third page of 300 (the scan's page size, Waldur's largest) is found either way. A fresh
+/// gateway per form: the site's projects are cached for a minute.
 #[tokio::test]
 async fn fact_9_paging_follows_waldurs_link_in_either_form() {
-    let app = spawn_manual_app().await;
     let token = alpha_token();
-    let seeded = app
+    for form in ["waldur", "page_numbers"] {
+        let app = spawn_manual_app().await;
+        let seeded = app
         .sim_post(
             "resources",
-            &json!({"count": 250, "offering_uuid": ALPHA_OFFERING, "project_uuid": demo::PROJECT_A_UUID}),
+            &json!({"count": 650, "offering_uuid": ALPHA_OFFERING, "project_uuid": demo::PROJECT_A_UUID}),
         )
         .await;
-    assert_eq!(seeded.status(), 201);
-    // Created last, so listed last (oldest first): on page 3.
-    let seeded = app
+        assert_eq!(seeded.status(), 201);
+        // Created last, so listed last (oldest first): on page 3.
+        let seeded = app
         .sim_post(
             "resources",
             &json!({"count": 1, "offering_uuid": ALPHA_OFFERING, "project_uuid": demo::PROJECT_SP_UUID, "backend_id_prefix": "late"}),
         )
         .await;
-    assert_eq!(seeded.status(), 201, "{}", seeded.text().await.unwrap());
-    for form in ["waldur", "page_numbers"] {
+        assert_eq!(seeded.status(), 201, "{}", seeded.text().await.unwrap());
         let settings = app.sim_post("settings", &json!({"link_form": form})).await;
         assert_eq!(settings.status(), 200);
         app.client

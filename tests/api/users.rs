@@ -488,3 +488,138 @@ async fn fact_7_a_username_on_an_offering_without_offering_users_fails_with_wald
         .await;
     assert_eq!(hidden["username"], "alice_slurm", "{hidden}");
 }
+
+/// The people lists of a site bound to every offering of its provider cost one upstream page
+/// each: the gateway asks Puhuri's provider view for the very page (with Waldur's filters and
+/// `field=`), and its count and items are Puhuri's. Checked against the simulator's own answer
+/// for the same page, on a provider with 40 projects, 90 users and 120 resources.
+#[tokio::test]
+async fn a_page_of_people_costs_one_upstream_page_for_a_site_with_every_offering() {
+    let app = spawn_manual_app().await;
+    let token = provider_token();
+    let seeded = app
+        .sim_post(
+            "bulk",
+            &json!({"projects": 40, "users": 90, "resources": 120}),
+        )
+        .await;
+    assert_eq!(seeded.status(), 201);
+    let sp = demo::SERVICE_PROVIDER_UUID;
+    let api = app.sim.replace("/__sim/", "/api/");
+    // Warm the caches (the provider, whether the site has every offering).
+    let (status, _, _) = get_json(&app, "/v1/projects", &token).await;
+    assert_eq!(status, 200);
+    let bob = demo::USER_BOB_UUID;
+    for (path, view, upstream_query, key) in [
+        (
+            "/v1/projects?page=3&page_size=7",
+            "projects",
+            "page=3&page_size=7".to_string(),
+            "uuid",
+        ),
+        (
+            "/v1/users?page=2&page_size=50",
+            "users",
+            "page=2&page_size=50".to_string(),
+            "uuid",
+        ),
+        (
+            "/v1/ssh-keys?page=4&page_size=20",
+            "keys",
+            "page=4&page_size=20".to_string(),
+            "uuid",
+        ),
+        (
+            "/v1/project-permissions?page=9&page_size=10",
+            "project_permissions",
+            "page=9&page_size=10".to_string(),
+            "user_uuid",
+        ),
+        (
+            &format!("/v1/project-permissions?user_uuid={bob}") as &str,
+            "project_permissions",
+            format!("user={bob}"),
+            "project_uuid",
+        ),
+    ] {
+        app.client
+            .delete(format!("{}calls", app.sim))
+            .send()
+            .await
+            .unwrap();
+        let (status, headers, body) = get_json(&app, path, &token).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let calls = app.sim_calls("/api/").await;
+        assert_eq!(calls.len(), 1, "{path}: {calls:?}");
+        assert_eq!(
+            calls[0]["path"],
+            format!("/api/marketplace-service-providers/{sp}/{view}/"),
+            "{path}"
+        );
+        assert!(
+            calls[0]["query"].as_str().unwrap().contains("field="),
+            "{path}: {calls:?}"
+        );
+        let direct = app
+            .client
+            .get(format!(
+                "{api}marketplace-service-providers/{sp}/{view}/?{upstream_query}"
+            ))
+            .header("Authorization", format!("Token {}", demo::TOKEN))
+            .send()
+            .await
+            .unwrap();
+        let count = direct.headers()["x-result-count"].clone();
+        let direct: Value = direct.json().await.unwrap();
+        assert_eq!(headers["x-result-count"], count, "{path}");
+        let got: Vec<&Value> = body.as_array().unwrap().iter().map(|x| &x[key]).collect();
+        let want: Vec<&Value> = direct.as_array().unwrap().iter().map(|x| &x[key]).collect();
+        assert!(!got.is_empty(), "{path}");
+        assert_eq!(got, want, "{path}");
+    }
+    // Bob's roles: projects A and B, filtered by Puhuri (Waldur's `user` filter).
+    let (_, _, roles) = get_json(
+        &app,
+        &format!("/v1/project-permissions?user_uuid={bob}"),
+        &token,
+    )
+    .await;
+    assert_eq!(
+        uuids(&roles, "project_uuid"),
+        [demo::PROJECT_A_UUID, demo::PROJECT_B_UUID]
+    );
+    let (status, _, _) = get_json(&app, "/v1/projects?page=99&page_size=100", &token).await;
+    assert_eq!(status, 404);
+}
+
+/// A site with only some of its provider's offerings has its lists narrowed by a scan of at
+/// most 30,000 objects. Past that bound the answer is 422 `list_too_large`, at once (Waldur's
+/// count on the first page shows it) and never a 503 "Puhuri cannot be reached".
+#[tokio::test]
+async fn a_list_past_the_scan_bound_is_too_large_not_unreachable() {
+    let app = spawn_manual_app().await;
+    let seeded = app
+        .sim_post(
+            "bulk",
+            &json!({"projects": 1, "users": 0, "resources": 30_001, "offering_uuids": [demo::LUMI_OFFERING_UUID]}),
+        )
+        .await;
+    assert_eq!(seeded.status(), 201);
+    app.client
+        .delete(format!("{}calls", app.sim))
+        .send()
+        .await
+        .unwrap();
+    let response = app.get_as("/v1/projects", &alpha_token()).await;
+    let problem = assert_problem(response, 422, "list_too_large").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("30000"),
+        "{problem}"
+    );
+    let scans = app.sim_calls("/api/marketplace-provider-resources/").await;
+    assert_eq!(scans.len(), 1, "{scans:?}");
+    // The provider-wide site is not affected: one page of the provider's view.
+    let (status, headers, _) = get_json(&app, "/v1/projects", &provider_token()).await;
+    assert_eq!(status, 200);
+    assert!(headers.contains_key("x-result-count"));
+}
