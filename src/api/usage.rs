@@ -37,7 +37,9 @@ pub const MAX_DESCRIPTION: usize = 1000;
 }))]
 pub struct UsageRequest {
     /// Puhuri's uuid of the resource. Give this or `resource_backend_id`.
-    #[schema(pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")]
+    #[schema(
+        pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+    )]
     pub resource_uuid: Option<String>,
     /// The site's own id for the resource (its `backend_id` in Puhuri).
     pub resource_backend_id: Option<String>,

@@ -46,8 +46,7 @@ use super::AppState;
 use super::jobs::JobView;
 use super::reads::{
     LIVE_RESOURCE_STATES, MAX_UPSTREAM_PAGES, Paging, QueryParams, list_response, list_too_large,
-    read_failed, scan_failed, service_provider_uuid, site_projects, upstream_page_failed,
-    uuid_in_path,
+    scan_failed, service_provider_uuid, site_projects, upstream_page_failed, uuid_in_path,
 };
 use super::responses::{PeopleReadErrors, WriteErrors, WriteHeaders};
 use super::submit::{lookup_failed, submit};
@@ -57,7 +56,7 @@ use crate::auth::scoped::{Authorized, Read, UsersWrite};
 use crate::domain::operations::{OfferingUsername, Operation, UserUsername};
 use crate::domain::{Username, WaldurUuid};
 use crate::error::{ApiError, FieldError};
-use crate::upstream::directory::{MAX_SCAN_PAGES, SCAN_PAGE_SIZE};
+use crate::upstream::directory::ScanError;
 
 fn username(state: &AppState, name: &str) -> Result<Username, FieldError> {
     Username::parse(name, &state.username_rule).map_err(|m| FieldError::new("username", m))
@@ -130,10 +129,14 @@ async fn check_user(
 #[schema(example = json!({"offering_uuid": "0f000000000040008000000000000001", "user_uuid": "a0000000000040008000000000000012", "username": "bob_lumi"}))]
 pub struct OfferingUserRequest {
     /// One of the site's offerings.
-    #[schema(pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")]
+    #[schema(
+        pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+    )]
     pub offering_uuid: String,
     /// A user on the team of a resource of that offering.
-    #[schema(pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")]
+    #[schema(
+        pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+    )]
     pub user_uuid: String,
     /// By default 1-32 of `A-Z a-z 0-9 . _ -`, not starting with `-` or `.`; the operator may
     /// set another rule (`limits.username_pattern`).
@@ -404,27 +407,24 @@ async fn view_page(
     Ok((page.items, total))
 }
 
-/// Everything at a provider view, scanned within the bound (else 422 `list_too_large`).
+/// Everything at a provider view, scanned within the bound (else 422 `list_too_large`) and
+/// kept for a minute ([`crate::upstream::directory::Directory::scan`]).
 async fn view_all(
     state: &AppState,
     sp: &str,
     view: &str,
     query: &[(&str, String)],
     fields: &[&str],
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Arc<Vec<Value>>, ApiError> {
     let path = format!("marketplace-service-providers/{sp}/{view}/");
     state
         .directory
-        .client()
-        .get_bounded(
-            &path,
-            &with_fields(query, fields),
-            SCAN_PAGE_SIZE,
-            MAX_SCAN_PAGES,
-        )
+        .scan(&path, &with_fields(query, fields))
         .await
-        .map_err(read_failed)?
-        .ok_or_else(|| list_too_large(&format!("{view}/")))
+        .map_err(|e| match e {
+            ScanError::TooLarge(_) => list_too_large(&format!("{view}/")),
+            other => scan_failed(other),
+        })
 }
 
 /// Active roles in `projects` (Waldur's role filters `scope_uuid` and `user` in `query`).
@@ -437,12 +437,13 @@ async fn roles_in(
     Ok(
         view_all(state, sp, "project_permissions", query, ROLE_FIELDS)
             .await?
-            .into_iter()
+            .iter()
             .filter(|r| {
                 r["project_uuid"]
                     .as_str()
                     .is_some_and(|p| projects.contains(p))
             })
+            .cloned()
             .collect(),
     )
 }

@@ -23,6 +23,8 @@ pub const SCAN_PAGE_SIZE: u64 = 300;
 /// The most pages of [`SCAN_PAGE_SIZE`] one scan reads (30,000 objects): past it a list is
 /// answered as too large (422 `list_too_large`), never as Puhuri being unreachable.
 pub const MAX_SCAN_PAGES: usize = 100;
+/// The most scans kept at once ([`Directory::scan`]): each may hold up to 30,000 objects.
+const MAX_SCANS: u64 = 32;
 /// Resource states that count as "the resource exists" for scoping projects to a site.
 pub const LIVE_RESOURCE_STATES: [&str; 5] = ["Creating", "OK", "Erred", "Updating", "Terminating"];
 const MAX_ENTRIES: u64 = 100_000;
@@ -44,9 +46,13 @@ struct Cache<T> {
 
 impl<T: Clone + Send + Sync + 'static> Cache<T> {
     fn new(ttl: Duration) -> Self {
+        Cache::with_capacity(ttl, MAX_ENTRIES)
+    }
+
+    fn with_capacity(ttl: Duration, capacity: u64) -> Self {
         Cache {
             ttl,
-            entries: moka::sync::Cache::new(MAX_ENTRIES),
+            entries: moka::sync::Cache::new(capacity),
         }
     }
 
@@ -87,6 +93,8 @@ pub struct Directory {
     coverage: Cache<bool>,
     /// A site's offerings (sorted, joined) -> the projects with a live resource in them.
     site_projects: Cache<Arc<BTreeSet<String>>>,
+    /// A provider view's path and query -> every item of it ([`Directory::scan`]).
+    scans: Cache<Arc<Vec<serde_json::Value>>>,
 }
 
 /// A scan that would read more than [`MAX_SCAN_PAGES`] pages.
@@ -125,6 +133,7 @@ impl Directory {
             providers: Cache::new(RESOURCE_TTL),
             coverage: Cache::new(OFFERING_TTL),
             site_projects: Cache::new(SITE_PROJECTS_TTL),
+            scans: Cache::with_capacity(SITE_PROJECTS_TTL, MAX_SCANS),
         }
     }
 
@@ -296,5 +305,35 @@ impl Directory {
         );
         self.site_projects.put(key, projects.clone());
         Ok(projects)
+    }
+
+    /// Every item of the list at `path` with `query` (in pages of [`SCAN_PAGE_SIZE`], at most
+    /// [`MAX_SCAN_PAGES`]), kept for [`SITE_PROJECTS_TTL`]: paging through a list the gateway
+    /// narrows itself costs one scan a minute, not one per page. A list past the bound is
+    /// [`ScanError::TooLarge`].
+    pub async fn scan(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Arc<Vec<serde_json::Value>>, ScanError> {
+        let key = format!(
+            "{path}?{}",
+            query
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        );
+        if let Some((items, true)) = self.scans.get(&key) {
+            return Ok(items);
+        }
+        let items = Arc::new(
+            self.client
+                .get_bounded(path, query, SCAN_PAGE_SIZE, MAX_SCAN_PAGES)
+                .await?
+                .ok_or_else(|| ScanError::TooLarge(TooLarge { what: path.into() }))?,
+        );
+        self.scans.put(key, items.clone());
+        Ok(items)
     }
 }
