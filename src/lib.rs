@@ -44,6 +44,7 @@ pub mod sandbox;
 pub mod sim;
 pub mod startup;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 pub mod worker;
 

@@ -234,18 +234,22 @@ fn jobs(path: Option<PathBuf>, command: puhuri_gateway::admin::JobsCommand) -> R
 }
 
 fn healthcheck(path: Option<PathBuf>, args: HealthcheckArgs) -> Result<(), String> {
-    let url = match args.url {
-        Some(url) => url,
+    // Whether the probe asks the gateway's own TLS listener on loopback: its certificate names
+    // the public host, not the loopback address, and what is checked is that this process
+    // answers, so the certificate is not verified for that probe (an explicit `--url` is).
+    let (url, own_tls) = match args.url {
+        Some(url) => (url, false),
         None => {
-            // only `listen` is needed: no secret file is read for a probe that runs every few seconds
+            // only `listen` and `tls` are needed: no secret file is read for a probe that runs every few seconds
             let raw =
                 puhuri_gateway::config::RawConfig::extract(path.as_deref(), &Overrides::default())
                     .map_err(|e| e.to_string())?;
-            readyz_url(raw.listen)
+            (readyz_url(raw.listen, raw.tls.is_some()), raw.tls.is_some())
         }
     };
     runtime()?.block_on(async move {
         let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(own_tls)
             .timeout(args.timeout)
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
@@ -265,8 +269,9 @@ fn healthcheck(path: Option<PathBuf>, args: HealthcheckArgs) -> Result<(), Strin
     })
 }
 
-/// `http://ADDR/readyz` for a listen address; an unspecified address is asked on loopback.
-fn readyz_url(listen: SocketAddr) -> String {
+/// `http://ADDR/readyz` (`https://` with `[tls]`) for a listen address; an unspecified address
+/// is asked on loopback.
+fn readyz_url(listen: SocketAddr, tls: bool) -> String {
     let mut addr = listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {
@@ -274,7 +279,8 @@ fn readyz_url(listen: SocketAddr) -> String {
             SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    format!("http://{addr}/readyz")
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{addr}/readyz")
 }
 
 fn check_config(path: Option<PathBuf>) -> Result<(), String> {

@@ -164,12 +164,24 @@ impl Application {
                 .app_data(sites.clone())
                 .configure(|cfg| api::configure(cfg, max_body, sandboxed))
         })
-        .on_connect(crate::api::middleware::on_connect)
-        .listen(listener)?
-        // The signals are ours (see `run_until_stopped`): deliveries stop before HTTP drains.
-        .disable_signals()
-        .shutdown_timeout(config.delivery.shutdown_grace.as_secs().max(1))
-        .run();
+        .on_connect(crate::api::middleware::on_connect);
+        let server = match &config.tls {
+            None => server.listen(listener)?,
+            Some(tls) => {
+                let certs = crate::tls::Certificates::load(&tls.cert_file, &tls.key_file)
+                    .map_err(|m| anyhow::anyhow!("tls: {m}"))?;
+                certs.watch(tls.reload_interval);
+                let rustls = certs
+                    .server_config()
+                    .map_err(|m| anyhow::anyhow!("tls: {m}"))?;
+                server.listen_rustls_0_23(listener, rustls)?
+            }
+        };
+        let server = server
+            // The signals are ours (see `run_until_stopped`): deliveries stop before HTTP drains.
+            .disable_signals()
+            .shutdown_timeout(config.delivery.shutdown_grace.as_secs().max(1))
+            .run();
         if let Some(sandbox) = &sandbox {
             sandbox.announce(port);
         } else {

@@ -312,8 +312,8 @@ pub fn list_response<T: Serialize>(
 
 /// `scheme://host` of the gateway as its clients reach it: `public_url` when configured.
 /// Otherwise the `Host` the client connected to, when it is a plain host name or address with
-/// an optional port (else the listener's own address), over `http` (the gateway does not
-/// terminate TLS itself). `Forwarded` and `X-Forwarded-*` are never read: behind a proxy, set
+/// an optional port (else the listener's own address), over `https` when the gateway serves
+/// TLS itself (`[tls]`) and `http` otherwise. `Forwarded` and `X-Forwarded-*` are never read: behind a proxy, set
 /// `public_url`.
 fn origin(state: &AppState, req: &HttpRequest) -> String {
     if let Some(url) = &state.config.public_url {
@@ -332,7 +332,12 @@ fn origin(state: &AppState, req: &HttpRequest) -> String {
         .filter(plain)
         .map(str::to_string)
         .unwrap_or_else(|| req.app_config().local_addr().to_string());
-    format!("http://{host}")
+    let scheme = if state.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}")
 }
 
 /// The uuids of projects with a live resource in the site's offerings (cached for a minute:

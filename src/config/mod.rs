@@ -29,7 +29,7 @@ use secrecy::SecretString;
 pub use keys::{KeyAlgorithm, KeyConfig, KeyMaterial, RawKey};
 pub use raw::{
     AuthConfig, DeliveryConfig, LimitsConfig, LogConfig, LogFormat, Overrides, RawConfig, RawRedis,
-    RawUpstream,
+    RawUpstream, TlsConfig,
 };
 pub use resolve::parse_uuid;
 pub use sites::{RawSite, SiteConfig, valid_site_id};
@@ -60,6 +60,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub public_url: Option<String>,
+    /// HTTPS on `listen`, when set.
+    pub tls: Option<TlsConfig>,
     pub log: LogConfig,
     pub upstream: Upstream,
     pub store: StoreConfig,
@@ -128,6 +130,13 @@ impl Config {
         if let Some(url) = &raw.public_url {
             url::Url::parse(url).map_err(|e| key_error("public_url", format!("not a URL: {e}")))?;
         }
+        if let Some(tls) = &raw.tls {
+            crate::tls::Certificates::load(&tls.cert_file, &tls.key_file)
+                .map_err(|m| key_error("tls", m))?;
+            if tls.reload_interval < std::time::Duration::from_millis(100) {
+                return Err(key_error("tls.reload_interval", "must be at least 100ms"));
+            }
+        }
         tracing_subscriber::EnvFilter::try_new(&raw.log.level)
             .map_err(|e| key_error("log.level", format!("not a valid filter: {e}")))?;
         Ok(Config {
@@ -135,6 +144,7 @@ impl Config {
             listen: raw.listen,
             data_dir: raw.data_dir,
             public_url: raw.public_url.map(|u| u.trim_end_matches('/').to_string()),
+            tls: raw.tls,
             log: raw.log,
             upstream,
             store,

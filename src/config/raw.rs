@@ -24,6 +24,9 @@ pub struct RawConfig {
     /// The URL site systems reach the gateway at (used in `Link` headers and printed examples).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// HTTPS on `listen` (absent: plain HTTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
     pub log: LogConfig,
     pub upstream: RawUpstream,
     pub redis: RawRedis,
@@ -32,6 +35,23 @@ pub struct RawConfig {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub sites: Vec<RawSite>,
+}
+
+/// `[tls]`: the gateway serves HTTPS on `listen` itself (rustls; TLS 1.2 and 1.3, HTTP/1.1).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM: the server certificate first, then its intermediates.
+    pub cert_file: PathBuf,
+    /// PEM: the private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key_file: PathBuf,
+    /// How often the two files are checked for a change (default 10 s); `SIGHUP` reloads at once.
+    #[serde(default = "default_tls_reload", with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+fn default_tls_reload() -> Duration {
+    Duration::from_secs(10)
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -152,6 +172,7 @@ impl Default for RawConfig {
             gateway_id: "puhuri-gateway".into(),
             listen: "127.0.0.1:8080".parse().expect("a valid literal address"),
             data_dir: PathBuf::from("data"),
+            tls: None,
             public_url: None,
             log: LogConfig {
                 format: LogFormat::Human,

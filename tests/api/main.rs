@@ -21,6 +21,7 @@ mod store_faults;
 mod strict;
 #[path = "../support/mod.rs"]
 mod support;
+mod tls;
 mod upstream;
 mod usage;
 mod users;
