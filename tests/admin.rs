@@ -510,6 +510,7 @@ async fn open_store_redis_never_shows_the_url() {
         key_prefix: "gw".into(),
         pool_size: 4,
         pool_wait_timeout: Duration::from_millis(300),
+        cluster: false,
     };
     let store = open_store(&config, None).await.unwrap();
     let e = store.ping().await.expect_err("unreachable").to_string();

@@ -16,7 +16,7 @@ use puhuri_gateway::queue::{
     JobStore, Known, LeaseFence, LeaseResult, NewJob, StoreError,
 };
 use serde_json::json;
-use support::redis::{RedisServer, shared, unique_prefix};
+use support::redis::{RedisServer, shared, shared_cluster, unique_prefix, unique_tagged_prefix};
 
 // ---------------------------------------------------------------------------------------------
 // fixtures
@@ -34,6 +34,23 @@ async fn redis_fixture(name: &str) -> Fixture {
     Fixture {
         store: Box::new(store),
         _keep: Box::new(server),
+    }
+}
+
+/// The store on a three-master Redis Cluster, its keys in one hash slot (a hash-tagged prefix):
+/// every script runs there as on one server.
+async fn redis_cluster_fixture(name: &str) -> Fixture {
+    let cluster = tokio::task::spawn_blocking(shared_cluster).await.unwrap();
+    let options = RedisOptions {
+        cluster: true,
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect(&cluster.url(), &unique_tagged_prefix(name), options)
+        .await
+        .expect("connect");
+    Fixture {
+        store: Box::new(store),
+        _keep: Box::new(cluster),
     }
 }
 
@@ -62,6 +79,15 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $case() {
                     let f = super::embedded_fixture(stringify!($case)).await;
+                    super::$case(&*f.store).await;
+                }
+            )*
+        }
+        mod redis_cluster_backend {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let f = super::redis_cluster_fixture(stringify!($case)).await;
                     super::$case(&*f.store).await;
                 }
             )*
@@ -100,6 +126,28 @@ conformance!(
     concurrent_workers_keep_order_and_limits,
     fenced_leases,
 );
+
+/// Why the prefix needs a hash tag on Redis Cluster: without one, a script's keys fall in
+/// several slots on several masters and the scripts cannot run (nothing is stored); with one,
+/// they all do (the whole conformance suite above, `redis_cluster_backend`).
+#[tokio::test]
+async fn on_a_cluster_a_prefix_without_a_hash_tag_cannot_run_the_scripts() {
+    let cluster = tokio::task::spawn_blocking(shared_cluster).await.unwrap();
+    let options = RedisOptions {
+        cluster: true,
+        ..RedisOptions::default()
+    };
+    let untagged = RedisStore::connect(&cluster.url(), &unique_prefix("untagged"), options)
+        .await
+        .unwrap();
+    let refused = untagged.enqueue(job("alpha", "usage", "r1")).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let tagged = RedisStore::connect(&cluster.url(), &unique_tagged_prefix("tagged"), options)
+        .await
+        .unwrap();
+    let stored = add(&tagged, job("alpha", "usage", "r1")).await;
+    assert_eq!(get(&tagged, stored.id).await.state, JobState::Queued);
+}
 
 // ---------------------------------------------------------------------------------------------
 // helpers

@@ -31,7 +31,7 @@ pub use raw::{
     AuthConfig, DeliveryConfig, LimitsConfig, LogConfig, LogFormat, Overrides, RawConfig, RawRedis,
     RawUpstream, TlsConfig,
 };
-pub use resolve::parse_uuid;
+pub use resolve::{hash_tag, parse_uuid};
 pub use sites::{RawSite, SiteConfig, valid_site_id};
 
 /// The prefix of every environment variable the gateway reads.
@@ -99,6 +99,8 @@ pub enum StoreConfig {
         key_prefix: String,
         pool_size: usize,
         pool_wait_timeout: Duration,
+        /// `url` is a node of a Redis Cluster; `key_prefix` holds a hash tag.
+        cluster: bool,
     },
 }
 

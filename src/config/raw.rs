@@ -100,6 +100,10 @@ pub struct RawRedis {
     pub pool_size: usize,
     #[serde(with = "humantime_serde")]
     pub pool_wait_timeout: Duration,
+    /// `url` is one node of a Redis Cluster (the others are found from it). `key_prefix` must
+    /// then hold a hash tag (`{...}`), so every key of the deployment is in one hash slot.
+    #[serde(default)]
+    pub cluster: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -192,6 +196,7 @@ impl Default for RawConfig {
                 key_prefix: "puhuri-gateway".into(),
                 pool_size: 32,
                 pool_wait_timeout: Duration::from_secs(2),
+                cluster: false,
             },
             auth: AuthConfig {
                 max_token_lifetime: Duration::from_secs(30 * 24 * 3600),

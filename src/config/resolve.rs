@@ -94,12 +94,30 @@ pub(super) fn resolve_store(raw: RawRedis, data_dir: &Path) -> Result<StoreConfi
     if raw.pool_size == 0 {
         return Err(key_error("redis.pool_size", "must be at least 1"));
     }
+    if raw.cluster && hash_tag(&raw.key_prefix).is_none() {
+        return Err(key_error(
+            "redis.key_prefix",
+            "must hold a hash tag with redis.cluster, e.g. \"{puhuri-gateway}:\": every key of a \
+             deployment must be in one hash slot for its scripts to run on Redis Cluster",
+        ));
+    }
     Ok(StoreConfig::Redis {
         url,
         key_prefix: raw.key_prefix,
         pool_size: raw.pool_size,
         pool_wait_timeout: raw.pool_wait_timeout,
+        cluster: raw.cluster,
     })
+}
+
+/// The hash tag of a key starting with `prefix`, by Redis Cluster's rule (the keys' hash slot
+/// is that of the text between the first `{` and the next `}`, when it is not empty): `None`
+/// when keys with this prefix would not share one slot.
+pub fn hash_tag(prefix: &str) -> Option<&str> {
+    let open = prefix.find('{')?;
+    let close = open + 1 + prefix[open + 1..].find('}')?;
+    let tag = &prefix[open + 1..close];
+    (!tag.is_empty()).then_some(tag)
 }
 
 /// Accepts Waldur's 32-hex spelling and the dashed one; returns Waldur's.

@@ -48,10 +48,12 @@ pub async fn open_store(
             key_prefix,
             pool_size,
             pool_wait_timeout,
+            cluster,
         } => {
             let options = RedisOptions {
                 pool_size: pool_size_override.unwrap_or(*pool_size).max(1),
                 wait_timeout: *pool_wait_timeout,
+                cluster: *cluster,
                 ..RedisOptions::default()
             };
             let prefix = redis_prefix(key_prefix);

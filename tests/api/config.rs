@@ -236,3 +236,27 @@ fn the_example_configuration_is_valid() {
     .unwrap_or_else(|e| panic!("deploy/config.example.toml: {e}"));
     assert_eq!(config.sites.len(), 1);
 }
+
+/// `redis.cluster` needs a hash tag in `redis.key_prefix`: every key in one slot.
+#[test]
+fn a_cluster_store_needs_a_hash_tag_in_its_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = |prefix: &str| {
+        format!(
+            "{}\n[redis]\nurl = \"redis://127.0.0.1:7000/\"\ncluster = true\nkey_prefix = \"{prefix}\"\n",
+            base_config_toml(dir.path())
+        )
+    };
+    for untagged in ["puhuri-gateway", "gw{}:", "{gw:"] {
+        let err = load_config(&redis(untagged), dir.path()).unwrap_err();
+        assert!(
+            err.contains("redis.key_prefix") && err.contains("hash tag"),
+            "{untagged}: {err}"
+        );
+    }
+    let config = load_config(&redis("{puhuri-gateway}:"), dir.path()).unwrap();
+    assert!(matches!(
+        config.store,
+        puhuri_gateway::config::StoreConfig::Redis { cluster: true, .. }
+    ));
+}

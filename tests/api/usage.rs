@@ -591,3 +591,43 @@ async fn a_rate_limited_pool_delivers_every_report_at_the_configured_pace() {
         );
     }
 }
+
+/// The gateway on a three-master Redis Cluster (`redis.cluster`, a hash-tagged prefix): a report
+/// is stored, leased, delivered and its job read back, every script on the slot's master.
+#[tokio::test]
+async fn a_report_is_delivered_through_a_redis_cluster() {
+    let cluster = tokio::task::spawn_blocking(crate::support::redis::shared_cluster)
+        .await
+        .unwrap();
+    let extra = format!(
+        "\n[redis]\nurl = \"{}\"\ncluster = true\nkey_prefix = \"{}\"\n",
+        cluster.url(),
+        crate::support::redis::unique_tagged_prefix("api")
+    );
+    let setup = Setup {
+        redis: false,
+        workers: puhuri_gateway::startup::Workers::Start,
+    };
+    let app = spawn_app_with(setup, &extra).await;
+    let response = app
+        .client
+        .post(app.url("/v1/usage"))
+        .bearer_auth(alpha_token())
+        .header("Prefer", "wait=10")
+        .json(&report(
+            demo::RESOURCE_OK_UUID,
+            json!({"gb_k_hours": "3.5"}),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let job: Value = response.json().await.unwrap();
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let again = app
+        .job(&alpha_token(), job["job_id"].as_str().unwrap())
+        .await;
+    assert_eq!(again["state"], "succeeded");
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+}

@@ -13,6 +13,7 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     durable: bool,
+    cluster: bool,
 }
 
 impl RedisServer {
@@ -28,12 +29,17 @@ impl RedisServer {
     }
 
     fn launch(durable: bool) -> RedisServer {
+        Self::launch_as(durable, false)
+    }
+
+    fn launch_as(durable: bool, cluster: bool) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir for redis-server");
         let mut server = RedisServer {
             child: None,
             port: 0,
             dir,
             durable,
+            cluster,
         };
         // a freshly chosen port can be taken by someone else before redis binds it: try a few
         for _ in 0..5 {
@@ -56,6 +62,16 @@ impl RedisServer {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
             cmd.args(["--appendonly", "no"]);
+        }
+        if self.cluster {
+            cmd.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+            ]);
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -176,4 +192,81 @@ pub fn shared() -> Arc<RedisServer> {
 /// A key prefix no other test uses.
 pub fn unique_prefix(name: &str) -> String {
     format!("test:{name}:{}:", uuid::Uuid::new_v4().simple())
+}
+
+/// A Redis Cluster of three masters (no replicas) on free 127.0.0.1 ports, each a
+/// [`RedisServer`] started with `--cluster-enabled yes`, joined with
+/// `redis-cli --cluster create ... --cluster-yes`. Ready when every node reports
+/// `cluster_state:ok` (within 30 s, else the test fails); every node is killed on drop.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| RedisServer::launch_as(false, true))
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = Command::new("timeout")
+            .args(["30", "redis-cli", "--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli must be on PATH");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for node in &nodes {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &node.port.to_string(), "cluster", "info"])
+                    .output()
+                    .expect("redis-cli runs");
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster did not become ready"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        RedisCluster { nodes }
+    }
+
+    /// One node's URL: the cluster client finds the others from it.
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    /// Each node's port.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port).collect()
+    }
+}
+
+static SHARED_CLUSTER: Mutex<Weak<RedisCluster>> = Mutex::new(Weak::new());
+
+/// One cluster shared by the tests running at the same time (each with its own hash-tagged
+/// prefix, [`unique_tagged_prefix`]); stopped when the last test holding it finishes.
+pub fn shared_cluster() -> Arc<RedisCluster> {
+    let mut slot = SHARED_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(cluster) = slot.upgrade() {
+        return cluster;
+    }
+    let cluster = Arc::new(RedisCluster::start());
+    *slot = Arc::downgrade(&cluster);
+    cluster
+}
+
+/// A key prefix no other test uses, with a hash tag: every key of the store in one slot.
+pub fn unique_tagged_prefix(name: &str) -> String {
+    format!("{{test:{name}:{}}}:", uuid::Uuid::new_v4().simple())
 }

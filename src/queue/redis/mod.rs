@@ -2,8 +2,10 @@
 //!
 //! # Key layout
 //! Every key starts with the configured prefix `P` (tests give each case its own prefix, so they can
-//! share one redis-server; for Redis Cluster put a hash tag in the prefix, e.g. `{gw}:`, since the
-//! scripts derive key names from it).
+//! share one redis-server). On Redis Cluster ([`RedisOptions::cluster`]) the prefix holds a hash
+//! tag, e.g. `{gw}:`: the scripts derive key names from it, so every key they touch is in the
+//! tag's one slot, and each script declares one key of that slot so the cluster connection sends
+//! it to the slot's master.
 //!
 //! | key                     | type   | holds                                                       |
 //! |-------------------------|--------|-------------------------------------------------------------|
@@ -102,6 +104,7 @@ use std::time::Duration;
 
 use deadpool_redis::{Hook, Pool, Runtime};
 use redis::aio::MultiplexedConnection;
+use redis::cluster_async::ClusterConnection;
 use redis::{AsyncCommands, Script};
 
 use super::protocol;
@@ -119,6 +122,9 @@ pub struct RedisOptions {
     pub connect_timeout: Duration,
     /// Timeout for one command or script reply (redis-rs defaults to 500 ms).
     pub response_timeout: Duration,
+    /// The URL names one node of a Redis Cluster: one cluster connection (multiplexed, following
+    /// `MOVED`/`ASK` and failovers) replaces the pool. The prefix must hold a hash tag.
+    pub cluster: bool,
 }
 
 impl Default for RedisOptions {
@@ -128,15 +134,68 @@ impl Default for RedisOptions {
             wait_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(2),
+            cluster: false,
         }
     }
+}
+
+/// A connection to one Redis server (from the pool) or to a Redis Cluster. Every key of a
+/// deployment is in one hash slot (the prefix's hash tag), so a cluster connection sends every
+/// command and script to the one master holding that slot, wherever it is at the moment.
+#[derive(Clone)]
+pub enum Conn {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// What a store connects through.
+#[derive(Clone)]
+enum Backend {
+    Pool(Pool),
+    /// The cluster client and its one shared connection (made on first use, replaced after a
+    /// connection failure).
+    Cluster(
+        Arc<redis::cluster::ClusterClient>,
+        Arc<tokio::sync::Mutex<Option<(u64, ClusterConnection)>>>,
+    ),
 }
 
 thread_local! {
     /// Each thread's connection per store (see "Failure behaviour"), by [`RedisStore::id`], with
     /// the store's connection generation it was made in. An entry lives until its generation is
     /// retired or its thread ends.
-    static CONNECTIONS: RefCell<HashMap<u64, (u64, MultiplexedConnection)>> = RefCell::default();
+    static CONNECTIONS: RefCell<HashMap<u64, (u64, Conn)>> = RefCell::default();
 }
 
 static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(0);
@@ -144,7 +203,7 @@ static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(0);
 /// The Redis job store. Cheap to clone (the pool is shared).
 #[derive(Clone)]
 pub struct RedisStore {
-    pool: Pool,
+    backend: Backend,
     /// Names this store's connections in [`CONNECTIONS`]; clones share it.
     id: u64,
     /// Bumped when a call fails on its connection: every thread's older connection is retired.
@@ -197,22 +256,34 @@ impl RedisStore {
         options: RedisOptions,
     ) -> StoreResult<RedisStore> {
         let response_timeout = options.response_timeout;
-        let pool = deadpool_redis::Config::from_url(url)
-            .builder()
-            .map_err(|e| unavailable(format!("invalid configuration: {e}")))?
-            .max_size(options.pool_size.max(1))
-            .wait_timeout(Some(options.wait_timeout))
-            .create_timeout(Some(options.connect_timeout))
-            .recycle_timeout(Some(options.response_timeout))
-            .runtime(Runtime::Tokio1)
-            .post_create(Hook::sync_fn(move |conn, _| {
-                conn.set_response_timeout(response_timeout);
-                Ok(())
-            }))
-            .build()
-            .map_err(|e| unavailable(format!("cannot build the connection pool: {e}")))?;
+        let backend = if options.cluster {
+            let client = redis::cluster::ClusterClient::builder(vec![url])
+                .connection_timeout(options.connect_timeout)
+                .response_timeout(response_timeout)
+                .retries(2)
+                .build()
+                .map_err(|e| unavailable(format!("invalid cluster configuration: {e}")))?;
+            Backend::Cluster(Arc::new(client), Arc::default())
+        } else {
+            Backend::Pool(
+                deadpool_redis::Config::from_url(url)
+                    .builder()
+                    .map_err(|e| unavailable(format!("invalid configuration: {e}")))?
+                    .max_size(options.pool_size.max(1))
+                    .wait_timeout(Some(options.wait_timeout))
+                    .create_timeout(Some(options.connect_timeout))
+                    .recycle_timeout(Some(options.response_timeout))
+                    .runtime(Runtime::Tokio1)
+                    .post_create(Hook::sync_fn(move |conn, _| {
+                        conn.set_response_timeout(response_timeout);
+                        Ok(())
+                    }))
+                    .build()
+                    .map_err(|e| unavailable(format!("cannot build the connection pool: {e}")))?,
+            )
+        };
         Ok(RedisStore {
-            pool,
+            backend,
             id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
             generation: Arc::default(),
             prefix: key_prefix.to_owned(),
@@ -237,10 +308,28 @@ impl RedisStore {
         protocol::job_key(&self.prefix, &id.to_string())
     }
 
-    /// This thread's connection, taking one out of the pool when there is none.
-    async fn connection(&self) -> StoreResult<MultiplexedConnection> {
+    /// This thread's connection, taking one out of the pool when there is none; with a cluster,
+    /// the store's one cluster connection.
+    async fn connection(&self) -> StoreResult<Conn> {
         let generation = self.generation.load(Ordering::Acquire);
-        let current = |m: &HashMap<u64, (u64, MultiplexedConnection)>| {
+        let pool = match &self.backend {
+            Backend::Pool(pool) => pool,
+            Backend::Cluster(client, shared) => {
+                let mut slot = shared.lock().await;
+                if let Some((made_in, conn)) = slot.as_ref()
+                    && *made_in == generation
+                {
+                    return Ok(Conn::Cluster(conn.clone()));
+                }
+                let conn = client
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| unavailable(format!("cannot connect to the cluster: {e}")))?;
+                *slot = Some((generation, conn.clone()));
+                return Ok(Conn::Cluster(conn));
+            }
+        };
+        let current = |m: &HashMap<u64, (u64, Conn)>| {
             m.get(&self.id)
                 .filter(|(made_in, _)| *made_in == generation)
                 .map(|(_, c)| c.clone())
@@ -248,8 +337,8 @@ impl RedisStore {
         if let Some(c) = CONNECTIONS.with_borrow(current) {
             return Ok(c);
         }
-        let pooled = self.pool.get().await.map_err(unavailable)?;
-        let conn = deadpool_redis::Connection::take(pooled);
+        let pooled = pool.get().await.map_err(unavailable)?;
+        let conn = Conn::Single(deadpool_redis::Connection::take(pooled));
         // Another call on this thread may have been quicker: use its connection, drop this one.
         Ok(CONNECTIONS.with_borrow_mut(|m| {
             current(m).unwrap_or_else(|| {
@@ -279,7 +368,7 @@ impl RedisStore {
     /// [`StoreError::OutcomeUnknown`]: Redis may have run it.
     async fn with_conn<T, F, Fut>(&self, call: Call, f: F) -> StoreResult<T>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let sent = std::sync::atomic::AtomicBool::new(false);
@@ -356,6 +445,10 @@ impl RedisStore {
         let prefix = self.prefix.clone();
         self.with_conn(call, move |mut conn| {
             let mut inv = script.prepare_invoke();
+            // The scripts build their key names from the prefix (ARGV[1]); this one declared
+            // key, in the prefix's hash slot, is what routes the script to that slot's master on
+            // Redis Cluster. The scripts do not read KEYS.
+            inv.key(format!("{prefix}{}", protocol::FIXED_KEYS[0].segment));
             inv.arg(&prefix);
             for a in &args {
                 inv.arg(a);
