@@ -103,7 +103,13 @@ pub mod metrics {
     /// One site API request answered.
     pub fn http_request(route: &str, method: &str, status: u16, elapsed: Duration) {
         let route = route.to_owned();
-        let method = method.to_owned();
+        // The method is the client's text: any token is a valid HTTP method, so only the
+        // standard ones (RFC 9110 §9) become label values, keeping the series bounded.
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE"
+            | "PATCH" => method.to_owned(),
+            _ => "other".to_owned(),
+        };
         metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method.clone(), "status_class" => status_class(status))
             .increment(1);
         metrics::histogram!(HTTP_DURATION, "route" => route, "method" => method)

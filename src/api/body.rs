@@ -95,6 +95,32 @@ impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJsonBody<T
     }
 }
 
+/// The body of an operation that takes none (`done`, `retry`, `cancel`): empty, or only
+/// whitespace, whatever its content type; anything else is a 400 `invalid_json`, rather than a
+/// body silently ignored.
+#[derive(Debug)]
+pub struct NoBody;
+
+impl FromRequest for NoBody {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let bytes = web::Bytes::from_request(req, payload);
+        let limit = body_limit(req);
+        Box::pin(async move {
+            let bytes = bytes.await.map_err(|e| unreadable(&e, limit))?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                Ok(NoBody)
+            } else {
+                Err(ApiError::InvalidJson(
+                    "this operation takes no body; send none".into(),
+                ))
+            }
+        })
+    }
+}
+
 /// A JSON object inside a body, read as `T`: an array (or any other value) in its place is an
 /// error, where serde's derived `Deserialize` for a struct would also take an array.
 #[derive(Clone, Debug)]

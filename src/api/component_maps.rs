@@ -11,10 +11,10 @@ use utoipa::openapi::{RefOr, schema::AdditionalProperties};
 /// A component type: 1–100 of `A-Z a-z 0-9 _ - .` ([`crate::domain::ComponentType::parse`]).
 const COMPONENT_TYPE_PATTERN: &str = "^[A-Za-z0-9_.-]{1,100}$";
 
-/// A decimal amount as text: 1–18 digits and an optional fraction. The server also takes an
-/// exponent ([`crate::domain::Amount::parse_text`]); the document gives the plain form only, so
-/// that anything it allows, the server accepts.
-const AMOUNT_TEXT_PATTERN: &str = "^[0-9]{1,18}(\\.[0-9]+)?$";
+/// A decimal amount as text, exactly the grammar [`crate::domain::Amount::parse_text`] reads:
+/// JSON's number grammar without its restriction on leading zeros. Negative values other than
+/// zero and more than 18 digits before the point are refused with 422.
+const AMOUNT_TEXT_PATTERN: &str = "^-?[0-9]+(\\.[0-9]+)?([eE][+-]?[0-9]+)?$";
 
 fn component_map(value: Schema, description: &str, example: serde_json::Value) -> RefOr<Schema> {
     RefOr::T(Schema::Object(
@@ -52,8 +52,9 @@ impl utoipa::PartialSchema for UsageAmounts {
                     .pattern(Some(AMOUNT_TEXT_PATTERN)),
             )
             .description(Some(
-                "A JSON number or a decimal string, not negative, at most 18 digits before the \
-                 point; more than two decimals are rounded half-to-even",
+                "A JSON number or a decimal string (`12.5`, `1520.25`, `1e3`), not negative (`-0` \
+                 is zero), at most 18 digits before the point; more than two decimals are \
+                 rounded half-to-even",
             ))
             .build();
         component_map(

@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::AppState;
+use super::body::NoBody;
 use super::responses::JobErrors;
 use crate::auth::{Scope, SiteIdentity};
 use crate::error::{ApiError, Problem};
@@ -147,6 +148,25 @@ async fn visible_job(
     Ok(job)
 }
 
+/// The job, if the site may change it: its own (or any, with `jobs:admin`), and the token grants
+/// the scope that queues its operation (`usage:write` for `usage.report`...): a `read`-only
+/// token may look at jobs, not cancel or retry them.
+async fn changeable_job(
+    state: &AppState,
+    identity: &SiteIdentity,
+    id: Uuid,
+) -> Result<JobRecord, ApiError> {
+    let job = visible_job(state, identity, id).await?;
+    match crate::domain::operations::Operation::scope_of(&job.operation) {
+        Some(scope) if identity.has(scope) || identity.has(Scope::JobsAdmin) => Ok(job),
+        Some(scope) => Err(ApiError::MissingScope(scope)),
+        None => Err(ApiError::internal(format!(
+            "job {} has an unknown operation `{}`",
+            job.id, job.operation
+        ))),
+    }
+}
+
 /// One job.
 #[utoipa::path(
     context_path = "/v1",
@@ -271,6 +291,8 @@ pub async fn list_jobs(
     params(("id" = Uuid, Path, description = "The job id, from the answer to a write (no example: a fresh gateway has no jobs)")),
     responses(
         (status = 202, body = JobView, description = "Queued again"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "A body was sent; this operation takes none"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "The token lacks the scope that queues the job's operation (`usage:write` for `usage.report`...)"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "Not failed or dead, or a usage report a newer report of the same resource and month has replaced"),
         JobErrors,
     )
@@ -280,8 +302,9 @@ pub async fn retry_job(
     identity: SiteIdentity,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
+    _no_body: NoBody,
 ) -> Result<HttpResponse, ApiError> {
-    let job = visible_job(&state, &identity, id.into_inner()).await?;
+    let job = changeable_job(&state, &identity, id.into_inner()).await?;
     let job = state.store.retry(job.id).await?;
     state.wake.notify_one();
     Ok(HttpResponse::Accepted()
@@ -300,6 +323,8 @@ pub async fn retry_job(
     params(("id" = Uuid, Path, description = "The job id, from the answer to a write (no example: a fresh gateway has no jobs)")),
     responses(
         (status = 200, body = JobView, description = "Canceled"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "A body was sent; this operation takes none"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "The token lacks the scope that queues the job's operation (`usage:write` for `usage.report`...)"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "Running or finished"),
         JobErrors,
     )
@@ -309,8 +334,9 @@ pub async fn cancel_job(
     identity: SiteIdentity,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
+    _no_body: NoBody,
 ) -> Result<HttpResponse, ApiError> {
-    let job = visible_job(&state, &identity, id.into_inner()).await?;
+    let job = changeable_job(&state, &identity, id.into_inner()).await?;
     let job = state.store.cancel(job.id).await?;
     Ok(HttpResponse::Ok().json(JobView::from(job)))
 }

@@ -6,7 +6,7 @@
 //! leads (approve: `executing`, `done` or `pending-start-date`; reject: `rejected`; done: `done`;
 //! erred: `erred`) is success, anything else fails the job with Waldur's reason and the state.
 
-use crate::api::body::{JsonBody, OptionalJsonBody};
+use crate::api::body::{JsonBody, NoBody, OptionalJsonBody};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -174,6 +174,7 @@ pub async fn order_done(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
+    _no_body: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     queue_transition(&state, &identity, &req, &path, Value::Null, |order_uuid| {
         Operation::OrderDone(OrderDone { order_uuid })

@@ -242,15 +242,32 @@ impl SiteRegistry {
     }
 }
 
-/// `scope` is a space-separated string (RFC 8693) or an array of strings; unknown scopes are
-/// ignored so a newer issuer does not lock out an older gateway.
+/// `scope` is a string of scope tokens separated by spaces (RFC 8693 §4.2, RFC 6749 §3.3: one
+/// space, U+0020, and each token printable ASCII other than `"` and `\\`) or an array of such
+/// tokens; anything else in it (a tab, a newline, a no-break space...) refuses the token.
+/// Unknown but well-formed scopes are ignored so a newer issuer does not lock out an older
+/// gateway.
 fn parse_scopes(value: Option<&serde_json::Value>) -> Result<BTreeSet<Scope>, TokenRejection> {
+    let scope_token = |t: &str| {
+        t.bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+    };
     let names: Vec<&str> = match value {
         None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(serde_json::Value::String(s)) => s.split_whitespace().collect(),
+        Some(serde_json::Value::String(s)) => {
+            let names: Vec<&str> = s.split(' ').filter(|t| !t.is_empty()).collect();
+            if !names.iter().all(|t| scope_token(t)) {
+                return Err(TokenRejection::InvalidClaims);
+            }
+            names
+        }
         Some(serde_json::Value::Array(items)) => items
             .iter()
-            .map(|v| v.as_str().ok_or(TokenRejection::InvalidClaims))
+            .map(|v| {
+                v.as_str()
+                    .filter(|t| !t.is_empty() && scope_token(t))
+                    .ok_or(TokenRejection::InvalidClaims)
+            })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(TokenRejection::InvalidClaims),
     };

@@ -149,6 +149,23 @@ impl Operation {
         self.into()
     }
 
+    /// The scope a site needs to queue an operation named `name` (an [`Operation::name`]), and
+    /// so to retry or cancel its job; `None` for a name that is not an operation.
+    pub fn scope_of(name: &str) -> Option<super::Scope> {
+        use super::Scope;
+        let family = name.split('.').next()?;
+        let scope = match family {
+            "usage" => Scope::UsageWrite,
+            "order" => Scope::OrdersWrite,
+            "resource" => Scope::ResourcesWrite,
+            "offering_user" | "user" => Scope::UsersWrite,
+            _ => return None,
+        };
+        <Operation as strum::VariantNames>::VARIANTS
+            .contains(&name)
+            .then_some(scope)
+    }
+
     /// The upstream object this operation changes: its jobs are delivered one at a time.
     pub fn object_key(&self) -> String {
         match self {

@@ -793,3 +793,111 @@ async fn every_kind_of_bad_token_is_refused_and_stores_nothing() {
     }
     no_jobs(&app, &good).await;
 }
+
+/// Cancel and retry change what reaches Puhuri: they need the scope that queues the job's
+/// operation, not just a token of the site; and operations that take no body refuse one.
+#[tokio::test]
+async fn cancel_and_retry_need_the_operations_scope_and_take_no_body() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let body = json!({"resource_uuid": demo::RESOURCE_OK_UUID, "usages": {"cpu_k_hours": 4}});
+    let job = accepted(app.post_usage(&token, &body).await).await;
+    let read_only = crate::site_helpers::alpha_token_with("read");
+    for action in ["cancel", "retry"] {
+        let response = app
+            .client
+            .post(app.url(&format!("/v1/jobs/{job}/{action}")))
+            .bearer_auth(&read_only)
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(response, 403, "insufficient_scope").await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("usage:write"),
+            "{problem}"
+        );
+    }
+    assert_eq!(app.job(&token, &job).await["state"], "queued");
+    // A body where none is taken: refused, and the job is untouched.
+    for path in [
+        format!("/v1/jobs/{job}/cancel"),
+        format!("/v1/jobs/{job}/retry"),
+        format!("/v1/orders/{}/done", demo::ORDER_EXECUTING_UUID),
+    ] {
+        let response = app
+            .client
+            .post(app.url(&path))
+            .bearer_auth(&token)
+            .header("Content-Type", "text/plain")
+            .body("please")
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, 400, "invalid_json").await;
+    }
+    assert_eq!(app.job(&token, &job).await["state"], "queued");
+    let jobs: Value = app.get_as("/v1/jobs", &token).await.json().await.unwrap();
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(1), "{jobs}");
+    // With the scope, the same cancel works.
+    let response = app
+        .client
+        .post(app.url(&format!("/v1/jobs/{job}/cancel")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// A method label is one of HTTP's standard methods or `other`: a client cannot add series.
+#[tokio::test]
+async fn unknown_methods_do_not_grow_the_metrics() {
+    let app = spawn_manual_app().await;
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("M{i}X").as_bytes()).unwrap();
+        let _ = app
+            .client
+            .request(method, app.url("/healthz"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("M0X") && !metrics.contains("M19X"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"method="other""#));
+}
+
+/// Limits are whole numbers as JSON counts them: `2000.0` is 2000.
+#[tokio::test]
+async fn a_whole_number_written_with_a_point_is_a_limit() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let path = format!("/v1/resources/{}/limits", demo::RESOURCE_OK_UUID);
+    let response = crate::site_helpers::put_json(
+        &app,
+        &path,
+        &token,
+        &json!({"limits": {"cpu_k_hours": 2000.0}}),
+    )
+    .await;
+    accepted(response).await;
+    let response = crate::site_helpers::put_json(
+        &app,
+        &path,
+        &token,
+        &json!({"limits": {"cpu_k_hours": 2000.5}}),
+    )
+    .await;
+    assert_problem(response, 422, "validation_failed").await;
+}

@@ -261,7 +261,14 @@ pub async fn set_limits(
     }
     let mut limits = BTreeMap::new();
     for (type_, value) in &request.limits {
-        match value.as_u64() {
+        // A whole number as JSON Schema counts it (RFC 8259 numbers: `2000` and `2000.0` alike).
+        let whole = value.as_u64().or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 9_007_199_254_740_992.0)
+                .map(|f| f as u64)
+        });
+        match whole {
             Some(n) => {
                 limits.insert(type_.clone(), n);
             }
