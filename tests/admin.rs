@@ -511,6 +511,7 @@ async fn open_store_redis_never_shows_the_url() {
         pool_size: 4,
         pool_wait_timeout: Duration::from_millis(300),
         cluster: false,
+        wait_replicas: 0,
     };
     let store = open_store(&config, None).await.unwrap();
     let e = store.ping().await.expect_err("unreachable").to_string();

@@ -1222,6 +1222,100 @@ async fn concurrent_workers_keep_order_and_limits(store: &dyn JobStore) {
 // ---------------------------------------------------------------------------------------------
 // Redis durability and failure
 
+/// The value after `field` in `redis-cli`'s line-per-item output of a map.
+fn field_after(output: &str, field: &str) -> Option<String> {
+    let mut lines = output.lines();
+    lines.find(|l| l.trim() == field)?;
+    lines.next().map(|l| l.trim().to_string())
+}
+
+/// Sentinel: a master with two durable replicas (`appendfsync always`) and a sentinel. The store
+/// connects through `redis+sentinel://` and has each write confirmed by a replica
+/// (`wait_replicas = 1`). Writes keep coming while the master is killed: the sentinel promotes a
+/// replica, the same store finds the new master by itself (no new store, no restart), and every
+/// job it acknowledged, before and after the failover, is there.
+#[tokio::test]
+async fn sentinel_failover_loses_nothing_acknowledged_and_the_store_recovers() {
+    use support::redis::{Sentinel, cli};
+    let (mut master, _replicas, sentinel) = tokio::task::spawn_blocking(|| {
+        let master = RedisServer::start_durable();
+        let replicas = [
+            RedisServer::start_replica_of(master.port()),
+            RedisServer::start_replica_of(master.port()),
+        ];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cli(master.port(), &["info", "replication"]).contains("connected_slaves:2") {
+            assert!(Instant::now() < deadline, "the replicas did not connect");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let sentinel = Sentinel::start(master.port(), "gw");
+        while field_after(&sentinel.ask(&["sentinel", "master", "gw"]), "num-slaves").as_deref()
+            != Some("2")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the sentinel did not find the replicas"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (master, replicas, sentinel)
+    })
+    .await
+    .unwrap();
+    let options = RedisOptions {
+        wait_timeout: Duration::from_millis(500),
+        connect_timeout: Duration::from_millis(500),
+        response_timeout: Duration::from_millis(500),
+        wait_replicas: 1,
+        ..RedisOptions::default()
+    };
+    let url = format!("redis+sentinel://127.0.0.1:{}/gw", sentinel.port());
+    let store = RedisStore::connect(&url, &unique_prefix("sentinel"), options)
+        .await
+        .unwrap();
+    let mut acknowledged = Vec::new();
+    let mut not_acknowledged = 0;
+    let mut n = 0;
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let mut killed_at = None;
+    while acknowledged.len() < 60 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} writes acknowledged ({not_acknowledged} not)",
+            acknowledged.len()
+        );
+        if acknowledged.len() == 30 && killed_at.is_none() {
+            master.stop();
+            killed_at = Some(Instant::now());
+        }
+        n += 1;
+        match store.enqueue(job("alpha", "usage", &format!("r{n}"))).await {
+            Ok(EnqueueOutcome::Created(r)) => acknowledged.push(r.id),
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => {
+                not_acknowledged += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let named = sentinel.ask(&["sentinel", "get-master-addr-by-name", "gw"]);
+    assert!(
+        !named.lines().any(|l| l.trim() == master.port().to_string()),
+        "the sentinel still names the killed master: {named}"
+    );
+    for id in &acknowledged {
+        assert!(
+            store.get(*id).await.unwrap().is_some(),
+            "acknowledged job {id} was lost in the failover"
+        );
+    }
+    eprintln!(
+        "failover: 60 acknowledged, {not_acknowledged} not acknowledged while the master was \
+         gone, the 60th {:?} after the kill",
+        killed_at.unwrap().elapsed()
+    );
+}
+
 #[tokio::test]
 async fn redis_kill_during_enqueues_keeps_every_acknowledged_job() {
     let server = std::sync::Arc::new(std::sync::Mutex::new(RedisServer::start_durable()));

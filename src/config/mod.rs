@@ -101,6 +101,8 @@ pub enum StoreConfig {
         pool_wait_timeout: Duration,
         /// `url` is a node of a Redis Cluster; `key_prefix` holds a hash tag.
         cluster: bool,
+        /// Replicas that must confirm each write (`WAIT`).
+        wait_replicas: u32,
     },
 }
 

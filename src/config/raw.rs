@@ -104,6 +104,11 @@ pub struct RawRedis {
     /// then hold a hash tag (`{...}`), so every key of the deployment is in one hash slot.
     #[serde(default)]
     pub cluster: bool,
+    /// After each write, wait until this many replicas confirm it (Redis `WAIT`, at most 2 s);
+    /// fewer is answered 503 `store_outcome_unknown`, not acknowledged. Set it with Sentinel (or
+    /// any replicated Redis) so an acknowledged job survives a failover.
+    #[serde(default)]
+    pub wait_replicas: u32,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -197,6 +202,7 @@ impl Default for RawConfig {
                 pool_size: 32,
                 pool_wait_timeout: Duration::from_secs(2),
                 cluster: false,
+                wait_replicas: 0,
             },
             auth: AuthConfig {
                 max_token_lifetime: Duration::from_secs(30 * 24 * 3600),

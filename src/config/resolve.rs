@@ -83,13 +83,25 @@ pub(super) fn resolve_store(raw: RawRedis, data_dir: &Path) -> Result<StoreConfi
             dir: data_dir.to_path_buf(),
         });
     };
-    let parsed = url::Url::parse(url.expose_secret())
-        .map_err(|_| key_error("redis.url", "not a URL (expected redis://host:port/db)"))?;
-    if !matches!(parsed.scheme(), "redis" | "rediss" | "redis+unix" | "unix") {
-        return Err(key_error(
-            "redis.url",
-            "must start with redis://, rediss:// or unix://",
-        ));
+    match crate::queue::redis::SentinelUrl::parse(url.expose_secret()) {
+        Some(Err(m)) => return Err(key_error("redis.url", m)),
+        Some(Ok(_)) if raw.cluster => {
+            return Err(key_error(
+                "redis.cluster",
+                "cannot be combined with a redis+sentinel:// URL",
+            ));
+        }
+        Some(Ok(_)) => {}
+        None => {
+            let parsed = url::Url::parse(url.expose_secret())
+                .map_err(|_| key_error("redis.url", "not a URL (expected redis://host:port/db)"))?;
+            if !matches!(parsed.scheme(), "redis" | "rediss" | "redis+unix" | "unix") {
+                return Err(key_error(
+                    "redis.url",
+                    "must start with redis://, rediss://, redis+sentinel:// or unix://",
+                ));
+            }
+        }
     }
     if raw.pool_size == 0 {
         return Err(key_error("redis.pool_size", "must be at least 1"));
@@ -107,6 +119,7 @@ pub(super) fn resolve_store(raw: RawRedis, data_dir: &Path) -> Result<StoreConfi
         pool_size: raw.pool_size,
         pool_wait_timeout: raw.pool_wait_timeout,
         cluster: raw.cluster,
+        wait_replicas: raw.wait_replicas,
     })
 }
 

@@ -49,11 +49,13 @@ pub async fn open_store(
             pool_size,
             pool_wait_timeout,
             cluster,
+            wait_replicas,
         } => {
             let options = RedisOptions {
                 pool_size: pool_size_override.unwrap_or(*pool_size).max(1),
                 wait_timeout: *pool_wait_timeout,
                 cluster: *cluster,
+                wait_replicas: *wait_replicas,
                 ..RedisOptions::default()
             };
             let prefix = redis_prefix(key_prefix);
@@ -103,10 +105,13 @@ pub fn redis_prefix(configured: &str) -> String {
 
 /// Remove the URL and its password from an error message, should a library have quoted them.
 fn redact(e: StoreError, url: &str) -> StoreError {
-    let password = url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.password().map(str::to_owned))
-        .filter(|p| !p.is_empty());
+    let password = match super::redis::SentinelUrl::parse(url) {
+        Some(parsed) => parsed.ok().and_then(|p| p.password),
+        None => url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.password().map(str::to_owned)),
+    }
+    .filter(|p| !p.is_empty());
     let clean = |msg: String| {
         let mut msg = msg.replace(url, "<redis.url>");
         if let Some(p) = &password {

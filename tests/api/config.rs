@@ -260,3 +260,51 @@ fn a_cluster_store_needs_a_hash_tag_in_its_prefix() {
         puhuri_gateway::config::StoreConfig::Redis { cluster: true, .. }
     ));
 }
+
+/// `redis+sentinel://host:port[,host:port]/service[/db]`: checked at start, never quoted back.
+#[test]
+fn sentinel_urls_are_read_and_bad_ones_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = |url: &str, extra: &str| {
+        format!(
+            "{}\n[redis]\nurl = \"{url}\"\n{extra}",
+            base_config_toml(dir.path())
+        )
+    };
+    let good = "redis+sentinel://:s3cret-pass@127.0.0.1:26379,127.0.0.1:26380/gw/2";
+    let config = load_config(&redis(good, "wait_replicas = 1\n"), dir.path()).unwrap();
+    assert!(matches!(
+        config.store,
+        puhuri_gateway::config::StoreConfig::Redis {
+            wait_replicas: 1,
+            ..
+        }
+    ));
+    let parsed = puhuri_gateway::queue::redis::SentinelUrl::parse(good)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        parsed.sentinels,
+        [
+            ("127.0.0.1".to_string(), 26379),
+            ("127.0.0.1".to_string(), 26380)
+        ]
+    );
+    assert_eq!((parsed.service.as_str(), parsed.db), ("gw", 2));
+    assert_eq!(parsed.password.as_deref(), Some("s3cret-pass"));
+    for (bad, why) in [
+        ("redis+sentinel://:s3cret-pass@127.0.0.1:26379", "service"),
+        ("redis+sentinel://:s3cret-pass@127.0.0.1/gw", "host:port"),
+        ("redis+sentinel://:s3cret-pass@127.0.0.1:x/gw", "port"),
+        ("redis+sentinel://:s3cret-pass@127.0.0.1:1//", "service"),
+    ] {
+        let err = load_config(&redis(bad, ""), dir.path()).unwrap_err();
+        assert!(
+            err.contains("redis.url") && err.contains(why),
+            "{bad}: {err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+    let err = load_config(&redis(good, "cluster = true\n"), dir.path()).unwrap_err();
+    assert!(err.contains("redis.cluster"), "{err}");
+}

@@ -14,6 +14,8 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     durable: bool,
     cluster: bool,
+    /// Further arguments (e.g. `--replicaof`).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -33,6 +35,23 @@ impl RedisServer {
     }
 
     fn launch_as(durable: bool, cluster: bool) -> RedisServer {
+        Self::launch_with(durable, cluster, Vec::new())
+    }
+
+    /// A durable replica of the server on `master_port` (127.0.0.1).
+    pub fn start_replica_of(master_port: u16) -> RedisServer {
+        Self::launch_with(
+            true,
+            false,
+            vec![
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                master_port.to_string(),
+            ],
+        )
+    }
+
+    fn launch_with(durable: bool, cluster: bool, extra: Vec<String>) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir for redis-server");
         let mut server = RedisServer {
             child: None,
@@ -40,6 +59,7 @@ impl RedisServer {
             dir,
             durable,
             cluster,
+            extra,
         };
         // a freshly chosen port can be taken by someone else before redis binds it: try a few
         for _ in 0..5 {
@@ -63,6 +83,7 @@ impl RedisServer {
         } else {
             cmd.args(["--appendonly", "no"]);
         }
+        cmd.args(&self.extra);
         if self.cluster {
             cmd.args([
                 "--cluster-enabled",
@@ -269,4 +290,82 @@ pub fn shared_cluster() -> Arc<RedisCluster> {
 /// A key prefix no other test uses, with a hash tag: every key of the store in one slot.
 pub fn unique_tagged_prefix(name: &str) -> String {
     format!("{{test:{name}:{}}}:", uuid::Uuid::new_v4().simple())
+}
+
+/// A Redis Sentinel (`redis-server sentinel.conf --sentinel`) on a free 127.0.0.1 port watching
+/// the master on `master_port` as `service`, alone (quorum 1), declaring it down after 1 s. Killed
+/// on drop (this harness's own child, by its pid).
+pub struct Sentinel {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    pub fn start(master_port: u16, service: &str) -> Sentinel {
+        let dir = tempfile::tempdir().expect("temp dir for the sentinel");
+        let port = free_port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                 sentinel monitor {service} 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds {service} 1000\n\
+                 sentinel failover-timeout {service} 10000\n\
+                 sentinel parallel-syncs {service} 2\n",
+                dir = dir.path().display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .args(["--sentinel", "--loglevel", "warning", "--daemonize", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be on PATH");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ping(port) {
+            assert!(Instant::now() < deadline, "the sentinel did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Sentinel {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// What `redis-cli -p <sentinel> <args>` prints.
+    pub fn ask(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What `redis-cli -p <port> <args>` prints.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -125,6 +125,10 @@ pub struct RedisOptions {
     /// The URL names one node of a Redis Cluster: one cluster connection (multiplexed, following
     /// `MOVED`/`ASK` and failovers) replaces the pool. The prefix must hold a hash tag.
     pub cluster: bool,
+    /// After every write, wait for this many replicas to confirm it (`WAIT`), at most
+    /// `response_timeout`; fewer is [`StoreError::OutcomeUnknown`]: not acknowledged. With
+    /// Sentinel, what was acknowledged then survives the master's loss.
+    pub wait_replicas: u32,
 }
 
 impl Default for RedisOptions {
@@ -135,7 +139,81 @@ impl Default for RedisOptions {
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(2),
             cluster: false,
+            wait_replicas: 0,
         }
+    }
+}
+
+/// A `redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]` URL: the
+/// sentinels to ask, the monitored service's name, and the database and credentials for the
+/// master they name. `None` for any other URL; `Err` says what is wrong with a sentinel URL
+/// (never quoting it: it may hold a password).
+pub struct SentinelUrl {
+    pub sentinels: Vec<(String, u16)>,
+    pub service: String,
+    pub db: i64,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl SentinelUrl {
+    pub fn parse(url: &str) -> Option<Result<SentinelUrl, String>> {
+        let rest = url.strip_prefix("redis+sentinel://")?;
+        Some(Self::parse_rest(rest))
+    }
+
+    fn parse_rest(rest: &str) -> Result<SentinelUrl, String> {
+        let (authority, path) = rest.split_once('/').ok_or(
+            "a sentinel URL names the service after the hosts: redis+sentinel://host:port/service",
+        )?;
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let decode = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let (username, password) = match userinfo {
+            None => (None, None),
+            Some(u) => match u.split_once(':') {
+                Some((user, pass)) => {
+                    ((!user.is_empty()).then(|| decode(user)), Some(decode(pass)))
+                }
+                None => (Some(decode(u)), None),
+            },
+        };
+        let mut sentinels = Vec::new();
+        for host in hosts.split(',') {
+            let (name, port) = host.rsplit_once(':').ok_or("each sentinel is host:port")?;
+            let port: u16 = port
+                .parse()
+                .map_err(|_| "a sentinel's port is not a number")?;
+            if name.is_empty() {
+                return Err("a sentinel's host is empty".into());
+            }
+            sentinels.push((name.trim_matches(['[', ']']).to_string(), port));
+        }
+        let mut parts = path.trim_end_matches('/').splitn(2, '/');
+        let service = parts.next().unwrap_or_default().to_string();
+        if service.is_empty() {
+            return Err("the service name after the hosts is empty".into());
+        }
+        let db = match parts.next() {
+            None | Some("") => 0,
+            Some(d) => d
+                .parse()
+                .map_err(|_| "the database after the service is not a number")?,
+        };
+        Ok(SentinelUrl {
+            sentinels,
+            service,
+            db,
+            username,
+            password,
+        })
     }
 }
 
@@ -179,6 +257,13 @@ impl redis::aio::ConnectionLike for Conn {
     }
 }
 
+/// The sentinel client and the connection to the master it named last, with the connection
+/// generation it was made in.
+type SentinelState = (
+    redis::sentinel::SentinelClient,
+    Option<(u64, MultiplexedConnection)>,
+);
+
 /// What a store connects through.
 #[derive(Clone)]
 enum Backend {
@@ -189,6 +274,9 @@ enum Backend {
         Arc<redis::cluster::ClusterClient>,
         Arc<tokio::sync::Mutex<Option<(u64, ClusterConnection)>>>,
     ),
+    /// The sentinels, asked for the current master whenever the connection is replaced (after
+    /// a failure, or a `READONLY` answer from a master that was demoted), and that connection.
+    Sentinel(Arc<tokio::sync::Mutex<SentinelState>>),
 }
 
 thread_local! {
@@ -213,6 +301,10 @@ pub struct RedisStore {
     delivered_ttl: Duration,
     /// Overall deadline of one call (waiting for a connection, connecting, replies).
     deadline: Duration,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    /// Replicas that must confirm each write ([`RedisOptions::wait_replicas`]).
+    wait_replicas: u32,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -256,7 +348,30 @@ impl RedisStore {
         options: RedisOptions,
     ) -> StoreResult<RedisStore> {
         let response_timeout = options.response_timeout;
-        let backend = if options.cluster {
+        let backend = if let Some(parsed) = SentinelUrl::parse(url) {
+            let parsed = parsed.map_err(|m| unavailable(format!("invalid sentinel URL: {m}")))?;
+            let addrs = parsed
+                .sentinels
+                .iter()
+                .map(|(host, port)| redis::ConnectionAddr::Tcp(host.clone(), *port));
+            let mut builder = redis::sentinel::SentinelClientBuilder::new(
+                addrs,
+                &parsed.service,
+                redis::sentinel::SentinelServerType::Master,
+            )
+            .map_err(|e| unavailable(format!("invalid sentinel configuration: {e}")))?
+            .set_client_to_redis_db(parsed.db);
+            if let Some(user) = &parsed.username {
+                builder = builder.set_client_to_redis_username(user);
+            }
+            if let Some(password) = &parsed.password {
+                builder = builder.set_client_to_redis_password(password);
+            }
+            let client = builder
+                .build()
+                .map_err(|e| unavailable(format!("invalid sentinel configuration: {e}")))?;
+            Backend::Sentinel(Arc::new(tokio::sync::Mutex::new((client, None))))
+        } else if options.cluster {
             let client = redis::cluster::ClusterClient::builder(vec![url])
                 .connection_timeout(options.connect_timeout)
                 .response_timeout(response_timeout)
@@ -288,7 +403,12 @@ impl RedisStore {
             generation: Arc::default(),
             prefix: key_prefix.to_owned(),
             delivered_ttl: super::DELIVERED_TTL,
-            deadline: options.wait_timeout + options.connect_timeout + options.response_timeout,
+            deadline: options.wait_timeout
+                + options.connect_timeout
+                + options.response_timeout * (1 + u32::from(options.wait_replicas > 0)),
+            connect_timeout: options.connect_timeout,
+            response_timeout: options.response_timeout,
+            wait_replicas: options.wait_replicas,
         })
     }
 
@@ -314,6 +434,24 @@ impl RedisStore {
         let generation = self.generation.load(Ordering::Acquire);
         let pool = match &self.backend {
             Backend::Pool(pool) => pool,
+            Backend::Sentinel(shared) => {
+                let mut guard = shared.lock().await;
+                let (client, slot) = &mut *guard;
+                if let Some((made_in, conn)) = slot.as_ref()
+                    && *made_in == generation
+                {
+                    return Ok(Conn::Single(conn.clone()));
+                }
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(Some(self.response_timeout));
+                let conn = client
+                    .get_async_connection_with_config(&config)
+                    .await
+                    .map_err(|e| unavailable(format!("no master from the sentinels: {e}")))?;
+                *slot = Some((generation, conn.clone()));
+                return Ok(Conn::Single(conn));
+            }
             Backend::Cluster(client, shared) => {
                 let mut slot = shared.lock().await;
                 if let Some((made_in, conn)) = slot.as_ref()
@@ -430,6 +568,8 @@ impl RedisStore {
             || e.is_connection_dropped()
             || e.is_connection_refusal()
             || e.is_unrecoverable_error()
+            // A master demoted by a failover answers writes with READONLY: ask for the new one.
+            || e.code() == Some("READONLY")
         {
             self.forget_connection();
         }
@@ -443,19 +583,47 @@ impl RedisStore {
         args: Vec<String>,
     ) -> StoreResult<T> {
         let prefix = self.prefix.clone();
-        self.with_conn(call, move |mut conn| {
-            let mut inv = script.prepare_invoke();
-            // The scripts build their key names from the prefix (ARGV[1]); this one declared
-            // key, in the prefix's hash slot, is what routes the script to that slot's master on
-            // Redis Cluster. The scripts do not read KEYS.
-            inv.key(format!("{prefix}{}", protocol::FIXED_KEYS[0].segment));
-            inv.arg(&prefix);
-            for a in &args {
-                inv.arg(a);
-            }
-            async move { inv.invoke_async::<T>(&mut conn).await }
-        })
-        .await
+        let wait = if call == Call::Write {
+            self.wait_replicas
+        } else {
+            0
+        };
+        let wait_ms = self.response_timeout.as_millis() as u64;
+        let (reply, acked) = self
+            .with_conn(call, move |mut conn| {
+                let mut inv = script.prepare_invoke();
+                // The scripts build their key names from the prefix (ARGV[1]); this one declared
+                // key, in the prefix's hash slot, is what routes the script to that slot's master
+                // on Redis Cluster. The scripts do not read KEYS.
+                inv.key(format!("{prefix}{}", protocol::FIXED_KEYS[0].segment));
+                inv.arg(&prefix);
+                for a in &args {
+                    inv.arg(a);
+                }
+                async move {
+                    let reply = inv.invoke_async::<T>(&mut conn).await?;
+                    // WAIT on the same connection counts the replicas that have every write sent
+                    // on it so far, this script's included.
+                    let acked: u32 = if wait > 0 {
+                        redis::cmd("WAIT")
+                            .arg(wait)
+                            .arg(wait_ms)
+                            .query_async(&mut conn)
+                            .await?
+                    } else {
+                        0
+                    };
+                    Ok((reply, acked))
+                }
+            })
+            .await?;
+        if acked < wait {
+            return Err(StoreError::OutcomeUnknown(format!(
+                "redis: the write reached the master but {acked} of {wait} replicas confirmed it \
+                 within {wait_ms} ms"
+            )));
+        }
+        Ok(reply)
     }
 
     async fn job_by_id(&self, id: JobId) -> StoreResult<Option<JobRecord>> {
