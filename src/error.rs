@@ -119,6 +119,11 @@ pub enum ApiError {
          Transfer-Encoding in HTTP/1.0); send exactly one"
     )]
     AmbiguousFraming,
+    /// The request breaks HTTP's own rules in a way that is not about framing: no `Host` (or
+    /// two), a header that may appear once given twice (RFC 9110 §5.3), a query parameter given
+    /// twice where it takes one value.
+    #[error("{0}")]
+    MalformedRequest(String),
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{detail}")]
@@ -185,6 +190,7 @@ impl ApiError {
             ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::AmbiguousFraming => "ambiguous_framing",
+            ApiError::MalformedRequest(_) => "malformed_request",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Validation { .. } => "validation_failed",
             ApiError::IdempotencyConflict => "idempotency_key_reused",
@@ -209,6 +215,7 @@ impl ApiError {
             ApiError::InvalidQuery(_) => "The query string is not valid",
             ApiError::UnsupportedMediaType(_) => "Unsupported media type",
             ApiError::AmbiguousFraming => "The request's framing is ambiguous",
+            ApiError::MalformedRequest(_) => "The request is not well-formed HTTP",
             ApiError::PayloadTooLarge { .. } => "The body is too large",
             ApiError::Validation { .. } => "The request is not valid",
             ApiError::IdempotencyConflict => "Idempotency key reused",
@@ -261,9 +268,10 @@ impl ResponseError for ApiError {
             ApiError::MissingScope(_) | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::InvalidJson(_) | ApiError::InvalidQuery(_) | ApiError::AmbiguousFraming => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::InvalidJson(_)
+            | ApiError::InvalidQuery(_)
+            | ApiError::AmbiguousFraming
+            | ApiError::MalformedRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation { .. }

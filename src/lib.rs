@@ -19,7 +19,7 @@
 //! | 3 | `telemetry` | logs and metrics, recorded where the work happens |
 //! | 2 | `queue` | the job store |
 //! | 1 | `error`, `config`, `upstream`, `sim` | API errors; configuration; the Waldur client; the simulator |
-//! | 0 | `domain` | validated values, operations, scopes, the retry policy |
+//! | 0 | `domain`, `tls` | validated values, operations, scopes, the retry policy; the listener's certificates |
 //!
 //! - `domain` is the floor: it imports no other module of the crate.
 //! - `config` knows the file and the environment, and parses key material once at load; `auth`
@@ -69,6 +69,7 @@ mod layering {
         ("upstream", 1),
         ("sim", 1),
         ("domain", 0),
+        ("tls", 0),
     ];
 
     fn layer(module: &str) -> Option<u8> {

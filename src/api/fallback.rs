@@ -1,6 +1,7 @@
 //! The answer when no route matches a request: `405 Method Not Allowed` with an `Allow` header
 //! when the path is one the API serves under other methods (RFC 9110 §15.5.6, §10.2.1), and
-//! `404 Not Found` otherwise, both as problem documents.
+//! `404 Not Found` otherwise, both as problem documents. The same table of documented routes tells
+//! the request middleware which query parameters an operation takes.
 //!
 //! Which methods a path takes is read from the OpenAPI document (the one list of routes a client
 //! sees), plus the two documentation routes the document does not describe: `/openapi.json` and
@@ -21,34 +22,81 @@ const METHODS: [&str; 8] = [
     "GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE",
 ];
 
-/// Every served path pattern with the methods it takes, e.g. `/v1/jobs/{id}` → `["GET"]`.
-static ROUTES: LazyLock<Vec<(ResourceDef, Vec<&'static str>)>> = LazyLock::new(|| {
+/// A query parameter an operation documents: its name, and whether it may repeat (an array).
+#[derive(Clone, Debug)]
+pub struct QueryParameter {
+    pub name: String,
+    pub repeatable: bool,
+}
+
+/// One documented operation: its method and its query parameters.
+#[derive(Clone, Debug)]
+pub struct Operation {
+    pub method: &'static str,
+    pub query: Vec<QueryParameter>,
+}
+
+/// Every served path pattern with its operations, e.g. `/v1/jobs/{id}` → `GET`.
+static ROUTES: LazyLock<Vec<(ResourceDef, Vec<Operation>)>> = LazyLock::new(|| {
     let document = serde_json::to_value(super::openapi::ApiDoc::openapi())
         .expect("the OpenAPI document serializes");
-    let mut routes: Vec<(ResourceDef, Vec<&'static str>)> = document["paths"]
+    let mut routes: Vec<(ResourceDef, Vec<Operation>)> = document["paths"]
         .as_object()
         .into_iter()
         .flatten()
         .map(|(path, item)| {
-            let methods = METHODS
+            let operations = METHODS
                 .into_iter()
-                .filter(|m| item.get(m.to_ascii_lowercase()).is_some())
+                .filter_map(|method| {
+                    let operation = item.get(method.to_ascii_lowercase())?;
+                    let query = operation["parameters"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|p| p["in"] == "query")
+                        .map(|p| QueryParameter {
+                            name: p["name"].as_str().unwrap_or_default().to_string(),
+                            repeatable: p["schema"]["type"] == "array",
+                        })
+                        .collect();
+                    Some(Operation { method, query })
+                })
                 .collect();
-            (ResourceDef::new(path.as_str()), methods)
+            (ResourceDef::new(path.as_str()), operations)
         })
         .collect();
-    routes.push((ResourceDef::new("/openapi.json"), vec!["GET"]));
-    routes.push((ResourceDef::new("/docs/{_:.*}"), vec!["GET"]));
+    let get = || {
+        vec![Operation {
+            method: "GET",
+            query: Vec::new(),
+        }]
+    };
+    routes.push((ResourceDef::new("/openapi.json"), get()));
+    routes.push((ResourceDef::new("/docs/{_:.*}"), get()));
     routes
 });
+
+/// The documented operation `method` on `path`, if there is one.
+pub fn operation(method: &str, path: &str) -> Option<&'static Operation> {
+    ROUTES
+        .iter()
+        .filter(|(def, _)| def.is_match(path))
+        .flat_map(|(_, operations)| operations.iter())
+        .find(|o| o.method == method)
+}
 
 /// The methods `path` is served with, empty when no route has that path.
 pub fn allowed_methods(path: &str) -> Vec<&'static str> {
     let mut allowed: Vec<&'static str> = ROUTES
         .iter()
         .filter(|(def, _)| def.is_match(path))
-        .flat_map(|(_, methods)| methods.iter().copied())
+        .flat_map(|(_, operations)| operations.iter().map(|o| o.method))
         .collect();
+    // A path served with GET is also served with HEAD (RFC 9110 §9.3.2; the middleware answers
+    // it as the GET without the body).
+    if allowed.contains(&"GET") {
+        allowed.push("HEAD");
+    }
     allowed.sort_by_key(|m| METHODS.iter().position(|x| x == m));
     allowed.dedup();
     allowed
@@ -80,9 +128,9 @@ mod tests {
     #[test]
     fn a_documented_path_lists_its_methods_and_an_unknown_one_none() {
         assert_eq!(allowed_methods("/v1/usage"), ["POST"]);
-        assert_eq!(allowed_methods("/v1/jobs/abc"), ["GET"]);
+        assert_eq!(allowed_methods("/v1/jobs/abc"), ["GET", "HEAD"]);
         assert_eq!(allowed_methods("/v1/resources/abc/backend-id"), ["POST"]);
-        assert_eq!(allowed_methods("/docs/index.html"), ["GET"]);
+        assert_eq!(allowed_methods("/docs/index.html"), ["GET", "HEAD"]);
         assert!(allowed_methods("/v1/nothing-here").is_empty());
         assert!(allowed_methods("/v1/usage/extra/segments").is_empty());
     }

@@ -59,6 +59,12 @@ pub async fn request_context(
     );
     req.extensions_mut().insert(span.clone());
     let started = Instant::now();
+    let mut req = req;
+    // HEAD is GET without the body (RFC 9110 §9.3.2): routed as the GET, its body dropped.
+    let head = req.method() == actix_web::http::Method::HEAD;
+    if head {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
     let response = match refusal_at_the_door(&req) {
         Some(refusal) => req.into_response(refusal),
         None => next
@@ -66,6 +72,11 @@ pub async fn request_context(
             .instrument(span.clone())
             .await?
             .map_into_boxed_body(),
+    };
+    let response = if head {
+        response.map_body(|_, _| actix_web::body::BoxBody::new(()))
+    } else {
+        response
     };
     let mut response = problem_for_bare_errors(response);
     if let Ok(value) = HeaderValue::from_str(&id) {
@@ -104,7 +115,52 @@ pub fn on_connect(_connection: &dyn Any, data: &mut actix_web::dev::Extensions) 
     data.insert(FramingBroken::default());
 }
 
-/// The answer to a request refused for its framing or its content coding, or `None`.
+/// Headers a request may carry at most once (RFC 9110 §5.3: a field that is not a list); two
+/// copies leave the gateway to guess which one the client meant.
+const SINGLETON_HEADERS: [&str; 5] = [
+    "host",
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "prefer",
+];
+
+/// A query string the operation does not document: an unknown key, an empty value, or a key
+/// that takes one value given twice. `None` when the path is not a documented route (the
+/// router answers 404 or 405).
+fn query_problem(req: &ServiceRequest) -> Option<ApiError> {
+    let operation = super::fallback::operation(req.method().as_str(), req.path())?;
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect();
+    for (index, (key, value)) in pairs.iter().enumerate() {
+        let Some(parameter) = operation.query.iter().find(|p| p.name == *key) else {
+            let known: Vec<&str> = operation.query.iter().map(|p| p.name.as_str()).collect();
+            return Some(ApiError::InvalidQuery(if known.is_empty() {
+                format!("unknown query parameter `{key}`; this operation takes none")
+            } else {
+                format!(
+                    "unknown query parameter `{key}`; this operation takes: {}",
+                    known.join(", ")
+                )
+            }));
+        };
+        if value.is_empty() {
+            return Some(ApiError::InvalidQuery(format!(
+                "`{key}` is empty; give it a value or leave it out"
+            )));
+        }
+        if !parameter.repeatable && pairs[..index].iter().any(|(k, _)| k == key) {
+            return Some(ApiError::InvalidQuery(format!(
+                "`{key}` is given twice; it takes one value"
+            )));
+        }
+    }
+    None
+}
+
+/// The answer to a request refused before any route runs (framing, content coding, HTTP's own
+/// header rules, an undocumented query string), or `None`.
 fn refusal_at_the_door(req: &ServiceRequest) -> Option<actix_web::HttpResponse> {
     let headers = req.headers();
     let ambiguous = headers.contains_key(header::TRANSFER_ENCODING)
@@ -141,7 +197,23 @@ fn refusal_at_the_door(req: &ServiceRequest) -> Option<actix_web::HttpResponse> 
         );
         return Some(response);
     }
-    None
+    // RFC 9112 §3.2: an HTTP/1.1 request without a Host, or any request with two, is a 400.
+    if req.version() == Version::HTTP_11 && !headers.contains_key(header::HOST) {
+        return Some(
+            ApiError::MalformedRequest("an HTTP/1.1 request needs a Host header".into())
+                .error_response(),
+        );
+    }
+    if let Some(name) = SINGLETON_HEADERS
+        .iter()
+        .find(|name| headers.get_all(**name).count() > 1)
+    {
+        return Some(
+            ApiError::MalformedRequest(format!("the `{name}` header is given more than once"))
+                .error_response(),
+        );
+    }
+    query_problem(req).map(|problem| problem.error_response())
 }
 
 /// Error responses that are not problem documents or JSON yet (actix's own 404/405, a panic's

@@ -112,6 +112,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: b
                 .service(users::list_project_permissions),
         )
         .service(openapi::swagger_ui(sandbox))
+        // `/docs` without its slash is where a person types it.
+        .service(web::redirect("/docs", "/docs/"))
         .default_service(web::to(fallback::no_route));
 }
 

@@ -504,11 +504,11 @@ async fn a_wrong_method_answers_405_with_allow() {
     let cases = [
         (reqwest::Method::GET, "/v1/usage".to_string(), "POST"),
         (reqwest::Method::PUT, "/v1/usage".to_string(), "POST"),
-        (reqwest::Method::POST, "/v1/jobs".to_string(), "GET"),
+        (reqwest::Method::POST, "/v1/jobs".to_string(), "GET, HEAD"),
         (
             reqwest::Method::PATCH,
             format!("/v1/jobs/{}", uuid::Uuid::new_v4()),
-            "GET",
+            "GET, HEAD",
         ),
         (
             reqwest::Method::GET,
@@ -518,11 +518,15 @@ async fn a_wrong_method_answers_405_with_allow() {
         (
             reqwest::Method::DELETE,
             format!("/v1/resources/{}", demo::RESOURCE_OK_UUID),
-            "GET",
+            "GET, HEAD",
         ),
-        (reqwest::Method::POST, "/healthz".to_string(), "GET"),
-        (reqwest::Method::POST, "/openapi.json".to_string(), "GET"),
-        (reqwest::Method::DELETE, "/docs/".to_string(), "GET"),
+        (reqwest::Method::POST, "/healthz".to_string(), "GET, HEAD"),
+        (
+            reqwest::Method::POST,
+            "/openapi.json".to_string(),
+            "GET, HEAD",
+        ),
+        (reqwest::Method::DELETE, "/docs/".to_string(), "GET, HEAD"),
     ];
     for (method, path, allow) in cases {
         let response = app
@@ -900,4 +904,87 @@ async fn a_whole_number_written_with_a_point_is_a_limit() {
     )
     .await;
     assert_problem(response, 422, "validation_failed").await;
+}
+
+/// HTTP's own rules, before any route: one Host (required in HTTP/1.1), one copy of each header
+/// that is not a list, HEAD wherever GET is served, and only the query parameters an operation
+/// documents, each non-empty and once unless it is a list.
+#[tokio::test]
+async fn http_rules_and_documented_query_strings_are_enforced_at_the_door() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let usage =
+        json!({"resource_uuid": demo::RESOURCE_OK_UUID, "usages": {"cpu_k_hours": 5}}).to_string();
+    let raw = |head: String| {
+        format!(
+            "{head}Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{usage}",
+            usage.len()
+        )
+    };
+    for (what, request) in [
+        ("no Host", raw("POST /v1/usage HTTP/1.1\r\n".into())),
+        ("two Hosts", raw("POST /v1/usage HTTP/1.1\r\nHost: a\r\nHost: b\r\n".into())),
+        (
+            "two Authorization headers",
+            raw(format!(
+                "POST /v1/usage HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n"
+            )),
+        ),
+        (
+            "two Idempotency-Keys",
+            raw("POST /v1/usage HTTP/1.1\r\nHost: a\r\nIdempotency-Key: k1\r\nIdempotency-Key: k2\r\n".into()),
+        ),
+    ] {
+        let answer = raw_exchange(&app.address, request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{what}: {answer}");
+        assert!(answer.contains(r#""code":"malformed_request""#), "{what}: {answer}");
+    }
+    for path in [
+        "/v1/usage?dry_run=1",
+        "/v1/jobs?limit=1&limit=2",
+        "/v1/jobs?site=",
+    ] {
+        let response = if path.starts_with("/v1/usage") {
+            app.client
+                .post(app.url(path))
+                .bearer_auth(&token)
+                .header("Content-Type", "application/json")
+                .body(usage.clone())
+                .send()
+                .await
+                .unwrap()
+        } else {
+            app.get_as(path, &token).await
+        };
+        assert_problem(response, 400, "invalid_query").await;
+    }
+    // A documented list filter may repeat.
+    let ok = app
+        .get_as("/v1/orders?state=executing&state=done", &token)
+        .await;
+    assert_eq!(ok.status(), 200);
+    // HEAD wherever GET is served: the GET's status and headers, no body.
+    let head = app
+        .client
+        .head(app.url("/v1/whoami"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.bytes().await.unwrap().is_empty());
+    let head = app.client.head(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    // `/docs` leads to `/docs/`.
+    let docs = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url("/docs"))
+        .send()
+        .await
+        .unwrap();
+    assert!(docs.status().is_redirection(), "{}", docs.status());
+    assert_eq!(docs.headers()["location"], "/docs/");
 }
