@@ -1222,13 +1222,6 @@ async fn concurrent_workers_keep_order_and_limits(store: &dyn JobStore) {
 // ---------------------------------------------------------------------------------------------
 // Redis durability and failure
 
-/// The value after `field` in `redis-cli`'s line-per-item output of a map.
-fn field_after(output: &str, field: &str) -> Option<String> {
-    let mut lines = output.lines();
-    lines.find(|l| l.trim() == field)?;
-    lines.next().map(|l| l.trim().to_string())
-}
-
 /// Sentinel: a master with two durable replicas (`appendfsync always`) and a sentinel. The store
 /// connects through `redis+sentinel://` and has each write confirmed by a replica
 /// (`wait_replicas = 1`). Writes keep coming while the master is killed: the sentinel promotes a
@@ -1236,32 +1229,10 @@ fn field_after(output: &str, field: &str) -> Option<String> {
 /// job it acknowledged, before and after the failover, is there.
 #[tokio::test]
 async fn sentinel_failover_loses_nothing_acknowledged_and_the_store_recovers() {
-    use support::redis::{Sentinel, cli};
-    let (mut master, _replicas, sentinel) = tokio::task::spawn_blocking(|| {
-        let master = RedisServer::start_durable();
-        let replicas = [
-            RedisServer::start_replica_of(master.port()),
-            RedisServer::start_replica_of(master.port()),
-        ];
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !cli(master.port(), &["info", "replication"]).contains("connected_slaves:2") {
-            assert!(Instant::now() < deadline, "the replicas did not connect");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let sentinel = Sentinel::start(master.port(), "gw");
-        while field_after(&sentinel.ask(&["sentinel", "master", "gw"]), "num-slaves").as_deref()
-            != Some("2")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the sentinel did not find the replicas"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        (master, replicas, sentinel)
-    })
-    .await
-    .unwrap();
+    let (mut master, _replicas, sentinel) =
+        tokio::task::spawn_blocking(support::redis::replicated_with_sentinel)
+            .await
+            .unwrap();
     let options = RedisOptions {
         wait_timeout: Duration::from_millis(500),
         connect_timeout: Duration::from_millis(500),

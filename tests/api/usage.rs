@@ -631,3 +631,80 @@ async fn a_report_is_delivered_through_a_redis_cluster() {
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 }
+
+/// The gateway on Redis Sentinel (`redis+sentinel://`, `wait_replicas = 1`): reports keep coming
+/// while the master is killed and a replica promoted. The gateway answers 503 while there is no
+/// master, then accepts again without a restart, and every report it accepted (202) is delivered.
+#[tokio::test]
+async fn reports_accepted_across_a_sentinel_failover_are_all_delivered() {
+    let (mut master, _replicas, sentinel) =
+        tokio::task::spawn_blocking(crate::support::redis::replicated_with_sentinel)
+            .await
+            .unwrap();
+    let extra = format!(
+        "\n[redis]\nurl = \"redis+sentinel://127.0.0.1:{}/gw\"\nwait_replicas = 1\nkey_prefix = \"{}\"\npool_wait_timeout = \"500ms\"\n",
+        sentinel.port(),
+        crate::support::redis::unique_prefix("api-sentinel")
+    );
+    let setup = Setup {
+        redis: false,
+        workers: puhuri_gateway::startup::Workers::Start,
+    };
+    let app = spawn_app_with(setup, &extra).await;
+    let token = alpha_token();
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
+    let mut amount = 0;
+    let mut killed = false;
+    while accepted.len() < 40 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} accepted, {refused} refused",
+            accepted.len()
+        );
+        if accepted.len() == 20 && !killed {
+            master.stop();
+            killed = true;
+        }
+        amount += 1;
+        let response = app
+            .post_usage(
+                &token,
+                &report(
+                    demo::RESOURCE_OK_UUID,
+                    json!({"gb_k_hours": format!("{amount}")}),
+                ),
+            )
+            .await;
+        match response.status().as_u16() {
+            200 | 202 => {
+                let job: Value = response.json().await.unwrap();
+                accepted.push(job["job_id"].as_str().unwrap().to_string());
+            }
+            503 => {
+                refused += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => panic!("{other}: {}", response.text().await.unwrap()),
+        }
+    }
+    assert!(refused > 0, "the master's loss was never noticed");
+    // Every accepted report ends delivered or superseded by a later one (same month, same
+    // resource: a pending report is replaced by the next), none lost.
+    let wait_until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for id in &accepted {
+        loop {
+            let job = app.job(&token, id).await;
+            let state = job["state"].as_str().unwrap_or("").to_string();
+            if state == "succeeded" || state == "superseded" {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < wait_until,
+                "job {id} is {state}: {job}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}

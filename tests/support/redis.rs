@@ -369,3 +369,37 @@ pub fn cli(port: u16, args: &[&str]) -> String {
         .expect("redis-cli runs");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The value after `field` in `redis-cli`'s line-per-item output of a map.
+pub fn field_after(output: &str, field: &str) -> Option<String> {
+    let mut lines = output.lines();
+    lines.find(|l| l.trim() == field)?;
+    lines.next().map(|l| l.trim().to_string())
+}
+
+/// A durable master, two durable replicas of it (both connected) and a [`Sentinel`] watching it
+/// as `gw` that knows both replicas; within 20 s, else the test fails. Blocking: call it from
+/// `spawn_blocking` in async tests.
+pub fn replicated_with_sentinel() -> (RedisServer, [RedisServer; 2], Sentinel) {
+    let master = RedisServer::start_durable();
+    let replicas = [
+        RedisServer::start_replica_of(master.port()),
+        RedisServer::start_replica_of(master.port()),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cli(master.port(), &["info", "replication"]).contains("connected_slaves:2") {
+        assert!(Instant::now() < deadline, "the replicas did not connect");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sentinel = Sentinel::start(master.port(), "gw");
+    while field_after(&sentinel.ask(&["sentinel", "master", "gw"]), "num-slaves").as_deref()
+        != Some("2")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the sentinel did not find the replicas"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (master, replicas, sentinel)
+}
