@@ -171,12 +171,17 @@ fn body_limit(req: &HttpRequest) -> usize {
         .unwrap_or(256 * 1024)
 }
 
-/// The payload could not be read: too large, or a broken coding or connection.
+/// The payload could not be read: too large, or its content coding or chunked framing is
+/// broken (the underlying error is logged, not shown: it is the HTTP library's text).
 fn unreadable(error: &actix_web::Error, limit: usize) -> ApiError {
     if error.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge { limit }
     } else {
-        ApiError::InvalidJson(format!("the body could not be read: {error}"))
+        tracing::info!(%error, "a request body could not be read");
+        ApiError::MalformedRequest(
+            "the body could not be read: its content coding (gzip) or chunked framing is broken"
+                .into(),
+        )
     }
 }
 

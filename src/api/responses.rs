@@ -78,6 +78,18 @@ fn forbidden(scope: Option<Scope>) -> Status {
     }
 }
 
+/// A resource named by a backend id that several of the site's resources carry.
+fn ambiguous_backend_id() -> Status {
+    Status {
+        description: "The resource is named by a backend id that several of the site's \
+                      resources have (Waldur does not keep backend ids unique); name it by uuid",
+        examples: vec![ApiError::Conflict(
+            "several resources have backend_id `project_465000001`; name the resource by uuid"
+                .into(),
+        )],
+    }
+}
+
 fn upstream_read() -> Vec<Status> {
     vec![
         Status {
@@ -155,6 +167,7 @@ impl<S: crate::auth::scoped::RequiredScope> IntoResponses for WriteErrors<S> {
                         .into(),
                 )],
             },
+            ambiguous_backend_id(),
             Status {
                 description: "The body is larger than `limits.max_body_bytes`",
                 examples: vec![ApiError::PayloadTooLarge { limit: 1_048_576 }],
@@ -225,6 +238,7 @@ impl IntoResponses for ReadErrors {
                               the last",
                 examples: vec![ApiError::NotFound("page 7 is after the last page".into())],
             },
+            ambiguous_backend_id(),
         ];
         statuses.extend(upstream_read());
         build(statuses)

@@ -289,7 +289,8 @@ async fn check_bound_to_every_offering(
         Ok(())
     } else {
         Err(ApiError::Forbidden(format!(
-            "this sets the username on every offering of the service provider, and {others} of              them are not this site's; set it per offering with POST /v1/offering-users"
+            "this sets the username on every offering of the service provider, and {others} of \
+             them are not this site's; set it per offering with POST /v1/offering-users"
         )))
     }
 }

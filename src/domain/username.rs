@@ -62,11 +62,14 @@ pub struct Username(String);
 impl Username {
     pub fn parse(name: &str, rule: &UsernameRule) -> Result<Username, String> {
         let n = name.chars().count();
-        if n == 0 || n > UsernameRule::MAX_CHARS {
-            return Err(format!(
-                "must be 1 to {} characters",
-                UsernameRule::MAX_CHARS
-            ));
+        // The tighter bound of the rule in force, so the message names the limit that applies.
+        let max = if rule.pattern.is_some() {
+            UsernameRule::MAX_CHARS
+        } else {
+            UsernameRule::DEFAULT_MAX_CHARS
+        };
+        if n == 0 || n > max {
+            return Err(format!("must be 1 to {max} characters"));
         }
         if name
             .chars()

@@ -18,7 +18,7 @@ use crate::domain::BackendId;
 use crate::domain::operations::{
     Operation, ReportSection, ResourceBackendId, ResourceLimits, ResourceReport, ResourceState,
 };
-use crate::error::{ApiError, FieldError, Problem};
+use crate::error::{ApiError, FieldError};
 
 pub const MAX_REPORT_SECTIONS: usize = 50;
 pub const MAX_REPORT_HEADER: usize = 255;
@@ -46,7 +46,6 @@ pub struct BackendIdRequest {
     responses(
         (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
         (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "Several resources have that backend id"),
         WriteErrors<ResourcesWrite>,
     )
 )]
