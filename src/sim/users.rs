@@ -345,15 +345,15 @@ pub fn service_provider_action(w: &mut World, r: &Req, id: &str, action: &str) -
             let list: Vec<&Project> = project_list.iter().filter_map(|p| w.project(p)).collect();
             r.list_with(list, |p| render::project(w, &r.base, p))
         }
-        // Waldur 8.0.5's filter of user roles: `scope_uuid` (the project) and `user` (the user's
-        // uuid). Other keys (`project_uuid`, `user_uuid`) are not filters there and, as
+        // Waldur 8.0.5's filter of user roles (`UserPermissionFilter`): `scope_uuid` (a
+        // `UUIDFilter`; here the project) and `user` (a `RelatedUUIDFilter` on the user's uuid). Other keys (`project_uuid`, `user_uuid`) are not filters there and, as
         // django-filter does with unknown keys, are ignored.
         "project_permissions" => {
             r.allow(&[Method::GET])?;
             let mut f = Filters::new(r);
             let user = f.uuid("user");
+            let project = f.uuid("scope_uuid");
             f.check()?;
-            let project = r.q("scope_uuid").map(|v| v.replace('-', "").to_lowercase());
             let (project, user) = (project.as_deref(), user.as_deref());
             let list: Vec<&RoleGrant> = w
                 .roles
