@@ -18,6 +18,7 @@
 pub mod keys;
 mod raw;
 mod resolve;
+mod sentinel;
 mod sites;
 
 use std::net::SocketAddr;
@@ -32,6 +33,7 @@ pub use raw::{
     RawUpstream, TlsConfig,
 };
 pub use resolve::{hash_tag, parse_uuid};
+pub use sentinel::SentinelUrl;
 pub use sites::{RawSite, SiteConfig, valid_site_id};
 
 /// The prefix of every environment variable the gateway reads.

@@ -83,7 +83,7 @@ pub(super) fn resolve_store(raw: RawRedis, data_dir: &Path) -> Result<StoreConfi
             dir: data_dir.to_path_buf(),
         });
     };
-    match crate::queue::redis::SentinelUrl::parse(url.expose_secret()) {
+    match super::SentinelUrl::parse(url.expose_secret()) {
         Some(Err(m)) => return Err(key_error("redis.url", m)),
         Some(Ok(_)) if raw.cluster => {
             return Err(key_error(
