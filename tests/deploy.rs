@@ -931,11 +931,16 @@ fn embedded_store_file_is_readable_by_its_owner_only() {
 /// `serve` on a data directory whose store file is `contents`: it must not start. Returns the
 /// exit status's success and what it wrote to stderr.
 fn serve_on_store_file(contents: &[u8]) -> (bool, String, PathBuf, tempfile::TempDir) {
+    serve_on_store_path(|file| std::fs::write(file, contents).unwrap())
+}
+
+/// `serve` on a data directory where `make` put something at the store file's path.
+fn serve_on_store_path(make: impl FnOnce(&Path)) -> (bool, String, PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let file = data.join("jobs.redb");
-    std::fs::write(&file, contents).unwrap();
+    make(&file);
     let mut child = Command::new(env!("CARGO_BIN_EXE_puhuri-gateway"))
         .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
         .arg("--data-dir")
@@ -1025,6 +1030,22 @@ fn serve_refuses_a_truncated_or_foreign_store_file_in_one_line() {
 
     let (ok, err, file, _dir) = serve_on_store_file(b"not a job store, just text\n");
     assert_refused_in_one_line(ok, &err, &file, "damaged");
+}
+
+/// A store path that cannot be read as a file (here a directory: the tests run as root, for
+/// whom file permissions do not stop a read) stops the start the same way, and is left alone.
+#[test]
+fn serve_refuses_an_unreadable_store_file_in_one_line() {
+    let (ok, err, file, _dir) = serve_on_store_path(|file| {
+        std::fs::create_dir(file).unwrap();
+        std::fs::write(file.join("inside"), b"kept").unwrap();
+    });
+    assert_refused_in_one_line(ok, &err, &file, "damaged");
+    assert_eq!(
+        std::fs::read(file.join("inside")).unwrap(),
+        b"kept",
+        "left as it was"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
