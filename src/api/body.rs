@@ -51,11 +51,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let media_type = json_media_type(req);
-        let bytes = web::Bytes::from_request(req, payload);
-        let limit = body_limit(req);
+        let bytes = body_bytes(req, payload);
         Box::pin(async move {
             media_type?;
-            let bytes = bytes.await.map_err(|e| unreadable(&e, limit))?;
+            let bytes = bytes.await?;
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 return Err(ApiError::InvalidJson(
                     "the body is empty; send a JSON object".into(),
@@ -78,10 +77,9 @@ impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJsonBody<T
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let media_type = json_media_type(req);
-        let bytes = web::Bytes::from_request(req, payload);
-        let limit = body_limit(req);
+        let bytes = body_bytes(req, payload);
         Box::pin(async move {
-            let bytes = bytes.await.map_err(|e| unreadable(&e, limit))?;
+            let bytes = bytes.await?;
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 return Ok(OptionalJsonBody(T::default()));
             }
@@ -106,11 +104,9 @@ impl FromRequest for NoBody {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let bytes = web::Bytes::from_request(req, payload);
-        let limit = body_limit(req);
+        let bytes = body_bytes(req, payload);
         Box::pin(async move {
-            let bytes = bytes.await.map_err(|e| unreadable(&e, limit))?;
-            if bytes.iter().all(u8::is_ascii_whitespace) {
+            if bytes.await?.iter().all(u8::is_ascii_whitespace) {
                 Ok(NoBody)
             } else {
                 Err(ApiError::InvalidJson(
@@ -162,6 +158,16 @@ fn json_media_type(req: &HttpRequest) -> Result<(), ApiError> {
             "send the body with `Content-Type: application/json`".into(),
         ))
     }
+}
+
+/// The body's bytes, decoded, within the configured limit (413 past it).
+fn body_bytes(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> impl Future<Output = Result<web::Bytes, ApiError>> + 'static {
+    let bytes = web::Bytes::from_request(req, payload);
+    let limit = body_limit(req);
+    async move { bytes.await.map_err(|e| unreadable(&e, limit)) }
 }
 
 fn body_limit(req: &HttpRequest) -> usize {
