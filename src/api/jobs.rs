@@ -239,7 +239,11 @@ pub async fn list_jobs(
         Some(s) => Some(JobState::parse(s).ok_or_else(|| {
             ApiError::InvalidQuery(format!(
                 "state must be one of: {}",
-                JobState::ALL.map(|s| s.as_str()).join(", ")
+                JobState::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })?),
     };

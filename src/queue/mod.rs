@@ -133,10 +133,26 @@ impl Known {
 /// Job ids are UUIDv7, so they sort by creation time and serve as paging cursors.
 pub type JobId = Uuid;
 
+// A state's name is written once: serde's and strum's `snake_case` of the variant (the Lua
+// prelude of the Redis scripts is generated from the same names, `protocol.rs`).
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
 )]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum JobState {
     Queued,
     Running,
@@ -149,32 +165,17 @@ pub enum JobState {
 }
 
 impl JobState {
-    pub const ALL: [JobState; 8] = [
-        JobState::Queued,
-        JobState::Running,
-        JobState::Retrying,
-        JobState::Succeeded,
-        JobState::Failed,
-        JobState::Dead,
-        JobState::Superseded,
-        JobState::Canceled,
-    ];
+    /// Every state, in lifecycle order.
+    pub const ALL: &'static [JobState] = <JobState as strum::VariantArray>::VARIANTS;
 
+    /// The stored name, e.g. `queued`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Queued => "queued",
-            JobState::Running => "running",
-            JobState::Retrying => "retrying",
-            JobState::Succeeded => "succeeded",
-            JobState::Failed => "failed",
-            JobState::Dead => "dead",
-            JobState::Superseded => "superseded",
-            JobState::Canceled => "canceled",
-        }
+        self.into()
     }
 
+    /// The state named `s` exactly (the stored names; no other spelling).
     pub fn parse(s: &str) -> Option<JobState> {
-        JobState::ALL.into_iter().find(|st| st.as_str() == s)
+        s.parse().ok()
     }
 
     pub fn is_terminal(self) -> bool {

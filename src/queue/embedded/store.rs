@@ -458,8 +458,8 @@ impl JobStore for EmbeddedStore {
         tokio::task::spawn_blocking(move || {
             let idx = inner.index.lock();
             JobState::ALL
-                .into_iter()
-                .map(|s| (s, idx.counts.get(&s).copied().unwrap_or(0)))
+                .iter()
+                .map(|&s| (s, idx.counts.get(&s).copied().unwrap_or(0)))
                 .collect()
         })
         .await

@@ -297,7 +297,7 @@ impl JobStore for RedisStore {
     async fn counts(&self) -> StoreResult<BTreeMap<JobState, u64>> {
         let key = protocol::counts_key(&self.prefix);
         let raw: HashMap<String, i64> = self.hash(key).await?;
-        let mut out: BTreeMap<JobState, u64> = JobState::ALL.into_iter().map(|s| (s, 0)).collect();
+        let mut out: BTreeMap<JobState, u64> = JobState::ALL.iter().map(|&s| (s, 0)).collect();
         for (k, v) in raw {
             if let Some(s) = JobState::parse(&k) {
                 out.insert(s, v.max(0) as u64);
