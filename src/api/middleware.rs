@@ -60,9 +60,10 @@ pub async fn request_context(
     req.extensions_mut().insert(span.clone());
     let started = Instant::now();
     let mut req = req;
-    // HEAD is GET without the body (RFC 9110 §9.3.2): routed as the GET, its body dropped.
-    let head = req.method() == actix_web::http::Method::HEAD;
-    if head {
+    let method = req.method().clone();
+    // HEAD is GET without the body (RFC 9110 §9.3.2): routed as the GET. The HTTP layer knows
+    // the request was a HEAD and writes the GET's headers, Content-Length included, and no body.
+    if method == actix_web::http::Method::HEAD {
         req.head_mut().method = actix_web::http::Method::GET;
     }
     let response = match refusal_at_the_door(&req) {
@@ -73,11 +74,6 @@ pub async fn request_context(
             .await?
             .map_into_boxed_body(),
     };
-    let response = if head {
-        response.map_body(|_, _| actix_web::body::BoxBody::new(()))
-    } else {
-        response
-    };
     let mut response = problem_for_bare_errors(response);
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
@@ -87,7 +83,7 @@ pub async fn request_context(
     let route = response.request().match_pattern();
     crate::telemetry::metrics::http_request(
         route.as_deref().unwrap_or("unmatched"),
-        response.request().method().as_str(),
+        method.as_str(),
         status,
         elapsed,
     );
@@ -117,13 +113,8 @@ pub fn on_connect(_connection: &dyn Any, data: &mut actix_web::dev::Extensions) 
 
 /// Headers a request may carry at most once (RFC 9110 §5.3: a field that is not a list); two
 /// copies leave the gateway to guess which one the client meant.
-const SINGLETON_HEADERS: [&str; 5] = [
-    "host",
-    "authorization",
-    "content-type",
-    "idempotency-key",
-    "prefer",
-];
+/// (`Prefer` may repeat: RFC 7240 §2.)
+const SINGLETON_HEADERS: [&str; 4] = ["host", "authorization", "content-type", "idempotency-key"];
 
 /// A query string the operation does not document: an unknown key, an empty value, or a key
 /// that takes one value given twice. `None` when the path is not a documented route (the
@@ -148,6 +139,11 @@ fn query_problem(req: &ServiceRequest) -> Option<ApiError> {
         if value.is_empty() {
             return Some(ApiError::InvalidQuery(format!(
                 "`{key}` is empty; give it a value or leave it out"
+            )));
+        }
+        if value.chars().any(char::is_control) {
+            return Some(ApiError::InvalidQuery(format!(
+                "`{key}` holds a control character"
             )));
         }
         if !parameter.repeatable && pairs[..index].iter().any(|(k, _)| k == key) {
@@ -201,6 +197,22 @@ fn refusal_at_the_door(req: &ServiceRequest) -> Option<actix_web::HttpResponse> 
     if req.version() == Version::HTTP_11 && !headers.contains_key(header::HOST) {
         return Some(
             ApiError::MalformedRequest("an HTTP/1.1 request needs a Host header".into())
+                .error_response(),
+        );
+    }
+    // A Host is `host[:port]` (RFC 9110 §7.2): a name, an IPv4 or a bracketed IPv6 address.
+    let plain_host = |v: &HeaderValue| {
+        v.to_str().is_ok_and(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                })
+        })
+    };
+    if headers.get_all(header::HOST).any(|v| !plain_host(v)) {
+        return Some(
+            ApiError::MalformedRequest("the Host header is not a host name and port".into())
                 .error_response(),
         );
     }

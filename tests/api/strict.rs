@@ -925,6 +925,7 @@ async fn http_rules_and_documented_query_strings_are_enforced_at_the_door() {
     for (what, request) in [
         ("no Host", raw("POST /v1/usage HTTP/1.1\r\n".into())),
         ("two Hosts", raw("POST /v1/usage HTTP/1.1\r\nHost: a\r\nHost: b\r\n".into())),
+        ("a Host that is not a host", raw("POST /v1/usage HTTP/1.1\r\nHost: u@evil, b\r\n".into())),
         (
             "two Authorization headers",
             raw(format!(
@@ -973,6 +974,12 @@ async fn http_rules_and_documented_query_strings_are_enforced_at_the_door() {
         .await
         .unwrap();
     assert_eq!(head.status(), 200);
+    let get = app.get_as("/v1/whoami", &token).await;
+    assert_eq!(
+        head.headers()["content-length"],
+        get.headers()["content-length"],
+        "HEAD gives the GET's length"
+    );
     assert!(head.bytes().await.unwrap().is_empty());
     let head = app.client.head(app.url("/healthz")).send().await.unwrap();
     assert_eq!(head.status(), 200);
