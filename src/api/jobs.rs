@@ -167,6 +167,43 @@ async fn changeable_job(
     }
 }
 
+/// The newest job of the same operation on the same object as `job`, if it is newer and not
+/// canceled, for operations that set a value ([`crate::domain::operations::Operation::sets_a_value`]):
+/// retrying `job` would then put its older value back in Puhuri after the newer one. Reads the
+/// site's jobs of that operation newer than `job`, newest first, page by page (jobs are kept
+/// until they expire, so this is bounded by what the site sent since). A newer job accepted
+/// while this retry is being decided is not seen: the window is one store round trip.
+async fn newer_value_job(state: &AppState, job: &JobRecord) -> Result<Option<Uuid>, ApiError> {
+    if !crate::domain::operations::Operation::sets_a_value(&job.operation) {
+        return Ok(None);
+    }
+    let mut before = None;
+    loop {
+        let page = state
+            .store
+            .list(&JobFilter {
+                site: Some(job.site.clone()),
+                state: None,
+                operation: Some(job.operation.clone()),
+                before,
+                limit: 500,
+            })
+            .await?;
+        for newer in &page.jobs {
+            if newer.id <= job.id {
+                return Ok(None);
+            }
+            if newer.object_key == job.object_key && newer.state != JobState::Canceled {
+                return Ok(Some(newer.id));
+            }
+        }
+        match page.next_cursor {
+            Some(cursor) => before = Some(cursor),
+            None => return Ok(None),
+        }
+    }
+}
+
 /// One job.
 #[utoipa::path(
     context_path = "/v1",
@@ -287,7 +324,9 @@ pub async fn list_jobs(
 ///
 /// A usage report is refused (409, naming the newer job) when a newer report of the same
 /// resource and month carries one of its components: delivered now, its older total would
-/// replace the newer one in Puhuri. Send the current total instead.
+/// replace the newer one in Puhuri. Send the current total instead. The same holds for every
+/// operation that sets a value (backend id, state, report, limits, usernames): a newer job of the
+/// same operation on the same object refuses the retry of an older one.
 #[utoipa::path(
     context_path = "/v1",
     tag = "jobs",
@@ -297,7 +336,7 @@ pub async fn list_jobs(
         (status = 202, body = JobView, description = "Queued again"),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "A body was sent; this operation takes none"),
         (status = 403, body = Problem, content_type = "application/problem+json", description = "The token lacks the scope that queues the job's operation (`usage:write` for `usage.report`...)"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "Not failed or dead, or a usage report a newer report of the same resource and month has replaced"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "Not failed or dead; or a newer job sent the same value (a usage report of the same resource, month and component; the same operation on the same object for backend ids, states, reports, limits and usernames)"),
         JobErrors,
     )
 )]
@@ -309,6 +348,13 @@ pub async fn retry_job(
     _no_body: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     let job = changeable_job(&state, &identity, id.into_inner()).await?;
+    if let Some(newer) = newer_value_job(&state, &job).await? {
+        return Err(ApiError::Conflict(format!(
+            "job {newer} sent a newer {} for the same object; retrying this older one would \
+             replace it in Puhuri (retry job {newer}, or send the value again)",
+            job.operation
+        )));
+    }
     let job = state.store.retry(job.id).await?;
     state.wake.notify_one();
     Ok(HttpResponse::Accepted()

@@ -149,6 +149,23 @@ impl Operation {
         self.into()
     }
 
+    /// Whether the operation named `name` sets a value on its object that a later job of the same
+    /// operation replaces (a backend id, a state, a report, limits, a username): for these an
+    /// older job must never be delivered after a newer one. Usage reports are values too, per
+    /// component, and the stores check them ([`Operation::coalesce_key`]); an order's
+    /// transitions are not values.
+    pub fn sets_a_value(name: &str) -> bool {
+        matches!(
+            name,
+            "resource.backend_id"
+                | "resource.state"
+                | "resource.report"
+                | "resource.limits"
+                | "offering_user.username"
+                | "user.username"
+        )
+    }
+
     /// The scope a site needs to queue an operation named `name` (an [`Operation::name`]), and
     /// so to retry or cancel its job; `None` for a name that is not an operation.
     pub fn scope_of(name: &str) -> Option<super::Scope> {

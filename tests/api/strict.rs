@@ -995,3 +995,66 @@ async fn http_rules_and_documented_query_strings_are_enforced_at_the_door() {
     assert!(docs.status().is_redirection(), "{}", docs.status());
     assert_eq!(docs.headers()["location"], "/docs/");
 }
+
+/// An operator's retry of an older value (limits here; backend ids, states, reports and
+/// usernames alike) after a newer one was sent is refused, naming the newer job: delivered, it
+/// would put the older value back in Puhuri.
+#[tokio::test]
+async fn retrying_an_older_value_after_a_newer_one_is_refused() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let path = format!("/v1/resources/{}/limits", demo::RESOURCE_OK_UUID);
+    let fault = app
+        .sim_post(
+            "faults",
+            &json!({"kind": "error", "method": "POST", "path_prefix": "marketplace-provider-resources", "status": 400, "times": 1}),
+        )
+        .await;
+    assert!(fault.status().is_success(), "{}", fault.status());
+    let older = accepted(
+        crate::site_helpers::put_json(
+            &app,
+            &path,
+            &token,
+            &json!({"limits": {"cpu_k_hours": 111}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(delivered(&app, &token, &older).await["state"], "failed");
+    let newer = accepted(
+        crate::site_helpers::put_json(
+            &app,
+            &path,
+            &token,
+            &json!({"limits": {"cpu_k_hours": 222}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(delivered(&app, &token, &newer).await["state"], "succeeded");
+    let retry = app
+        .client
+        .post(app.url(&format!("/v1/jobs/{older}/retry")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(retry, 409, "conflict").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains(&newer),
+        "{problem}"
+    );
+    app.drain().await;
+    let resource = crate::site_helpers::sim_resource(&app, demo::RESOURCE_OK_UUID).await;
+    assert_eq!(resource["limits"]["cpu_k_hours"], 222, "{resource}");
+    // A job that succeeded is never retried.
+    let retry = app
+        .client
+        .post(app.url(&format!("/v1/jobs/{newer}/retry")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(retry, 409, "conflict").await;
+}
