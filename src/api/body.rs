@@ -191,15 +191,51 @@ fn unreadable(error: &actix_web::Error, limit: usize) -> ApiError {
     }
 }
 
-/// The body as `T`, if it is one JSON object.
+/// The body as `T`, if it is one JSON object whose every string (keys included) is text a site
+/// may write ([`crate::domain::text`]; 422 naming the first field that is not).
 fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::InvalidJson(
             "the body must be a JSON object".into(),
         ));
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::InvalidJson(super::describe_serde_error(&e)))
+    let parsed = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::InvalidJson(super::describe_serde_error(&e)))?;
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::InvalidJson(super::describe_serde_error(&e)))?;
+    if let Some((field, reason)) = unreadable_text(&value, "") {
+        return Err(ApiError::validation(vec![crate::error::FieldError::new(
+            field, reason,
+        )]));
+    }
+    Ok(parsed)
+}
+
+/// The path (`report[0].body`) of the first string or key in `value` that holds a character a
+/// site may not write, with the reason.
+fn unreadable_text(value: &serde_json::Value, at: &str) -> Option<(String, &'static str)> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => crate::domain::text::check(s)
+            .err()
+            .map(|reason| (at.to_string(), reason)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| unreadable_text(item, &format!("{at}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let path = if at.is_empty() {
+                key.clone()
+            } else {
+                format!("{at}.{key}")
+            };
+            match crate::domain::text::check(key) {
+                Err(reason) => Some((path, reason)),
+                Ok(()) => unreadable_text(item, &path),
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// What kind of JSON value `text` starts, for an "expected a JSON object" message.

@@ -69,8 +69,10 @@ impl BackendId {
         if s.chars().count() > Self::MAX_LEN {
             return Err("must be at most 255 characters");
         }
-        if s.chars().any(char::is_control) {
-            return Err("must not contain control characters");
+        if s.chars()
+            .any(|c| c.is_control() || super::text::is_format(c))
+        {
+            return Err("must not contain control or invisible formatting characters");
         }
         Ok(BackendId(s.to_string()))
     }

@@ -9,6 +9,7 @@ pub mod ids;
 pub mod operations;
 pub mod retry;
 pub mod scope;
+pub mod text;
 pub mod usage;
 pub mod username;
 

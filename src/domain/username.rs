@@ -102,11 +102,7 @@ impl fmt::Display for Username {
 
 /// Unicode's invisible formatting characters (general category Cf) that matter for spoofing:
 /// bidirectional controls, zero-width characters and the byte-order mark.
-fn is_format(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
-}
+use super::text::is_format;
 
 #[cfg(test)]
 mod tests {

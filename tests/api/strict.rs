@@ -1058,3 +1058,54 @@ async fn retrying_an_older_value_after_a_newer_one_is_refused() {
         .unwrap();
     assert_problem(retry, 409, "conflict").await;
 }
+
+/// Text a site writes is what a person reads in Puhuri: a control character (other than tab and
+/// line breaks) or an invisible formatting character anywhere in a body is a 422 naming where.
+#[tokio::test]
+async fn invisible_and_control_characters_are_refused_anywhere_in_a_body() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let resource = demo::RESOURCE_OK_UUID;
+    let report = format!("/v1/resources/{resource}/report");
+    let cases = [
+        (
+            "/v1/usage",
+            json!({"resource_uuid": resource, "usages": {"cpu_k_hours": 1}, "description": "a\u{0}b"}),
+            "description",
+        ),
+        (
+            report.as_str(),
+            json!({"report": [{"header": "Access", "body": "ssh lumi\u{202e}txt"}]}),
+            "report[0].body",
+        ),
+        (
+            "/v1/usage",
+            json!({"resource_uuid": resource, "usages": {"cpu_k_hours": 1}, "description": "zero\u{200b}width"}),
+            "description",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let request = if path.ends_with("/report") {
+            app.client.put(app.url(path))
+        } else {
+            app.client.post(app.url(path))
+        };
+        let response = request
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(response, 422, "validation_failed").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
+    no_jobs(&app, &token).await;
+    // Line breaks and tabs are text.
+    let response = app
+        .post_usage(
+            &token,
+            &json!({"resource_uuid": resource, "usages": {"cpu_k_hours": 1}, "description": "line one\n\tline two"}),
+        )
+        .await;
+    accepted(response).await;
+}
