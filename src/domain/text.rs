@@ -16,7 +16,8 @@ pub fn is_format(c: char) -> bool {
 /// Whether `c` may stand in text a site writes: not a control character other than tab, line
 /// feed and carriage return, and not an invisible formatting character.
 pub fn is_allowed_in_text(c: char) -> bool {
-    !(c.is_control() && !matches!(c, '\t' | '\n' | '\r')) && !is_format(c)
+    let line_layout = matches!(c, '\t' | '\n' | '\r');
+    (line_layout || !c.is_control()) && !is_format(c)
 }
 
 /// `Err` with the reason when `text` holds a character [`is_allowed_in_text`] refuses.
