@@ -127,9 +127,20 @@ fn parse(
     };
     let month = match request.month.as_deref() {
         None => Some(Month::of(now)),
-        Some(m) => Month::parse(m)
-            .map_err(|e| errors.push(FieldError::new(field("month"), e)))
-            .ok(),
+        Some(m) => match Month::parse(m) {
+            Ok(month) if !month.has_begun(now) => {
+                errors.push(FieldError::new(
+                    field("month"),
+                    "has not begun yet; report a month once it has",
+                ));
+                None
+            }
+            Ok(month) => Some(month),
+            Err(e) => {
+                errors.push(FieldError::new(field("month"), e));
+                None
+            }
+        },
     };
     if request.usages.is_empty() {
         errors.push(FieldError::new(

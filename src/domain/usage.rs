@@ -49,6 +49,18 @@ impl Month {
         }
     }
 
+    /// Whether the month has begun somewhere on Earth at `now`: its first day has started in the
+    /// easternmost time zone (UTC+14). Usage for a month that has not begun anywhere cannot have
+    /// been measured; a site east of UTC may report a month a few hours before UTC reaches it.
+    pub fn has_begun(self, now: DateTime<Utc>) -> bool {
+        let start = self
+            .first_day()
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc();
+        start <= now + chrono::Duration::hours(14)
+    }
+
     pub fn first_day(self) -> NaiveDate {
         NaiveDate::from_ymd_opt(self.year, self.month, 1).expect("a validated month")
     }
@@ -362,5 +374,25 @@ mod tests {
         assert!(ComponentType::parse("cpu_k_hours").is_ok());
         assert!(ComponentType::parse("").is_err());
         assert!(ComponentType::parse("cpu hours").is_err());
+    }
+}
+
+#[cfg(test)]
+mod month_tests {
+    use super::Month;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn a_month_has_begun_once_its_first_day_has_begun_anywhere() {
+        let december = Month::parse("2026-12").unwrap();
+        let noon_29th = Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap();
+        let evening_30th = Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 0).unwrap();
+        assert!(!december.has_begun(noon_29th));
+        assert!(
+            december.has_begun(evening_30th),
+            "already 1 December in UTC+14"
+        );
+        assert!(Month::parse("2026-11").unwrap().has_begun(noon_29th));
+        assert!(!Month::parse("2999-12").unwrap().has_begun(evening_30th));
     }
 }

@@ -86,6 +86,8 @@ async fn amounts_and_months_accept_exactly_the_documented_grammar() {
         "2026-13",
         "2_26-05",
         "2026-05-01",
+        // A month that has not begun anywhere yet: no usage can have been measured for it.
+        "2999-12",
     ] {
         let body = json!({"resource_uuid": demo::RESOURCE_OK_UUID, "month": month, "usages": {"cpu_k_hours": 1}});
         let problem = assert_problem(
