@@ -13,7 +13,11 @@ use utoipa_swagger_ui::SwaggerUi;
                        durably and delivered to Puhuri with retries; reads are forwarded, scoped to \
                        the calling site's offerings. Authenticate with `Authorization: Bearer <site JWT>` \
                        (`puhuri-gateway token issue` makes one). Errors are RFC 9457 problem documents \
-                       with a stable `code`.",
+                       with a stable `code`.\n\nEvery operation may also answer 400 for a request \
+                       HTTP itself calls malformed (`malformed_request`: no Host, a duplicated \
+                       header; `ambiguous_framing`) or a query parameter it does not document \
+                       (`invalid_query`); a method a path does not document answers 405 with \
+                       `Allow`, and `HEAD` is answered wherever `GET` is.",
     ),
     paths(
         super::health::healthz,

@@ -163,14 +163,14 @@ impl QueryParams {
             .map(|(_, v)| v.as_str())
     }
 
-    /// A repeatable filter: `?state=a&state=b` or `?state=a,b`.
+    /// A repeatable filter: `?state=a&state=b` or `?state=a,b`; each item trimmed, empty items kept
+    /// (so that [`QueryParams::names`] can refuse `state=OK,`).
     pub fn all(&self, key: &str) -> Vec<String> {
         self.0
             .iter()
             .filter(|(k, _)| k == key)
             .flat_map(|(_, v)| v.split(','))
             .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
             .collect()
     }
 
@@ -195,6 +195,11 @@ impl QueryParams {
     pub fn names(&self, key: &str, names: &[&str], what: &str) -> Result<Vec<String>, ApiError> {
         let mut out: Vec<String> = Vec::new();
         for v in self.all(key) {
+            if v.is_empty() {
+                return Err(ApiError::InvalidQuery(format!(
+                    "`{key}` has an empty item; list names separated by single commas"
+                )));
+            }
             let Some(known) = names.iter().find(|n| n.eq_ignore_ascii_case(&v)) else {
                 return Err(ApiError::InvalidQuery(format!(
                     "`{v}` is not {what} (use: {})",

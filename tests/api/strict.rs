@@ -682,6 +682,8 @@ async fn enum_filters_refuse_values_outside_their_set() {
         "/v1/jobs?state=done",
         "/v1/orders?state=pending",
         "/v1/orders?type=Delete",
+        "/v1/resources?state=OK,",
+        "/v1/orders?state=executing,,done",
         "/v1/resources?state=Gone",
     ] {
         let problem = assert_problem(app.get_as(path, &token).await, 400, "invalid_query").await;
