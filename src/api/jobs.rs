@@ -236,6 +236,7 @@ pub struct ListJobsQuery {
     #[param(value_type = Option<super::names::OperationName>)]
     pub operation: Option<String>,
     /// Only this site's jobs (`jobs:admin` only; others always see just their own).
+    #[param(min_length = 1, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$")]
     pub site: Option<String>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<Uuid>,

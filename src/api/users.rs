@@ -468,7 +468,7 @@ async fn members_of(
     tag = "users",
     security(("bearer" = [])),
     params(
-        ("username" = Option<String>, Query, description = "Exactly this Puhuri username", min_length = 1),
+        ("username" = Option<String>, Query, description = "Exactly this Puhuri username", min_length = 1, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"),
         ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
         ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
     ),

@@ -31,7 +31,7 @@ use crate::error::ApiError;
     security(("bearer" = [])),
     params(
         ("state" = Option<Vec<crate::api::names::ResourceState>>, Query, description = "Resource states, repeated (or comma-separated)"),
-        ("backend_id" = Option<String>, Query, description = "Exactly this backend id", min_length = 1),
+        ("backend_id" = Option<String>, Query, description = "Exactly this backend id", min_length = 1, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"),
         ("offering_uuid" = Option<String>, Query, description = "Only this offering (one of the site's)", pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"),
         ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
         ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
