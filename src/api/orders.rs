@@ -264,7 +264,7 @@ pub async fn list_orders(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let params = QueryParams::parse(&req, &["state", "type", "resource_uuid"])?;
+    let params = QueryParams::parse(&req);
     let paging = params.paging()?;
     let mut query: Vec<(&str, String)> = identity
         .site

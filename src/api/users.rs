@@ -483,7 +483,7 @@ pub async fn list_users(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let params = QueryParams::parse(&req, &["username"])?;
+    let params = QueryParams::parse(&req);
     let paging = params.paging()?;
     let mut query = Vec::new();
     if let Some(u) = params.one("username") {
@@ -531,7 +531,7 @@ pub async fn list_ssh_keys(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let params = QueryParams::parse(&req, &["user_uuid"])?;
+    let params = QueryParams::parse(&req);
     let paging = params.paging()?;
     let user = params.uuid("user_uuid")?.map(String::from);
     let mut query = Vec::new();
@@ -582,7 +582,7 @@ pub async fn list_projects(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let params = QueryParams::parse(&req, &[])?;
+    let params = QueryParams::parse(&req);
     let paging = params.paging()?;
     let (page, total) = match people(&state, &identity).await? {
         People::Provider { sp } => {
@@ -625,7 +625,7 @@ pub async fn list_project_permissions(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let params = QueryParams::parse(&req, &["project_uuid", "user_uuid"])?;
+    let params = QueryParams::parse(&req);
     let paging = params.paging()?;
     let project = params.uuid("project_uuid")?.map(String::from);
     let user = params.uuid("user_uuid")?.map(String::from);

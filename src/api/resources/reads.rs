@@ -47,7 +47,7 @@ pub async fn list_resources(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let params = QueryParams::parse(&req, &["state", "backend_id", "offering_uuid"])?;
+    let params = QueryParams::parse(&req);
     let paging = params.paging()?;
     let mut query: Vec<(&str, String)> = Vec::new();
     match params.uuid("offering_uuid")? {
