@@ -155,6 +155,16 @@ fn query_problem(req: &ServiceRequest) -> Option<ApiError> {
     None
 }
 
+/// Whether `host` is `host[:port]` (RFC 9110 §7.2): a name, an IPv4 or a bracketed IPv6
+/// address, with an optional port; nothing else (no user info, commas or spaces).
+pub fn is_plain_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
 /// The answer to a request refused before any route runs (framing, content coding, HTTP's own
 /// header rules, an undocumented query string), or `None`.
 fn refusal_at_the_door(req: &ServiceRequest) -> Option<actix_web::HttpResponse> {
@@ -200,17 +210,10 @@ fn refusal_at_the_door(req: &ServiceRequest) -> Option<actix_web::HttpResponse> 
                 .error_response(),
         );
     }
-    // A Host is `host[:port]` (RFC 9110 §7.2): a name, an IPv4 or a bracketed IPv6 address.
-    let plain_host = |v: &HeaderValue| {
-        v.to_str().is_ok_and(|h| {
-            !h.is_empty()
-                && h.len() <= 255
-                && h.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
-                })
-        })
-    };
-    if headers.get_all(header::HOST).any(|v| !plain_host(v)) {
+    if headers
+        .get_all(header::HOST)
+        .any(|v| !v.to_str().is_ok_and(is_plain_host))
+    {
         return Some(
             ApiError::MalformedRequest("the Host header is not a host name and port".into())
                 .error_response(),

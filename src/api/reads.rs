@@ -311,17 +311,11 @@ fn origin(state: &AppState, req: &HttpRequest) -> String {
     if let Some(url) = &state.config.public_url {
         return url.trim_end_matches('/').to_string();
     }
-    let plain = |h: &&str| {
-        !h.is_empty()
-            && h.len() <= 255
-            && h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
-    };
     let host = req
         .headers()
         .get(actix_web::http::header::HOST)
         .and_then(|v| v.to_str().ok())
-        .filter(plain)
+        .filter(|h| super::middleware::is_plain_host(h))
         .map(str::to_string)
         .unwrap_or_else(|| req.app_config().local_addr().to_string());
     let scheme = if state.config.tls.is_some() {
