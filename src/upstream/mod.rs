@@ -6,7 +6,9 @@
 
 pub mod directory;
 pub mod error;
+mod link;
 pub mod token;
+mod types;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,86 +16,13 @@ use std::time::Duration;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
 pub use error::{TransientCause, UpstreamError};
+pub use link::link_target;
 pub use token::{TokenState, TokenStatus};
-
-/// What the gateway needs to know about a resource to scope and deliver work for it.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct ResourceInfo {
-    pub uuid: String,
-    #[serde(default)]
-    pub offering_uuid: String,
-    #[serde(default)]
-    pub state: String,
-    #[serde(default)]
-    pub backend_id: Option<String>,
-}
-
-/// An offering component as usage reporting needs it.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct Component {
-    #[serde(rename = "type")]
-    pub type_: String,
-    #[serde(default)]
-    pub billing_type: String,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct OfferingInfo {
-    pub uuid: String,
-    /// The provider's organisation.
-    #[serde(default)]
-    pub customer_uuid: String,
-    #[serde(default)]
-    pub components: Vec<Component>,
-}
-
-/// An order as the gateway's decisions need it (`marketplace-orders/{uuid}/`).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct OrderInfo {
-    pub uuid: String,
-    /// Waldur's order state: `pending-consumer`, `pending-provider`, `pending-project`,
-    /// `pending-start-date`, `executing`, `done`, `erred`, `canceled` or `rejected`.
-    pub state: String,
-    #[serde(default)]
-    pub offering_uuid: String,
-    /// The marketplace resource. (`resource_uuid` is the plugin object's uuid, `null` for
-    /// `Marketplace.Basic` offerings: never the marketplace resource.)
-    #[serde(default)]
-    pub marketplace_resource_uuid: Option<String>,
-}
-
-impl OrderInfo {
-    /// `done` or `erred`: Waldur finished the order (by itself for `Marketplace.Basic`
-    /// offerings, or because the provider said so).
-    pub fn is_finished(&self) -> bool {
-        matches!(self.state.as_str(), "done" | "erred")
-    }
-}
-
-/// An offering user (`marketplace-offering-users/`), as the username operations need it.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct OfferingUserInfo {
-    pub uuid: String,
-    #[serde(default)]
-    pub username: Option<String>,
-}
-
-/// A page of a list as Waldur returned it.
-#[derive(Clone, Debug)]
-pub struct Page {
-    pub items: Vec<Value>,
-    /// `X-Result-Count`: the items across all pages.
-    pub total: Option<u64>,
-    /// Whether `Link` has a `rel="next"`.
-    pub has_next: bool,
-    /// The query string of the `rel="next"` URL, as Waldur wrote it (without `?`).
-    pub next_query: Option<String>,
-}
+pub use types::{Component, OfferingInfo, OfferingUserInfo, OrderInfo, Page, ResourceInfo};
 
 #[derive(Clone)]
 pub struct WaldurClient {
@@ -598,40 +527,6 @@ fn parse<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, UpstreamErro
     })
 }
 
-/// The target of the link with relation `rel` in one `Link` header value (RFC 8288 §3): links
-/// are separated by commas outside `<...>`, each `<target>` followed by `;`-separated
-/// parameters; `rel` may be quoted or not and may hold several space-separated relations, in any
-/// case. `None` when there is no such link.
-pub fn link_target(header: &str, rel: &str) -> Option<String> {
-    let mut rest = header;
-    loop {
-        let start = rest.find('<')?;
-        let end = start + rest[start..].find('>')?;
-        let target = &rest[start + 1..end];
-        let after = &rest[end + 1..];
-        // The parameters run to the next link (a `<` after a comma) or the end.
-        let params_end = after.find('<').unwrap_or(after.len());
-        let params = &after[..params_end];
-        let matches = params.split(';').any(|p| {
-            let Some((name, value)) = p.split_once('=') else {
-                return false;
-            };
-            name.trim().eq_ignore_ascii_case("rel")
-                && value
-                    .trim()
-                    .trim_end_matches(',')
-                    .trim()
-                    .trim_matches('"')
-                    .split_ascii_whitespace()
-                    .any(|r| r.eq_ignore_ascii_case(rel))
-        });
-        if matches {
-            return Some(target.trim().to_string());
-        }
-        rest = &after[params_end..];
-    }
-}
-
 /// `Retry-After` as seconds or an HTTP date.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
@@ -641,35 +536,4 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let wait = at.signed_duration_since(chrono::Utc::now());
     Some(wait.to_std().unwrap_or(Duration::ZERO))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::link_target;
-
-    #[test]
-    fn link_target_reads_waldurs_form_and_others() {
-        // Waldur's form: first and last always, page 1 without `page=`, the query sorted.
-        let waldur = "<https://puhuri.example/api/marketplace-orders/?page_size=2>; rel=\"first\", \
-                      <https://puhuri.example/api/marketplace-orders/?page_size=2>; rel=\"prev\", \
-                      <https://puhuri.example/api/marketplace-orders/?page=3&page_size=2>; rel=\"next\", \
-                      <https://puhuri.example/api/marketplace-orders/?page=3&page_size=2>; rel=\"last\"";
-        assert_eq!(
-            link_target(waldur, "next").as_deref(),
-            Some("https://puhuri.example/api/marketplace-orders/?page=3&page_size=2")
-        );
-        assert_eq!(
-            link_target(waldur, "prev").as_deref(),
-            Some("https://puhuri.example/api/marketplace-orders/?page_size=2")
-        );
-        // A single page in Waldur's form: no next.
-        let single = "<http://h/api/x/>; rel=\"first\", <http://h/api/x/?page=1>; rel=\"last\"";
-        assert_eq!(link_target(single, "next"), None);
-        // Page-number form, unquoted and multi-valued relations, other parameters, odd spacing.
-        let other = "<x/?page=2>;rel=next , <x/?page=9>; title=\"a, b\"; rel=\"LAST alternate\"";
-        assert_eq!(link_target(other, "next").as_deref(), Some("x/?page=2"));
-        assert_eq!(link_target(other, "last").as_deref(), Some("x/?page=9"));
-        assert_eq!(link_target("", "next"), None);
-        assert_eq!(link_target("<broken", "next"), None);
-    }
 }

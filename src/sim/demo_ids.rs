@@ -1,0 +1,81 @@
+//! The fixed tokens and UUIDs of the demo data set (re-exported by [`super::demo`], where the
+//! picture they belong to is described).
+
+/// The demo service provider's API token (40 hex digits, like a DRF token).
+pub const TOKEN: &str = "deadbeefdeadbeefdeadbeefdeadbeefdeadbeef";
+/// The second service provider's token.
+pub const OTHER_SP_TOKEN: &str = "feedfacefeedfacefeedfacefeedfacefeedface";
+
+pub const SERVICE_PROVIDER_UUID: &str = "5e0000000000400080000000000000a1";
+pub const SP_CUSTOMER_UUID: &str = "c0000000000040008000000000000001";
+pub const SP_OWNER_USER_UUID: &str = "a0000000000040008000000000000001";
+pub const LUMI_OFFERING_UUID: &str = "0f000000000040008000000000000001";
+pub const LUMI_PLAN_UUID: &str = "91000000000040008000000000000001";
+pub const SECOND_OFFERING_UUID: &str = "0f000000000040008000000000000002";
+pub const SECOND_PLAN_UUID: &str = "91000000000040008000000000000002";
+
+pub const OTHER_SP_UUID: &str = "5e0000000000400080000000000000b2";
+pub const OTHER_SP_CUSTOMER_UUID: &str = "c0000000000040008000000000000002";
+pub const OTHER_SP_OWNER_USER_UUID: &str = "a0000000000040008000000000000002";
+pub const OTHER_OFFERING_UUID: &str = "0f000000000040008000000000000003";
+pub const OTHER_PLAN_UUID: &str = "91000000000040008000000000000003";
+
+pub const CONSUMER_CUSTOMER_UUID: &str = "c0000000000040008000000000000003";
+pub const CONSUMER2_CUSTOMER_UUID: &str = "c0000000000040008000000000000004";
+/// Project "Climate modelling" (consumer organisation 1).
+pub const PROJECT_A_UUID: &str = "b0000000000040008000000000000001";
+/// Project "Protein folding" (consumer organisation 2).
+pub const PROJECT_B_UUID: &str = "b0000000000040008000000000000002";
+/// Project of the other service provider's client only.
+pub const PROJECT_OTHER_UUID: &str = "b0000000000040008000000000000003";
+/// A project of the demo SP's own organisation (its token can order there without consumer review).
+pub const PROJECT_SP_UUID: &str = "b0000000000040008000000000000004";
+/// A client project (organisation 2) where the demo SP's token user is only a PROJECT.MEMBER:
+/// its orders there start in pending-consumer. It has no resources.
+pub const PROJECT_CONSUMER_UUID: &str = "b0000000000040008000000000000005";
+
+/// Alice: PROJECT.MANAGER of project A; has an offering user on LUMI (`alice_lumi`).
+pub const USER_ALICE_UUID: &str = "a0000000000040008000000000000011";
+/// Bob: PROJECT.MEMBER of projects A and B; no offering user yet.
+pub const USER_BOB_UUID: &str = "a0000000000040008000000000000012";
+/// Carol: PROJECT.ADMIN of project B.
+pub const USER_CAROL_UUID: &str = "a0000000000040008000000000000013";
+/// Dave: member of the other SP's project only.
+pub const USER_DAVE_UUID: &str = "a0000000000040008000000000000014";
+
+pub const KEY_ALICE_UUID: &str = "e0000000000040008000000000000011";
+pub const KEY_BOB_UUID: &str = "e0000000000040008000000000000012";
+pub const KEY_CAROL_UUID: &str = "e0000000000040008000000000000013";
+pub const KEY_DAVE_UUID: &str = "e0000000000040008000000000000014";
+pub const KEY_SP_OWNER_UUID: &str = "e0000000000040008000000000000001";
+
+pub const RESOURCE_OK_UUID: &str = "7e000000000040008000000000000001";
+pub const RESOURCE_CREATING_UUID: &str = "7e000000000040008000000000000002";
+pub const RESOURCE_PROVISIONING_UUID: &str = "7e000000000040008000000000000003";
+pub const RESOURCE_ERRED_UUID: &str = "7e000000000040008000000000000004";
+pub const RESOURCE_SLURM_UUID: &str = "7e000000000040008000000000000005";
+pub const OTHER_RESOURCE_UUID: &str = "7e000000000040008000000000000009";
+
+/// Create order of [`RESOURCE_OK_UUID`] (done).
+pub const ORDER_OK_DONE_UUID: &str = "0d000000000040008000000000000001";
+/// Create order of [`RESOURCE_CREATING_UUID`], pending-provider.
+pub const ORDER_PENDING_UUID: &str = "0d000000000040008000000000000002";
+/// Create order of [`RESOURCE_PROVISIONING_UUID`], executing.
+pub const ORDER_EXECUTING_UUID: &str = "0d000000000040008000000000000003";
+/// Create order of [`RESOURCE_ERRED_UUID`] (erred).
+pub const ORDER_ERRED_UUID: &str = "0d000000000040008000000000000004";
+/// Create order of [`RESOURCE_SLURM_UUID`], executing (second offering, `Marketplace.Slurm`).
+pub const ORDER_SLURM_EXECUTING_UUID: &str = "0d000000000040008000000000000005";
+/// The other SP's pending-provider order.
+pub const OTHER_ORDER_UUID: &str = "0d000000000040008000000000000009";
+
+pub const OFFERING_USER_ALICE_UUID: &str = "0a000000000040008000000000000011";
+/// Alice's offering user on the second offering, which does not allow the provider to create
+/// offering users: Waldur does not list it.
+pub const HIDDEN_OFFERING_USER_UUID: &str = "0a000000000040008000000000000015";
+pub const OTHER_OFFERING_USER_UUID: &str = "0a000000000040008000000000000014";
+
+pub const PLAN_PERIOD_OK_UUID: &str = "99000000000040008000000000000001";
+
+/// LUMI usage component types.
+pub const COMPONENTS: [&str; 3] = ["cpu_k_hours", "gpu_k_hours", "gb_k_hours"];
