@@ -4,6 +4,7 @@
 //! further: a [`Month`] is a real calendar month, an [`Amount`] is a non-negative decimal with at
 //! most two places, a [`WaldurUuid`] is 32 lowercase hex digits.
 
+pub mod allocation;
 pub mod clock;
 pub mod ids;
 pub mod operations;
