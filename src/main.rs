@@ -138,7 +138,7 @@ enum TokenCommand {
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
     Scope::parse(s).ok_or_else(|| {
-        let all: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+        let all: Vec<&str> = Scope::EVERY.iter().map(|s| s.as_str()).collect();
         format!("unknown scope `{s}` (one of: {})", all.join(", "))
     })
 }

@@ -120,6 +120,9 @@ mod with_sim {
                 signing_pem: None,
                 config_key: "sandbox".into(),
             }],
+            identity: crate::config::SP_IDENTITY.to_string(),
+            customers: Default::default(),
+            projects: Default::default(),
         });
         let ttl = config
             .auth

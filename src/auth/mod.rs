@@ -30,6 +30,11 @@ pub struct Site {
     /// Offering uuids, 32 lowercase hex digits.
     pub offerings: BTreeSet<String>,
     pub scopes: BTreeSet<Scope>,
+    /// The Puhuri identity the site's jobs are delivered with (`sp` for a service provider's).
+    pub identity: String,
+    /// Allocator sites: the customers and projects (uuids) it allocates for.
+    pub customers: BTreeSet<String>,
+    pub projects: BTreeSet<String>,
 }
 
 /// An authenticated caller: the site, the scopes its token grants (within the site's), and when

@@ -151,6 +151,9 @@ impl SiteRegistry {
                 id: site_cfg.id.clone(),
                 offerings: site_cfg.offerings.clone(),
                 scopes: site_cfg.scopes.clone(),
+                identity: site_cfg.identity.clone(),
+                customers: site_cfg.customers.clone(),
+                projects: site_cfg.projects.clone(),
             });
             for key_cfg in &site_cfg.keys {
                 let key = decoding_key(key_cfg.algorithm, &key_cfg.material)

@@ -34,7 +34,7 @@ pub use raw::{
 };
 pub use resolve::{hash_tag, parse_uuid};
 pub use sentinel::SentinelUrl;
-pub use sites::{RawSite, SiteConfig, valid_site_id};
+pub use sites::{RawSite, SP_IDENTITY, SiteConfig, valid_site_id};
 
 /// The prefix of every environment variable the gateway reads.
 pub const ENV_PREFIX: &str = "PUHURI_GATEWAY_";
@@ -71,6 +71,9 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub limits: LimitsConfig,
     pub sites: Vec<SiteConfig>,
+    /// Further Puhuri identities by name (`upstream.identities`), each with its token. The
+    /// service provider's identity, [`SP_IDENTITY`], is `upstream`'s own token and is not here.
+    pub identities: std::collections::BTreeMap<String, secrecy::SecretString>,
 }
 
 #[derive(Debug)]
@@ -125,13 +128,14 @@ impl Config {
         }
     }
 
-    pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+    pub fn from_raw(mut raw: RawConfig) -> Result<Config, ConfigError> {
         if raw.gateway_id.trim().is_empty() {
             return Err(key_error("gateway_id", "must not be empty"));
         }
+        let identities = resolve::resolve_identities(std::mem::take(&mut raw.upstream.identities))?;
         let upstream = resolve::resolve_upstream(raw.upstream)?;
         let store = resolve::resolve_store(raw.redis, &raw.data_dir)?;
-        let sites = sites::resolve_sites(raw.sites)?;
+        let sites = sites::resolve_sites(raw.sites, &identities)?;
         resolve::check_durations(&raw.auth, &raw.delivery, &raw.limits, &upstream)?;
         if let Some(url) = &raw.public_url {
             url::Url::parse(url).map_err(|e| key_error("public_url", format!("not a URL: {e}")))?;
@@ -158,6 +162,7 @@ impl Config {
             delivery: raw.delivery,
             limits: raw.limits,
             sites,
+            identities,
         })
     }
 

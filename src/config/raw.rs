@@ -82,10 +82,24 @@ pub struct RawUpstream {
     /// The service provider's uuid (for the provider's users, keys, projects and usernames).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_provider_uuid: Option<String>,
+    /// Further Puhuri identities (an allocator's token, ...), by name; `token` / `token_file`
+    /// above stay the service provider's identity, named `sp`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub identities: std::collections::BTreeMap<String, RawIdentity>,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+}
+
+/// One named Puhuri identity: its API token, inline or (better) from a file.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    #[serde(default, skip_serializing)]
+    pub token: Option<SecretString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -191,6 +205,7 @@ impl Default for RawConfig {
                 url: None,
                 token: None,
                 token_file: None,
+                identities: Default::default(),
                 service_provider_uuid: None,
                 timeout: Duration::from_secs(30),
                 connect_timeout: Duration::from_secs(5),

@@ -40,6 +40,42 @@ pub(super) fn inline_or_file(
     }
 }
 
+/// The further Puhuri identities of `upstream.identities`, each with its token. Names follow the
+/// site-id rule; `sp` is the service provider's identity (`upstream.token`) and cannot be reused.
+pub(super) fn resolve_identities(
+    raw: std::collections::BTreeMap<String, super::raw::RawIdentity>,
+) -> Result<std::collections::BTreeMap<String, SecretString>, ConfigError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (name, identity) in raw {
+        let at = format!("upstream.identities.{name}");
+        if !super::valid_site_id(&name) {
+            return Err(key_error(
+                at,
+                "an identity's name must be 1-64 characters of letters, digits, '-', '_' or '.'",
+            ));
+        }
+        if name == super::SP_IDENTITY {
+            return Err(key_error(
+                at,
+                "`sp` is the service provider's identity: give its token as upstream.token_file",
+            ));
+        }
+        let token = inline_or_file(
+            &format!("{at}.token"),
+            identity.token,
+            identity.token_file.as_deref(),
+        )?
+        .ok_or_else(|| {
+            key_error(
+                format!("{at}.token_file"),
+                "the identity's token is required",
+            )
+        })?;
+        out.insert(name, token);
+    }
+    Ok(out)
+}
+
 pub(super) fn resolve_upstream(raw: RawUpstream) -> Result<Upstream, ConfigError> {
     let token = inline_or_file("upstream.token", raw.token, raw.token_file.as_deref())?;
     let Some(url) = raw.url.filter(|u| !u.trim().is_empty()) else {

@@ -1,4 +1,16 @@
 //! Sites: who may call the gateway, for which offerings, with which scopes and keys.
+//!
+//! Every site is bound to exactly one Puhuri identity (`identity`, default [`SP_IDENTITY`], the
+//! service provider's token of `upstream.token_file`); its jobs are delivered with that
+//! identity's token and no other. The identity decides the site's kind:
+//! - a service provider's site (identity `sp`): `offerings` are the offerings it serves; it may
+//!   hold the service-provider scopes ([`Scope::ALL`]);
+//! - an allocator's site (any identity of `upstream.identities`): `customers` and/or `projects`
+//!   are what it allocates for (at least one of them), `offerings` those it may order from; it
+//!   may hold the allocator scopes ([`Scope::ALLOCATOR`]).
+//!
+//! A scope of the other kind in `scopes` is refused at start, so neither kind can reach the
+//! other's operations (403 `insufficient_scope`, which names only the scope).
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -15,11 +27,24 @@ pub struct RawSite {
     /// Offering uuids this site may act on.
     pub offerings: Vec<String>,
     /// The most a token of this site may be granted; a token's scopes are intersected with these.
-    #[serde(default = "Scope::all_vec")]
-    pub scopes: Vec<Scope>,
+    /// Default: every scope of the site's kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<Scope>>,
     #[serde(default)]
     pub keys: Vec<RawKey>,
+    /// The Puhuri identity whose token delivers this site's jobs (default `sp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Allocator sites: the customers (organisations) whose projects it allocates for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub customers: Vec<String>,
+    /// Allocator sites: single projects it allocates for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<String>,
 }
+
+/// The service provider's identity: `upstream.token` / `upstream.token_file`.
+pub const SP_IDENTITY: &str = "sp";
 
 #[derive(Debug)]
 pub struct SiteConfig {
@@ -28,9 +53,27 @@ pub struct SiteConfig {
     pub offerings: BTreeSet<String>,
     pub scopes: BTreeSet<Scope>,
     pub keys: Vec<KeyConfig>,
+    /// The Puhuri identity the site's jobs are delivered with ([`SP_IDENTITY`] or a name of
+    /// `upstream.identities`).
+    pub identity: String,
+    /// Allocator sites: customer uuids (32 lowercase hex digits) it allocates for.
+    pub customers: BTreeSet<String>,
+    /// Allocator sites: project uuids (32 lowercase hex digits) it allocates for.
+    pub projects: BTreeSet<String>,
 }
 
-pub(super) fn resolve_sites(raw: Vec<RawSite>) -> Result<Vec<SiteConfig>, ConfigError> {
+impl SiteConfig {
+    /// Whether this is an allocator's site (bound to an identity other than the service
+    /// provider's).
+    pub fn is_allocator(&self) -> bool {
+        self.identity != SP_IDENTITY
+    }
+}
+
+pub(super) fn resolve_sites<T>(
+    raw: Vec<RawSite>,
+    identities: &std::collections::BTreeMap<String, T>,
+) -> Result<Vec<SiteConfig>, ConfigError> {
     let mut ids = HashSet::new();
     let mut kids = HashSet::new();
     let mut sites = Vec::with_capacity(raw.len());
@@ -74,11 +117,65 @@ pub(super) fn resolve_sites(raw: Vec<RawSite>) -> Result<Vec<SiteConfig>, Config
             }
             keys.push(resolve_key(&key_at, key)?);
         }
+        let identity = site.identity.unwrap_or_else(|| SP_IDENTITY.to_string());
+        if identity != SP_IDENTITY && !identities.contains_key(&identity) {
+            return Err(key_error(
+                format!("{at}.identity"),
+                format!("`{identity}` is not `sp` nor a name of upstream.identities"),
+            ));
+        }
+        let allocator = identity != SP_IDENTITY;
+        let uuids = |list: &[String], name: &str| {
+            list.iter()
+                .enumerate()
+                .map(|(j, u)| parse_uuid(&format!("{at}.{name}[{j}]"), u))
+                .collect::<Result<BTreeSet<_>, _>>()
+        };
+        let customers = uuids(&site.customers, "customers")?;
+        let projects = uuids(&site.projects, "projects")?;
+        if allocator && customers.is_empty() && projects.is_empty() {
+            return Err(key_error(
+                format!("{at}.customers"),
+                "an allocator's site needs the customers and/or projects it allocates for",
+            ));
+        }
+        if !allocator && (!customers.is_empty() || !projects.is_empty()) {
+            return Err(key_error(
+                format!("{at}.identity"),
+                "customers and projects bind an allocator's site: name its identity",
+            ));
+        }
+        let allowed = Scope::for_kind(allocator);
+        let scopes: BTreeSet<Scope> = match site.scopes {
+            Some(list) => list.into_iter().collect(),
+            None => allowed.iter().copied().collect(),
+        };
+        if let Some(other) = scopes.iter().find(|s| !allowed.contains(s)) {
+            return Err(key_error(
+                format!("{at}.scopes"),
+                format!(
+                    "`{other}` is not for a {} site (those are: {})",
+                    if allocator {
+                        "an allocator's"
+                    } else {
+                        "service provider's"
+                    },
+                    allowed
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
         sites.push(SiteConfig {
             id: site.id,
             offerings,
-            scopes: site.scopes.into_iter().collect(),
+            scopes,
             keys,
+            identity,
+            customers,
+            projects,
         });
     }
     Ok(sites)

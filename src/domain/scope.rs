@@ -44,15 +44,49 @@ pub enum Scope {
     #[serde(rename = "jobs:admin")]
     #[strum(serialize = "jobs:admin")]
     JobsAdmin,
+    /// An allocator site's reads: public offerings, its projects, orders and resources.
+    #[serde(rename = "allocations:read")]
+    #[strum(serialize = "allocations:read")]
+    AllocationsRead,
+    /// An allocator site's writes: create, change and terminate allocations; review and cancel
+    /// its orders.
+    #[serde(rename = "allocations:write")]
+    #[strum(serialize = "allocations:write")]
+    AllocationsWrite,
 }
 
 impl Scope {
-    /// Every scope, in declaration order.
-    pub const ALL: &'static [Scope] = <Scope as strum::VariantArray>::VARIANTS;
+    /// Every scope a service provider's site may hold (and holds when its configuration names
+    /// none): the six the gateway had before allocator sites existed.
+    pub const ALL: &'static [Scope] = &[
+        Scope::UsageWrite,
+        Scope::OrdersWrite,
+        Scope::ResourcesWrite,
+        Scope::UsersWrite,
+        Scope::Read,
+        Scope::JobsAdmin,
+    ];
 
-    /// Every scope, as the config's default for a site that names none.
+    /// Every scope an allocator's site may hold (and holds when its configuration names none).
+    /// Not `jobs:admin`, which sees every site's jobs: an allocator's site sees and manages its
+    /// own jobs without it.
+    pub const ALLOCATOR: &'static [Scope] = &[Scope::AllocationsRead, Scope::AllocationsWrite];
+
+    /// Every scope there is, in declaration order.
+    pub const EVERY: &'static [Scope] = <Scope as strum::VariantArray>::VARIANTS;
+
+    /// [`Scope::ALL`] as a list.
     pub fn all_vec() -> Vec<Scope> {
         Scope::ALL.to_vec()
+    }
+
+    /// The scopes a site of this kind may hold.
+    pub fn for_kind(allocator: bool) -> &'static [Scope] {
+        if allocator {
+            Scope::ALLOCATOR
+        } else {
+            Scope::ALL
+        }
     }
 
     /// The wire name, e.g. `usage:write`.
@@ -87,5 +121,18 @@ mod tests {
         assert_eq!(Scope::parse("usage:write"), Some(Scope::UsageWrite));
         assert_eq!(Scope::parse("Usage:Write"), None);
         assert_eq!(Scope::parse("admin"), None);
+    }
+
+    #[test]
+    fn allocator_scopes_have_wire_names_too() {
+        for &scope in Scope::EVERY {
+            assert_eq!(Scope::parse(scope.as_str()), Some(scope));
+        }
+        assert_eq!(
+            Scope::parse("allocations:write"),
+            Some(Scope::AllocationsWrite)
+        );
+        assert!(Scope::ALLOCATOR.iter().all(|s| Scope::EVERY.contains(s)));
+        assert!(!Scope::ALL.contains(&Scope::AllocationsRead));
     }
 }

@@ -6,6 +6,7 @@ mod config;
 mod examples;
 mod health;
 mod helpers;
+mod identities;
 mod last_total;
 mod lifecycle;
 mod model;
