@@ -1120,6 +1120,79 @@ async fn set_usage_upsert_and_validation() {
     t.sim.stop().await;
 }
 
+/// An offering's own people views (Waldur 8.0.5 `list_customer_projects`, `list_customer_users`):
+/// projects with a live resource of the offering and the users with a role in them; 403 where
+/// the token's user does not own the provider's organisation; 404 for another provider's
+/// offering.
+#[tokio::test]
+async fn an_offerings_people_views() {
+    let t = setup().await;
+    let view = |o: &str, v: &str| format!("marketplace-provider-offerings/{o}/{v}/");
+    let sorted = |body: &Value, key: &str| -> Vec<String> {
+        let mut v: Vec<String> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x[key].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let (lumi, second) = (demo::LUMI_OFFERING_UUID, demo::SECOND_OFFERING_UUID);
+    let r = t.get(&view(lumi, "list_customer_projects")).await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(
+        sorted(&r.body, "uuid"),
+        [demo::PROJECT_A_UUID, demo::PROJECT_B_UUID]
+    );
+    assert_eq!(r.headers["x-result-count"], "2");
+    let r = t.get(&view(second, "list_customer_projects")).await;
+    assert_eq!(sorted(&r.body, "uuid"), [demo::PROJECT_A_UUID]);
+    let r = t.get(&view(second, "list_customer_users")).await;
+    assert_eq!(sorted(&r.body, "username"), ["alice", "bob"]);
+    let r = t
+        .get(&format!(
+            "{}?field=uuid&page_size=1&page=2",
+            view(lumi, "list_customer_users")
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(r.headers["x-result-count"], "3");
+    assert_eq!(r.body.as_array().unwrap().len(), 1);
+    assert_eq!(r.body[0].as_object().unwrap().len(), 1, "{}", r.raw);
+
+    let r = t
+        .call_as(
+            Some(demo::OTHER_SP_TOKEN),
+            Method::GET,
+            &view(lumi, "list_customer_projects"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.raw);
+    let r = t
+        .ctl(
+            Method::POST,
+            "settings",
+            Some(json!({"read_only_offerings": [lumi]})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let r = t.get(&view(lumi, "list_customer_users")).await;
+    assert_eq!(
+        (r.status.as_u16(), &r.body),
+        (
+            403,
+            &json!({"detail": "You do not have permission to perform this action."})
+        )
+    );
+    assert_eq!(
+        t.get(&view(second, "list_customer_users")).await.status,
+        200
+    );
+    assert_eq!(t.get(&view(lumi, "no_such_view")).await.status, 404);
+}
+
 #[tokio::test]
 async fn offering_users_and_service_provider_views() {
     let t = setup().await;

@@ -14,6 +14,7 @@ pub mod middleware;
 pub mod names;
 pub mod openapi;
 pub mod orders;
+pub mod people;
 pub mod reads;
 pub mod resources;
 pub mod responses;
@@ -106,10 +107,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: b
                 .service(resources::get_offering)
                 .service(users::set_offering_username)
                 .service(users::set_username)
-                .service(users::list_users)
-                .service(users::list_ssh_keys)
-                .service(users::list_projects)
-                .service(users::list_project_permissions),
+                .service(people::list_users)
+                .service(people::list_ssh_keys)
+                .service(people::list_projects)
+                .service(people::list_project_permissions),
         )
         .service(openapi::swagger_ui(sandbox))
         // `/docs` without its slash is where a person types it.

@@ -1,28 +1,10 @@
-//! People: usernames (queued writes) and the service provider's views of users, SSH keys,
-//! projects and project permissions, narrowed to the site.
+//! Usernames of the people on the teams of a site's resources (queued writes); the people
+//! themselves are read in [`super::people`].
 //!
 //! **Whose user is it?** A user is the site's when they hold an active role in a project that has
 //! a live (not terminated) resource in one of the site's offerings, i.e. they are on the team of
-//! one of its resources. The check is two calls: the user's project roles in the provider's view
-//! (`…/project_permissions/?user_uuid=`) and a count of resources of those projects in the site's
-//! offerings. For `POST /v1/offering-users` the resource must be in that very offering.
-//!
-//! **What a page of the people reads costs.** Puhuri's provider views
-//! (`marketplace-service-providers/{uuid}/{projects,users,keys,project_permissions}/`) list the
-//! projects with a non-terminated resource of *any* of the provider's offerings, their members,
-//! their keys and their roles. So:
-//! - a site bound to every offering of its provider (checked once per 10 minutes, cached) gets
-//!   exactly those views: a page of the gateway's list is the same page of Puhuri's, one upstream
-//!   call, with Waldur 8.0.5's filters (`username`; keys' `user_uuid`; roles' `scope_uuid` and
-//!   `user`) and `field=` for only what the gateway shows;
-//! - a site bound to some of its provider's offerings is narrowed by the gateway: its projects
-//!   are found by one scan of its resources (`offering_uuid`, live `state`s,
-//!   `field=project_uuid`, cached for a minute), then the view is scanned in pages of 300 and
-//!   filtered, and the gateway paginates. A scan longer than 100 pages (30,000 objects) is a 422
-//!   `list_too_large`, never a 503: a retry would meet the same bound.
-//!
-//! A user who is also on another site's resources is visible to both sites (the user is shared;
-//! their other projects are not listed).
+//! one of its resources ([`super::people::on_team_of`]: two calls). For
+//! `POST /v1/offering-users` the resource must be in that very offering.
 //!
 //! **`PUT /v1/users/{uuid}/username`** is Waldur's `set_offerings_username`: it sets the username
 //! on *every* offering of the service provider where the user has a resource. So it is allowed
@@ -33,30 +15,22 @@
 //! **Usernames** follow [`crate::domain::username`]: by default the POSIX portable rule,
 //! otherwise `limits.username_pattern`.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-
 use crate::api::body::JsonBody;
-use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
+use actix_web::{HttpRequest, HttpResponse, post, put, web};
 use serde::Deserialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::jobs::JobView;
-use super::reads::{
-    LIVE_RESOURCE_STATES, MAX_UPSTREAM_PAGES, Paging, QueryParams, list_response, list_too_large,
-    scan_failed, service_provider_uuid, site_projects, upstream_page_failed, uuid_in_path,
-};
-use super::responses::{PeopleReadErrors, WriteErrors, WriteHeaders};
+use super::people::on_team_of;
+use super::reads::{MAX_UPSTREAM_PAGES, service_provider_uuid, uuid_in_path};
+use super::responses::{WriteErrors, WriteHeaders};
 use super::submit::{lookup_failed, submit};
-use super::views::{ProjectPermissionView, ProjectView, SshKeyView, UserView};
 use crate::auth::SiteIdentity;
-use crate::auth::scoped::{Authorized, Read, UsersWrite};
+use crate::auth::scoped::{Authorized, UsersWrite};
 use crate::domain::operations::{OfferingUsername, Operation, UserUsername};
 use crate::domain::{Username, WaldurUuid};
 use crate::error::{ApiError, FieldError};
-use crate::upstream::directory::ScanError;
 
 fn username(state: &AppState, name: &str) -> Result<Username, FieldError> {
     Username::parse(name, &state.username_rule).map_err(|m| FieldError::new("username", m))
@@ -77,51 +51,14 @@ async fn check_user(
     offerings: &[String],
 ) -> Result<(), ApiError> {
     let sp = service_provider_uuid(state, identity, true).await?;
-    let client = state.directory.client();
-    let roles = client
-        .get_all(
-            &format!("marketplace-service-providers/{sp}/project_permissions/"),
-            // Waldur 8.0.5's role filter for the user's uuid is `user`.
-            &[("user", user.to_string())],
-            MAX_UPSTREAM_PAGES,
-        )
+    if on_team_of(state, &sp, user.as_str(), offerings)
         .await
-        .map_err(lookup_failed)?;
-    let projects: BTreeSet<&str> = roles
-        .iter()
-        .filter(|r| r["user_uuid"].as_str() == Some(user.as_str()))
-        .filter_map(|r| r["project_uuid"].as_str())
-        .collect();
-    if projects.is_empty() {
-        return Err(not_yours());
+        .map_err(lookup_failed)?
+    {
+        Ok(())
+    } else {
+        Err(not_yours())
     }
-    let mut query: Vec<(&str, String)> = projects
-        .iter()
-        .map(|p| ("project_uuid", p.to_string()))
-        .collect();
-    query.extend(offerings.iter().map(|o| ("offering_uuid", o.clone())));
-    query.extend(
-        LIVE_RESOURCE_STATES
-            .iter()
-            .map(|s| ("state", s.to_string())),
-    );
-    query.push(("field", "offering_uuid".into()));
-    query.push(("field", "project_uuid".into()));
-    query.push(("page_size", "100".into()));
-    let page = client
-        .get_page("marketplace-provider-resources/", &query)
-        .await
-        .map_err(lookup_failed)?;
-    // Check again rather than trust the filters.
-    let found = page.items.iter().any(|r| {
-        r["offering_uuid"]
-            .as_str()
-            .is_some_and(|o| offerings.iter().any(|x| x == o))
-            && r["project_uuid"]
-                .as_str()
-                .is_some_and(|p| projects.contains(p))
-    });
-    if found { Ok(()) } else { Err(not_yours()) }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -293,379 +230,4 @@ async fn check_bound_to_every_offering(
              them are not this site's; set it per offering with POST /v1/offering-users"
         )))
     }
-}
-
-// --- reads -------------------------------------------------------------------------------------
-
-/// The fields each list takes from Puhuri's provider views (`field=`, Waldur 8.0.5's
-/// `MarketplaceServiceProviderUserFieldEnum`, `SshKeyFieldEnum`, `ProjectFieldEnum` and
-/// `ProjectPermissionLogFieldEnum`): what the gateway's shapes in [`super::views`] read.
-const USER_FIELDS: &[&str] = &[
-    "uuid",
-    "username",
-    "full_name",
-    "first_name",
-    "last_name",
-    "email",
-    "organization",
-    "is_active",
-];
-const KEY_FIELDS: &[&str] = &[
-    "uuid",
-    "user_uuid",
-    "name",
-    "public_key",
-    "type",
-    "is_shared",
-];
-const PROJECT_FIELDS: &[&str] = &[
-    "uuid",
-    "name",
-    "description",
-    "customer_uuid",
-    "customer_name",
-    "start_date",
-    "end_date",
-    "created",
-];
-const ROLE_FIELDS: &[&str] = &[
-    "user_uuid",
-    "user_username",
-    "user_full_name",
-    "user_email",
-    "project_uuid",
-    "project_name",
-    "customer_uuid",
-    "customer_name",
-    "role_name",
-    "role",
-    "created",
-    "expiration_time",
-];
-
-/// How a list of people is narrowed to the site.
-enum People {
-    /// The site is bound to every offering of its provider: Puhuri's provider views are exactly
-    /// the site's, so a page is one upstream page (Waldur paginates and counts).
-    Provider { sp: String },
-    /// The site has some of the provider's offerings: the provider's views are scanned (in
-    /// pages of 300, at most [`crate::upstream::directory::MAX_SCAN_PAGES`]) and narrowed to
-    /// these projects, and the gateway paginates.
-    Narrowed {
-        sp: String,
-        projects: Arc<BTreeSet<String>>,
-    },
-}
-
-async fn people(state: &AppState, identity: &SiteIdentity) -> Result<People, ApiError> {
-    let sp = service_provider_uuid(state, identity, false).await?;
-    let offerings: Vec<String> = identity.site.offerings.iter().cloned().collect();
-    let covers = state
-        .directory
-        .offerings_cover_provider(&offerings)
-        .await
-        .map_err(scan_failed)?;
-    if covers {
-        Ok(People::Provider { sp })
-    } else {
-        Ok(People::Narrowed {
-            sp,
-            projects: site_projects(state, identity).await?,
-        })
-    }
-}
-
-fn with_fields<'a>(query: &[(&'a str, String)], fields: &[&str]) -> Vec<(&'a str, String)> {
-    let mut q = query.to_vec();
-    q.extend(fields.iter().map(|f| ("field", f.to_string())));
-    q
-}
-
-/// One page of a provider view, as Waldur paginates it: one upstream call.
-async fn view_page(
-    state: &AppState,
-    sp: &str,
-    view: &str,
-    query: &[(&str, String)],
-    fields: &[&str],
-    paging: &Paging,
-) -> Result<(Vec<Value>, u64), ApiError> {
-    let mut q = with_fields(query, fields);
-    q.extend(paging.upstream_query());
-    let page = state
-        .directory
-        .client()
-        .get_page(&format!("marketplace-service-providers/{sp}/{view}/"), &q)
-        .await
-        .map_err(|e| upstream_page_failed(e, paging))?;
-    let total = page.total.unwrap_or(page.items.len() as u64);
-    if paging.page > 1 && page.items.is_empty() {
-        return Err(ApiError::NotFound(format!(
-            "page {} is after the last page",
-            paging.page
-        )));
-    }
-    Ok((page.items, total))
-}
-
-/// Everything at a provider view, scanned within the bound (else 422 `list_too_large`) and
-/// kept for a minute ([`crate::upstream::directory::Directory::scan`]).
-async fn view_all(
-    state: &AppState,
-    sp: &str,
-    view: &str,
-    query: &[(&str, String)],
-    fields: &[&str],
-) -> Result<Arc<Vec<Value>>, ApiError> {
-    let path = format!("marketplace-service-providers/{sp}/{view}/");
-    state
-        .directory
-        .scan(&path, &with_fields(query, fields))
-        .await
-        .map_err(|e| match e {
-            ScanError::TooLarge(_) => list_too_large(&format!("{view}/")),
-            other => scan_failed(other),
-        })
-}
-
-/// Active roles in `projects` (Waldur's role filters `scope_uuid` and `user` in `query`).
-async fn roles_in(
-    state: &AppState,
-    sp: &str,
-    projects: &BTreeSet<String>,
-    query: &[(&str, String)],
-) -> Result<Vec<Value>, ApiError> {
-    Ok(
-        view_all(state, sp, "project_permissions", query, ROLE_FIELDS)
-            .await?
-            .iter()
-            .filter(|r| {
-                r["project_uuid"]
-                    .as_str()
-                    .is_some_and(|p| projects.contains(p))
-            })
-            .cloned()
-            .collect(),
-    )
-}
-
-/// The uuids of the people with a role in `projects`.
-async fn members_of(
-    state: &AppState,
-    sp: &str,
-    projects: &BTreeSet<String>,
-) -> Result<BTreeSet<String>, ApiError> {
-    Ok(roles_in(state, sp, projects, &[])
-        .await?
-        .iter()
-        .filter_map(|r| r["user_uuid"].as_str().map(str::to_string))
-        .collect())
-}
-
-/// People on the teams of the site's resources.
-#[utoipa::path(
-    context_path = "/v1",
-    tag = "users",
-    security(("bearer" = [])),
-    params(
-        ("username" = Option<String>, Query, description = "Exactly this Puhuri username", min_length = 1, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"),
-        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
-    ),
-    responses(
-        (status = 200, body = [UserView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        PeopleReadErrors,
-    )
-)]
-#[get("/users")]
-pub async fn list_users(
-    identity: Authorized<Read>,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let params = QueryParams::parse(&req);
-    let paging = params.paging()?;
-    let mut query = Vec::new();
-    if let Some(u) = params.one("username") {
-        query.push(("username", u.to_string()));
-    }
-    let (page, total) = match people(&state, &identity).await? {
-        People::Provider { sp } => {
-            let (items, total) =
-                view_page(&state, &sp, "users", &query, USER_FIELDS, &paging).await?;
-            (items.iter().map(UserView::from_waldur).collect(), total)
-        }
-        People::Narrowed { sp, projects } => {
-            let members = members_of(&state, &sp, &projects).await?;
-            let users: Vec<UserView> = view_all(&state, &sp, "users", &query, USER_FIELDS)
-                .await?
-                .iter()
-                .filter(|u| u["uuid"].as_str().is_some_and(|x| members.contains(x)))
-                .filter(|u| params.one("username").is_none_or(|n| u["username"] == n))
-                .map(UserView::from_waldur)
-                .collect();
-            paging.slice(users)?
-        }
-    };
-    Ok(list_response(&state, &req, &paging, total, &page))
-}
-
-/// SSH keys of the people on the teams of the site's resources.
-#[utoipa::path(
-    context_path = "/v1",
-    tag = "users",
-    security(("bearer" = [])),
-    params(
-        ("user_uuid" = Option<String>, Query, description = "Only this user's keys", pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"),
-        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
-    ),
-    responses(
-        (status = 200, body = [SshKeyView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        PeopleReadErrors,
-    )
-)]
-#[get("/ssh-keys")]
-pub async fn list_ssh_keys(
-    identity: Authorized<Read>,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let params = QueryParams::parse(&req);
-    let paging = params.paging()?;
-    let user = params.uuid("user_uuid")?.map(String::from);
-    let mut query = Vec::new();
-    if let Some(u) = &user {
-        query.push(("user_uuid", u.clone()));
-    }
-    let (page, total) = match people(&state, &identity).await? {
-        People::Provider { sp } => {
-            let (items, total) =
-                view_page(&state, &sp, "keys", &query, KEY_FIELDS, &paging).await?;
-            (items.iter().map(SshKeyView::from_waldur).collect(), total)
-        }
-        People::Narrowed { sp, projects } => {
-            let members = members_of(&state, &sp, &projects).await?;
-            let keys: Vec<SshKeyView> = view_all(&state, &sp, "keys", &query, KEY_FIELDS)
-                .await?
-                .iter()
-                .filter(|k| {
-                    k["user_uuid"].as_str().is_some_and(|u| {
-                        members.contains(u) && user.as_deref().is_none_or(|x| x == u)
-                    })
-                })
-                .map(SshKeyView::from_waldur)
-                .collect();
-            paging.slice(keys)?
-        }
-    };
-    Ok(list_response(&state, &req, &paging, total, &page))
-}
-
-/// Projects with a live resource in the site's offerings.
-#[utoipa::path(
-    context_path = "/v1",
-    tag = "users",
-    security(("bearer" = [])),
-    params(
-        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
-    ),
-    responses(
-        (status = 200, body = [ProjectView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        PeopleReadErrors,
-    )
-)]
-#[get("/projects")]
-pub async fn list_projects(
-    identity: Authorized<Read>,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let params = QueryParams::parse(&req);
-    let paging = params.paging()?;
-    let (page, total) = match people(&state, &identity).await? {
-        People::Provider { sp } => {
-            let (items, total) =
-                view_page(&state, &sp, "projects", &[], PROJECT_FIELDS, &paging).await?;
-            (items.iter().map(ProjectView::from_waldur).collect(), total)
-        }
-        People::Narrowed { sp, projects } => {
-            let found: Vec<ProjectView> = view_all(&state, &sp, "projects", &[], PROJECT_FIELDS)
-                .await?
-                .iter()
-                .filter(|p| p["uuid"].as_str().is_some_and(|u| projects.contains(u)))
-                .map(ProjectView::from_waldur)
-                .collect();
-            paging.slice(found)?
-        }
-    };
-    Ok(list_response(&state, &req, &paging, total, &page))
-}
-
-/// Active project roles in the site's projects.
-#[utoipa::path(
-    context_path = "/v1",
-    tag = "users",
-    security(("bearer" = [])),
-    params(
-        ("project_uuid" = Option<String>, Query, description = "Only this project", pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"),
-        ("user_uuid" = Option<String>, Query, description = "Only this user", pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"),
-        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
-    ),
-    responses(
-        (status = 200, body = [ProjectPermissionView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        PeopleReadErrors,
-    )
-)]
-#[get("/project-permissions")]
-pub async fn list_project_permissions(
-    identity: Authorized<Read>,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let params = QueryParams::parse(&req);
-    let paging = params.paging()?;
-    let project = params.uuid("project_uuid")?.map(String::from);
-    let user = params.uuid("user_uuid")?.map(String::from);
-    // Waldur 8.0.5's role filters: `scope_uuid` (the project) and `user` (the user's uuid).
-    let mut query = Vec::new();
-    if let Some(p) = &project {
-        query.push(("scope_uuid", p.clone()));
-    }
-    if let Some(u) = &user {
-        query.push(("user", u.clone()));
-    }
-    let (page, total) = match people(&state, &identity).await? {
-        People::Provider { sp } => {
-            let (items, total) = view_page(
-                &state,
-                &sp,
-                "project_permissions",
-                &query,
-                ROLE_FIELDS,
-                &paging,
-            )
-            .await?;
-            (
-                items
-                    .iter()
-                    .map(ProjectPermissionView::from_waldur)
-                    .collect(),
-                total,
-            )
-        }
-        People::Narrowed { sp, projects } => {
-            let roles: Vec<ProjectPermissionView> = roles_in(&state, &sp, &projects, &query)
-                .await?
-                .iter()
-                .filter(|r| project.as_deref().is_none_or(|p| r["project_uuid"] == p))
-                .filter(|r| user.as_deref().is_none_or(|u| r["user_uuid"] == u))
-                .map(ProjectPermissionView::from_waldur)
-                .collect();
-            paging.slice(roles)?
-        }
-    };
-    Ok(list_response(&state, &req, &paging, total, &page))
 }

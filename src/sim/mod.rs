@@ -22,6 +22,7 @@ pub mod demo;
 mod demo_ids;
 mod faults;
 mod model;
+mod offering_people;
 mod offerings;
 mod orders;
 mod render;
@@ -220,6 +221,7 @@ fn route(w: &mut World, r: &Req) -> Res {
         }
         ["marketplace-provider-offerings"] => offerings::list(w, r, false),
         ["marketplace-provider-offerings", id] => offerings::retrieve(w, r, id, false),
+        ["marketplace-provider-offerings", id, action] => offering_people::action(w, r, id, action),
         ["marketplace-public-offerings"] => offerings::list(w, r, true),
         ["marketplace-public-offerings", id] => offerings::retrieve(w, r, id, true),
         ["marketplace-public-offerings", id, "plans"] => offerings::plans(w, r, id, None),

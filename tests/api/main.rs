@@ -12,6 +12,7 @@ mod lifecycle;
 mod model;
 mod openapi;
 mod orders;
+mod people;
 mod python_client;
 mod quickstart;
 mod resilience;

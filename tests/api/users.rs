@@ -592,16 +592,17 @@ async fn a_page_of_people_costs_one_upstream_page_for_a_site_with_every_offering
     assert_eq!(status, 404);
 }
 
-/// A site with only some of its provider's offerings has its lists narrowed by a scan of at
-/// most 30,000 objects. Past that bound the answer is 422 `list_too_large`, at once (Waldur's
-/// count on the first page shows it) and never a 503 "Puhuri cannot be reached".
+/// A site with only some of its provider's offerings has its unfiltered SSH keys narrowed by a
+/// scan of its members (the offering's user view) of at most 30,000 objects. Past that bound the
+/// answer is 422 `list_too_large`, at once (Waldur's count on the first page shows it) and never
+/// a 503 "Puhuri cannot be reached".
 #[tokio::test]
 async fn a_list_past_the_scan_bound_is_too_large_not_unreachable() {
     let app = spawn_manual_app().await;
     let seeded = app
         .sim_post(
             "bulk",
-            &json!({"projects": 1, "users": 0, "resources": 30_001, "offering_uuids": [demo::LUMI_OFFERING_UUID]}),
+            &json!({"projects": 1, "users": 30_001, "resources": 1, "offering_uuids": [demo::LUMI_OFFERING_UUID]}),
         )
         .await;
     assert_eq!(seeded.status(), 201);
@@ -610,13 +611,13 @@ async fn a_list_past_the_scan_bound_is_too_large_not_unreachable() {
         .send()
         .await
         .unwrap();
-    let response = app.get_as("/v1/projects", &alpha_token()).await;
+    let response = app.get_as("/v1/ssh-keys", &alpha_token()).await;
     let problem = assert_problem(response, 422, "list_too_large").await;
     assert!(
         problem["detail"].as_str().unwrap().contains("30000"),
         "{problem}"
     );
-    let scans = app.sim_calls("/api/marketplace-provider-resources/").await;
+    let scans = app.sim_calls("/list_customer_users/").await;
     assert_eq!(scans.len(), 1, "{scans:?}");
     // The provider-wide site is not affected: one page of the provider's view.
     let (status, headers, _) = get_json(&app, "/v1/projects", &provider_token()).await;

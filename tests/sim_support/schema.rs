@@ -366,6 +366,24 @@ async fn every_operation_matches_the_waldur_schema() {
         ),
         (
             "get",
+            "/api/marketplace-provider-offerings/{uuid}/list_customer_projects/".into(),
+            format!(
+                "marketplace-provider-offerings/{}/list_customer_projects/",
+                demo::LUMI_OFFERING_UUID
+            ),
+            None,
+        ),
+        (
+            "get",
+            "/api/marketplace-provider-offerings/{uuid}/list_customer_users/".into(),
+            format!(
+                "marketplace-provider-offerings/{}/list_customer_users/",
+                demo::LUMI_OFFERING_UUID
+            ),
+            None,
+        ),
+        (
+            "get",
             "/api/marketplace-provider-offerings/".into(),
             "marketplace-provider-offerings/".into(),
             None,

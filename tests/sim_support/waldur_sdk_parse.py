@@ -85,6 +85,14 @@ def main() -> int:
          "marketplace_service_providers.marketplace_service_providers_project_permissions_list",
          "GET", f"marketplace-service-providers/{sp}/project_permissions/", [("page_size", "100")],
          check=non_empty)
+    call("offering projects",
+         "marketplace_provider_offerings.marketplace_provider_offerings_list_customer_projects_list",
+         "GET", f"marketplace-provider-offerings/{o}/list_customer_projects/", [("page_size", "100")],
+         check=non_empty)
+    call("offering users",
+         "marketplace_provider_offerings.marketplace_provider_offerings_list_customer_users_list",
+         "GET", f"marketplace-provider-offerings/{o}/list_customer_users/", [("page_size", "100")],
+         check=non_empty)
     call("provider offering retrieve", "marketplace_provider_offerings.marketplace_provider_offerings_retrieve",
          "GET", f"marketplace-provider-offerings/{o}/")
     call("public offering retrieve", "marketplace_public_offerings.marketplace_public_offerings_retrieve",
