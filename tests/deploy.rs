@@ -741,8 +741,8 @@ impl Gateway {
         Gateway::start_with(&[])
     }
 
-    /// With extra environment (`PUHURI_GATEWAY_...` configuration keys).
-    fn start_with(env: &[(&str, &str)]) -> Gateway {
+    /// Started with extra environment, not waiting for it to be ready.
+    fn start_unready_with(env: &[(&str, &str)]) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let stdout = dir.path().join("stdout");
@@ -763,14 +763,19 @@ impl Gateway {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start the gateway");
-        let stderr = dir.path().join("stderr");
-        let mut gateway = Gateway {
+        Gateway {
             child,
             port,
             _dir: dir,
             data,
             stdout,
-        };
+        }
+    }
+
+    /// With extra environment (`PUHURI_GATEWAY_...` configuration keys).
+    fn start_with(env: &[(&str, &str)]) -> Gateway {
+        let mut gateway = Gateway::start_unready_with(env);
+        let (port, stderr) = (gateway.port, gateway._dir.path().join("stderr"));
         // the port is bound before the store opens: wait until /readyz says 200
         let deadline = Instant::now() + Duration::from_secs(60);
         while !ready(port) {
@@ -1928,6 +1933,167 @@ fn redis_over_tls_with_a_verified_certificate() {
     });
     let _ = redis.kill();
     let _ = redis.wait();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Starts `redis-server` with `args` (TLS on `port`, no plain port) and waits until the port
+/// accepts connections; the caller kills it.
+fn tls_redis(args: &[String], port: u16) -> Child {
+    let child = Command::new("redis-server")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server on {port} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// `redis.url = "rediss+sentinel://...?sentinel_password=..."`: sentinels protected by their
+/// own password (not the data nodes'), with TLS to the sentinels and to the master they name,
+/// certificates verified against `SSL_CERT_FILE`. The gateway reaches the master through the
+/// sentinel and delivers a report; with a wrong sentinel password it is not ready, and its
+/// answers never show either password.
+#[test]
+fn redis_through_sentinels_with_their_own_password_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    if !external::require(
+        "openssl (Debian package openssl) and a redis-server built with TLS",
+        tool_works("openssl", &["version"]) && make_certificates(dir.path()),
+    ) {
+        return;
+    }
+    let pem = |name: &str| dir.path().join(name).display().to_string();
+    let tls_args = |port: u16| -> Vec<String> {
+        [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            &pem("server.pem"),
+            "--tls-key-file",
+            &pem("server.key"),
+            "--tls-ca-cert-file",
+            &pem("ca.pem"),
+            "--tls-auth-clients",
+            "no",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let master_port = free_port();
+    let master_dir = tempfile::tempdir().unwrap();
+    let mut master_args = tls_args(master_port);
+    master_args.extend(
+        [
+            "--requirepass",
+            "data-nodes-pw",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    master_args.push(master_dir.path().display().to_string());
+    let mut master = tls_redis(&master_args, master_port);
+
+    let sentinel_port = free_port();
+    let sentinel_dir = tempfile::tempdir().unwrap();
+    let conf = sentinel_dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port 0\ntls-port {sentinel_port}\nbind 127.0.0.1\ndir {dir}\n\
+             tls-cert-file {cert}\ntls-key-file {key}\ntls-ca-cert-file {ca}\n\
+             tls-auth-clients no\ntls-replication yes\nrequirepass sentinel-pw\n\
+             sentinel monitor gw 127.0.0.1 {master_port} 1\n\
+             sentinel auth-pass gw data-nodes-pw\n",
+            dir = sentinel_dir.path().display(),
+            cert = pem("server.pem"),
+            key = pem("server.key"),
+            ca = pem("ca.pem"),
+        ),
+    )
+    .unwrap();
+    let mut sentinel_args = vec![conf.display().to_string()];
+    sentinel_args.extend(
+        ["--sentinel", "--daemonize", "no", "--loglevel", "warning"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let mut sentinel = tls_redis(&sentinel_args, sentinel_port);
+
+    let prefix = format!("{{sentinel-tls-{}}}", uuid::Uuid::new_v4().simple());
+    let ca = pem("ca.pem");
+    let url_with = |sentinel_pw: &str| {
+        format!(
+            "rediss+sentinel://:data-nodes-pw@localhost:{sentinel_port}/gw\
+             ?sentinel_password={sentinel_pw}"
+        )
+    };
+    let result = std::panic::catch_unwind(|| {
+        let url = url_with("sentinel-pw");
+        let gateway = Gateway::start_with(&[
+            ("PUHURI_GATEWAY_REDIS__URL", url.as_str()),
+            ("PUHURI_GATEWAY_REDIS__KEY_PREFIX", prefix.as_str()),
+            ("SSL_CERT_FILE", ca.as_str()),
+        ]);
+        let token = gateway.token();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let client = reqwest::Client::new();
+            let answer = post_usage(&client, &gateway, &token, RESOURCE_OK, 7.0, true).await;
+            let body: serde_json::Value = answer.json().await.unwrap();
+            assert_eq!(body["state"], "succeeded", "{body}");
+        });
+        drop(gateway);
+
+        // The sentinel refuses a wrong password: not ready, and neither password is shown.
+        let wrong = url_with("not-the-sentinel-pw");
+        let gateway = Gateway::start_unready_with(&[
+            ("PUHURI_GATEWAY_REDIS__URL", wrong.as_str()),
+            ("PUHURI_GATEWAY_REDIS__KEY_PREFIX", prefix.as_str()),
+            ("SSL_CERT_FILE", ca.as_str()),
+        ]);
+        let readyz = format!("http://127.0.0.1:{}/readyz", gateway.port);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (ok, out) = loop {
+            let (ok, out) = healthcheck(&["--url", &readyz], &[]);
+            if out.contains("503") || ok || Instant::now() > deadline {
+                break (ok, out);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(
+            !ok && out.contains("queue_store"),
+            "wrong sentinel password: {out}"
+        );
+        assert!(
+            !out.contains("not-the-sentinel-pw") && !out.contains("data-nodes-pw"),
+            "{out}"
+        );
+    });
+    for child in [&mut sentinel, &mut master] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }

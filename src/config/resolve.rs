@@ -124,7 +124,7 @@ pub(super) fn resolve_store(raw: RawRedis, data_dir: &Path) -> Result<StoreConfi
         Some(Ok(_)) if raw.cluster => {
             return Err(key_error(
                 "redis.cluster",
-                "cannot be combined with a redis+sentinel:// URL",
+                "cannot be combined with a sentinel URL (redis+sentinel://, rediss+sentinel://)",
             ));
         }
         Some(Ok(_)) => {}
@@ -134,7 +134,7 @@ pub(super) fn resolve_store(raw: RawRedis, data_dir: &Path) -> Result<StoreConfi
             if !matches!(parsed.scheme(), "redis" | "rediss" | "redis+unix" | "unix") {
                 return Err(key_error(
                     "redis.url",
-                    "must start with redis://, rediss://, redis+sentinel:// or unix://",
+                    "must start with redis://, rediss://, redis+sentinel://, rediss+sentinel:// or unix://",
                 ));
             }
         }

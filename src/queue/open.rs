@@ -105,17 +105,21 @@ pub fn redis_prefix(configured: &str) -> String {
 
 /// Remove the URL and its password from an error message, should a library have quoted them.
 fn redact(e: StoreError, url: &str) -> StoreError {
-    let password = match super::redis::SentinelUrl::parse(url) {
-        Some(parsed) => parsed.ok().and_then(|p| p.password),
+    let secrets: Vec<String> = match super::redis::SentinelUrl::parse(url) {
+        Some(parsed) => parsed
+            .map(|p| p.secrets().map(str::to_owned).collect())
+            .unwrap_or_default(),
         None => url::Url::parse(url)
             .ok()
-            .and_then(|u| u.password().map(str::to_owned)),
-    }
-    .filter(|p| !p.is_empty());
+            .and_then(|u| u.password().map(str::to_owned))
+            .filter(|p| !p.is_empty())
+            .into_iter()
+            .collect(),
+    };
     let clean = |msg: String| {
         let mut msg = msg.replace(url, "<redis.url>");
-        if let Some(p) = &password {
-            msg = msg.replace(p.as_str(), "<redacted>");
+        for secret in &secrets {
+            msg = msg.replace(secret.as_str(), "<redacted>");
         }
         msg
     };

@@ -282,7 +282,16 @@ impl RedisStore {
             let addrs = parsed
                 .sentinels
                 .iter()
-                .map(|(host, port)| redis::ConnectionAddr::Tcp(host.clone(), *port));
+                .map(|(host, port)| match parsed.tls {
+                    // Certificates verified against the system's trust store, as for rediss://.
+                    true => redis::ConnectionAddr::TcpTls {
+                        host: host.clone(),
+                        port: *port,
+                        insecure: false,
+                        tls_params: None,
+                    },
+                    false => redis::ConnectionAddr::Tcp(host.clone(), *port),
+                });
             let mut builder = redis::sentinel::SentinelClientBuilder::new(
                 addrs,
                 &parsed.service,
@@ -295,6 +304,17 @@ impl RedisStore {
             }
             if let Some(password) = &parsed.password {
                 builder = builder.set_client_to_redis_password(password);
+            }
+            if let Some(user) = &parsed.sentinel_username {
+                builder = builder.set_client_to_sentinel_username(user);
+            }
+            if let Some(password) = &parsed.sentinel_password {
+                builder = builder.set_client_to_sentinel_password(password);
+            }
+            if parsed.tls {
+                builder = builder
+                    .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
+                    .set_client_to_redis_tls_mode(redis::TlsMode::Secure);
             }
             let client = builder
                 .build()
