@@ -13,8 +13,9 @@
 //!
 //! | layer | modules | what they are |
 //! | --- | --- | --- |
-//! | 6 | `startup`, `admin` | wiring a running gateway; offline store commands |
-//! | 5 | `api`, `sandbox` | the HTTP surface; sandbox-mode wiring |
+//! | 7 | `startup`, `admin` | wiring a running gateway; offline store commands |
+//! | 6 | `api`, `sandbox` | the HTTP surface; sandbox-mode wiring |
+//! | 5 | `events` | events for the sites: their endpoints' delivery lanes |
 //! | 4 | `auth`, `worker` | site tokens; delivery |
 //! | 3 | `telemetry` | logs and metrics, recorded where the work happens |
 //! | 2 | `queue` | the job store |
@@ -38,6 +39,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod queue;
 pub mod sandbox;
 #[cfg(feature = "sim")]
@@ -56,10 +58,11 @@ mod layering {
 
     /// Layer of each top-level module; `main.rs` and `lib.rs` sit above them all.
     const LAYERS: &[(&str, u8)] = &[
-        ("startup", 6),
-        ("admin", 6),
-        ("api", 5),
-        ("sandbox", 5),
+        ("startup", 7),
+        ("admin", 7),
+        ("api", 6),
+        ("sandbox", 6),
+        ("events", 5),
         ("auth", 4),
         ("worker", 4),
         ("telemetry", 3),

@@ -112,7 +112,7 @@ mod with_sim {
                 sim::demo::SECOND_OFFERING_UUID.to_string(),
             ]
             .into(),
-            scopes: Scope::ALL.iter().copied().collect(),
+            scopes: Scope::ALL.iter().chain(Scope::ANY_KIND).copied().collect(),
             keys: vec![KeyConfig {
                 kid: SANDBOX_KID.to_string(),
                 algorithm: KeyAlgorithm::HS256,
@@ -123,6 +123,7 @@ mod with_sim {
             identity: crate::config::SP_IDENTITY.to_string(),
             customers: Default::default(),
             projects: Default::default(),
+            callbacks: Vec::new(),
         });
         let ttl = config
             .auth

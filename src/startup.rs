@@ -32,6 +32,9 @@ pub struct Application {
     stopping: tokio::sync::watch::Sender<bool>,
     grace: std::time::Duration,
     workers: Option<WorkerPool>,
+    /// The delivery loops of the sites' event endpoints.
+    event_pools: Option<crate::events::EventPools>,
+    events: Arc<crate::events::EventHub>,
     worker: Worker,
     store: Arc<dyn JobStore>,
     sandbox: Option<Sandbox>,
@@ -96,6 +99,7 @@ impl Application {
         let config = Arc::new(config);
         let sites = web::Data::new(SiteRegistry::from_config(&config).map_err(anyhow::Error::msg)?);
         let wake = Arc::new(Notify::new());
+        let events = Arc::new(crate::events::EventHub::open(&config).await?);
         let worker = Worker::new(
             process_worker_id(),
             store.clone(),
@@ -117,7 +121,13 @@ impl Application {
                 .unwrap_or(u32::MAX),
             },
             config.delivery.lease,
-        );
+        )
+        .observed_by(Arc::new(crate::events::JobOutcomes {
+            hub: events.clone(),
+            store: store.clone(),
+            view: |job| serde_json::to_value(api::jobs::JobView::from(job)).unwrap_or_default(),
+        }));
+        let event_pools = (workers == Workers::Start).then(|| events.start(&config));
         let workers_running = Arc::new(AtomicBool::new(false));
         let pool = (workers == Workers::Start).then(|| {
             WorkerPool::start(
@@ -145,6 +155,7 @@ impl Application {
             directory,
             wake,
             workers_running,
+            events: events.clone(),
             sandbox: sandbox.is_some(),
             service_provider_uuid,
             username_rule: crate::domain::UsernameRule::new(
@@ -193,6 +204,8 @@ impl Application {
             stopping,
             grace: config.delivery.shutdown_grace,
             workers: pool,
+            event_pools,
+            events,
             worker,
             store,
             sandbox,
@@ -206,6 +219,11 @@ impl Application {
     /// One delivery step, for tests built with [`Workers::Manual`].
     pub fn worker(&self) -> Worker {
         self.worker.clone()
+    }
+
+    /// The sites' event lanes (tests drive them with [`Workers::Manual`]).
+    pub fn events(&self) -> Arc<crate::events::EventHub> {
+        self.events.clone()
     }
 
     pub fn store(&self) -> Arc<dyn JobStore> {
@@ -236,6 +254,7 @@ impl Application {
             stopping,
             grace,
             workers,
+            event_pools,
             sandbox,
             ..
         } = self;
@@ -248,6 +267,9 @@ impl Application {
         let started = std::time::Instant::now();
         if let Some(pool) = &workers {
             pool.stop_leasing();
+        }
+        if let Some(pools) = &event_pools {
+            pools.stop_leasing();
         }
         let _ = stopping.send(true);
         tracing::info!(
@@ -263,6 +285,9 @@ impl Application {
         let drain_deliveries = async {
             if let Some(pool) = workers {
                 pool.shutdown().await;
+            }
+            if let Some(pools) = event_pools {
+                pools.shutdown().await;
             }
         };
         tokio::join!(drain_http, drain_deliveries);

@@ -6,6 +6,7 @@
 
 pub mod body;
 pub mod component_maps;
+pub mod events;
 pub mod fallback;
 pub mod health;
 pub mod jobs;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// Set while the delivery workers run; `/readyz` reports it.
     pub workers_running: Arc<AtomicBool>,
+    /// The sites' event lanes (`/v1/events`).
+    pub events: Arc<crate::events::EventHub>,
     /// The built-in simulator stands in for Puhuri.
     pub sandbox: bool,
     /// The service provider behind the sites' offerings when it is known at start: configured
@@ -90,6 +93,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: b
                 .service(jobs::get_job)
                 .service(jobs::retry_job)
                 .service(jobs::cancel_job)
+                .service(events::list_events)
+                .service(events::replay_events)
                 .service(orders::list_orders)
                 .service(orders::get_order)
                 .service(orders::approve_order)

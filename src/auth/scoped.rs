@@ -40,6 +40,8 @@ scope_types! {
     UsersWrite => UsersWrite;
     /// `read`: the reads of orders, resources, offerings, users, keys and projects.
     Read => Read;
+    /// `events:read`: the site's events and their deliveries; replaying them to its endpoints.
+    EventsRead => EventsRead;
 }
 
 /// An authenticated caller whose token grants the scope `S`.

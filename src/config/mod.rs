@@ -15,6 +15,7 @@
 //! `sites` and `keys` (each site, its offerings and scopes, and its verification keys, whose PEM
 //! is parsed here, once, so a bad key stops the start). The validated [`Config`] is here.
 
+pub mod callbacks;
 pub mod keys;
 mod raw;
 mod resolve;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+pub use callbacks::{CallbackConfig, EventsConfig, RawCallback, SigningSecret};
 pub use keys::{KeyAlgorithm, KeyConfig, KeyMaterial, RawKey};
 pub use raw::{
     AuthConfig, DeliveryConfig, LimitsConfig, LogConfig, LogFormat, Overrides, RawConfig, RawRedis,
@@ -70,6 +72,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub delivery: DeliveryConfig,
     pub limits: LimitsConfig,
+    pub events: EventsConfig,
     pub sites: Vec<SiteConfig>,
     /// Further Puhuri identities by name (`upstream.identities`), each with its token. The
     /// service provider's identity, [`SP_IDENTITY`], is `upstream`'s own token and is not here.
@@ -135,7 +138,8 @@ impl Config {
         let identities = resolve::resolve_identities(std::mem::take(&mut raw.upstream.identities))?;
         let upstream = resolve::resolve_upstream(raw.upstream)?;
         let store = resolve::resolve_store(raw.redis, &raw.data_dir)?;
-        let sites = sites::resolve_sites(raw.sites, &identities)?;
+        let sites = sites::resolve_sites(raw.sites, &identities, &raw.events)?;
+        check_events(&raw.events)?;
         resolve::check_durations(&raw.auth, &raw.delivery, &raw.limits, &upstream)?;
         if let Some(url) = &raw.public_url {
             url::Url::parse(url).map_err(|e| key_error("public_url", format!("not a URL: {e}")))?;
@@ -161,12 +165,40 @@ impl Config {
             auth: raw.auth,
             delivery: raw.delivery,
             limits: raw.limits,
+            events: raw.events,
             sites,
             identities,
         })
     }
 
+    /// Every site's endpoints, with the site's id.
+    pub fn callbacks(&self) -> impl Iterator<Item = (&str, &CallbackConfig)> {
+        self.sites
+            .iter()
+            .flat_map(|s| s.callbacks.iter().map(move |c| (s.id.as_str(), &**c)))
+    }
+
     pub fn site(&self, id: &str) -> Option<&SiteConfig> {
         self.sites.iter().find(|s| s.id == id)
     }
+}
+
+/// The `[events]` values serde cannot check.
+fn check_events(events: &EventsConfig) -> Result<(), ConfigError> {
+    if events.workers == 0 {
+        return Err(key_error("events.workers", "must be at least 1"));
+    }
+    if events.max_attempts == 0 {
+        return Err(key_error("events.max_attempts", "must be at least 1"));
+    }
+    if events.timeout < Duration::from_millis(100) {
+        return Err(key_error("events.timeout", "must be at least 100ms"));
+    }
+    if events.backoff_base.is_zero() || events.backoff_cap < events.backoff_base {
+        return Err(key_error(
+            "events.backoff_cap",
+            "must be at least events.backoff_base, which must not be zero",
+        ));
+    }
+    Ok(())
 }

@@ -33,6 +33,9 @@ pub struct RawConfig {
     pub auth: AuthConfig,
     pub delivery: DeliveryConfig,
     pub limits: LimitsConfig,
+    /// Delivery of events to the sites' endpoints.
+    #[serde(default)]
+    pub events: super::callbacks::EventsConfig,
     #[serde(default)]
     pub sites: Vec<RawSite>,
 }
@@ -243,6 +246,7 @@ impl Default for RawConfig {
                 max_wait: Duration::from_secs(60),
                 username_pattern: None,
             },
+            events: super::callbacks::EventsConfig::default(),
             sites: Vec::new(),
         }
     }

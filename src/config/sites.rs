@@ -9,6 +9,10 @@
 //!   are what it allocates for (at least one of them), `offerings` those it may order from; it
 //!   may hold the allocator scopes ([`Scope::ALLOCATOR`]).
 //!
+//! Either kind may also hold [`Scope::ANY_KIND`] (`events:read`), when `scopes` names it (the
+//! default scopes stay those of the kind), and may have event endpoints
+//! (`[[sites.callbacks]]`, see [`super::callbacks`]).
+//!
 //! A scope of the other kind in `scopes` is refused at start, so neither kind can reach the
 //! other's operations (403 `insufficient_scope`, which names only the scope).
 
@@ -16,6 +20,9 @@ use std::collections::{BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::callbacks::{
+    CallbackConfig, EventsConfig, RawCallback, allowed_origins, resolve_callbacks,
+};
 use super::keys::{KeyConfig, RawKey, resolve_key};
 use super::{ConfigError, key_error, parse_uuid};
 use crate::domain::Scope;
@@ -41,6 +48,9 @@ pub struct RawSite {
     /// Allocator sites: single projects it allocates for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub projects: Vec<String>,
+    /// Where the site's events go (`[[sites.callbacks]]`); none: events are not sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub callbacks: Vec<RawCallback>,
 }
 
 /// The service provider's identity: `upstream.token` / `upstream.token_file`.
@@ -60,6 +70,8 @@ pub struct SiteConfig {
     pub customers: BTreeSet<String>,
     /// Allocator sites: project uuids (32 lowercase hex digits) it allocates for.
     pub projects: BTreeSet<String>,
+    /// The site's event endpoints, their URLs on the allow-list.
+    pub callbacks: Vec<std::sync::Arc<CallbackConfig>>,
 }
 
 impl SiteConfig {
@@ -73,7 +85,9 @@ impl SiteConfig {
 pub(super) fn resolve_sites<T>(
     raw: Vec<RawSite>,
     identities: &std::collections::BTreeMap<String, T>,
+    events: &EventsConfig,
 ) -> Result<Vec<SiteConfig>, ConfigError> {
+    let allowed_origins = allowed_origins(events)?;
     let mut ids = HashSet::new();
     let mut kids = HashSet::new();
     let mut sites = Vec::with_capacity(raw.len());
@@ -145,10 +159,13 @@ pub(super) fn resolve_sites<T>(
                 "customers and projects bind an allocator's site: name its identity",
             ));
         }
-        let allowed = Scope::for_kind(allocator);
+        let allowed: Vec<Scope> = (Scope::for_kind(allocator).iter())
+            .chain(Scope::ANY_KIND)
+            .copied()
+            .collect();
         let scopes: BTreeSet<Scope> = match site.scopes {
             Some(list) => list.into_iter().collect(),
-            None => allowed.iter().copied().collect(),
+            None => Scope::for_kind(allocator).iter().copied().collect(),
         };
         if let Some(other) = scopes.iter().find(|s| !allowed.contains(s)) {
             return Err(key_error(
@@ -168,6 +185,7 @@ pub(super) fn resolve_sites<T>(
                 ),
             ));
         }
+        let callbacks = resolve_callbacks(&at, site.callbacks, &allowed_origins, events)?;
         sites.push(SiteConfig {
             id: site.id,
             offerings,
@@ -176,6 +194,7 @@ pub(super) fn resolve_sites<T>(
             identity,
             customers,
             projects,
+            callbacks: callbacks.into_iter().map(std::sync::Arc::new).collect(),
         });
     }
     Ok(sites)

@@ -6,6 +6,7 @@
 
 pub mod allocation;
 pub mod clock;
+pub mod event;
 pub mod ids;
 pub mod operations;
 pub mod retry;

@@ -53,6 +53,11 @@ pub enum Scope {
     #[serde(rename = "allocations:write")]
     #[strum(serialize = "allocations:write")]
     AllocationsWrite,
+    /// Any site's events and their deliveries (`GET /v1/events`), and replaying them to its own
+    /// endpoints.
+    #[serde(rename = "events:read")]
+    #[strum(serialize = "events:read")]
+    EventsRead,
 }
 
 impl Scope {
@@ -71,6 +76,10 @@ impl Scope {
     /// Not `jobs:admin`, which sees every site's jobs: an allocator's site sees and manages its
     /// own jobs without it.
     pub const ALLOCATOR: &'static [Scope] = &[Scope::AllocationsRead, Scope::AllocationsWrite];
+
+    /// Scopes a site of either kind may hold when its configuration names them (not held by
+    /// default).
+    pub const ANY_KIND: &'static [Scope] = &[Scope::EventsRead];
 
     /// Every scope there is, in declaration order.
     pub const EVERY: &'static [Scope] = <Scope as strum::VariantArray>::VARIANTS;

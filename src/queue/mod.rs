@@ -74,7 +74,7 @@ pub mod open;
 pub mod protocol;
 pub mod redis;
 
-pub use open::open_store;
+pub use open::{lane_store_config, open_store};
 
 /// The payload field that coalescing merges (an object of component type -> value).
 pub const COALESCE_FIELD: &str = "usages";

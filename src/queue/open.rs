@@ -68,6 +68,43 @@ pub async fn open_store(
     }
 }
 
+/// The store of a separate delivery lane named `lane` (e.g. `events/alpha/hooks`) on the same
+/// backend as `store`: its own queue, leases, rate limit and records, so its work never waits
+/// behind the main lane's or counts against its limits, with the same machinery.
+///
+/// - Embedded: the directory `<dir>/lanes/<lane>` (a file of its own; `lane`'s `/` are
+///   directories).
+/// - Redis: the key prefix `<prefix>lane:<lane>:` (inside a cluster hash tag when the prefix is
+///   one), a pool of at most `pool_size` connections.
+pub fn lane_store_config(store: &StoreConfig, lane: &str, pool_size: usize) -> StoreConfig {
+    match store {
+        StoreConfig::Embedded { dir } => StoreConfig::Embedded {
+            dir: lane
+                .split('/')
+                .fold(dir.join("lanes"), |path, part| path.join(part)),
+        },
+        StoreConfig::Redis {
+            url,
+            key_prefix,
+            pool_size: main_pool,
+            pool_wait_timeout,
+            cluster,
+            wait_replicas,
+        } => StoreConfig::Redis {
+            url: url.clone(),
+            key_prefix: format!(
+                "{}lane:{}:",
+                redis_prefix(key_prefix),
+                lane.replace('/', ":")
+            ),
+            pool_size: pool_size.min(*main_pool).max(1),
+            pool_wait_timeout: *pool_wait_timeout,
+            cluster: *cluster,
+            wait_replicas: *wait_replicas,
+        },
+    }
+}
+
 /// The embedded store's file holds every job's payload: take group and other access away from a
 /// file an earlier version created with the umask's mode (the store creates a missing file
 /// readable and writable by its owner only, 0600).

@@ -48,6 +48,14 @@ pub enum DeliveryError {
     /// version, or edited by hand): no call was made, and none ever can be.
     #[error("the job's stored payload could not be read: {0}")]
     UnreadablePayload(String),
+    /// A site's event endpoint did not take the event: no answer, or an answer other than 2xx.
+    /// Always retried (the Standard Webhooks way: a receiver answers 2xx once it has the event).
+    #[error("{message}")]
+    Endpoint {
+        status: Option<u16>,
+        message: String,
+        retry_after: Option<Duration>,
+    },
 }
 
 /// What a failed delivery means for its job: the one mapping from upstream errors to job outcomes.
@@ -93,12 +101,15 @@ pub const UPSTREAM_CONFLICT: &str = "upstream_conflict";
 pub const UPSTREAM_REFUSED: &str = "upstream_refused";
 /// Failure code: the job's stored payload could not be read; no call was made.
 pub const PAYLOAD_UNREADABLE: &str = "payload_unreadable";
+/// Failure code: a site's event endpoint could not be reached, did not answer in time, or answered
+/// other than 2xx (retried).
+pub const ENDPOINT_UNAVAILABLE: &str = "endpoint_unavailable";
 /// Failure code: the worker delivering the job stopped renewing its lease (it died or hung); the
 /// job is delivered again. Set by the store, not by [`outcome`].
 pub use crate::queue::LEASE_EXPIRED;
 
 /// Every failure code a job can carry, for documentation and tests.
-pub const FAILURE_CODES: [&str; 10] = [
+pub const FAILURE_CODES: [&str; 11] = [
     UPSTREAM_UNAUTHORIZED,
     UPSTREAM_FORBIDDEN,
     UPSTREAM_UNAVAILABLE,
@@ -108,6 +119,7 @@ pub const FAILURE_CODES: [&str; 10] = [
     UPSTREAM_CONFLICT,
     UPSTREAM_REFUSED,
     PAYLOAD_UNREADABLE,
+    ENDPOINT_UNAVAILABLE,
     LEASE_EXPIRED,
 ];
 
@@ -117,6 +129,7 @@ pub fn outcome(error: DeliveryError) -> Outcome {
     let status = match &error {
         DeliveryError::Upstream(e) => e.status(),
         DeliveryError::UnreadablePayload(_) => None,
+        DeliveryError::Endpoint { status, .. } => *status,
     };
     match error {
         DeliveryError::Upstream(U::Transient {
@@ -182,6 +195,16 @@ pub fn outcome(error: DeliveryError) -> Outcome {
             status,
             code: UPSTREAM_REFUSED,
             error: message,
+        },
+        DeliveryError::Endpoint {
+            message,
+            retry_after,
+            ..
+        } => Outcome::Retry {
+            status,
+            code: ENDPOINT_UNAVAILABLE,
+            error: message,
+            retry_after,
         },
         DeliveryError::UnreadablePayload(message) => Outcome::Fail {
             status: None,

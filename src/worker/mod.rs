@@ -28,14 +28,14 @@ use chrono::Utc;
 use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::JoinHandle;
 
-pub use deliver::{Delivered, Deliverer};
+pub use deliver::{Delivered, Deliverer, DeliveryError};
 
 use crate::domain::retry::{RetryDecision, RetryPolicy};
 use crate::queue::{
     Completion, DeliveryLimits, JobId, JobRecord, JobState, JobStore, LeaseFence, LeaseResult,
     StoreError,
 };
-use deliver::{DeliveryError, Outcome};
+use deliver::Outcome;
 
 /// How long an idle worker waits before looking again when nothing wakes it.
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -61,11 +61,38 @@ pub enum StepOutcome {
     },
 }
 
+/// What carries a leased job to its destination: [`Deliverer`] to Puhuri, or another lane's
+/// carrier (the events a site's endpoint receives). The worker's leasing, retries, backoff and
+/// dead-lettering are the same for every carrier.
+#[async_trait::async_trait]
+pub trait Carrier: Send + Sync + 'static {
+    /// One attempt; a failure's [`deliver::outcome`] decides between retrying and failing.
+    async fn carry(&self, job: &JobRecord) -> Result<Delivered, DeliveryError>;
+}
+
+#[async_trait::async_trait]
+impl Carrier for Deliverer {
+    async fn carry(&self, job: &JobRecord) -> Result<Delivered, DeliveryError> {
+        self.deliver(job).await
+    }
+}
+
+/// Told of each job that reached a terminal state through this worker (`succeeded`, `failed`,
+/// `dead`), after the outcome is stored. The events lane uses it to emit `job.*` events.
+#[async_trait::async_trait]
+pub trait Observer: Send + Sync + 'static {
+    async fn finished(&self, job: &JobRecord, state: JobState);
+}
+
 #[derive(Clone)]
 pub struct Worker {
     pub id: String,
     store: Arc<dyn JobStore>,
-    deliverer: Arc<Deliverer>,
+    deliverer: Arc<dyn Carrier>,
+    /// Told of terminal outcomes (see [`Observer`]).
+    observer: Option<Arc<dyn Observer>>,
+    /// Whether attempts count in the Puhuri delivery metrics (not for other lanes).
+    upstream_metrics: bool,
     policy: RetryPolicy,
     limits: DeliveryLimits,
     lease: Duration,
@@ -86,16 +113,43 @@ impl Worker {
         limits: DeliveryLimits,
         lease: Duration,
     ) -> Worker {
+        Worker::with_carrier(id, store, Arc::new(deliverer), policy, limits, lease)
+    }
+
+    /// A worker of another lane: its jobs go through `carrier`, and its attempts are not counted
+    /// in the Puhuri delivery metrics.
+    pub fn with_carrier(
+        id: String,
+        store: Arc<dyn JobStore>,
+        carrier: Arc<dyn Carrier>,
+        policy: RetryPolicy,
+        limits: DeliveryLimits,
+        lease: Duration,
+    ) -> Worker {
         Worker {
             id,
             store,
-            deliverer: Arc::new(deliverer),
+            deliverer: carrier,
+            observer: None,
+            upstream_metrics: true,
             policy,
             limits,
             lease,
             fence: Arc::default(),
             lost: Arc::default(),
         }
+    }
+
+    /// Tells `observer` of every terminal outcome this worker records.
+    pub fn observed_by(mut self, observer: Arc<dyn Observer>) -> Worker {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Leaves this lane's attempts out of the Puhuri delivery metrics.
+    pub fn without_upstream_metrics(mut self) -> Worker {
+        self.upstream_metrics = false;
+        self
     }
 
     /// The same worker under another lease-holder id (one per delivery loop).
@@ -171,10 +225,20 @@ impl Worker {
         if recorded {
             // counted once the outcome is stored: a lost lease's attempt is counted by the
             // worker that delivers the job again
-            telemetry::delivery_attempt(&job.operation, state, status);
-            if state == JobState::Succeeded {
-                let since = (Utc::now() - job.created_at).to_std().unwrap_or_default();
-                telemetry::delivered(&job.operation, since);
+            if self.upstream_metrics {
+                telemetry::delivery_attempt(&job.operation, state, status);
+                if state == JobState::Succeeded {
+                    let since = (Utc::now() - job.created_at).to_std().unwrap_or_default();
+                    telemetry::delivered(&job.operation, since);
+                }
+            }
+            if let Some(observer) = &self.observer
+                && matches!(
+                    state,
+                    JobState::Succeeded | JobState::Failed | JobState::Dead
+                )
+            {
+                observer.finished(job, state).await;
             }
             Ok(StepOutcome::Finished { id: job.id, state })
         } else {
@@ -186,14 +250,16 @@ impl Worker {
     /// Delivers while renewing the lease every third of its length.
     async fn deliver_with_heartbeat(&self, job: &JobRecord) -> Completion {
         let started = std::time::Instant::now();
-        let delivery = self.deliverer.deliver(job);
+        let delivery = self.deliverer.carry(job);
         tokio::pin!(delivery);
         let mut beat = tokio::time::interval(self.lease / 3);
         beat.tick().await; // the first tick is immediate
         loop {
             tokio::select! {
                 result = &mut delivery => {
-                    telemetry::upstream_call(&job.operation, started.elapsed());
+                    if self.upstream_metrics {
+                        telemetry::upstream_call(&job.operation, started.elapsed());
+                    }
                     return self.completion(job, result);
                 }
                 _ = beat.tick() => {

@@ -3,6 +3,7 @@
 mod auth;
 mod browser;
 mod config;
+mod events;
 mod examples;
 mod health;
 mod helpers;
@@ -15,6 +16,7 @@ mod orders;
 mod people;
 mod python_client;
 mod quickstart;
+mod receiver;
 mod resilience;
 mod resources;
 mod sandbox;
