@@ -55,7 +55,7 @@ mod with_sim {
     impl Sandbox {
         /// Starts the simulator on a free port of 127.0.0.1 and adds the `demo` site to `config`.
         pub fn start(config: &mut Config) -> anyhow::Result<Sandbox> {
-            let sim = sim::start(
+            let sim = sim::start_with_allocator(
                 TcpListener::bind("127.0.0.1:0")?,
                 SimOptions {
                     token: sim::demo::TOKEN.to_string(),

@@ -2260,3 +2260,6 @@ async fn fact_9_oldest_first_and_waldurs_link_form() {
 
 #[path = "sim_support/waldur_sdk.rs"]
 mod waldur_sdk;
+
+#[path = "sim_support/consumer.rs"]
+mod consumer;

@@ -77,6 +77,14 @@ struct Settings {
     /// `Link` form: `waldur` (default) or `page_numbers`.
     #[serde(default)]
     link_form: Option<LinkForm>,
+    /// Offering uuid → whether `update_options` creates an Update order
+    /// (`plugin_options.create_orders_on_resource_option_change`).
+    #[serde(default)]
+    option_change_orders: std::collections::BTreeMap<String, bool>,
+    /// Offering uuid → the order options it publishes (Waldur's `Offering.options`); `null`:
+    /// none.
+    #[serde(default)]
+    offering_options: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +120,22 @@ async fn settings(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
         (settings.read_only_offerings.iter().flatten()).find(|uuid| w.offering(uuid).is_none())
     {
         return bad(format!("no offering {unknown}"));
+    }
+    if let Some(unknown) = (settings.option_change_orders.keys())
+        .chain(settings.offering_options.keys())
+        .find(|uuid| w.offering(uuid).is_none())
+    {
+        return bad(format!("no offering {unknown}"));
+    }
+    for (uuid, on) in settings.option_change_orders {
+        if let Some(o) = w.offerings.iter_mut().find(|o| o.uuid == uuid) {
+            o.option_change_orders = on;
+        }
+    }
+    for (uuid, options) in settings.offering_options {
+        if let Some(o) = w.offerings.iter_mut().find(|o| o.uuid == uuid) {
+            o.published_options = options;
+        }
     }
     if let Some(read_only) = settings.read_only_offerings {
         w.read_only_offerings = read_only.into_iter().collect();

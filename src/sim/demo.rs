@@ -150,6 +150,8 @@ pub fn world(now: DateTime<Utc>) -> World {
             components: lumi_components("c10000000000400080000000000000"),
             plans: vec![lumi_plan(LUMI_PLAN_UUID)],
             sp_can_create_offering_user: true,
+            published_options: Value::Null,
+            option_change_orders: false,
             created: long_ago,
         },
         Offering {
@@ -163,6 +165,8 @@ pub fn world(now: DateTime<Utc>) -> World {
             components: lumi_components("c20000000000400080000000000000"),
             plans: vec![lumi_plan(SECOND_PLAN_UUID)],
             sp_can_create_offering_user: false,
+            published_options: Value::Null,
+            option_change_orders: false,
             created: long_ago,
         },
         Offering {
@@ -179,6 +183,8 @@ pub fn world(now: DateTime<Utc>) -> World {
                 ..lumi_plan(OTHER_PLAN_UUID)
             }],
             sp_can_create_offering_user: true,
+            published_options: Value::Null,
+            option_change_orders: false,
             created: long_ago,
         },
     ];

@@ -79,3 +79,24 @@ pub const PLAN_PERIOD_OK_UUID: &str = "99000000000040008000000000000001";
 
 /// LUMI usage component types.
 pub const COMPONENTS: [&str; 3] = ["cpu_k_hours", "gpu_k_hours", "gb_k_hours"];
+
+/// The demo resource allocator's API token (a consumer: it orders, it provides nothing).
+pub const ALLOCATOR_TOKEN: &str = "a110ca7ea110ca7ea110ca7ea110ca7ea110ca7e";
+/// The allocator's organisation ("National allocator (demo)"); its token user owns it.
+pub const ALLOCATOR_CUSTOMER_UUID: &str = "c0000000000040008000000000000006";
+/// A partner organisation where the allocator's token user is only a project member.
+pub const ALLOCATOR_PARTNER_CUSTOMER_UUID: &str = "c0000000000040008000000000000007";
+/// The allocator's token user (owner of [`ALLOCATOR_CUSTOMER_UUID`]).
+pub const ALLOCATOR_USER_UUID: &str = "a0000000000040008000000000000021";
+/// Project "National allocation 2027" of the allocator's organisation: its orders skip the
+/// consumer review (the allocator's user owns the organisation) and wait for the provider.
+pub const ALLOCATOR_PROJECT_UUID: &str = "b0000000000040008000000000000011";
+/// Project "Partner allocation" of the partner organisation, where the allocator's user is a
+/// PROJECT.MEMBER: its orders start in `pending-consumer`.
+pub const ALLOCATOR_REVIEW_PROJECT_UUID: &str = "b0000000000040008000000000000012";
+/// "LUMI allocations (demo)": a `Marketplace.Basic` offering of the other demo provider
+/// ([`OTHER_SP_TOKEN`]: the provider reviews the allocator's orders on its own side) whose
+/// components (`cpu_k_hours`, `gpu_k_hours`, `gb_k_hours`) are limit-type, as allocations are;
+/// it publishes no order options (as LUMI in the guide: `"options": {}`).
+pub const ALLOCATION_OFFERING_UUID: &str = "0f000000000040008000000000000004";
+pub const ALLOCATION_PLAN_UUID: &str = "91000000000040008000000000000004";

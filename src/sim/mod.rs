@@ -17,6 +17,8 @@
 //! hand (a `match` on the segments) rather than actix routes because it makes the Waldur rules easy
 //! to apply uniformly: trailing slash required, DRF's 404/405 bodies, `HEAD` on lists.
 
+mod allocator_demo;
+mod consumer;
 mod control;
 pub mod demo;
 mod demo_ids;
@@ -98,23 +100,28 @@ pub(crate) struct Shared {
     pub faults: Mutex<faults::Faults>,
     pub calls: Mutex<VecDeque<Value>>,
     tokens: Vec<(Vec<u8>, Caller)>,
+    /// Whether the demo resource allocator (its token, organisations, projects and offering) is
+    /// part of the world ([`start_with_allocator`]).
+    allocator: bool,
 }
 
 impl Shared {
-    fn new(options: &SimOptions) -> Self {
-        let caller = |sp: &str, customer: &str, user: &str| Caller {
+    fn new(options: &SimOptions, allocator: bool) -> Self {
+        let caller = |token: &'static str, sp: &str, customer: &str, user: &str| Caller {
+            token,
             sp: sp.into(),
             customer: customer.into(),
             user: user.into(),
         };
         Self {
-            world: Mutex::new(demo::world(Utc::now())),
+            world: Mutex::new(demo_world(Utc::now(), allocator)),
             faults: Mutex::new(faults::Faults::default()),
             calls: Mutex::new(VecDeque::new()),
             tokens: vec![
                 (
                     options.token.as_bytes().to_vec(),
                     caller(
+                        "sp",
                         demo::SERVICE_PROVIDER_UUID,
                         demo::SP_CUSTOMER_UUID,
                         demo::SP_OWNER_USER_UUID,
@@ -123,12 +130,27 @@ impl Shared {
                 (
                     demo::OTHER_SP_TOKEN.as_bytes().to_vec(),
                     caller(
+                        "other-sp",
                         demo::OTHER_SP_UUID,
                         demo::OTHER_SP_CUSTOMER_UUID,
                         demo::OTHER_SP_OWNER_USER_UUID,
                     ),
                 ),
-            ],
+            ]
+            .into_iter()
+            .chain(allocator.then(|| {
+                (
+                    demo::ALLOCATOR_TOKEN.as_bytes().to_vec(),
+                    caller(
+                        "allocator",
+                        "",
+                        demo::ALLOCATOR_CUSTOMER_UUID,
+                        demo::ALLOCATOR_USER_UUID,
+                    ),
+                )
+            }))
+            .collect(),
+            allocator,
         }
     }
 
@@ -136,7 +158,7 @@ impl Shared {
     pub fn reset(&self) {
         let mut world = self.world.lock();
         let delay = world.self_processing_delay;
-        *world = demo::world(Utc::now());
+        *world = demo_world(Utc::now(), self.allocator);
         world.self_processing_delay = delay;
         drop(world);
         *self.faults.lock() = faults::Faults::default();
@@ -271,6 +293,12 @@ async fn api_entry(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>
         "status": null,
         "time": render::ts(received),
         "fault": null,
+        // Which of the simulator's tokens the call carried (never the token itself).
+        "token": match shared.authenticate(&req) {
+            Ok(caller) => json!(caller.token),
+            Err(_) if req.headers().contains_key("authorization") => json!("invalid"),
+            Err(_) => Value::Null,
+        },
     });
 
     // Injected faults first: they model the network and proxies in front of Waldur.
@@ -399,11 +427,37 @@ fn build_server(
     Ok(server)
 }
 
+/// The demo world, with the demo resource allocator's objects when `allocator`.
+fn demo_world(now: DateTime<Utc>, allocator: bool) -> World {
+    let mut w = demo::world(now);
+    if allocator {
+        allocator_demo::add(&mut w, now - chrono::Duration::days(365));
+    }
+    w
+}
+
 /// Start on an already-bound listener (port 0 in tests), spawned on the current tokio runtime.
 pub fn start(listener: TcpListener, options: SimOptions) -> std::io::Result<SimServer> {
+    start_world(listener, options, false)
+}
+
+/// [`start`] with the demo resource allocator too: its token [`demo::ALLOCATOR_TOKEN`], its
+/// organisation and projects, and the offering it orders from (what the sandbox runs).
+pub fn start_with_allocator(
+    listener: TcpListener,
+    options: SimOptions,
+) -> std::io::Result<SimServer> {
+    start_world(listener, options, true)
+}
+
+fn start_world(
+    listener: TcpListener,
+    options: SimOptions,
+    allocator: bool,
+) -> std::io::Result<SimServer> {
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let shared = Arc::new(Shared::new(&options));
+    let shared = Arc::new(Shared::new(&options, allocator));
     let server = build_server(listener, shared, 2)?;
     let handle = server.handle();
     let task = tokio::spawn(server);

@@ -54,6 +54,12 @@ pub struct Offering {
     pub components: Vec<Component>,
     pub plans: Vec<Plan>,
     pub sp_can_create_offering_user: bool,
+    /// The order options the offering publishes (Waldur's `Offering.options`,
+    /// `{"order": [...], "options": {...}}`); `Null`: none (`{"order": [], "options": {}}`).
+    pub published_options: Value,
+    /// `plugin_options.create_orders_on_resource_option_change`: `update_options` creates an
+    /// Update order instead of applying the options at once.
+    pub option_change_orders: bool,
     pub created: DateTime<Utc>,
 }
 
@@ -193,9 +199,13 @@ pub struct OfferingUser {
     pub modified: DateTime<Utc>,
 }
 
-/// Who is calling: the service provider a token belongs to, its organisation and its token user.
+/// Who is calling: the service provider a token belongs to (empty for a consumer's token), its
+/// organisation and its token user.
 #[derive(Clone, Debug)]
 pub struct Caller {
+    /// Which of the simulator's tokens it is (`sp`, `other-sp`, `allocator`): what the call
+    /// record says instead of the token itself.
+    pub token: &'static str,
     pub sp: String,
     pub customer: String,
     pub user: String,

@@ -214,14 +214,25 @@ pub fn offering(w: &World, base: &str, o: &Offering, public: bool) -> Value {
         "category_uuid": CATEGORY_UUID,
         "category_title": "HPC",
         "attributes": {},
-        "options": {"order": [], "options": {}},
+        "options": if o.published_options.is_null() {
+            json!({"order": [], "options": {}})
+        } else {
+            o.published_options.clone()
+        },
         "resource_options": {"order": [], "options": {}},
     });
     merge(
         &mut v,
         json!({
             "components": o.components.iter().map(component).collect::<Vec<_>>(),
-            "plugin_options": {"service_provider_can_create_offering_user": o.sp_can_create_offering_user},
+            "plugin_options": if o.option_change_orders {
+                json!({
+                    "service_provider_can_create_offering_user": o.sp_can_create_offering_user,
+                    "create_orders_on_resource_option_change": true,
+                })
+            } else {
+                json!({"service_provider_can_create_offering_user": o.sp_can_create_offering_user})
+            },
             "state": o.state,
             "vendor_details": "",
             "getting_started": "",

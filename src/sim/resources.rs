@@ -463,7 +463,10 @@ pub fn consumer_detail(w: &mut World, r: &Req, id: &str) -> Res {
 }
 
 pub fn consumer_action(w: &mut World, r: &Req, id: &str, action: &str) -> Res {
-    if !matches!(action, "update_options" | "terminate" | "team") {
+    if !matches!(
+        action,
+        "update_options" | "update_limits" | "terminate" | "team"
+    ) {
         return Err(Reply::not_found());
     }
     let res = consumer_resource(w, r, id)?.clone();
@@ -480,23 +483,11 @@ pub fn consumer_action(w: &mut World, r: &Req, id: &str, action: &str) -> Res {
         }
         "update_options" => {
             r.allow(&[Method::POST])?;
-            let body = r.json()?;
-            let options = match body.get("options") {
-                None => return Err(Reply::field("options", "This field is required.")),
-                Some(Value::Object(m)) => m.clone(),
-                Some(_) => return Err(Reply::field("options", "Value must be valid JSON.")),
-            };
-            if res.state != "OK" {
-                return Err(Reply::conflict(&["OK"]));
-            }
-            let x = w.resource_mut(id).expect("checked");
-            for (k, v) in options {
-                x.options.insert(k, v);
-            }
-            x.modified = r.now;
-            Ok(Reply::ok(
-                json!({"status": "Resource options are submitted"}),
-            ))
+            super::consumer::update_options(w, r, &res)
+        }
+        "update_limits" => {
+            r.allow(&[Method::POST])?;
+            super::consumer::update_limits(w, r, &res)
         }
         "terminate" => {
             r.allow(&[Method::POST])?;

@@ -8,6 +8,7 @@
 //! resources for a load test (`POST /__sim/resources`) does not turn each call into a linear scan.
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
+use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -335,6 +336,15 @@ impl World {
         };
         if order.type_ == "Update" && outcome == OrderOutcome::Done && !order.limits.is_empty() {
             res.limits = order.limits.clone();
+        }
+        // An option change made through an order (`create_orders_on_resource_option_change`).
+        if order.type_ == "Update"
+            && outcome == OrderOutcome::Done
+            && let Some(Value::Object(options)) = order.attributes.get("new_options")
+        {
+            for (k, v) in options {
+                res.options.insert(k.clone(), v.clone());
+            }
         }
         // `set_state_erred` puts its message on the order only: the resource keeps its own.
         if let Some(s) = new_state {
