@@ -716,6 +716,60 @@ fn kubernetes_manifests_match_the_kubernetes_schema() {
     assert!(ok, "kubernetes-validate:\n{out}");
 }
 
+/// `kubectl apply -k deploy/kubernetes/` (the README's command) builds what the tests above
+/// check: `kubectl kustomize` renders every manifest into the namespace, the generated ConfigMap
+/// holds gateway.toml as it is and the Deployment mounts it under its hashed name, and the image
+/// is the one the kustomization sets. kubectl is not among Debian's packages, so where it is not
+/// installed this test says so and returns, also in CI.
+#[test]
+fn kubectl_builds_the_kustomization_the_readme_applies() {
+    if !tool_works("kubectl", &["version", "--client"]) {
+        eprintln!("SKIPPED: kubectl is not installed");
+        return;
+    }
+    let (ok, out) = run("kubectl", &["kustomize", "deploy/kubernetes"]);
+    assert!(ok, "kubectl kustomize:\n{out}");
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&out)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let kinds: BTreeSet<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from([
+            "ConfigMap",
+            "Deployment",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "Service"
+        ]),
+        "{out}"
+    );
+    for d in &docs {
+        assert_eq!(d["metadata"]["namespace"], "puhuri-gateway", "{d:?}");
+    }
+    let config_map = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let name = config_map["metadata"]["name"].as_str().unwrap();
+    assert!(
+        name.starts_with("puhuri-gateway-config-"),
+        "hashed name: {name}"
+    );
+    assert_eq!(
+        config_map["data"]["gateway.toml"].as_str().unwrap(),
+        read("deploy/kubernetes/gateway.toml")
+    );
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let volumes = pod["volumes"].as_sequence().unwrap();
+    assert!(
+        volumes.iter().any(|v| v["configMap"]["name"] == name),
+        "the Deployment mounts {name}: {volumes:?}"
+    );
+    assert_eq!(
+        pod["containers"][0]["image"],
+        "registry.example.org/puhuri-gateway:0.1.0"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // the binary: healthcheck and the embedded store's file
 
