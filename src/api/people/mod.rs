@@ -41,7 +41,7 @@ use std::collections::BTreeSet;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 
 use super::AppState;
-use super::reads::{QueryParams, list_response, read_failed, site_projects};
+use super::reads::{QueryParams, list_response, read_failed};
 use super::responses::PeopleReadErrors;
 use super::views::{ProjectPermissionView, ProjectView, SshKeyView, UserView};
 use crate::auth::scoped::{Authorized, Read};
@@ -101,27 +101,7 @@ pub async fn list_users(
             paging.slice(found)?
         }
         People::Narrowed { sp, offerings } => {
-            match offering_views_page(
-                &state,
-                &offerings,
-                "list_customer_users",
-                USER_FIELDS,
-                &paging,
-            )
-            .await?
-            {
-                Some(page) => page,
-                None => {
-                    let members = members_of(&state, &identity, &sp, &offerings).await?;
-                    let users = view_all(&state, &sp, "users", &query, USER_FIELDS)
-                        .await?
-                        .iter()
-                        .filter(|u| u["uuid"].as_str().is_some_and(|x| members.contains(x)))
-                        .cloned()
-                        .collect();
-                    paging.slice(users)?
-                }
-            }
+            site_list_page(&state, &identity, &sp, &offerings, SiteList::Users, &paging).await?
         }
     };
     let page: Vec<UserView> = items.iter().map(UserView::from_waldur).collect();
@@ -214,27 +194,15 @@ pub async fn list_projects(
             view_page(&state, &sp, "projects", &[], PROJECT_FIELDS, &paging).await?
         }
         People::Narrowed { sp, offerings } => {
-            match offering_views_page(
+            site_list_page(
                 &state,
+                &identity,
+                &sp,
                 &offerings,
-                "list_customer_projects",
-                PROJECT_FIELDS,
+                SiteList::Projects,
                 &paging,
             )
             .await?
-            {
-                Some(page) => page,
-                None => {
-                    let projects = site_projects(&state, &identity).await?;
-                    let found = view_all(&state, &sp, "projects", &[], PROJECT_FIELDS)
-                        .await?
-                        .iter()
-                        .filter(|p| p["uuid"].as_str().is_some_and(|u| projects.contains(u)))
-                        .cloned()
-                        .collect();
-                    paging.slice(found)?
-                }
-            }
         }
     };
     let page: Vec<ProjectView> = items.iter().map(ProjectView::from_waldur).collect();

@@ -182,7 +182,7 @@ fn not_owner(e: &UpstreamError) -> bool {
 /// The site's page of an offering view: one upstream page when the site has one offering, else
 /// every offering's view scanned and merged (each item once, by `uuid`, in the order the
 /// offerings and their views give). `None`: Puhuri answered 403 (see [`not_owner`]).
-pub(super) async fn offering_views_page(
+async fn offering_views_page(
     state: &AppState,
     offerings: &[String],
     view: &str,
@@ -201,6 +201,45 @@ pub(super) async fn offering_views_page(
         return Ok(None);
     };
     paging.slice(all).map(Some)
+}
+
+/// The two lists Waldur has per-offering views for.
+#[derive(Clone, Copy)]
+pub(super) enum SiteList {
+    Projects,
+    Users,
+}
+
+/// A page of the site's projects or users: a page of its offerings' views
+/// ([`offering_views_page`]), or where Puhuri refuses those, the provider view narrowed to the
+/// site's projects (from a scan of its resources) or to their members.
+pub(super) async fn site_list_page(
+    state: &AppState,
+    identity: &SiteIdentity,
+    sp: &str,
+    offerings: &[String],
+    list: SiteList,
+    paging: &Paging,
+) -> Result<(Vec<Value>, u64), ApiError> {
+    let (offering_view, provider_view, fields) = match list {
+        SiteList::Projects => ("list_customer_projects", "projects", PROJECT_FIELDS),
+        SiteList::Users => ("list_customer_users", "users", USER_FIELDS),
+    };
+    if let Some(page) = offering_views_page(state, offerings, offering_view, fields, paging).await?
+    {
+        return Ok(page);
+    }
+    let wanted = match list {
+        SiteList::Projects => site_projects(state, identity).await?,
+        SiteList::Users => Arc::new(members_of(state, identity, sp, offerings).await?),
+    };
+    let items = view_all(state, sp, provider_view, &[], fields)
+        .await?
+        .iter()
+        .filter(|x| x["uuid"].as_str().is_some_and(|u| wanted.contains(u)))
+        .cloned()
+        .collect();
+    paging.slice(items)
 }
 
 /// Every item of the offerings' views, each once (by `uuid`). `None`: Puhuri answered 403.
