@@ -371,7 +371,15 @@ async fn fact_9_paging_follows_waldurs_link_in_either_form() {
         )
         .await;
         assert_eq!(seeded.status(), 201, "{}", seeded.text().await.unwrap());
-        let settings = app.sim_post("settings", &json!({"link_form": form})).await;
+        // The token's user may only look at the offering (not own the provider's organisation),
+        // so Puhuri refuses the offering's project view and the gateway scans the site's
+        // resources for its projects: the read that pages through Waldur's lists.
+        let settings = app
+            .sim_post(
+                "settings",
+                &json!({"link_form": form, "read_only_offerings": [ALPHA_OFFERING]}),
+            )
+            .await;
         assert_eq!(settings.status(), 200);
         app.client
             .delete(format!("{}calls", app.sim))
