@@ -63,6 +63,10 @@ async fn embedded_fixture(_name: &str) -> Fixture {
     }
 }
 
+#[path = "queue_cases/coordination.rs"]
+mod coordination_case;
+use coordination_case::coordination;
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod redis_backend {
@@ -125,6 +129,7 @@ conformance!(
     counts,
     concurrent_workers_keep_order_and_limits,
     fenced_leases,
+    coordination,
 );
 
 /// Why the prefix needs a hash tag on Redis Cluster: without one, a script's keys fall in

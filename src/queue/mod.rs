@@ -526,6 +526,33 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Cheap reachability check.
     async fn ping(&self) -> StoreResult<()>;
+
+    // --- coordination: what a single-leader task (the watcher) needs from the shared store ---
+
+    /// Holds the lease `name` for `holder` for `ttl` from now: taken when free or expired, renewed
+    /// when `holder` has it. `false`: another holder has it. The embedded store belongs to one
+    /// process, whose caller always leads.
+    async fn lead(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool>;
+
+    /// A small value kept under `key` (the watcher's last view of Puhuri), `None` if never saved.
+    async fn state(&self, key: &str) -> StoreResult<Option<String>>;
+
+    /// Saves `value` under `key` only while `holder` holds the lease `name` (checked in the same
+    /// atomic step, so a leader that lost its lease cannot overwrite its successor's view).
+    /// `false`: not saved, the lease is another's.
+    async fn save_state(
+        &self,
+        name: &str,
+        holder: &str,
+        key: &str,
+        value: &str,
+    ) -> StoreResult<bool>;
+
+    /// Takes one start of the shared rate limit (`limits.max_per_second`, the same slots the
+    /// leases of jobs take) for a call toward Puhuri that is not a job's (the watcher's reads).
+    /// `None`: taken, call now; `Some(wait)`: none free, ask again after `wait`. Not counted
+    /// against `max_in_flight`, which is about leases.
+    async fn take_rate_slot(&self, limits: DeliveryLimits) -> StoreResult<Option<Duration>>;
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ pub const FIXED_KEYS: [KeyName; 8] = [
 ];
 
 /// Key families: a segment followed by one variable part.
-pub const KEY_FAMILIES: [KeyName; 6] = [
+pub const KEY_FAMILIES: [KeyName; 8] = [
     KeyName {
         lua: "job_key",
         segment: "job:",
@@ -89,6 +89,15 @@ pub const KEY_FAMILIES: [KeyName; 6] = [
         lua: "newest_key",
         segment: "newest:",
     },
+    // a single-leader task's lease, and its saved view (`JobStore::lead`, `save_state`)
+    KeyName {
+        lua: "leader_key",
+        segment: "leader:",
+    },
+    KeyName {
+        lua: "state_key",
+        segment: "state:",
+    },
 ];
 
 /// The idempotency key family: `idem:<length of site>:<site>:<key>` (the length keeps a site id
@@ -103,6 +112,11 @@ pub fn job_key(prefix: &str, id: &str) -> String {
 /// The key of a coalesce key's delivered map.
 pub fn delivered_key(prefix: &str, coalesce_key: &str) -> String {
     format!("{prefix}{}{coalesce_key}", KEY_FAMILIES[3].segment)
+}
+
+/// The key of a saved state (`JobStore::state`).
+pub fn state_key(prefix: &str, key: &str) -> String {
+    format!("{prefix}{}{key}", KEY_FAMILIES[7].segment)
 }
 
 /// The key of the per-state counts hash.
@@ -180,7 +194,7 @@ mod tests {
     use super::*;
 
     const PRELUDE: &str = include_str!("redis/protocol.lua");
-    const SCRIPTS: [(&str, &str); 11] = [
+    const SCRIPTS: [(&str, &str); 14] = [
         ("common.lua", include_str!("redis/common.lua")),
         ("enqueue.lua", include_str!("redis/enqueue.lua")),
         ("lease.lua", include_str!("redis/lease.lua")),
@@ -192,6 +206,9 @@ mod tests {
         ("cancel.lua", include_str!("redis/cancel.lua")),
         ("purge.lua", include_str!("redis/purge.lua")),
         ("list.lua", include_str!("redis/list.lua")),
+        ("lead.lua", include_str!("redis/lead.lua")),
+        ("save_state.lua", include_str!("redis/save_state.lua")),
+        ("rate_slot.lua", include_str!("redis/rate_slot.lua")),
     ];
 
     #[test]

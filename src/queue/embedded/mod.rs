@@ -79,6 +79,8 @@ const DELIVERED: TableDefinition<&str, &str> = TableDefinition::new("delivered")
 const DELIVERED_AT: TableDefinition<&str, i64> = TableDefinition::new("delivered_at");
 /// `"probe"` -> when a readiness probe last wrote (ms): a write that proves writes work again.
 const PROBE: TableDefinition<&str, i64> = TableDefinition::new("probe");
+/// Saved states (`JobStore::state`): key -> value.
+const STATE: TableDefinition<&str, &str> = TableDefinition::new("state");
 
 const LIST_SCAN_CAP: usize = 5000;
 const DEFAULT_PAGE: usize = 50;
@@ -311,6 +313,7 @@ fn prepare(db: &Database) -> StoreResult<Index> {
     let txn = db.begin_write().map_err(storage)?;
     txn.open_table(JOBS).map_err(storage)?;
     txn.open_table(PROBE).map_err(storage)?;
+    txn.open_table(STATE).map_err(storage)?;
     {
         // maps written before write times were kept: count them as written now
         let delivered = txn.open_table(DELIVERED).map_err(storage)?;
@@ -346,6 +349,7 @@ struct Tx<'t> {
     delivered: redb::Table<'t, &'static str, &'static str>,
     delivered_at: redb::Table<'t, &'static str, i64>,
     probe: redb::Table<'t, &'static str, i64>,
+    state: redb::Table<'t, &'static str, &'static str>,
 }
 
 impl Tx<'_> {

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::index::{finish, is_pending, leave_line, promote_head, set_state};
 use super::{
-    DEFAULT_PAGE, DELIVERED, DELIVERED_AT, Done, EmbeddedStore, LIST_SCAN_CAP, MAX_PAGE, Stored,
-    decode, dur_ms, now_ms, storage, time,
+    DEFAULT_PAGE, DELIVERED, DELIVERED_AT, Done, EmbeddedStore, LIST_SCAN_CAP, MAX_PAGE, STATE,
+    Stored, decode, dur_ms, now_ms, storage, time,
 };
 use crate::queue::{
     COALESCE_FIELD, Completion, DeliveryLimits, EnqueueOutcome, JobFilter, JobId, JobPage,
@@ -493,5 +493,64 @@ impl JobStore for EmbeddedStore {
             Some(why) => storage(format!("writes fail: {why}")),
             None => e,
         })
+    }
+
+    /// One process owns the embedded store: its caller always leads.
+    async fn lead(&self, _name: &str, _holder: &str, _ttl: Duration) -> StoreResult<bool> {
+        Ok(true)
+    }
+
+    async fn state(&self, key: &str) -> StoreResult<Option<String>> {
+        let key = key.to_owned();
+        self.read(move |_, db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let t = txn.open_table(STATE).map_err(storage)?;
+            Ok(t.get(key.as_str())
+                .map_err(storage)?
+                .map(|v| v.value().to_owned()))
+        })
+        .await
+    }
+
+    async fn save_state(
+        &self,
+        _name: &str,
+        _holder: &str,
+        key: &str,
+        value: &str,
+    ) -> StoreResult<bool> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |_, tx, _| {
+            tx.state
+                .insert(key.as_str(), value.as_str())
+                .map_err(storage)?;
+            Ok(Done::Commit(true))
+        })
+        .await
+    }
+
+    async fn take_rate_slot(&self, limits: DeliveryLimits) -> StoreResult<Option<Duration>> {
+        let Some((spacing_us, keep_grid)) = limits.start_spacing_us() else {
+            return Ok(None);
+        };
+        // The slots live in the in-memory index, as for leases: nothing to commit.
+        self.write(move |idx, _, _| {
+            let now_us = chrono::Utc::now().timestamp_micros();
+            if idx.next_start_us > now_us {
+                let wait_ms = (idx.next_start_us - now_us + 999) / 1000;
+                return Ok(Done::Skip(Some(Duration::from_millis(
+                    wait_ms.max(1) as u64
+                ))));
+            }
+            let late = now_us - idx.next_start_us;
+            let slot = if keep_grid && late < spacing_us {
+                idx.next_start_us
+            } else {
+                now_us
+            };
+            idx.next_start_us = slot + spacing_us;
+            Ok(Done::Skip(None))
+        })
+        .await
     }
 }

@@ -1,7 +1,7 @@
 //! The writer thread of the embedded store: group commit of state changes.
 
 use super::index::Index;
-use super::{DELIVERED, DELIVERED_AT, Inner, JOBS, PROBE, Tx, now_ms, storage};
+use super::{DELIVERED, DELIVERED_AT, Inner, JOBS, PROBE, STATE, Tx, now_ms, storage};
 use crate::queue::{StoreError, StoreResult};
 
 /// The most changes one group transaction takes.
@@ -56,6 +56,7 @@ impl Inner {
                 delivered: txn.open_table(DELIVERED).map_err(storage)?,
                 delivered_at: txn.open_table(DELIVERED_AT).map_err(storage)?,
                 probe: txn.open_table(PROBE).map_err(storage)?,
+                state: txn.open_table(STATE).map_err(storage)?,
             };
             for change in batch {
                 match change(&mut idx, &mut tx, now_ms()) {

@@ -42,6 +42,12 @@ end
 local function newest_key(x)
   return P .. 'newest:' .. x
 end
+local function leader_key(x)
+  return P .. 'leader:' .. x
+end
+local function state_key(x)
+  return P .. 'state:' .. x
+end
 local function idem_key(site, key)
   return P .. 'idem:' .. #site .. ':' .. site .. ':' .. key
 end

@@ -25,3 +25,8 @@ pub(super) static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!
 pub(super) static CANCEL: LazyLock<Script> = LazyLock::new(|| script(include_str!("cancel.lua")));
 pub(super) static PURGE: LazyLock<Script> = LazyLock::new(|| script(include_str!("purge.lua")));
 pub(super) static LIST: LazyLock<Script> = LazyLock::new(|| script(include_str!("list.lua")));
+pub(super) static LEAD: LazyLock<Script> = LazyLock::new(|| script(include_str!("lead.lua")));
+pub(super) static SAVE_STATE: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("save_state.lua")));
+pub(super) static RATE_SLOT: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("rate_slot.lua")));

@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use super::records::{created_record, decode_known, parse_job, split_usages};
 use super::scripts::{
-    CANCEL, COMPLETE, ENQUEUE, HEARTBEAT, LEASE, LIST, PURGE, RECLAIM, RELEASE, RETRY,
+    CANCEL, COMPLETE, ENQUEUE, HEARTBEAT, LEAD, LEASE, LIST, PURGE, RATE_SLOT, RECLAIM, RELEASE,
+    RETRY, SAVE_STATE,
 };
 use super::{Call, RedisStore, corrupt};
 use crate::queue::protocol;
@@ -337,5 +338,73 @@ impl JobStore for RedisStore {
         })
         .await
         .map(|_| ())
+    }
+
+    async fn lead(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<bool> {
+        let led: i64 = self
+            .run(
+                Call::Write,
+                &LEAD,
+                vec![
+                    name.to_owned(),
+                    holder.to_owned(),
+                    dur_ms(ttl.max(Duration::from_millis(1))),
+                ],
+            )
+            .await?;
+        Ok(led == 1)
+    }
+
+    async fn state(&self, key: &str) -> StoreResult<Option<String>> {
+        let key = protocol::state_key(&self.prefix, key);
+        self.with_conn(Call::Read, move |mut conn| {
+            let key = key.clone();
+            async move {
+                redis::cmd("GET")
+                    .arg(key)
+                    .query_async::<Option<String>>(&mut conn)
+                    .await
+            }
+        })
+        .await
+    }
+
+    async fn save_state(
+        &self,
+        name: &str,
+        holder: &str,
+        key: &str,
+        value: &str,
+    ) -> StoreResult<bool> {
+        let saved: i64 = self
+            .run(
+                Call::Write,
+                &SAVE_STATE,
+                vec![
+                    name.to_owned(),
+                    holder.to_owned(),
+                    key.to_owned(),
+                    value.to_owned(),
+                ],
+            )
+            .await?;
+        Ok(saved == 1)
+    }
+
+    async fn take_rate_slot(&self, limits: DeliveryLimits) -> StoreResult<Option<Duration>> {
+        let Some((spacing, keep_grid)) = limits.start_spacing_us() else {
+            return Ok(None);
+        };
+        let wait_ms: i64 = self
+            .run(
+                Call::Write,
+                &RATE_SLOT,
+                vec![
+                    spacing.to_string(),
+                    if keep_grid { "1" } else { "0" }.to_owned(),
+                ],
+            )
+            .await?;
+        Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms as u64)))
     }
 }
