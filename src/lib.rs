@@ -14,7 +14,7 @@
 //! | layer | modules | what they are |
 //! | --- | --- | --- |
 //! | 7 | `startup`, `admin` | wiring a running gateway; offline store commands |
-//! | 6 | `api`, `sandbox` | the HTTP surface; sandbox-mode wiring |
+//! | 6 | `api`, `sandbox`, `watcher` | the HTTP surface; sandbox-mode wiring; the leader's polls of Puhuri |
 //! | 5 | `events` | events for the sites: their endpoints' delivery lanes |
 //! | 4 | `auth`, `worker` | site tokens; delivery |
 //! | 3 | `telemetry` | logs and metrics, recorded where the work happens |
@@ -48,6 +48,7 @@ pub mod startup;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;
+pub mod watcher;
 pub mod worker;
 
 #[cfg(test)]
@@ -62,6 +63,7 @@ mod layering {
         ("admin", 7),
         ("api", 6),
         ("sandbox", 6),
+        ("watcher", 6),
         ("events", 5),
         ("auth", 4),
         ("worker", 4),

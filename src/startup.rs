@@ -35,6 +35,10 @@ pub struct Application {
     /// The delivery loops of the sites' event endpoints.
     event_pools: Option<crate::events::EventPools>,
     events: Arc<crate::events::EventHub>,
+    /// The watcher of Puhuri, when a site's endpoint wants its events.
+    watcher: Option<Arc<crate::watcher::Watcher>>,
+    /// Its loop, stopped at shutdown (a poll cut short is repeated by the next one).
+    watching: Option<tokio::task::JoinHandle<()>>,
     worker: Worker,
     store: Arc<dyn JobStore>,
     sandbox: Option<Sandbox>,
@@ -100,6 +104,28 @@ impl Application {
         let sites = web::Data::new(SiteRegistry::from_config(&config).map_err(anyhow::Error::msg)?);
         let wake = Arc::new(Notify::new());
         let events = Arc::new(crate::events::EventHub::open(&config).await?);
+        let limits = DeliveryLimits {
+            max_in_flight: config.delivery.max_in_flight,
+            max_per_second: config.delivery.max_per_second,
+            jitter_allowance_us: u32::try_from(config.delivery.rate_jitter_allowance.as_micros())
+                .unwrap_or(u32::MAX),
+        };
+        let service_provider_uuid = match (&config.upstream, &sandbox) {
+            (Upstream::Puhuri(u), _) => u.service_provider_uuid.clone(),
+            (Upstream::Sandbox { .. }, Some(sandbox)) => Some(sandbox.service_provider_uuid()),
+            (Upstream::Sandbox { .. }, None) => None,
+        };
+        let watcher = crate::watcher::Watcher::new(
+            &config,
+            new_client()?.with_token_status(client.token_status().clone()),
+            store.clone(),
+            limits,
+            events.clone(),
+            directory.clone(),
+            service_provider_uuid.clone(),
+            process_worker_id(),
+        )
+        .map(Arc::new);
         let worker = Worker::new(
             process_worker_id(),
             store.clone(),
@@ -112,21 +138,18 @@ impl Application {
                 max_attempts: config.delivery.max_attempts,
                 max_age: config.delivery.max_age,
             },
-            DeliveryLimits {
-                max_in_flight: config.delivery.max_in_flight,
-                max_per_second: config.delivery.max_per_second,
-                jitter_allowance_us: u32::try_from(
-                    config.delivery.rate_jitter_allowance.as_micros(),
-                )
-                .unwrap_or(u32::MAX),
-            },
+            limits,
             config.delivery.lease,
         )
         .observed_by(Arc::new(crate::events::JobOutcomes {
             hub: events.clone(),
             store: store.clone(),
             view: |job| serde_json::to_value(api::jobs::JobView::from(job)).unwrap_or_default(),
+            poke: watcher.as_ref().map(|w| w.poke.clone()),
         }));
+        let watching = (workers == Workers::Start)
+            .then(|| watcher.clone().map(|w| tokio::spawn(w.run())))
+            .flatten();
         let event_pools = (workers == Workers::Start).then(|| events.start(&config));
         let workers_running = Arc::new(AtomicBool::new(false));
         let pool = (workers == Workers::Start).then(|| {
@@ -144,11 +167,6 @@ impl Application {
         });
         let port = listener.local_addr()?.port();
         let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
-        let service_provider_uuid = match (&config.upstream, &sandbox) {
-            (Upstream::Puhuri(u), _) => u.service_provider_uuid.clone(),
-            (Upstream::Sandbox { .. }, Some(sandbox)) => Some(sandbox.service_provider_uuid()),
-            (Upstream::Sandbox { .. }, None) => None,
-        };
         let state = web::Data::new(AppState {
             config: config.clone(),
             store: store.clone(),
@@ -206,6 +224,8 @@ impl Application {
             workers: pool,
             event_pools,
             events,
+            watcher,
+            watching,
             worker,
             store,
             sandbox,
@@ -224,6 +244,11 @@ impl Application {
     /// The sites' event lanes (tests drive them with [`Workers::Manual`]).
     pub fn events(&self) -> Arc<crate::events::EventHub> {
         self.events.clone()
+    }
+
+    /// The watcher of Puhuri, if one runs (tests and the benchmark call its `poll`).
+    pub fn watcher(&self) -> Option<Arc<crate::watcher::Watcher>> {
+        self.watcher.clone()
     }
 
     pub fn store(&self) -> Arc<dyn JobStore> {
@@ -255,9 +280,15 @@ impl Application {
             grace,
             workers,
             event_pools,
+            watching,
             sandbox,
             ..
         } = self;
+        let stop_watching = || {
+            if let Some(task) = &watching {
+                task.abort();
+            }
+        };
         let handle = server.handle();
         tokio::pin!(server);
         let served = tokio::select! {
@@ -265,6 +296,7 @@ impl Application {
             () = shutdown_signal() => None,
         };
         let started = std::time::Instant::now();
+        stop_watching();
         if let Some(pool) = &workers {
             pool.stop_leasing();
         }

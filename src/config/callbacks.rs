@@ -84,6 +84,35 @@ impl Default for EventsConfig {
     }
 }
 
+/// `[watcher]`: the leader's polls of Puhuri for order, team and offering-user events.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatcherConfig {
+    /// Off: no replica polls (events of jobs are still sent).
+    pub enabled: bool,
+    /// How often the leader polls.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// The least time between two polls (a poll after the gateway's own writes waits for it).
+    #[serde(with = "humantime_serde")]
+    pub min_interval: Duration,
+    /// How long the leader's lease lasts unless renewed (each poll renews it): how soon another
+    /// replica takes over from a leader that died.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+}
+
+impl Default for WatcherConfig {
+    fn default() -> Self {
+        WatcherConfig {
+            enabled: true,
+            interval: Duration::from_secs(60),
+            min_interval: Duration::from_secs(2),
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
 /// A Standard Webhooks signing key: the bytes after `whsec_`, base64-decoded. Never printed.
 pub struct SigningSecret(SecretBox<Vec<u8>>);
 

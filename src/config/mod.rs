@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-pub use callbacks::{CallbackConfig, EventsConfig, RawCallback, SigningSecret};
+pub use callbacks::{CallbackConfig, EventsConfig, RawCallback, SigningSecret, WatcherConfig};
 pub use keys::{KeyAlgorithm, KeyConfig, KeyMaterial, RawKey};
 pub use raw::{
     AuthConfig, DeliveryConfig, LimitsConfig, LogConfig, LogFormat, Overrides, RawConfig, RawRedis,
@@ -73,6 +73,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub limits: LimitsConfig,
     pub events: EventsConfig,
+    pub watcher: WatcherConfig,
     pub sites: Vec<SiteConfig>,
     /// Further Puhuri identities by name (`upstream.identities`), each with its token. The
     /// service provider's identity, [`SP_IDENTITY`], is `upstream`'s own token and is not here.
@@ -139,7 +140,7 @@ impl Config {
         let upstream = resolve::resolve_upstream(raw.upstream)?;
         let store = resolve::resolve_store(raw.redis, &raw.data_dir)?;
         let sites = sites::resolve_sites(raw.sites, &identities, &raw.events)?;
-        check_events(&raw.events)?;
+        check_events(&raw.events, &raw.watcher)?;
         resolve::check_durations(&raw.auth, &raw.delivery, &raw.limits, &upstream)?;
         if let Some(url) = &raw.public_url {
             url::Url::parse(url).map_err(|e| key_error("public_url", format!("not a URL: {e}")))?;
@@ -166,6 +167,7 @@ impl Config {
             delivery: raw.delivery,
             limits: raw.limits,
             events: raw.events,
+            watcher: raw.watcher,
             sites,
             identities,
         })
@@ -184,7 +186,7 @@ impl Config {
 }
 
 /// The `[events]` values serde cannot check.
-fn check_events(events: &EventsConfig) -> Result<(), ConfigError> {
+fn check_events(events: &EventsConfig, watcher: &WatcherConfig) -> Result<(), ConfigError> {
     if events.workers == 0 {
         return Err(key_error("events.workers", "must be at least 1"));
     }
@@ -193,6 +195,15 @@ fn check_events(events: &EventsConfig) -> Result<(), ConfigError> {
     }
     if events.timeout < Duration::from_millis(100) {
         return Err(key_error("events.timeout", "must be at least 100ms"));
+    }
+    if watcher.interval < Duration::from_millis(100) || watcher.min_interval > watcher.interval {
+        return Err(key_error(
+            "watcher.interval",
+            "must be at least 100ms and at least watcher.min_interval",
+        ));
+    }
+    if watcher.lease < Duration::from_secs(1) {
+        return Err(key_error("watcher.lease", "must be at least 1s"));
     }
     if events.backoff_base.is_zero() || events.backoff_cap < events.backoff_base {
         return Err(key_error(

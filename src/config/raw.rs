@@ -36,6 +36,9 @@ pub struct RawConfig {
     /// Delivery of events to the sites' endpoints.
     #[serde(default)]
     pub events: super::callbacks::EventsConfig,
+    /// The leader's polls of Puhuri for the sites' events.
+    #[serde(default)]
+    pub watcher: super::callbacks::WatcherConfig,
     #[serde(default)]
     pub sites: Vec<RawSite>,
 }
@@ -247,6 +250,7 @@ impl Default for RawConfig {
                 username_pattern: None,
             },
             events: super::callbacks::EventsConfig::default(),
+            watcher: super::callbacks::WatcherConfig::default(),
             sites: Vec::new(),
         }
     }

@@ -349,11 +349,17 @@ pub struct JobOutcomes {
     pub store: Arc<dyn JobStore>,
     /// The job's view as `GET /v1/jobs/{id}` shows it.
     pub view: fn(JobRecord) -> serde_json::Value,
+    /// Woken for every job that ends (the watcher: a write of the gateway may have changed
+    /// Puhuri).
+    pub poke: Option<Arc<Notify>>,
 }
 
 #[async_trait::async_trait]
 impl Observer for JobOutcomes {
     async fn finished(&self, job: &JobRecord, state: JobState) {
+        if let Some(poke) = &self.poke {
+            poke.notify_one();
+        }
         let event_type = match state {
             JobState::Succeeded => EventType::JobSucceeded,
             JobState::Failed => EventType::JobFailed,

@@ -20,6 +20,7 @@
 mod allocator_demo;
 mod consumer;
 mod control;
+mod control_watch;
 pub mod demo;
 mod demo_ids;
 mod faults;
@@ -415,7 +416,11 @@ fn build_server(
         App::new()
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(1 << 20))
-            .service(web::scope("/__sim").configure(control::configure))
+            .service(
+                web::scope("/__sim")
+                    .configure(control::configure)
+                    .configure(control_watch::configure),
+            )
             .default_service(web::to(api_entry))
     })
     .on_connect(faults::on_connect)

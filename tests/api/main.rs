@@ -29,3 +29,4 @@ mod tls;
 mod upstream;
 mod usage;
 mod users;
+mod watcher;

@@ -30,6 +30,8 @@ pub enum Mode {
 /// One request the receiver got.
 #[derive(Clone, Debug)]
 pub struct Received {
+    /// The request's path (one receiver can stand for several endpoints).
+    pub path: String,
     pub id: String,
     pub timestamp: String,
     pub signature: String,
@@ -70,6 +72,7 @@ async fn hook(req: HttpRequest, body: web::Bytes, state: web::Data<Shared>) -> H
         _ => 500,
     };
     state.got.lock().push(Received {
+        path: req.path().to_owned(),
         id: header("webhook-id"),
         timestamp: header("webhook-timestamp"),
         signature: header("webhook-signature"),
@@ -115,6 +118,18 @@ impl Receiver {
     /// Every request so far.
     pub fn all(&self) -> Vec<Received> {
         self.got.lock().clone()
+    }
+
+    /// The events it accepted (answered 2xx), as JSON with the path they came to under `path`.
+    pub fn events(&self) -> Vec<Value> {
+        self.accepted()
+            .iter()
+            .map(|r| {
+                let mut v = r.json();
+                v["path"] = Value::String(r.path.clone());
+                v
+            })
+            .collect()
     }
 
     /// The requests it answered 2xx.

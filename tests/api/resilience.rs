@@ -28,7 +28,7 @@ backoff_cap = "300ms"
 max_attempts = 1000
 "#;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -37,13 +37,13 @@ fn free_port() -> u16 {
 }
 
 /// A gateway process (the real binary), talking to a simulator in this test process.
-struct GatewayProcess {
-    child: Child,
-    address: String,
+pub(crate) struct GatewayProcess {
+    pub(crate) child: Child,
+    pub(crate) address: String,
 }
 
 impl GatewayProcess {
-    async fn start(config: &Path, log: &Path) -> GatewayProcess {
+    pub(crate) async fn start(config: &Path, log: &Path) -> GatewayProcess {
         let port = free_port();
         let log = std::fs::File::create(log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_puhuri-gateway"))
@@ -71,7 +71,7 @@ impl GatewayProcess {
         GatewayProcess { child, address }
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         // Child::kill is SIGKILL on Unix: no shutdown code runs.
         self.child.kill().unwrap();
         self.child.wait().unwrap();
@@ -86,7 +86,7 @@ impl Drop for GatewayProcess {
 }
 
 /// A gateway configuration against an external simulator.
-fn external_config(dir: &Path, sim: &SimServer, store_toml: &str) -> std::path::PathBuf {
+pub(crate) fn external_config(dir: &Path, sim: &SimServer, store_toml: &str) -> std::path::PathBuf {
     let token_file = dir.join("sp-token");
     std::fs::write(&token_file, demo::TOKEN).unwrap();
     let toml = format!(
