@@ -1206,23 +1206,8 @@ async fn wait_for_state(
     job: &str,
     state: &str,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let body: serde_json::Value = client
-            .get(gateway.url(&format!("/v1/jobs/{job}")))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if body["state"] == state {
-            return;
-        }
-        assert!(Instant::now() < deadline, "job {job} never {state}: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let within = Duration::from_secs(30);
+    support::poll::job_where(client, &gateway.url(""), token, job, within, |s| s == state).await;
 }
 
 const RESOURCE_OK: &str = puhuri_gateway::sim::demo::RESOURCE_OK_UUID;

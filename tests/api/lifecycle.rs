@@ -38,13 +38,16 @@ async fn fact_1_an_order_of_a_site_agent_offering_goes_from_waiting_to_billed_th
 
 /// Waits until the simulator holds the order in `state` (Waldur's background processing).
 async fn wait_for_order_state(app: &TestApp, uuid: &str, state: &str) {
-    for _ in 0..200 {
-        if sim_order(app, uuid).await["state"] == state {
-            return;
+    let within = std::time::Duration::from_secs(10);
+    crate::support::poll::until(&format!("order {uuid} {state}"), within, || async {
+        let order = sim_order(app, uuid).await;
+        if order["state"] == state {
+            Ok(())
+        } else {
+            Err(order.to_string())
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the order never became {state}");
+    })
+    .await
 }
 
 async fn lifecycle(kind: Kind) {

@@ -1,7 +1,7 @@
 //! The quick start: the built binary, no configuration, no Redis, an empty directory.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::sandbox::{Sandbox, demo_token};
 
@@ -9,15 +9,7 @@ use puhuri_gateway::sim::demo;
 use serde_json::{Value, json};
 
 async fn job_state(client: &reqwest::Client, sandbox: &Sandbox, token: &str, id: &str) -> Value {
-    client
-        .get(format!("{}/v1/jobs/{id}", sandbox.address))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    crate::support::poll::job_view(client, &sandbox.address, token, id).await
 }
 
 async fn wait_for_state(
@@ -27,19 +19,11 @@ async fn wait_for_state(
     id: &str,
     wanted: &[&str],
 ) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let job = job_state(client, sandbox, token, id).await;
-        if wanted.contains(&job["state"].as_str().unwrap_or("")) {
-            return job;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} stayed {}",
-            job["state"]
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let within = Duration::from_secs(30);
+    crate::support::poll::job_where(client, &sandbox.address, token, id, within, |s| {
+        wanted.contains(&s)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,14 +17,12 @@ async fn usage(app: &TestApp, token: &str, amount: &str) -> reqwest::Response {
 
 /// Waits (workers running) until the job is no longer queued or running.
 async fn settled(app: &TestApp, token: &str, job: &str) -> Value {
-    for _ in 0..400 {
-        let view = app.job(token, job).await;
-        if view["state"] != "queued" && view["state"] != "running" {
-            return view;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    panic!("job {job} did not settle");
+    let base = app.url("");
+    let within = std::time::Duration::from_secs(10);
+    crate::support::poll::job_where(&app.client, &base, token, job, within, |state| {
+        !matches!(state, "queued" | "running")
+    })
+    .await
 }
 
 async fn readyz(app: &TestApp) -> (u16, Value) {

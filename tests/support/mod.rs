@@ -2,4 +2,5 @@
 #![allow(dead_code)]
 
 pub mod external;
+pub mod poll;
 pub mod redis;
