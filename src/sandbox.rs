@@ -22,6 +22,14 @@ pub use without_sim::Sandbox;
 /// provider-wide username write and `set_state_erred` (which Waldur allows on Slurm offerings only).
 pub const SANDBOX_SITE: &str = "demo";
 
+/// The allocator's site sandbox mode creates beside [`SANDBOX_SITE`], bound to the simulator's
+/// demo resource allocator (identity [`SANDBOX_ALLOCATOR_IDENTITY`]): its organisation, its
+/// partner project, and the LUMI allocations offering.
+pub const SANDBOX_ALLOCATOR_SITE: &str = "demo-allocator";
+
+/// The Puhuri identity of the sandbox's allocator site (the simulator's demo allocator token).
+pub const SANDBOX_ALLOCATOR_IDENTITY: &str = "demo-allocator";
+
 /// What a sandbox gateway tells its operator.
 #[derive(Clone, Debug)]
 pub struct SandboxInfo {
@@ -31,6 +39,10 @@ pub struct SandboxInfo {
     pub token_file: std::path::PathBuf,
     /// The simulator's control API, e.g. `http://127.0.0.1:PORT/_sim/`.
     pub simulator_url: String,
+    /// A token for the `demo-allocator` site (`allocations:read`, `allocations:write`).
+    pub allocator_token: String,
+    /// Where that token is written: `<data_dir>/demo-allocator.token`, mode 0600.
+    pub allocator_token_file: std::path::PathBuf,
 }
 
 #[cfg(feature = "sim")]
@@ -39,12 +51,13 @@ mod with_sim {
 
     use secrecy::SecretString;
 
-    use super::{SANDBOX_SITE, SandboxInfo};
+    use super::{SANDBOX_ALLOCATOR_IDENTITY, SANDBOX_ALLOCATOR_SITE, SANDBOX_SITE, SandboxInfo};
     use crate::config::{Config, KeyAlgorithm, KeyConfig, KeyMaterial, SiteConfig};
     use crate::domain::Scope;
     use crate::sim::{self, SimOptions, SimServer};
 
     const SANDBOX_KID: &str = "demo-sandbox";
+    const SANDBOX_ALLOCATOR_KID: &str = "demo-allocator-sandbox";
 
     /// A running simulator and the `demo` site bound to it.
     pub struct Sandbox {
@@ -116,7 +129,7 @@ mod with_sim {
             keys: vec![KeyConfig {
                 kid: SANDBOX_KID.to_string(),
                 algorithm: KeyAlgorithm::HS256,
-                material: KeyMaterial::Secret(SecretString::from(secret)),
+                material: KeyMaterial::Secret(SecretString::from(secret.clone())),
                 signing_pem: None,
                 config_key: "sandbox".into(),
             }],
@@ -133,10 +146,41 @@ mod with_sim {
             .map_err(anyhow::Error::msg)?;
         let token_file = config.data_dir.join("demo.token");
         write_private(&token_file, &token)?;
+        // The allocator's site: its own identity (the simulator's demo allocator token), bound to
+        // the allocator's organisation and its partner project, ordering from the allocations
+        // offering.
+        config.identities.insert(
+            SANDBOX_ALLOCATOR_IDENTITY.to_string(),
+            SecretString::from(sim::demo::ALLOCATOR_TOKEN.to_string()),
+        );
+        config.sites.retain(|s| s.id != SANDBOX_ALLOCATOR_SITE);
+        config.sites.push(SiteConfig {
+            id: SANDBOX_ALLOCATOR_SITE.to_string(),
+            offerings: [sim::demo::ALLOCATION_OFFERING_UUID.to_string()].into(),
+            scopes: Scope::ALLOCATOR.iter().copied().collect(),
+            keys: vec![KeyConfig {
+                kid: SANDBOX_ALLOCATOR_KID.to_string(),
+                algorithm: KeyAlgorithm::HS256,
+                material: KeyMaterial::Secret(SecretString::from(secret)),
+                signing_pem: None,
+                config_key: "sandbox".into(),
+            }],
+            identity: SANDBOX_ALLOCATOR_IDENTITY.to_string(),
+            customers: [sim::demo::ALLOCATOR_CUSTOMER_UUID.to_string()].into(),
+            projects: [sim::demo::ALLOCATOR_REVIEW_PROJECT_UUID.to_string()].into(),
+            callbacks: Vec::new(),
+        });
+        let allocator_token =
+            crate::auth::issue::issue_token(config, SANDBOX_ALLOCATOR_SITE, None, &[], ttl)
+                .map_err(anyhow::Error::msg)?;
+        let allocator_token_file = config.data_dir.join("demo-allocator.token");
+        write_private(&allocator_token_file, &allocator_token)?;
         Ok(SandboxInfo {
             token,
             token_file,
             simulator_url: sim.control_url(),
+            allocator_token,
+            allocator_token_file,
         })
     }
 

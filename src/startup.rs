@@ -3,6 +3,7 @@
 //! workers and the HTTP server. `main` and the tests both use it, so tests run the real thing on
 //! port 0.
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -96,6 +97,20 @@ impl Application {
                 .map_err(anyhow::Error::msg)
         };
         let client = new_client()?;
+        // Each further identity's own clients (delivery and lookups), on the same Puhuri.
+        let identity_clients = |config: &Config| -> anyhow::Result<BTreeMap<String, WaldurClient>> {
+            config
+                .identities
+                .iter()
+                .map(|(name, token)| {
+                    WaldurClient::new(url.clone(), token, timeout, connect_timeout)
+                        .map(|c| (name.clone(), c))
+                        .map_err(anyhow::Error::msg)
+                })
+                .collect()
+        };
+        let delivery_identities = identity_clients(&config)?;
+        let lookup_identities = identity_clients(&config)?;
         // One record of whether Puhuri accepts the token, whichever client heard it.
         let lookup_client = new_client()?.with_token_status(client.token_status().clone());
         // The request path's lookups; the deliverer only forgets entries it made stale.
@@ -130,6 +145,7 @@ impl Application {
             process_worker_id(),
             store.clone(),
             Deliverer::new(client.clone(), store.clone())
+                .with_identities(delivery_identities)
                 .with_directory(directory.clone())
                 .with_usage_known_for(config.delivery.usage_known_for),
             RetryPolicy {
@@ -176,6 +192,7 @@ impl Application {
             events: events.clone(),
             sandbox: sandbox.is_some(),
             service_provider_uuid,
+            identities: lookup_identities,
             username_rule: crate::domain::UsernameRule::new(
                 config.limits.username_pattern.as_deref(),
             )

@@ -4,6 +4,7 @@
 //! stay thin. Everything under `/v1` needs a site token ([`crate::auth::SiteIdentity`]), which
 //! finds the [`crate::auth::SiteRegistry`] in the app data beside [`AppState`].
 
+pub mod allocations;
 pub mod body;
 pub mod component_maps;
 pub mod events;
@@ -55,6 +56,9 @@ pub struct AppState {
     /// (`upstream.service_provider_uuid`), or the simulator's in sandbox mode. `None`: looked up
     /// through an offering's organisation.
     pub service_provider_uuid: Option<String>,
+    /// Each further Puhuri identity's client, by name: an allocator's site reads with its own
+    /// identity's token, never the service provider's.
+    pub identities: std::collections::BTreeMap<String, crate::upstream::WaldurClient>,
     /// What a username must look like (`limits.username_pattern`, or the default rule).
     pub username_rule: crate::domain::UsernameRule,
     /// "Now" for values the API derives at arrival (a report's default month): the system
@@ -115,7 +119,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: b
                 .service(people::list_users)
                 .service(people::list_ssh_keys)
                 .service(people::list_projects)
-                .service(people::list_project_permissions),
+                .service(people::list_project_permissions)
+                .service(allocations::writes::create_allocation)
+                .service(allocations::writes::approve_order)
+                .service(allocations::writes::reject_order)
+                .service(allocations::writes::cancel_order)
+                .service(allocations::writes::update_allocation)
+                .service(allocations::writes::update_options)
+                .service(allocations::writes::update_limits)
+                .service(allocations::writes::terminate),
         )
         .service(openapi::swagger_ui(sandbox))
         // `/docs` without its slash is where a person types it.

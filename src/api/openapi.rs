@@ -53,6 +53,14 @@ use utoipa_swagger_ui::SwaggerUi;
         super::people::list_ssh_keys,
         super::people::list_projects,
         super::people::list_project_permissions,
+        super::allocations::writes::create_allocation,
+        super::allocations::writes::approve_order,
+        super::allocations::writes::reject_order,
+        super::allocations::writes::cancel_order,
+        super::allocations::writes::update_allocation,
+        super::allocations::writes::update_options,
+        super::allocations::writes::update_limits,
+        super::allocations::writes::terminate,
     ),
     components(schemas(
         crate::error::Problem,
@@ -72,6 +80,7 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "health", description = "Liveness and readiness"),
         (name = "orders", description = "Orders of the site's offerings: read them, approve, reject, mark done or erred"),
         (name = "resources", description = "Resources of the site's offerings (by uuid or `backend_id:<id>`): backend id, state, report, limits; reads of resources, teams, usage and offerings"),
+        (name = "allocations", description = "An allocator's site: allocations ordered in the offerings it may order from, for the customers and projects it is bound to, followed until Puhuri has finished them"),
         (name = "users", description = "Usernames on the site's offerings; the provider's users, SSH keys, projects and roles, narrowed to the site"),
     )
 )]

@@ -276,6 +276,30 @@ impl IntoResponses for JobErrors {
 /// The request headers every queued write honours: `Idempotency-Key` and `Prefer`.
 pub struct WriteHeaders;
 
+/// [`WriteHeaders`] for a write that requires its `Idempotency-Key` (creating an allocation).
+pub struct KeyedWriteHeaders;
+
+impl utoipa::IntoParams for KeyedWriteHeaders {
+    fn into_params(
+        in_: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        let mut params = WriteHeaders::into_params(in_);
+        if let Some(key) = params.first_mut() {
+            key.required = utoipa::openapi::Required::True;
+            key.description = Some(
+                "Required: a retry with the same key and request from the same site is the same \
+                 job (200), so a create is never made twice; the same key with another request \
+                 is a 422. 1-255 visible ASCII characters."
+                    .into(),
+            );
+            *key = utoipa::openapi::path::ParameterBuilder::from(key.clone())
+                .example(Some(serde_json::json!("climate-2027-allocation")))
+                .build();
+        }
+        params
+    }
+}
+
 impl utoipa::IntoParams for WriteHeaders {
     fn into_params(
         _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,

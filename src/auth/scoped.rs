@@ -42,6 +42,12 @@ scope_types! {
     Read => Read;
     /// `events:read`: the site's events and their deliveries; replaying them to its endpoints.
     EventsRead => EventsRead;
+    /// `allocations:read`: an allocator's reads (public offerings, its projects, orders,
+    /// resources).
+    AllocationsRead => AllocationsRead;
+    /// `allocations:write`: an allocator's writes (allocations, their options, limits, names and
+    /// termination; consumer reviews and cancellation of its orders).
+    AllocationsWrite => AllocationsWrite;
 }
 
 /// An authenticated caller whose token grants the scope `S`.

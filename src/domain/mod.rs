@@ -5,6 +5,7 @@
 //! most two places, a [`WaldurUuid`] is 32 lowercase hex digits.
 
 pub mod allocation;
+pub mod allocation_ops;
 pub mod clock;
 pub mod event;
 pub mod ids;

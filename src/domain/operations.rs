@@ -9,6 +9,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::allocation_ops::{
+    AllocationCreate, AllocationLimits, AllocationOptions, AllocationOrderAction,
+    AllocationTerminate, AllocationUpdate,
+};
+
 /// A usage report as queued: the resource, the month and the month's totals per component.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageReport {
@@ -141,6 +146,24 @@ pub enum Operation {
     #[serde(rename = "user.username")]
     #[strum(serialize = "user.username")]
     UserUsername(UserUsername),
+    #[serde(rename = "allocation.create")]
+    #[strum(serialize = "allocation.create")]
+    AllocationCreate(AllocationCreate),
+    #[serde(rename = "allocation.order")]
+    #[strum(serialize = "allocation.order")]
+    AllocationOrder(AllocationOrderAction),
+    #[serde(rename = "allocation.update")]
+    #[strum(serialize = "allocation.update")]
+    AllocationUpdate(AllocationUpdate),
+    #[serde(rename = "allocation.options")]
+    #[strum(serialize = "allocation.options")]
+    AllocationOptions(AllocationOptions),
+    #[serde(rename = "allocation.limits")]
+    #[strum(serialize = "allocation.limits")]
+    AllocationLimits(AllocationLimits),
+    #[serde(rename = "allocation.terminate")]
+    #[strum(serialize = "allocation.terminate")]
+    AllocationTerminate(AllocationTerminate),
 }
 
 impl Operation {
@@ -176,6 +199,7 @@ impl Operation {
             "order" => Scope::OrdersWrite,
             "resource" => Scope::ResourcesWrite,
             "offering_user" | "user" => Scope::UsersWrite,
+            "allocation" => Scope::AllocationsWrite,
             _ => return None,
         };
         <Operation as strum::VariantNames>::VARIANTS
@@ -201,6 +225,14 @@ impl Operation {
                 format!("offering-user:{}:{}", u.offering_uuid, u.user_uuid)
             }
             Operation::UserUsername(u) => format!("user:{}", u.user_uuid),
+            // Creations in one project go one at a time; each later change of a resource, or
+            // transition of an order, waits for the one before it.
+            Operation::AllocationCreate(a) => format!("project:{}", a.project_uuid),
+            Operation::AllocationOrder(a) => format!("order:{}", a.order_uuid),
+            Operation::AllocationUpdate(a) => format!("resource:{}", a.resource_uuid),
+            Operation::AllocationOptions(a) => format!("resource:{}", a.resource_uuid),
+            Operation::AllocationLimits(a) => format!("resource:{}", a.resource_uuid),
+            Operation::AllocationTerminate(a) => format!("resource:{}", a.resource_uuid),
         }
     }
 
@@ -220,6 +252,20 @@ impl Operation {
     }
 
     /// Reads a stored job back.
+    /// The Puhuri identity an allocator operation is delivered with; `None` for the service
+    /// provider's operations (delivered with the `sp` identity).
+    pub fn identity(&self) -> Option<&str> {
+        match self {
+            Operation::AllocationCreate(a) => Some(&a.identity),
+            Operation::AllocationOrder(a) => Some(&a.identity),
+            Operation::AllocationUpdate(a) => Some(&a.identity),
+            Operation::AllocationOptions(a) => Some(&a.identity),
+            Operation::AllocationLimits(a) => Some(&a.identity),
+            Operation::AllocationTerminate(a) => Some(&a.identity),
+            _ => None,
+        }
+    }
+
     pub fn from_job(operation: &str, payload: &Value) -> Result<Operation, String> {
         serde_json::from_value(serde_json::json!({"operation": operation, "payload": payload}))
             .map_err(|e| format!("job payload for `{operation}` is not readable: {e}"))

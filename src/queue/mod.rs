@@ -388,6 +388,15 @@ pub enum Completion {
         code: Option<String>,
         error: String,
     },
+    /// Puhuri is still working on what the job asked for (an order waiting for a review or being
+    /// processed): look again at `at`. The job stays `retrying` but the attempt is given back
+    /// (following is not a failure, so it never exhausts the retries), and `progress` (the
+    /// order's uuid, ...) becomes the job's `result`, so a restarted gateway continues from it
+    /// instead of starting over.
+    Follow {
+        at: DateTime<Utc>,
+        progress: serde_json::Value,
+    },
 }
 
 impl Completion {
@@ -396,7 +405,7 @@ impl Completion {
         match self {
             Completion::Succeeded { .. } => JobState::Succeeded,
             Completion::Failed { .. } => JobState::Failed,
-            Completion::Retry { .. } => JobState::Retrying,
+            Completion::Retry { .. } | Completion::Follow { .. } => JobState::Retrying,
             Completion::Dead { .. } => JobState::Dead,
         }
     }

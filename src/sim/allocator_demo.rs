@@ -4,7 +4,7 @@
 use super::demo_ids::*;
 use super::state::*;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
 /// Adds the allocator's objects to the demo world.
 pub fn add(w: &mut World, long_ago: DateTime<Utc>) {
@@ -99,4 +99,98 @@ pub fn add(w: &mut World, long_ago: DateTime<Utc>) {
         option_change_orders: false,
         created: long_ago,
     });
+    // Its provider approves every order at once (tests that follow a provider's review turn
+    // this off with `POST /__sim/settings {"auto_approve_offerings": []}`).
+    w.auto_approve_offerings
+        .insert(ALLOCATION_OFFERING_UUID.to_string());
+    let limits = |c: i64, g: i64, s: i64| -> Map<String, Value> {
+        json!({"cpu_k_hours": c, "gpu_k_hours": g, "gb_k_hours": s})
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let attributes = |name: &str| -> Map<String, Value> {
+        json!({"name": name, "is_industry": false, "is_training": false, "is_commercial": false,
+               "used_ai_tech": ["Machine Learning"]})
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+    };
+    let resources = [
+        (
+            ALLOCATOR_RESOURCE_UUID,
+            ALLOCATOR_ORDER_DONE_UUID,
+            "Climate 2026",
+            "OK",
+            "done",
+        ),
+        (
+            "7e00000000004000800000000000000b",
+            ALLOCATOR_ORDER_TO_APPROVE_UUID,
+            "Waiting 1",
+            "Creating",
+            "pending-consumer",
+        ),
+        (
+            "7e00000000004000800000000000000c",
+            ALLOCATOR_ORDER_TO_REJECT_UUID,
+            "Waiting 2",
+            "Creating",
+            "pending-consumer",
+        ),
+        (
+            "7e00000000004000800000000000000d",
+            ALLOCATOR_ORDER_TO_CANCEL_UUID,
+            "Waiting 3",
+            "Creating",
+            "pending-consumer",
+        ),
+    ];
+    for (resource, order, name, state, order_state) in resources {
+        w.resources.push(Resource {
+            uuid: resource.into(),
+            name: name.into(),
+            slug: name.to_lowercase().replace(' ', "-"),
+            description: String::new(),
+            offering: ALLOCATION_OFFERING_UUID.into(),
+            project: ALLOCATOR_REVIEW_PROJECT_UUID.into(),
+            plan: Some(ALLOCATION_PLAN_UUID.into()),
+            state: state.into(),
+            backend_id: String::new(),
+            limits: limits(100, 5, 10),
+            attributes: attributes(name),
+            options: Map::new(),
+            report: vec![],
+            current_usages: Map::new(),
+            error_message: String::new(),
+            error_traceback: String::new(),
+            end_date: None,
+            created: long_ago,
+            modified: long_ago,
+        });
+        w.orders.push(Order {
+            uuid: order.into(),
+            offering: ALLOCATION_OFFERING_UUID.into(),
+            project: ALLOCATOR_REVIEW_PROJECT_UUID.into(),
+            resource: resource.into(),
+            plan: Some(ALLOCATION_PLAN_UUID.into()),
+            type_: "Create".into(),
+            state: order_state.into(),
+            attributes: attributes(name),
+            limits: limits(100, 5, 10),
+            created_by: ALLOCATOR_USER_UUID.into(),
+            error_message: String::new(),
+            error_traceback: String::new(),
+            provider_rejection_comment: String::new(),
+            consumer_rejection_comment: String::new(),
+            request_comment: None,
+            backend_id: String::new(),
+            completed_at: (order_state == "done").then_some(long_ago),
+            created: long_ago,
+            modified: long_ago,
+            provider_reviewed_by: None,
+            provider_reviewed_at: None,
+            completes_at: None,
+        });
+    }
 }

@@ -128,3 +128,27 @@ pub fn update_options(w: &mut World, r: &Req, res: &Resource) -> Res {
         json!({"status": "Resource options are submitted"}),
     ))
 }
+
+/// `GET projects/` (filter `customer_uuid`) and `GET projects/{uuid}/`: the projects the token's
+/// user sees as a consumer (its organisation's, and those where it holds a role).
+pub fn projects(w: &World, r: &Req, id: Option<&str>) -> Res {
+    r.allow(&[actix_web::http::Method::GET])?;
+    if let Some(id) = id {
+        let p = super::parse_uuid(id)
+            .and_then(|id| w.project(&id))
+            .filter(|p| w.consumer_sees_project(&r.caller, &p.uuid))
+            .ok_or_else(Reply::not_found)?;
+        return r.one(super::render::project(w, &r.base, p));
+    }
+    let mut f = super::Filters::new(r);
+    let customers = f.uuids("customer_uuid");
+    f.check()?;
+    let found: Vec<Value> = w
+        .projects
+        .iter()
+        .filter(|p| w.consumer_sees_project(&r.caller, &p.uuid))
+        .filter(|p| customers.is_empty() || customers.contains(&p.customer))
+        .map(|p| super::render::project(w, &r.base, p))
+        .collect();
+    r.list(found)
+}

@@ -85,6 +85,9 @@ struct Settings {
     /// none.
     #[serde(default)]
     offering_options: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Offerings whose provider approves every order at once (replaces the set).
+    #[serde(default)]
+    auto_approve_offerings: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +129,14 @@ async fn settings(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
         .find(|uuid| w.offering(uuid).is_none())
     {
         return bad(format!("no offering {unknown}"));
+    }
+    if let Some(unknown) =
+        (settings.auto_approve_offerings.iter().flatten()).find(|uuid| w.offering(uuid).is_none())
+    {
+        return bad(format!("no offering {unknown}"));
+    }
+    if let Some(auto) = settings.auto_approve_offerings {
+        w.auto_approve_offerings = auto.into_iter().collect();
     }
     for (uuid, on) in settings.option_change_orders {
         if let Some(o) = w.offerings.iter_mut().find(|o| o.uuid == uuid) {

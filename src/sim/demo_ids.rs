@@ -100,3 +100,13 @@ pub const ALLOCATOR_REVIEW_PROJECT_UUID: &str = "b000000000004000800000000000001
 /// it publishes no order options (as LUMI in the guide: `"options": {}`).
 pub const ALLOCATION_OFFERING_UUID: &str = "0f000000000040008000000000000004";
 pub const ALLOCATION_PLAN_UUID: &str = "91000000000040008000000000000004";
+/// The demo allocator's allocation: OK, in [`ALLOCATOR_REVIEW_PROJECT_UUID`], of
+/// [`ALLOCATION_OFFERING_UUID`] (limits 100 / 5 / 10 k-hours), created by
+/// [`ALLOCATOR_ORDER_DONE_UUID`].
+pub const ALLOCATOR_RESOURCE_UUID: &str = "7e00000000004000800000000000000a";
+pub const ALLOCATOR_ORDER_DONE_UUID: &str = "0d00000000004000800000000000000a";
+/// Create orders of the demo allocator waiting for its review (`pending-consumer`), one each to
+/// approve, reject and cancel; their resources are `Creating`.
+pub const ALLOCATOR_ORDER_TO_APPROVE_UUID: &str = "0d00000000004000800000000000000b";
+pub const ALLOCATOR_ORDER_TO_REJECT_UUID: &str = "0d00000000004000800000000000000c";
+pub const ALLOCATOR_ORDER_TO_CANCEL_UUID: &str = "0d00000000004000800000000000000d";

@@ -49,7 +49,7 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 pub(crate) use reply::{Reply, Res};
-pub(crate) use request::{Filters, Req, order_by_created};
+pub(crate) use request::{Filters, Req, order_by_created, parse_uuid};
 
 /// Options of a simulator instance.
 #[derive(Clone, Debug)]
@@ -228,6 +228,8 @@ fn route(w: &mut World, r: &Req) -> Res {
         ["marketplace-provider-resources", id, action] => {
             resources::provider_action(w, r, id, action)
         }
+        ["projects"] => consumer::projects(w, r, None),
+        ["projects", id] => consumer::projects(w, r, Some(id)),
         ["marketplace-resources", id] => resources::consumer_detail(w, r, id),
         ["marketplace-resources", id, action] => resources::consumer_action(w, r, id, action),
         ["marketplace-orders"] => orders::collection(w, r),

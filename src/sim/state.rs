@@ -57,6 +57,9 @@ pub struct World {
     /// elsewhere, each with `page=`) instead of Waldur's form (`POST /__sim/settings`
     /// `link_form`), so a client can be tried against both.
     pub page_number_links: bool,
+    /// Offerings whose provider approves every order at once (`POST /__sim/settings`
+    /// `auto_approve_offerings`; the demo allocator's offering starts in it).
+    pub auto_approve_offerings: BTreeSet<String>,
     index: Index,
 }
 
@@ -109,6 +112,7 @@ impl World {
     /// (a Create's resource `OK` with a plan period, a Terminate's resource `Terminated`). Called
     /// before every request, so the world is always as it would be at `now`.
     pub fn advance(&mut self, now: DateTime<Utc>) {
+        self.auto_approve(now);
         let due: Vec<(String, String, String, DateTime<Utc>)> = self
             .orders
             .iter()
@@ -130,6 +134,33 @@ impl World {
             if type_ == "Create" {
                 self.current_plan_period(&resource, at);
             }
+        }
+    }
+
+    /// The provider's review of offerings in `auto_approve_offerings`: every order waiting for it
+    /// is approved at once (as a provider that approves every order would), then processed as
+    /// any approved order.
+    fn auto_approve(&mut self, now: DateTime<Utc>) {
+        let waiting: Vec<(String, String)> = self
+            .orders
+            .iter()
+            .filter(|o| o.state == "pending-provider")
+            .filter(|o| self.auto_approve_offerings.contains(&o.offering))
+            .map(|o| (o.uuid.clone(), o.offering.clone()))
+            .collect();
+        for (uuid, offering) in waiting {
+            let completes_at = self
+                .processes_orders_itself(&offering)
+                .then_some(self.self_processing_delay)
+                .flatten()
+                .map(|delay| now + delay);
+            if let Some(o) = self.order_mut(&uuid) {
+                o.state = "executing".into();
+                o.modified = now;
+                o.provider_reviewed_at = Some(now);
+                o.completes_at = completes_at;
+            }
+            self.apply_order_outcome(&uuid, OrderOutcome::Executing, now);
         }
     }
 

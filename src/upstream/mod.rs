@@ -267,6 +267,15 @@ impl WaldurClient {
         .await
     }
 
+    /// POSTs an action's body to `path`: the status and Waldur's answer.
+    pub async fn order_action_path(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<(u16, Value), UpstreamError> {
+        self.post_action(path, body).await
+    }
+
     /// POSTs an action's body: the status and Waldur's answer.
     async fn post_action(&self, path: &str, body: &Value) -> Result<(u16, Value), UpstreamError> {
         self.call(Method::POST, path, &[], Some(body))

@@ -31,6 +31,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::usage::UsageReads;
+
+mod allocations;
 use crate::domain::Month;
 use crate::domain::operations::{
     OfferingUsername, Operation, ResourceState, UsageReport, UserUsername, usage_coalesce_key,
@@ -48,6 +50,11 @@ pub enum DeliveryError {
     /// version, or edited by hand): no call was made, and none ever can be.
     #[error("the job's stored payload could not be read: {0}")]
     UnreadablePayload(String),
+    /// Not a failure: Puhuri is still working on what the job asked for (an order waiting for a
+    /// review or being processed). The job is looked at again after `after`, `progress` kept
+    /// as its result (see `allocations`).
+    #[error("Puhuri is still working on it")]
+    Following { progress: Value, after: Duration },
     /// A site's event endpoint did not take the event: no answer, or an answer other than 2xx.
     /// Always retried (the Standard Webhooks way: a receiver answers 2xx once it has the event).
     #[error("{message}")]
@@ -75,6 +82,8 @@ pub enum Outcome {
         code: &'static str,
         error: String,
     },
+    /// Not finished yet: look again after `after`, keeping `progress` (no attempt is used).
+    Follow { progress: Value, after: Duration },
 }
 
 /// Failure code: Puhuri did not accept the service provider's token (401). `last_error` starts
@@ -130,8 +139,10 @@ pub fn outcome(error: DeliveryError) -> Outcome {
         DeliveryError::Upstream(e) => e.status(),
         DeliveryError::UnreadablePayload(_) => None,
         DeliveryError::Endpoint { status, .. } => *status,
+        DeliveryError::Following { .. } => None,
     };
     match error {
+        DeliveryError::Following { progress, after } => Outcome::Follow { progress, after },
         DeliveryError::Upstream(U::Transient {
             cause,
             message,
@@ -225,6 +236,9 @@ pub struct Delivered {
 
 pub struct Deliverer {
     client: WaldurClient,
+    /// Every Puhuri identity's client by name (`sp` included): an allocator's job is delivered
+    /// with the one it names, and only with that one.
+    identities: BTreeMap<String, WaldurClient>,
     store: Arc<dyn JobStore>,
     /// The API's directory, so a delivered backend id change is not answered from its cache.
     directory: Option<Arc<Directory>>,
@@ -247,6 +261,7 @@ impl Deliverer {
         Deliverer {
             usage: UsageReads::new(client.clone(), None, DEFAULT_USAGE_KNOWN_FOR),
             usage_known_for: DEFAULT_USAGE_KNOWN_FOR,
+            identities: BTreeMap::from([("sp".to_string(), client.clone())]),
             client,
             store,
             directory: None,
@@ -259,6 +274,12 @@ impl Deliverer {
         self.directory = Some(directory);
         let known_for = self.usage_known_for;
         self.with_usage_known_for(known_for)
+    }
+
+    /// The further Puhuri identities' clients, by name (the service provider's stays `sp`).
+    pub fn with_identities(mut self, identities: BTreeMap<String, WaldurClient>) -> Deliverer {
+        self.identities.extend(identities);
+        self
     }
 
     /// How long a usage value known to be in Puhuri is trusted without reading it again.
@@ -335,6 +356,12 @@ impl Deliverer {
             }
             Operation::OfferingUsername(u) => self.offering_username(&u).await,
             Operation::UserUsername(u) => self.user_username(&u).await,
+            allocation @ (Operation::AllocationCreate(_)
+            | Operation::AllocationOrder(_)
+            | Operation::AllocationUpdate(_)
+            | Operation::AllocationOptions(_)
+            | Operation::AllocationLimits(_)
+            | Operation::AllocationTerminate(_)) => self.deliver_allocation(job, allocation).await,
         }
     }
 

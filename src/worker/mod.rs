@@ -200,6 +200,7 @@ impl Worker {
             | Completion::Failed { status, .. }
             | Completion::Retry { status, .. }
             | Completion::Dead { status, .. } => *status,
+            Completion::Follow { .. } => None,
         };
         match &completion {
             Completion::Succeeded { .. } => {
@@ -215,6 +216,9 @@ impl Worker {
             }
             Completion::Dead { status, error, .. } => {
                 tracing::warn!(job = %job.id, operation = %job.operation, ?status, %error, attempts = job.attempts, "retries exhausted")
+            }
+            Completion::Follow { at, progress } => {
+                tracing::info!(job = %job.id, operation = %job.operation, %progress, look_again_at = %at, "Puhuri is still working on it")
             }
         }
         let recorded = self
@@ -285,6 +289,10 @@ impl Worker {
             Err(e) => deliver::outcome(e),
         };
         match failure {
+            Outcome::Follow { progress, after } => Completion::Follow {
+                at: Utc::now() + chrono::Duration::from_std(after).unwrap_or_default(),
+                progress,
+            },
             Outcome::Fail {
                 status,
                 code,

@@ -80,6 +80,10 @@ async fn try_examples(wanted: impl Fn(&str, &str) -> bool) -> usize {
     let dir = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::start(dir.path());
     let token = demo_token(dir.path());
+    let allocator_token = std::fs::read_to_string(dir.path().join("data/demo-allocator.token"))
+        .expect("the sandbox wrote the allocator's token")
+        .trim()
+        .to_string();
     let client = reqwest::Client::new();
     let document: Value = client
         .get(format!("{}/openapi.json", sandbox.address))
@@ -113,6 +117,7 @@ async fn try_examples(wanted: impl Fn(&str, &str) -> bool) -> usize {
             .collect();
         let mut url = path.clone();
         let mut query = Vec::new();
+        let mut headers: Vec<(String, String)> = Vec::new();
         let mut names_a_job = false;
         for parameter in operation["parameters"].as_array().into_iter().flatten() {
             let name = parameter["name"].as_str().unwrap();
@@ -141,13 +146,31 @@ async fn try_examples(wanted: impl Fn(&str, &str) -> bool) -> usize {
                         query.push((name.to_string(), text));
                     }
                 }
+                // A header the operation requires (an allocation's Idempotency-Key) is sent
+                // with its example.
+                "header" if parameter["required"] == true => {
+                    if let Some(v) = example {
+                        let text = v.as_str().map(str::to_owned).unwrap_or(v.to_string());
+                        headers.push((name.to_string(), text));
+                    }
+                }
                 _ => {}
             }
         }
+        // An allocator's operations are tried with the sandbox's allocator site: the service
+        // provider's site cannot allocate.
+        let caller = if path.starts_with("/v1/allocations") {
+            &allocator_token
+        } else {
+            &token
+        };
         let mut request = client
             .request(method.parse().unwrap(), format!("{}{url}", sandbox.address))
             .query(&query)
-            .bearer_auth(&token);
+            .bearer_auth(caller);
+        for (name, value) in &headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
         if let Some(body) = operation.get("requestBody") {
             let media = &body["content"]["application/json"];
             let example = example_of(media, &document)

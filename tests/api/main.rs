@@ -1,5 +1,6 @@
 //! Integration tests of the gateway over real HTTP.
 
+mod allocations;
 mod auth;
 mod browser;
 mod config;

@@ -15,11 +15,21 @@ async fn setup() -> T {
         puhuri_gateway::sim::SimOptions::default(),
     )
     .expect("start");
-    T {
+    let t = T {
         sim,
         c: reqwest::Client::new(),
         token: demo::TOKEN.to_string(),
-    }
+    };
+    // The provider reviews each order itself (the demo's approves at once by default).
+    let r = t
+        .ctl(
+            Method::POST,
+            "settings",
+            Some(json!({"auto_approve_offerings": []})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.raw);
+    t
 }
 
 impl T {

@@ -210,6 +210,21 @@ impl JobStore for EmbeddedStore {
             }
             idx.remove_lease(id);
             let state = match outcome {
+                Completion::Follow { at, progress } => {
+                    let at_ms = at.timestamp_millis();
+                    s.record.last_status = None;
+                    s.record.last_error = None;
+                    s.record.failure_code = None;
+                    s.record.result = Some(progress);
+                    s.record.attempts = s.record.attempts.saturating_sub(1);
+                    s.record.next_attempt_at = Some(time(at_ms));
+                    s.record.worker = None;
+                    s.record.lease_until = None;
+                    set_state(idx, &mut s, JobState::Retrying, now);
+                    idx.add_ready(id, at_ms);
+                    tx.put(&s)?;
+                    return Ok(Done::Commit(true));
+                }
                 Completion::Retry {
                     at,
                     status,

@@ -1,4 +1,5 @@
--- ARGV: prefix, id, worker, the job's new state (succeeded, failed, dead or retrying),
+-- ARGV: prefix, id, worker, the job's new state (succeeded, failed, dead or retrying, or
+--       'following': retrying with the attempt given back and the progress as the result),
 --       status|'', error, result JSON, retry at ms, delivered map time to live ms, failure code|'',
 --       then delivered pairs (name, value, ...)
 local id, worker, new_state, status, err = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -17,6 +18,16 @@ if ARGV[10] ~= '' then
   redis.call('HSET', k, 'failure_code', ARGV[10])
 else
   redis.call('HDEL', k, 'failure_code')
+end
+
+if new_state == 'following' then
+  local at = tonumber(ARGV[8])
+  local attempts = math.max(0, (tonumber(redis.call('HGET', k, 'attempts')) or 1) - 1)
+  redis.call('HSET', k, 'result', ARGV[7], 'next_attempt_at', ms(at), 'attempts', ms(attempts))
+  redis.call('HDEL', k, 'worker', 'lease_until', 'last_error')
+  set_state(id, STATE.running, STATE.retrying)
+  redis.call('ZADD', K.ready, ms(at), id)
+  return 1
 end
 
 if new_state == STATE.retrying then

@@ -178,11 +178,12 @@ impl JobStore for RedisStore {
 
     async fn complete(&self, id: JobId, worker: &str, outcome: Completion) -> StoreResult<bool> {
         let status_str = |s: Option<u16>| s.map(|s| s.to_string()).unwrap_or_default();
-        let mut args = vec![
-            id.to_string(),
-            worker.to_owned(),
-            outcome.state().as_str().to_owned(),
-        ];
+        let new_state = match &outcome {
+            // Not a state: the script's name for "retrying, the attempt given back".
+            Completion::Follow { .. } => "following".to_owned(),
+            other => other.state().as_str().to_owned(),
+        };
+        let mut args = vec![id.to_string(), worker.to_owned(), new_state];
         match outcome {
             Completion::Succeeded {
                 status,
@@ -218,6 +219,14 @@ impl JobStore for RedisStore {
                 "0".to_owned(),
                 "0".to_owned(),
                 code.unwrap_or_default(),
+            ]),
+            Completion::Follow { at, progress } => args.extend([
+                String::new(),
+                String::new(),
+                progress.to_string(),
+                at.timestamp_millis().to_string(),
+                "0".to_owned(),
+                String::new(),
             ]),
             Completion::Retry {
                 at,

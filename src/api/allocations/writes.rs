@@ -1,0 +1,428 @@
+//! An allocator's writes, each a queued job delivered with the site's own identity: create an
+//! allocation (an order followed until the resource exists), review or cancel an order as
+//! consumer, rename / re-describe / set the end date of a resource, change its options or
+//! limits, terminate it. Options and limits are checked against the offering's rules first
+//! (`domain::allocation`): a wrong value is a 422 naming it, and nothing is stored.
+
+use actix_web::{HttpRequest, HttpResponse, patch, post, web};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+
+use super::{bound_offering, bound_order, bound_project, bound_resource};
+use crate::api::AppState;
+use crate::api::body::{JsonBody, NoBody, OptionalJsonBody};
+use crate::api::jobs::JobView;
+use crate::api::reads::uuid_in_path;
+use crate::api::responses::{KeyedWriteHeaders, WriteErrors, WriteHeaders};
+use crate::api::submit::{IDEMPOTENCY_KEY, submit};
+use crate::auth::scoped::{AllocationsWrite, Authorized};
+use crate::domain::WaldurUuid;
+use crate::domain::allocation::{LimitRules, OptionRules, RuleViolation};
+use crate::domain::operations::{
+    AllocationCreate, AllocationLimits, AllocationOptions, AllocationOrderAction,
+    AllocationTerminate, AllocationUpdate, Operation,
+};
+use crate::error::{ApiError, FieldError};
+
+/// A new allocation.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "project_uuid": "b0000000000040008000000000000012",
+    "offering_uuid": "0f000000000040008000000000000004",
+    "plan_uuid": "91000000000040008000000000000004",
+    "attributes": {"name": "Climate 2027", "is_industry": false, "is_training": false,
+                   "is_commercial": false, "used_ai_tech": ["Deep Learning"]},
+    "limits": {"cpu_k_hours": 100, "gpu_k_hours": 5, "gb_k_hours": 10},
+    "approve_as_consumer": true
+}))]
+pub struct CreateAllocationRequest {
+    /// The project (one the site allocates for).
+    pub project_uuid: String,
+    /// The offering (one the site may order from).
+    pub offering_uuid: String,
+    /// One of the offering's plans.
+    pub plan_uuid: Option<String>,
+    /// `name`, `description` and the offering's options (LUMI's: `is_industry`, `is_training`,
+    /// `is_commercial`, `used_ai_tech`).
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<Map<String, Value>>,
+    /// Component type -> limit, for the offering's limit-type components (non-negative numbers).
+    #[schema(value_type = Option<Object>)]
+    pub limits: Option<Map<String, Value>>,
+    /// Approve the order as consumer when it waits for the consumer's review (default false).
+    #[serde(default)]
+    pub approve_as_consumer: bool,
+    /// A comment for the reviewers (at most 2,000 characters).
+    #[schema(max_length = 2000)]
+    pub request_comment: Option<String>,
+}
+
+fn violations(v: Vec<RuleViolation>) -> Result<(), ApiError> {
+    if v.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::validation(
+        v.into_iter()
+            .map(|v| FieldError::new(v.field, v.message))
+            .collect(),
+    ))
+}
+
+fn uuid_field(value: &str, field: &str) -> Result<WaldurUuid, ApiError> {
+    WaldurUuid::parse(value).map_err(|m| ApiError::field(field, m))
+}
+
+/// Create an allocation: a Create order in the offering for the project, followed until the
+/// resource exists.
+///
+/// An `Idempotency-Key` is required. The job stays `queued`/`retrying` while the order waits
+/// for reviews and is processed (it is approved as consumer when asked and allowed), and ends
+/// `succeeded` with `order_uuid` and `resource_uuid` in its result once the resource exists; a
+/// rejected, canceled or erred order fails the job with Waldur's reason.
+#[utoipa::path(
+    context_path = "/v1",
+    tag = "allocations",
+    security(("bearer" = [])),
+    params(KeyedWriteHeaders),
+    request_body = CreateAllocationRequest,
+    responses(
+        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
+        (status = 200, body = JobView, description = "The job of an earlier call with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        WriteErrors<AllocationsWrite>,
+    )
+)]
+#[post("/allocations")]
+pub async fn create_allocation(
+    identity: Authorized<AllocationsWrite>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: JsonBody<CreateAllocationRequest>,
+) -> Result<HttpResponse, ApiError> {
+    if !req.headers().contains_key(IDEMPOTENCY_KEY) {
+        return Err(ApiError::field(
+            "Idempotency-Key",
+            "is required to create an allocation (a retry with the same key and body is the same job)",
+        ));
+    }
+    let request = body.into_inner();
+    let project = uuid_field(&request.project_uuid, "project_uuid")?;
+    let offering_uuid = uuid_field(&request.offering_uuid, "offering_uuid")?;
+    let plan = request
+        .plan_uuid
+        .as_deref()
+        .map(|p| uuid_field(p, "plan_uuid"))
+        .transpose()?;
+    if let Some(c) = &request.request_comment
+        && c.chars().count() > 2000
+    {
+        return Err(ApiError::field(
+            "request_comment",
+            "at most 2,000 characters",
+        ));
+    }
+    let attributes = request.attributes.unwrap_or_default();
+    let limits = request.limits.unwrap_or_default();
+    bound_project(&state, &identity, &project).await?;
+    let offering = bound_offering(&state, &identity, &offering_uuid).await?;
+    let mut found =
+        OptionRules::for_offering(&offering["options"]).check_attributes("attributes", &attributes);
+    found.extend(LimitRules::from_components(&offering["components"]).check("limits", &limits));
+    violations(found)?;
+    if let Some(plan) = &plan {
+        let plans = offering["plans"].as_array().cloned().unwrap_or_default();
+        if !plans
+            .iter()
+            .any(|p| p["uuid"].as_str() == Some(plan.as_str()))
+        {
+            return Err(ApiError::field(
+                "plan_uuid",
+                "is not a plan of the offering",
+            ));
+        }
+    }
+    let sent = json!({
+        "project_uuid": project.as_str(), "offering_uuid": offering_uuid.as_str(),
+        "plan_uuid": plan.as_ref().map(|p| p.as_str()), "attributes": attributes, "limits": limits,
+        "approve_as_consumer": request.approve_as_consumer, "request_comment": request.request_comment,
+    });
+    let op = Operation::AllocationCreate(AllocationCreate {
+        identity: identity.site.identity.clone(),
+        project_uuid: project.to_string(),
+        offering_uuid: offering_uuid.to_string(),
+        plan_uuid: plan.map(|p| p.to_string()),
+        attributes,
+        limits,
+        approve_as_consumer: request.approve_as_consumer,
+        request_comment: request.request_comment,
+        marker: uuid::Uuid::new_v4().simple().to_string(),
+    });
+    submit(&state, &identity, &req, op, sent).await
+}
+
+/// A consumer's review comment.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerRejectRequest {
+    /// Shown as the consumer's rejection comment (at most 2,000 characters).
+    #[schema(max_length = 2000)]
+    pub comment: Option<String>,
+}
+
+async fn order_action(
+    state: &AppState,
+    identity: &Authorized<AllocationsWrite>,
+    req: &HttpRequest,
+    path: &str,
+    action: &str,
+    comment: Option<String>,
+) -> Result<HttpResponse, ApiError> {
+    let order = uuid_in_path(path, "order")?;
+    bound_order(state, identity, &order).await?;
+    let sent = json!({ "action": action, "comment": comment });
+    let op = Operation::AllocationOrder(AllocationOrderAction {
+        identity: identity.site.identity.clone(),
+        order_uuid: order.to_string(),
+        action: action.to_string(),
+        comment,
+    });
+    submit(state, identity, req, op, sent).await
+}
+
+/// Approve an order as consumer (`approve_by_consumer`).
+#[utoipa::path(context_path = "/v1", tag = "allocations", security(("bearer" = [])),
+    params(("uuid" = String, Path, description = "The order's uuid", example = "0d00000000004000800000000000000b"), WriteHeaders),
+    responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
+#[post("/allocations/orders/{uuid}/approve")]
+pub async fn approve_order(
+    identity: Authorized<AllocationsWrite>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    _body: NoBody,
+) -> Result<HttpResponse, ApiError> {
+    order_action(&state, &identity, &req, &path, "approve", None).await
+}
+
+/// Reject an order as consumer (`reject_by_consumer`).
+#[utoipa::path(context_path = "/v1", tag = "allocations", security(("bearer" = [])),
+    params(("uuid" = String, Path, description = "The order's uuid", example = "0d00000000004000800000000000000c"), WriteHeaders),
+    request_body(content = ConsumerRejectRequest, content_type = "application/json", example = json!({"comment": "not this year"})),
+    responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
+#[post("/allocations/orders/{uuid}/reject")]
+pub async fn reject_order(
+    identity: Authorized<AllocationsWrite>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: OptionalJsonBody<ConsumerRejectRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let comment = body.0.comment;
+    if comment.as_ref().is_some_and(|c| c.chars().count() > 2000) {
+        return Err(ApiError::field("comment", "at most 2,000 characters"));
+    }
+    order_action(&state, &identity, &req, &path, "reject", comment).await
+}
+
+/// Cancel an order (`cancel`; Basic and Support offerings only).
+#[utoipa::path(context_path = "/v1", tag = "allocations", security(("bearer" = [])),
+    params(("uuid" = String, Path, description = "The order's uuid", example = "0d00000000004000800000000000000d"), WriteHeaders),
+    responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
+#[post("/allocations/orders/{uuid}/cancel")]
+pub async fn cancel_order(
+    identity: Authorized<AllocationsWrite>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    _body: NoBody,
+) -> Result<HttpResponse, ApiError> {
+    order_action(&state, &identity, &req, &path, "cancel", None).await
+}
+
+/// A resource's name, description and end date.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Climate 2027 (extended)", "end_date": "2027-12-31"}))]
+pub struct UpdateAllocationRequest {
+    /// 1-150 characters.
+    #[schema(min_length = 1, max_length = 150)]
+    pub name: Option<String>,
+    /// At most 4,096 characters.
+    #[schema(max_length = 4096)]
+    pub description: Option<String>,
+    /// `YYYY-MM-DD`, or `null` to clear it.
+    #[serde(default, deserialize_with = "some_or_null")]
+    #[schema(value_type = Option<String>, format = Date)]
+    pub end_date: Option<Option<String>>,
+}
+
+fn some_or_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Rename, re-describe or change the end date of a resource (`PATCH marketplace-resources/`).
+#[utoipa::path(context_path = "/v1", tag = "allocations", security(("bearer" = [])),
+    params(("uuid" = String, Path, description = "The resource's uuid", example = "7e00000000004000800000000000000a"), WriteHeaders),
+    request_body = UpdateAllocationRequest,
+    responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
+#[patch("/allocations/resources/{uuid}")]
+pub async fn update_allocation(
+    identity: Authorized<AllocationsWrite>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: JsonBody<UpdateAllocationRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let resource = uuid_in_path(&path, "resource")?;
+    let r = body.into_inner();
+    let mut errors = vec![];
+    if r.name
+        .as_ref()
+        .is_some_and(|n| n.trim().is_empty() || n.chars().count() > 150)
+    {
+        errors.push(FieldError::new("name", "must be 1-150 characters"));
+    }
+    if r.description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 4096)
+    {
+        errors.push(FieldError::new("description", "at most 4,096 characters"));
+    }
+    if let Some(Some(d)) = &r.end_date
+        && chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err()
+    {
+        errors.push(FieldError::new("end_date", "must be a date, YYYY-MM-DD"));
+    }
+    if r.name.is_none() && r.description.is_none() && r.end_date.is_none() {
+        errors.push(FieldError::new(
+            "name",
+            "give a name, description or end_date",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    bound_resource(&state, &identity, &resource).await?;
+    let sent = json!({"name": r.name, "description": r.description, "end_date": r.end_date});
+    let op = Operation::AllocationUpdate(AllocationUpdate {
+        identity: identity.site.identity.clone(),
+        resource_uuid: resource.to_string(),
+        name: r.name,
+        description: r.description,
+        end_date: r.end_date,
+    });
+    submit(&state, &identity, &req, op, sent).await
+}
+
+/// New options for a resource.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"options": {"is_training": true, "used_ai_tech": ["Machine Learning"]}}))]
+pub struct OptionsRequest {
+    /// Option name -> value, by the offering's rules.
+    #[schema(value_type = Object)]
+    pub options: Map<String, Value>,
+}
+
+/// Change a resource's options (`update_options`): applied at once, or, where the offering
+/// creates orders on option changes, an order followed to its end.
+#[utoipa::path(context_path = "/v1", tag = "allocations", security(("bearer" = [])),
+    params(("uuid" = String, Path, description = "The resource's uuid", example = "7e00000000004000800000000000000a"), WriteHeaders),
+    request_body = OptionsRequest,
+    responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
+#[post("/allocations/resources/{uuid}/options")]
+pub async fn update_options(
+    identity: Authorized<AllocationsWrite>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: JsonBody<OptionsRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let resource = uuid_in_path(&path, "resource")?;
+    let options = body.into_inner().options;
+    let r = bound_resource(&state, &identity, &resource).await?;
+    let offering = offering_of(&state, &identity, &r).await?;
+    violations(OptionRules::for_offering(&offering["options"]).check_options("options", &options))?;
+    let sent = json!({ "options": options });
+    let op = Operation::AllocationOptions(AllocationOptions {
+        identity: identity.site.identity.clone(),
+        resource_uuid: resource.to_string(),
+        options,
+    });
+    submit(&state, &identity, &req, op, sent).await
+}
+
+/// New limits for a resource.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"limits": {"cpu_k_hours": 200, "gpu_k_hours": 5, "gb_k_hours": 10}}))]
+pub struct LimitsRequest {
+    /// Component type -> limit (limit-type components, non-negative numbers).
+    #[schema(value_type = Object)]
+    pub limits: Map<String, Value>,
+}
+
+/// Change a resource's limits (`update_limits`): an Update order, followed to its end.
+#[utoipa::path(context_path = "/v1", tag = "allocations", security(("bearer" = [])),
+    params(("uuid" = String, Path, description = "The resource's uuid", example = "7e00000000004000800000000000000a"), WriteHeaders),
+    request_body = LimitsRequest,
+    responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
+#[post("/allocations/resources/{uuid}/limits")]
+pub async fn update_limits(
+    identity: Authorized<AllocationsWrite>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: JsonBody<LimitsRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let resource = uuid_in_path(&path, "resource")?;
+    let limits = body.into_inner().limits;
+    let r = bound_resource(&state, &identity, &resource).await?;
+    let offering = offering_of(&state, &identity, &r).await?;
+    violations(LimitRules::from_components(&offering["components"]).check("limits", &limits))?;
+    let sent = json!({ "limits": limits });
+    let op = Operation::AllocationLimits(AllocationLimits {
+        identity: identity.site.identity.clone(),
+        resource_uuid: resource.to_string(),
+        limits,
+    });
+    submit(&state, &identity, &req, op, sent).await
+}
+
+/// Terminate a resource: a Terminate order, followed until the resource is `Terminated`.
+#[utoipa::path(context_path = "/v1", tag = "allocations", security(("bearer" = [])),
+    params(("uuid" = String, Path, description = "The resource's uuid", example = "7e00000000004000800000000000000a"), WriteHeaders),
+    responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
+#[post("/allocations/resources/{uuid}/terminate")]
+pub async fn terminate(
+    identity: Authorized<AllocationsWrite>,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    _body: NoBody,
+) -> Result<HttpResponse, ApiError> {
+    let resource = uuid_in_path(&path, "resource")?;
+    bound_resource(&state, &identity, &resource).await?;
+    let op = Operation::AllocationTerminate(AllocationTerminate {
+        identity: identity.site.identity.clone(),
+        resource_uuid: resource.to_string(),
+    });
+    submit(&state, &identity, &req, op, json!({})).await
+}
+
+/// The public offering of a resource (its rules), read with the site's identity.
+async fn offering_of(
+    state: &AppState,
+    identity: &Authorized<AllocationsWrite>,
+    resource: &Value,
+) -> Result<Value, ApiError> {
+    let uuid = resource["offering_uuid"].as_str().unwrap_or("");
+    let client = super::client(state, identity)?;
+    client
+        .get(&format!("marketplace-public-offerings/{uuid}/"), &[])
+        .await
+        .map_err(crate::api::submit::lookup_failed)
+}

@@ -1,0 +1,81 @@
+//! The allocator's operations, as stored in a job (see [`super::operations::Operation`]).
+//!
+//! Each carries the name of the Puhuri identity it is delivered with (the site's binding at the
+//! time the job was accepted; never the token). Options and limits were checked against the
+//! offering's rules ([`super::allocation`]) before the job was stored.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Create an allocation: a Create order, followed until the resource exists.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AllocationCreate {
+    pub identity: String,
+    pub project_uuid: String,
+    pub offering_uuid: String,
+    /// The plan's uuid; `None` orders without a plan (offerings that are not billable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_uuid: Option<String>,
+    /// `name`, `description` and the offering's options.
+    pub attributes: Map<String, Value>,
+    /// Component type -> limit.
+    pub limits: Map<String, Value>,
+    /// Approve the order as consumer when it waits for the consumer's review.
+    #[serde(default)]
+    pub approve_as_consumer: bool,
+    /// Comment for the reviewers (Waldur's `request_comment`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_comment: Option<String>,
+    /// A random id written into the order's `request_comment`, by which a delivery repeated
+    /// after a lost answer finds the order it already created (32 hex digits).
+    pub marker: String,
+}
+
+/// A consumer's transition of one order: `approve` (`approve_by_consumer`), `reject`
+/// (`reject_by_consumer`) or `cancel`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationOrderAction {
+    pub identity: String,
+    pub order_uuid: String,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// Rename, re-describe or change the end date of a resource (`PATCH marketplace-resources/`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationUpdate {
+    pub identity: String,
+    pub resource_uuid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `Some(None)`: clear the end date; `Some(Some("YYYY-MM-DD"))`: set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<Option<String>>,
+}
+
+/// Change a resource's options (`update_options`): applied at once, or an order followed to
+/// its end.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AllocationOptions {
+    pub identity: String,
+    pub resource_uuid: String,
+    pub options: Map<String, Value>,
+}
+
+/// Change a resource's limits (`update_limits`): an Update order followed to its end.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AllocationLimits {
+    pub identity: String,
+    pub resource_uuid: String,
+    pub limits: Map<String, Value>,
+}
+
+/// Terminate a resource: a Terminate order followed until the resource is `Terminated`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationTerminate {
+    pub identity: String,
+    pub resource_uuid: String,
+}

@@ -1,0 +1,518 @@
+//! An allocator's site end to end against the simulator: allocations created with LUMI's options
+//! and limits and followed to OK, changed, renamed and terminated; a rejected order; the 422s of
+//! the option and limit rules; and the isolation between an allocator's site and a service
+//! provider's, down to which token reached Puhuri.
+
+use std::time::Duration;
+
+use puhuri_gateway::sim::demo;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+fn read_token(app: &TestApp, file: &str) -> String {
+    std::fs::read_to_string(app.data_dir().join(file))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// The simulator's API root (beside its control API).
+fn sim_api(app: &TestApp) -> String {
+    app.sim.replace("/__sim/", "/api/")
+}
+
+/// As the allocation offering's provider (the simulator's other demo provider), straight at
+/// "Puhuri": the provider's review is not the allocator gateway's business.
+async fn as_provider(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut req = app
+        .client
+        .request(method, format!("{}{path}", sim_api(app)))
+        .header("Authorization", format!("Token {}", demo::OTHER_SP_TOKEN));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "{path}: {status} {v}");
+    v
+}
+
+/// Waits (polling) for the provider's view of a pending-provider order of `resource_or_project`.
+async fn provider_pending_order(app: &TestApp, filter: &str) -> String {
+    for _ in 0..400 {
+        let list = as_provider(
+            app,
+            reqwest::Method::GET,
+            &format!("marketplace-orders/?state=pending-provider&{filter}"),
+            None,
+        )
+        .await;
+        if let Some(o) = list.as_array().and_then(|a| a.first()) {
+            return o["uuid"].as_str().unwrap().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no order waiting for the provider ({filter})");
+}
+
+async fn approve(app: &TestApp, filter: &str) -> String {
+    let order = provider_pending_order(app, filter).await;
+    as_provider(
+        app,
+        reqwest::Method::POST,
+        &format!("marketplace-orders/{order}/approve_by_provider/"),
+        Some(json!({})),
+    )
+    .await;
+    order
+}
+
+/// The provider of the allocation offering reviews each order itself (the sandbox's provider
+/// approves at once by default).
+async fn provider_reviews(app: &TestApp) {
+    let r = app
+        .sim_post("settings", &json!({"auto_approve_offerings": []}))
+        .await;
+    assert_eq!(r.status(), 200);
+}
+
+/// Polls the job until it is terminal.
+async fn finished(app: &TestApp, token: &str, id: &str) -> Value {
+    for _ in 0..600 {
+        let job = app.job(token, id).await;
+        if ["succeeded", "failed", "dead", "canceled"]
+            .contains(&job["state"].as_str().unwrap_or(""))
+        {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("job {id} did not finish");
+}
+
+async fn send(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = app.client.request(method, app.url(path)).bearer_auth(token);
+    if let Some(k) = key {
+        req = req.header("Idempotency-Key", k);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn create_body() -> Value {
+    json!({
+        "project_uuid": demo::ALLOCATOR_REVIEW_PROJECT_UUID,
+        "offering_uuid": demo::ALLOCATION_OFFERING_UUID,
+        "plan_uuid": demo::ALLOCATION_PLAN_UUID,
+        "attributes": {"name": "Climate 2027", "description": "first", "is_industry": false,
+                       "is_training": false, "is_commercial": false,
+                       "used_ai_tech": ["Deep Learning", "Machine Learning"]},
+        "limits": {"cpu_k_hours": 100, "gpu_k_hours": 5, "gb_k_hours": 10},
+        "approve_as_consumer": true
+    })
+}
+
+#[tokio::test]
+async fn an_allocation_is_created_changed_renamed_and_terminated() {
+    let app = spawn_app().await;
+    provider_reviews(&app).await;
+    let alloc = read_token(&app, "demo-allocator.token");
+    let sp = read_token(&app, "demo.token");
+    let project = format!("project_uuid={}", demo::ALLOCATOR_REVIEW_PROJECT_UUID);
+
+    // Create: consumer review (approved by the job, as asked), provider review, processing.
+    let (status, job) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/allocations",
+        &alloc,
+        Some("create-1"),
+        Some(create_body()),
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    let order = approve(&app, &project).await;
+    let job = finished(&app, &alloc, job["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["result"]["order_uuid"], order.as_str());
+    let resource = job["result"]["resource_uuid"].as_str().unwrap().to_string();
+    let r = as_provider(
+        &app,
+        reqwest::Method::GET,
+        &format!("marketplace-provider-resources/{resource}/"),
+        None,
+    )
+    .await;
+    assert_eq!(r["state"], "OK");
+    assert_eq!(r["limits"]["cpu_k_hours"], 100);
+    assert_eq!(
+        r["attributes"]["used_ai_tech"],
+        json!(["Deep Learning", "Machine Learning"])
+    );
+
+    // Options, applied at once.
+    let (status, job) = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/allocations/resources/{resource}/options"),
+        &alloc,
+        None,
+        Some(json!({"options": {"is_training": true, "used_ai_tech": ["Other"]}})),
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    let job = finished(&app, &alloc, job["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+
+    // Limits: an Update order, followed through the provider's review.
+    let (status, job) = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/allocations/resources/{resource}/limits"),
+        &alloc,
+        None,
+        Some(json!({"limits": {"cpu_k_hours": 200, "gpu_k_hours": 5, "gb_k_hours": 10}})),
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    approve(&app, &format!("resource_uuid={resource}&type=Update")).await;
+    let job = finished(&app, &alloc, job["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(
+        job["attempts"].as_u64().unwrap_or(0) <= 1,
+        "following used no attempts: {job}"
+    );
+
+    // Rename, re-describe, end date.
+    let (status, job) = send(&app, reqwest::Method::PATCH, &format!("/v1/allocations/resources/{resource}"), &alloc, None,
+        Some(json!({"name": "Climate 2027 (extended)", "description": "second", "end_date": "2027-12-31"}))).await;
+    assert_eq!(status, 202, "{job}");
+    let job = finished(&app, &alloc, job["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+
+    // Terminate: a Terminate order, followed to Terminated.
+    let (status, job) = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/allocations/resources/{resource}/terminate"),
+        &alloc,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    approve(&app, &format!("resource_uuid={resource}&type=Terminate")).await;
+    let job = finished(&app, &alloc, job["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+
+    // The final state, read back from "Puhuri".
+    let r = as_provider(
+        &app,
+        reqwest::Method::GET,
+        &format!("marketplace-provider-resources/{resource}/"),
+        None,
+    )
+    .await;
+    assert_eq!(r["state"], "Terminated", "{r}");
+    assert_eq!(r["name"], "Climate 2027 (extended)");
+    assert_eq!(r["description"], "second");
+    assert_eq!(r["end_date"], "2027-12-31");
+    assert_eq!(r["limits"]["cpu_k_hours"], 200);
+    assert_eq!(r["options"]["is_training"], true);
+    assert_eq!(r["options"]["used_ai_tech"], json!(["Other"]));
+
+    // The service provider's site works beside it, with its own token.
+    let (status, _) = send(&app, reqwest::Method::GET, "/v1/orders", &sp, None, None).await;
+    assert_eq!(status, 200);
+
+    // Tokens never crossed: every call about the allocator's objects carried the allocator's
+    // token (or the test's provider token), and the service provider's token touched none.
+    let calls = app.sim_calls("/api/").await;
+    let allocator_calls: Vec<&Value> = calls.iter().filter(|c| c["token"] == "allocator").collect();
+    assert!(allocator_calls.len() >= 10, "{allocator_calls:?}");
+    for c in &calls {
+        let text = format!("{}?{}", c["path"], c["query"]);
+        let touches_allocation = text.contains(&resource)
+            || text.contains(demo::ALLOCATOR_REVIEW_PROJECT_UUID)
+            || text.contains("/api/projects/")
+            || text.contains("/api/marketplace-resources/");
+        match c["token"].as_str() {
+            Some("sp") => assert!(
+                !touches_allocation,
+                "the service provider's token was used for {c}"
+            ),
+            Some("allocator") => assert!(
+                !text.contains("marketplace-provider-") && !text.contains("component-usages"),
+                "the allocator's token was used for {c}"
+            ),
+            Some("other-sp") => {}
+            other => panic!("a call with token {other:?}: {c}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_rejected_order_fails_the_job_with_the_reason() {
+    let app = spawn_app().await;
+    provider_reviews(&app).await;
+    let alloc = read_token(&app, "demo-allocator.token");
+    let project = format!("project_uuid={}", demo::ALLOCATOR_REVIEW_PROJECT_UUID);
+    let (status, job) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/allocations",
+        &alloc,
+        Some("create-r"),
+        Some(create_body()),
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    let order = provider_pending_order(&app, &project).await;
+    as_provider(
+        &app,
+        reqwest::Method::POST,
+        &format!("marketplace-orders/{order}/reject_by_provider/"),
+        Some(json!({"provider_rejection_comment": "no capacity left this year"})),
+    )
+    .await;
+    let job = finished(&app, &alloc, job["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    let error = job["last_error"].as_str().unwrap_or("");
+    assert!(error.contains("no capacity left this year"), "{job}");
+    assert!(error.contains("rejected"), "{job}");
+}
+
+async fn refused(app: &TestApp, token: &str, body: Value, field: &str) {
+    let (status, problem) = send(
+        app,
+        reqwest::Method::POST,
+        "/v1/allocations",
+        token,
+        Some(&format!("k-{field}")),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 422, "{field}: {problem}");
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, [field], "{problem}");
+}
+
+#[tokio::test]
+async fn each_lumi_option_and_limit_rule_is_a_422_and_nothing_is_stored() {
+    let app = spawn_manual_app().await;
+    let alloc = read_token(&app, "demo-allocator.token");
+    let with = |path: &str, value: Value| {
+        let mut b = create_body();
+        let (obj, key) = path.split_once('.').unwrap();
+        b[obj][key] = value;
+        b
+    };
+    let without_limits = |extra: Value| {
+        let mut b = create_body();
+        b["limits"] = extra;
+        b
+    };
+    // Types of the boolean options.
+    refused(
+        &app,
+        &alloc,
+        with("attributes.is_industry", json!("yes")),
+        "attributes.is_industry",
+    )
+    .await;
+    refused(
+        &app,
+        &alloc,
+        with("attributes.is_training", json!(1)),
+        "attributes.is_training",
+    )
+    .await;
+    refused(
+        &app,
+        &alloc,
+        with("attributes.is_commercial", json!(null)),
+        "attributes.is_commercial",
+    )
+    .await;
+    // used_ai_tech: a list, of the exact choices.
+    refused(
+        &app,
+        &alloc,
+        with("attributes.used_ai_tech", json!("Deep Learning")),
+        "attributes.used_ai_tech",
+    )
+    .await;
+    refused(
+        &app,
+        &alloc,
+        with(
+            "attributes.used_ai_tech",
+            json!(["Deep Learning", "deep learning"]),
+        ),
+        "attributes.used_ai_tech[1]",
+    )
+    .await;
+    // Unknown option names.
+    refused(
+        &app,
+        &alloc,
+        with("attributes.is_academic", json!(true)),
+        "attributes.is_academic",
+    )
+    .await;
+    // Limits: only limit-type components, numbers, not negative.
+    refused(
+        &app,
+        &alloc,
+        without_limits(json!({"nodes": 1})),
+        "limits.nodes",
+    )
+    .await;
+    refused(
+        &app,
+        &alloc,
+        without_limits(json!({"cpu_k_hours": -1})),
+        "limits.cpu_k_hours",
+    )
+    .await;
+    refused(
+        &app,
+        &alloc,
+        without_limits(json!({"cpu_k_hours": "ten"})),
+        "limits.cpu_k_hours",
+    )
+    .await;
+    // On changes too.
+    let (status, _) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/allocations",
+        &alloc,
+        None,
+        Some(create_body()),
+    )
+    .await;
+    assert_eq!(status, 422, "an Idempotency-Key is required to create");
+    let page = app
+        .store
+        .list(&puhuri_gateway::queue::JobFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(page.jobs.is_empty(), "nothing stored: {:?}", page.jobs);
+}
+
+#[tokio::test]
+async fn allocator_and_service_provider_sites_stay_apart() {
+    let app = spawn_manual_app().await;
+    let alloc = read_token(&app, "demo-allocator.token");
+    let sp = read_token(&app, "demo.token");
+    // The allocator's site cannot use the service provider's operations, and the other way round.
+    let (status, p) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/usage",
+        &alloc,
+        None,
+        Some(json!({"resource_uuid": demo::RESOURCE_OK_UUID, "usages": {"cpu_k_hours": 1}})),
+    )
+    .await;
+    assert_eq!(status, 403, "{p}");
+    let (status, p) = send(&app, reqwest::Method::GET, "/v1/orders", &alloc, None, None).await;
+    assert_eq!(status, 403, "{p}");
+    let (status, p) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/allocations",
+        &sp,
+        Some("sp-1"),
+        Some(create_body()),
+    )
+    .await;
+    assert_eq!(status, 403, "{p}");
+    // Outside the binding: a project of another organisation, the provider's resources, and a
+    // uuid that names nothing all get the same 403.
+    let mut body = create_body();
+    body["project_uuid"] = json!(demo::PROJECT_A_UUID);
+    let (status, foreign) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/allocations",
+        &alloc,
+        Some("out-2"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 403, "{foreign}");
+    let mut body = create_body();
+    body["project_uuid"] = json!("b00000000000400080000000000000ff");
+    let (status, missing) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/allocations",
+        &alloc,
+        Some("out-3"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 403, "{missing}");
+    assert_eq!(foreign["detail"], missing["detail"]);
+    let (status, theirs) = send(
+        &app,
+        reqwest::Method::POST,
+        &format!(
+            "/v1/allocations/resources/{}/terminate",
+            demo::RESOURCE_OK_UUID
+        ),
+        &alloc,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{theirs}");
+    let (status, none) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/allocations/resources/7e0000000000400080000000000000ff/terminate",
+        &alloc,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{none}");
+    assert_eq!(theirs["detail"], none["detail"]);
+    let page = app
+        .store
+        .list(&puhuri_gateway::queue::JobFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(page.jobs.is_empty(), "nothing stored: {:?}", page.jobs);
+}
