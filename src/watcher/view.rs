@@ -317,4 +317,25 @@ mod tests {
         assert_eq!(c3[0].data["removed"], json!(["u2"]));
         assert_eq!(c3[0].id, "evt_team_r1_2");
     }
+
+    #[test]
+    fn offering_users_are_recorded_first_then_each_change_is_an_event() {
+        let snap = |users: Vec<Value>| Snapshot {
+            offering_users: users,
+            ..Snapshot::default()
+        };
+        let ou = |name: &str| json!({"offering_uuid": "o1", "user_uuid": "u1", "username": name, "state": "OK"});
+        let (v1, c1) = View::default().next(&snap(vec![ou("alice")]), true);
+        assert!(c1.is_empty(), "the first poll only records");
+        let (v2, c2) = v1.next(&snap(vec![ou("alice")]), false);
+        assert!(c2.is_empty());
+        let (v3, c3) = v2.next(&snap(vec![ou("alice2")]), false);
+        assert_eq!(c3.len(), 1);
+        assert_eq!(c3[0].event_type, EventType::OfferingUserChanged);
+        assert_eq!(c3[0].data["username"], "alice2");
+        assert_eq!(c3[0].id, "evt_ouser_o1_u1_1");
+        let (_, c4) = v3.next(&snap(vec![]), false);
+        assert_eq!(c4[0].data["removed"], true);
+        assert_eq!(c4[0].id, "evt_ouser_o1_u1_2");
+    }
 }

@@ -31,3 +31,4 @@ mod upstream;
 mod usage;
 mod users;
 mod watcher;
+mod watcher_figures;
