@@ -355,3 +355,94 @@ fn an_endpoint_url_outside_the_allow_list_is_refused_at_start() {
         assert_eq!(error.lines().count(), 1, "{error}");
     }
 }
+
+/// An allocator's site with an endpoint hears its orders' outcomes: the job that followed its
+/// allocation's order to the end is `job.succeeded`, with the order in its result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allocator_site_hears_its_orders_outcome() {
+    let receiver = Receiver::start(Mode::Up);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("hook.secret");
+    std::fs::write(&secret, SECRET_A).unwrap();
+    let extra = format!(
+        r#"
+[upstream.identities.portal]
+token = "{token}"
+
+[events]
+allowed_origins = ["http://127.0.0.1:{port}"]
+
+[[sites]]
+id = "portal"
+identity = "portal"
+offerings = ["{offering}"]
+customers = ["{customer}"]
+projects = ["{project}"]
+scopes = ["allocations:read", "allocations:write", "events:read"]
+
+[[sites.keys]]
+kid = "portal-hs"
+algorithm = "HS256"
+secret_file = "{hs}"
+
+[[sites.callbacks]]
+name = "main"
+url = "{url}"
+secret_files = ["{secret}"]
+events = ["job.succeeded", "job.failed", "job.dead"]
+"#,
+        token = demo::ALLOCATOR_TOKEN,
+        port = receiver.port,
+        offering = demo::ALLOCATION_OFFERING_UUID,
+        customer = demo::ALLOCATOR_CUSTOMER_UUID,
+        project = demo::ALLOCATOR_REVIEW_PROJECT_UUID,
+        hs = fixture("hs256.secret").display(),
+        url = receiver.url("/portal"),
+        secret = secret.display(),
+    );
+    let app = spawn_app_in(
+        Setup {
+            redis: false,
+            workers: Workers::Start,
+        },
+        &extra,
+        puhuri_gateway::domain::Clock::system(),
+        dir,
+    )
+    .await;
+    let mut c = claims("portal");
+    c["scope"] = json!("allocations:read allocations:write events:read");
+    let token = sign(Algorithm::HS256, "portal-hs", "hs256.secret", &c);
+    let response = app
+        .client
+        .post(app.url("/v1/allocations"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "hooked-create-1")
+        .json(&json!({
+            "project_uuid": demo::ALLOCATOR_REVIEW_PROJECT_UUID,
+            "offering_uuid": demo::ALLOCATION_OFFERING_UUID,
+            "plan_uuid": demo::ALLOCATION_PLAN_UUID,
+            "attributes": {"name": "Hooked 2027", "description": "events", "is_industry": false,
+                           "is_training": false, "is_commercial": false,
+                           "used_ai_tech": ["Deep Learning"]},
+            "limits": {"cpu_k_hours": 10, "gpu_k_hours": 1, "gb_k_hours": 1},
+            "approve_as_consumer": true
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    let job: Value = response.json().await.unwrap();
+    let got = receiver
+        .wait_for(Duration::from_secs(30), |r| !r.is_empty())
+        .await;
+    let event = got[0].json();
+    assert_eq!(event["type"], "job.succeeded", "{event:#}");
+    assert_eq!(event["data"]["job_id"], job["job_id"]);
+    assert_eq!(event["data"]["operation"], "allocation.create");
+    assert!(
+        event["data"]["result"]["order_uuid"].is_string(),
+        "{event:#}"
+    );
+    assert!(verifies(&got[0], SECRET_A));
+}
