@@ -1,5 +1,6 @@
 //! Events to a site's endpoint, with a real HTTP receiver started by each test: signed and
-//! verifiable (by the test's own check and by Standard Webhooks' Python library), once; retried
+//! verifiable (by the test's own check, by Standard Webhooks' Python library and by the README's
+//! openssl lines), once; retried
 //! in order while the receiver is down; `dead`, listed and replayed when it always fails; and an
 //! endpoint URL outside the allow-list refused at start.
 
@@ -162,6 +163,50 @@ fn python_verifies(received: &[crate::receiver::Received], secret: &str) -> bool
     true
 }
 
+/// Runs the README's shell verification (openssl) on a delivery; returns whether it ran.
+fn readme_shell_verifies(r: &crate::receiver::Received, secret: &str) -> bool {
+    let available = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !external::require("openssl (the README's shell verification)", available) {
+        return false;
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("KEY=$(printf")
+        .expect("the README's shell verification");
+    let snippet = &readme[start..start + readme[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("body.json"), &r.body).unwrap();
+    let run = |sig: &str| {
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(snippet)
+            .current_dir(dir.path())
+            .env("SECRET", secret)
+            .env("ID", &r.id)
+            .env("TS", &r.timestamp)
+            .env("SIG", sig)
+            .output()
+            .unwrap()
+    };
+    let good = run(&r.signature);
+    assert!(
+        good.status.success() && String::from_utf8_lossy(&good.stdout).contains("verified"),
+        "{}{}",
+        String::from_utf8_lossy(&good.stdout),
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let bad = run("v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+    assert!(
+        !bad.status.success(),
+        "the README's check refuses a wrong signature"
+    );
+    true
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jobs_outcome_arrives_signed_verifiable_and_once() {
     let receiver = Receiver::start(Mode::Up);
@@ -188,6 +233,8 @@ async fn a_jobs_outcome_arrives_signed_verifiable_and_once() {
     ));
     python_verifies(&got, SECRET_A);
     python_verifies(&got, SECRET_B);
+    readme_shell_verifies(&got[0], SECRET_A);
+    readme_shell_verifies(&got[0], SECRET_B);
 
     // listed as delivered after one attempt, and never sent again
     let listed = wait_listed(&app, &token, "?type=job.succeeded", |b| {
