@@ -58,7 +58,8 @@ pub const OFFERING_USER_STATES: [&str; 10] = [
 ];
 
 /// The states `POST /v1/resources/{resource}/state` sets.
-pub const SETTABLE_RESOURCE_STATES: [&str; 2] = ["ok", "erred"];
+pub const SETTABLE_RESOURCE_STATES: &[&str] =
+    <crate::domain::operations::SettableState as strum::VariantNames>::VARIANTS;
 
 name_set!(
     /// An order's state in Puhuri.

@@ -217,7 +217,7 @@ async fn prepare(
     )?;
     let op = Operation::UsageReport(UsageReport {
         resource_uuid: resource.uuid,
-        month: parsed.month.to_string(),
+        month: parsed.month,
         usages: parsed
             .usages
             .into_iter()

@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use super::usage::Month;
 use serde_json::Value;
 
 pub use super::allocation_ops::{
@@ -18,8 +20,8 @@ pub use super::allocation_ops::{
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageReport {
     pub resource_uuid: String,
-    /// `YYYY-MM`.
-    pub month: String,
+    /// Stored as `YYYY-MM`.
+    pub month: Month,
     /// Component type -> amount as Waldur's decimal string (two places).
     pub usages: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,11 +64,32 @@ pub struct ResourceBackendId {
     pub backend_id: String,
 }
 
-/// `ok` → `set_as_ok`, `erred` → `set_as_erred`.
+/// The state a site sets on a resource: `ok` is Waldur's `set_as_ok` (it clears the error),
+/// `erred` its `set_as_erred`. Stored and shown by these names.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum SettableState {
+    Ok,
+    Erred,
+}
+
+/// A resource set OK or erred (with the site's message for `erred`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceState {
     pub resource_uuid: String,
-    pub state: String,
+    pub state: SettableState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -239,7 +262,7 @@ impl Operation {
     /// Jobs with the same key coalesce: the newest value of each component wins.
     pub fn coalesce_key(&self) -> Option<String> {
         match self {
-            Operation::UsageReport(u) => Some(usage_coalesce_key(&u.resource_uuid, &u.month)),
+            Operation::UsageReport(u) => Some(usage_coalesce_key(&u.resource_uuid, u.month)),
             _ => None,
         }
     }
@@ -251,7 +274,6 @@ impl Operation {
         }
     }
 
-    /// Reads a stored job back.
     /// The Puhuri identity an allocator operation is delivered with; `None` for the service
     /// provider's operations (delivered with the `sp` identity).
     pub fn identity(&self) -> Option<&str> {
@@ -266,13 +288,14 @@ impl Operation {
         }
     }
 
+    /// Reads a stored job back.
     pub fn from_job(operation: &str, payload: &Value) -> Result<Operation, String> {
         serde_json::from_value(serde_json::json!({"operation": operation, "payload": payload}))
             .map_err(|e| format!("job payload for `{operation}` is not readable: {e}"))
     }
 }
 
-pub fn usage_coalesce_key(resource_uuid: &str, month: &str) -> String {
+pub fn usage_coalesce_key(resource_uuid: &str, month: Month) -> String {
     format!("usage:{resource_uuid}:{month}")
 }
 
@@ -284,7 +307,7 @@ mod tests {
     fn a_usage_report_round_trips_through_a_job() {
         let op = Operation::UsageReport(UsageReport {
             resource_uuid: "r1".into(),
-            month: "2026-11".into(),
+            month: Month::parse("2026-11").unwrap(),
             usages: BTreeMap::from([("cpu_k_hours".into(), "1.50".into())]),
             description: None,
         });

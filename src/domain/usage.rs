@@ -83,6 +83,21 @@ impl fmt::Display for Month {
     }
 }
 
+/// Stored in a job as its `YYYY-MM` text; read back through [`Month::parse`], so a stored month
+/// is always one the API accepted.
+impl Serialize for Month {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Month {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Month, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Month::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 const NOT_A_NUMBER: &str = "must be a number or a decimal string";
 const TOO_MANY_DIGITS: &str = "must have at most 18 digits before the decimal point";
 

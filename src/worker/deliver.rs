@@ -33,9 +33,9 @@ use serde_json::{Value, json};
 use super::usage::UsageReads;
 
 mod allocations;
-use crate::domain::Month;
 use crate::domain::operations::{
-    OfferingUsername, Operation, ResourceState, UsageReport, UserUsername, usage_coalesce_key,
+    OfferingUsername, Operation, ResourceState, SettableState, UsageReport, UserUsername,
+    usage_coalesce_key,
 };
 use crate::queue::{JobRecord, JobStore, Known};
 use crate::upstream::directory::Directory;
@@ -410,20 +410,14 @@ impl Deliverer {
     }
 
     async fn resource_state(&self, r: &ResourceState) -> Result<Delivered, DeliveryError> {
-        match r.state.as_str() {
-            "ok" => Ok(self
-                .resource_action(&r.resource_uuid, "set_as_ok", &json!({}))
-                .await?),
-            "erred" => {
-                let body = json!({"error_message": r.message.clone().unwrap_or_default()});
-                Ok(self
-                    .resource_action(&r.resource_uuid, "set_as_erred", &body)
-                    .await?)
-            }
-            other => Err(DeliveryError::UnreadablePayload(format!(
-                "unknown resource state `{other}`"
-            ))),
-        }
+        let (action, body) = match r.state {
+            SettableState::Ok => ("set_as_ok", json!({})),
+            SettableState::Erred => (
+                "set_as_erred",
+                json!({"error_message": r.message.clone().unwrap_or_default()}),
+            ),
+        };
+        self.resource_action(&r.resource_uuid, action, &body).await
     }
 
     /// Look up, then update or create; a create that loses the uniqueness race becomes an update.
@@ -536,9 +530,8 @@ impl Deliverer {
         report: &UsageReport,
         known: Option<&BTreeMap<String, Known>>,
     ) -> Result<Delivered, DeliveryError> {
-        let month = Month::parse(&report.month)
-            .map_err(|m| DeliveryError::UnreadablePayload(format!("month: {m}")))?;
-        let key = usage_coalesce_key(&report.resource_uuid, &report.month);
+        let month = report.month;
+        let key = usage_coalesce_key(&report.resource_uuid, month);
         // If the store cannot say what is known, nothing is: everything is sent (a repeat is
         // harmless).
         let fetched;

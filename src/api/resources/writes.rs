@@ -17,6 +17,7 @@ use crate::auth::scoped::{Authorized, ResourcesWrite};
 use crate::domain::BackendId;
 use crate::domain::operations::{
     Operation, ReportSection, ResourceBackendId, ResourceLimits, ResourceReport, ResourceState,
+    SettableState,
 };
 use crate::error::{ApiError, FieldError};
 
@@ -107,11 +108,12 @@ pub async fn set_state(
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
     let mut errors = Vec::new();
-    if !crate::api::names::SETTABLE_RESOURCE_STATES.contains(&request.state.as_str()) {
+    let target = request.state.parse::<SettableState>().ok();
+    if target.is_none() {
         errors.push(FieldError::new("state", "must be `ok` or `erred`"));
     }
     match &request.message {
-        Some(_) if request.state == "ok" => errors.push(FieldError::new(
+        Some(_) if target == Some(SettableState::Ok) => errors.push(FieldError::new(
             "message",
             "is only taken with `erred` (setting OK clears the error)",
         )),
@@ -128,7 +130,7 @@ pub async fn set_state(
     let resource = site_resource(&state, &identity, &path).await?;
     let op = Operation::ResourceState(ResourceState {
         resource_uuid: resource.uuid,
-        state: request.state,
+        state: target.expect("checked above"),
         message: request.message,
     });
     submit(&state, &identity, &req, op, sent).await
