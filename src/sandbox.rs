@@ -102,9 +102,10 @@ mod with_sim {
             &self.info
         }
 
-        /// Tells the person who started the gateway how to use it.
-        pub fn announce(&self, port: u16) {
-            announce_sandbox(&self.info, port);
+        /// Tells the person who started the gateway how to use it; `tls`: the listener speaks
+        /// HTTPS (`[tls]`), so the URLs it prints do too.
+        pub fn announce(&self, port: u16, tls: bool) {
+            announce_sandbox(&self.info, port, tls);
         }
 
         pub async fn stop(self) {
@@ -219,25 +220,38 @@ mod with_sim {
         file.write_all(b"\n")
     }
 
-    fn announce_sandbox(info: &SandboxInfo, port: u16) {
+    fn announce_sandbox(info: &SandboxInfo, port: u16, tls: bool) {
         tracing::warn!(
             "SANDBOX MODE: no upstream.url is configured, so the built-in Waldur simulator stands in \
              for Puhuri Core; nothing reaches Puhuri"
         );
+        let base = format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" });
         // Printed, not logged: this is the quick start's output, meant for the person who ran it.
         println!(
             "\npuhuri-gateway is running in SANDBOX MODE against its built-in Waldur simulator.\n\
-             \n  Swagger UI:      http://127.0.0.1:{port}/docs/   (Authorize with the token below)\
+             \n  Swagger UI:      {base}/docs/   (Authorize with a token below)\
              \n  Site token:      {token_file}\
+             \n  Allocator token: {allocator_file}   (the allocator's site, demo-allocator)\
              \n  Simulator state: {sim}calls\n\
              \n  TOKEN=$(cat {token_file})\
-             \n  curl -s -X POST http://127.0.0.1:{port}/v1/usage -H \"Authorization: Bearer $TOKEN\" \\\
+             \n  curl -s -X POST {base}/v1/usage -H \"Authorization: Bearer $TOKEN\" \\\
              \n       -H 'Content-Type: application/json' -H 'Prefer: wait=5' \\\
              \n       -d '{{\"resource_uuid\": \"{resource}\", \"usages\": {{\"cpu_k_hours\": 12.5}}}}'\n\
+             \n  ALLOCATOR=$(cat {allocator_file})\
+             \n  curl -s -X POST {base}/v1/allocations -H \"Authorization: Bearer $ALLOCATOR\" \\\
+             \n       -H 'Content-Type: application/json' -H 'Idempotency-Key: my-first-allocation' -H 'Prefer: wait=10' \\\
+             \n       -d '{{\"project_uuid\": \"{project}\", \"offering_uuid\": \"{offering}\", \"plan_uuid\": \"{plan}\", \"approve_as_consumer\": true, \\\
+             \n            \"attributes\": {{\"name\": \"My allocation\", \"used_ai_tech\": [\"Deep Learning\"]}}, \"limits\": {{\"cpu_k_hours\": 100}}}}'\n\
+             \nAllocator token (demo-allocator):\n{allocator_token}\n\
              \n{token}\n",
             token_file = info.token_file.display(),
+            allocator_file = info.allocator_token_file.display(),
             sim = info.simulator_url,
             resource = sim::demo::RESOURCE_OK_UUID,
+            project = sim::demo::ALLOCATOR_REVIEW_PROJECT_UUID,
+            offering = sim::demo::ALLOCATION_OFFERING_UUID,
+            plan = sim::demo::ALLOCATION_PLAN_UUID,
+            allocator_token = info.allocator_token,
             token = info.token,
         );
     }
@@ -282,7 +296,7 @@ mod without_sim {
             match *self {}
         }
 
-        pub fn announce(&self, _port: u16) {
+        pub fn announce(&self, _port: u16, _tls: bool) {
             match *self {}
         }
 

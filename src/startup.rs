@@ -229,7 +229,7 @@ impl Application {
             .shutdown_timeout(config.delivery.shutdown_grace.as_secs().max(1))
             .run();
         if let Some(sandbox) = &sandbox {
-            sandbox.announce(port);
+            sandbox.announce(port, config.tls.is_some());
         } else {
             tracing::info!(port, "puhuri-gateway listening");
         }

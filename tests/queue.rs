@@ -63,6 +63,49 @@ async fn embedded_fixture(_name: &str) -> Fixture {
     }
 }
 
+/// Following: a job whose order Puhuri is still working on goes back in line at its time, keeps
+/// its progress as its result, and gets its attempt back (following never exhausts retries);
+/// the next job of the object waits behind it.
+async fn follow_keeps_progress_and_gives_the_attempt_back(store: &dyn JobStore) {
+    let a = add(store, job("site-a", "allocation.create", "project:1")).await;
+    let b = add(store, job("site-a", "allocation.create", "project:1")).await;
+    for round in 0..3 {
+        let l = lease(store, "w1").await;
+        assert_eq!(l.id, a.id);
+        assert_eq!(l.attempts, 1, "round {round}: following used no attempt");
+        if round > 0 {
+            assert_eq!(l.result.as_ref().unwrap()["order_uuid"], "o-1");
+        }
+        let at = Utc::now() + chrono::Duration::milliseconds(100);
+        let outcome = Completion::Follow {
+            at,
+            progress: serde_json::json!({"order_uuid": "o-1", "order_state": "pending-provider"}),
+        };
+        assert!(store.complete(l.id, "w1", outcome).await.unwrap());
+        let r = get(store, a.id).await;
+        assert_eq!(r.state, JobState::Retrying);
+        assert_eq!(r.attempts, 0);
+        assert_eq!(r.last_error, None);
+        assert_eq!(
+            r.result.as_ref().unwrap()["order_state"],
+            "pending-provider"
+        );
+        assert_eq!(
+            r.next_attempt_at.map(|t| t.timestamp_millis()),
+            Some(at.timestamp_millis())
+        );
+        assert!(
+            assert_idle(store).await.is_some(),
+            "not due yet, and b waits behind it"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let l = lease(store, "w1").await;
+    assert_eq!(l.id, a.id);
+    succeed(store, &l).await;
+    assert_eq!(lease(store, "w1").await.id, b.id);
+}
+
 #[path = "queue_cases/coordination.rs"]
 mod coordination_case;
 use coordination_case::coordination;
@@ -130,6 +173,7 @@ conformance!(
     concurrent_workers_keep_order_and_limits,
     fenced_leases,
     coordination,
+    follow_keeps_progress_and_gives_the_attempt_back,
 );
 
 /// Why the prefix needs a hash tag on Redis Cluster: without one, a script's keys fall in

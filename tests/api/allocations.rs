@@ -516,3 +516,167 @@ async fn allocator_and_service_provider_sites_stay_apart() {
         .unwrap();
     assert!(page.jobs.is_empty(), "nothing stored: {:?}", page.jobs);
 }
+
+/// A gateway process configured with the simulator's allocator identity and an allocator site
+/// `portal` (HS256 key `portal-hs`), against `sim`.
+fn allocator_gateway_config(
+    dir: &std::path::Path,
+    sim: &puhuri_gateway::sim::SimServer,
+) -> std::path::PathBuf {
+    let base = crate::resilience::external_config(dir, sim, "");
+    let token_file = dir.join("allocator-token");
+    std::fs::write(&token_file, demo::ALLOCATOR_TOKEN).unwrap();
+    let mut toml = std::fs::read_to_string(&base).unwrap();
+    toml.push_str(&format!(
+        "\n[upstream.identities.portal]\ntoken_file = \"{}\"\n\n[[sites]]\nid = \"portal\"\n\
+         identity = \"portal\"\nofferings = [\"{}\"]\nprojects = [\"{}\"]\n\n[[sites.keys]]\n\
+         kid = \"portal-hs\"\nalgorithm = \"HS256\"\nsecret_file = \"{}\"\n",
+        token_file.display(),
+        demo::ALLOCATION_OFFERING_UUID,
+        demo::ALLOCATOR_REVIEW_PROJECT_UUID,
+        fixture("hs256.secret").display(),
+    ));
+    std::fs::write(&base, toml).unwrap();
+    base
+}
+
+fn portal_token() -> String {
+    let mut c = claims("portal");
+    c["scope"] = json!("allocations:read allocations:write");
+    sign(
+        jsonwebtoken::Algorithm::HS256,
+        "portal-hs",
+        "hs256.secret",
+        &c,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_retried_after_its_answer_was_lost_makes_exactly_one_order() {
+    use crate::resilience::GatewayProcess;
+    let sim = puhuri_gateway::sim::start_with_allocator(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        puhuri_gateway::sim::SimOptions::default(),
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    // Reads of orders are slow, so the gateway is still waiting for the read that follows its
+    // create when it is killed: Puhuri has made the order, the job has not recorded it.
+    let fault = client
+        .post(format!("{}faults", sim.control_url()))
+        .json(&json!({"kind": "latency", "path_prefix": "/api/marketplace-orders/", "method": "GET", "latency_ms": 800}))
+        .send()
+        .await
+        .unwrap();
+    assert!(fault.status().is_success());
+    let dir = tempfile::tempdir().unwrap();
+    let config = allocator_gateway_config(dir.path(), &sim);
+    let token = portal_token();
+
+    let mut first = GatewayProcess::start(&config, &dir.path().join("first.log")).await;
+    let r = client
+        .post(format!("{}/v1/allocations", first.address))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "lost-answer-1")
+        .json(&create_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let job: Value = r.json().await.unwrap();
+    let id = job["job_id"].as_str().unwrap().to_string();
+    // Kill the gateway as soon as Puhuri has answered the create.
+    let creates = |calls: &Value| {
+        calls
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|c| {
+                        c["method"] == "POST"
+                            && c["path"] == "/api/marketplace-orders/"
+                            && c["status"] == 201
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let calls_url = format!("{}calls", sim.control_url());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let calls: Value = client
+            .get(&calls_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if creates(&calls) == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the create never reached Puhuri: {calls} {}",
+            std::fs::read_to_string(dir.path().join("first.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.kill();
+    client
+        .delete(format!("{}faults", sim.control_url()))
+        .send()
+        .await
+        .unwrap();
+
+    // A new gateway on the same store delivers the job again: it finds the order.
+    let second = GatewayProcess::start(&config, &dir.path().join("second.log")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let job = loop {
+        let job: Value = client
+            .get(format!("{}/v1/jobs/{id}", second.address))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["state"] == "succeeded" || job["state"] == "failed" || job["state"] == "dead" {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "job stayed {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let calls: Value = client
+        .get(&calls_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(creates(&calls), 1, "exactly one order was made");
+    let orders: Value = client
+        .get(format!(
+            "{}marketplace-orders/?project_uuid={}&type=Create&page_size=100",
+            sim.api_url(),
+            demo::ALLOCATOR_REVIEW_PROJECT_UUID
+        ))
+        .header("Authorization", format!("Token {}", demo::ALLOCATOR_TOKEN))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let made: Vec<&Value> = orders
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["attributes"]["name"] == "Climate 2027")
+        .collect();
+    assert_eq!(made.len(), 1, "{orders}");
+    assert_eq!(job["result"]["order_uuid"], made[0]["uuid"]);
+    assert_eq!(made[0]["state"], "done");
+}

@@ -232,3 +232,63 @@ fn a_key_that_does_not_belong_to_the_certificate_is_refused_at_start() {
     let message = load_config(&toml, data.path()).unwrap_err();
     assert!(message.contains("holds no certificate"), "{message}");
 }
+
+/// Sandbox mode with `[tls]`: the banner's URLs say `https://`, and they answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_banner_prints_https_urls_that_answer_when_tls_is_on() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    if !openssl_certificates(dir.path()) {
+        return;
+    }
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "gateway_id = \"gw-test\"\ndata_dir = \"{}\"\n[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            dir.path().join("data").display(),
+            dir.path().join("one.pem").display(),
+            dir.path().join("one.key").display(),
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_puhuri-gateway"))
+        .args(["--config", config.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let swagger = loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the sandbox banner");
+        if let Some(rest) = line.split("Swagger UI:").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    assert_eq!(swagger, format!("https://127.0.0.1:{port}/docs/"));
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(dir.path().join("ca.pem")).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let answer = client.get(&swagger).send().await.unwrap();
+    assert!(answer.status().is_success(), "{}", answer.status());
+    let _ = child.kill();
+    let _ = child.wait();
+}
