@@ -26,6 +26,10 @@ use crate::worker::{Deliverer, PoolSettings, Worker, WorkerPool, process_worker_
 
 pub use crate::sandbox::{SANDBOX_SITE, SandboxInfo};
 
+/// How far back a start looks for finished jobs whose events were not stored
+/// ([`crate::events::JobOutcomes::catch_up`]).
+pub const JOB_EVENTS_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(3600);
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -141,6 +145,23 @@ impl Application {
             process_worker_id(),
         )
         .map(Arc::new);
+        let outcomes = Arc::new(crate::events::JobOutcomes {
+            hub: events.clone(),
+            store: store.clone(),
+            view: |job| serde_json::to_value(api::jobs::JobView::from(job)).unwrap_or_default(),
+            poke: watcher.as_ref().map(|w| w.poke.clone()),
+        });
+        if workers == Workers::Start {
+            // the events a process that died between a job's outcome and its event left out
+            let outcomes = outcomes.clone();
+            tokio::spawn(async move {
+                match outcomes.catch_up(JOB_EVENTS_CATCH_UP).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "stored job events missed before"),
+                    Err(e) => tracing::warn!(error = %e, "could not catch up on job events"),
+                }
+            });
+        }
         let worker = Worker::new(
             process_worker_id(),
             store.clone(),
@@ -157,12 +178,7 @@ impl Application {
             limits,
             config.delivery.lease,
         )
-        .observed_by(Arc::new(crate::events::JobOutcomes {
-            hub: events.clone(),
-            store: store.clone(),
-            view: |job| serde_json::to_value(api::jobs::JobView::from(job)).unwrap_or_default(),
-            poke: watcher.as_ref().map(|w| w.poke.clone()),
-        }));
+        .observed_by(outcomes.clone());
         let watching = (workers == Workers::Start)
             .then(|| watcher.clone().map(|w| tokio::spawn(w.run())))
             .flatten();

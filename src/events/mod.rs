@@ -22,7 +22,9 @@
 //! [`JobOutcomes`] is told by the upstream workers of each job that ended `succeeded`, `failed` or
 //! `dead`, once that state is stored, and emits `job.<state>` with the job's view. A process that
 //! dies between storing the outcome and storing the event loses that one event (the job itself is
-//! safe, and `GET /v1/jobs` shows it).
+//! safe, and `GET /v1/jobs` shows it) until the next start: [`JobOutcomes::catch_up`] then emits
+//! the events of the jobs accepted in the last hour that have finished, and the lanes store only
+//! those they do not hold yet.
 
 pub mod carrier;
 pub mod signing;
@@ -354,6 +356,72 @@ pub struct JobOutcomes {
     pub poke: Option<Arc<Notify>>,
 }
 
+impl JobOutcomes {
+    /// The event of a finished job (`None`: not a state with an event, or no endpoint of its
+    /// site wants it). Its id and content depend only on the stored record, so the same job
+    /// always makes the same event.
+    fn event_of(&self, record: JobRecord) -> Option<(String, String, Event)> {
+        let event_type = match record.state {
+            JobState::Succeeded => EventType::JobSucceeded,
+            JobState::Failed => EventType::JobFailed,
+            JobState::Dead => EventType::JobDead,
+            _ => return None,
+        };
+        if !self.hub.wants(&record.site, event_type) {
+            return None;
+        }
+        let id = event_id(&[
+            "job",
+            &record.id.simple().to_string(),
+            record.state.as_str(),
+            &record.attempts.to_string(),
+        ]);
+        let (site, object_key, time) = (
+            record.site.clone(),
+            record.object_key.clone(),
+            record.updated_at,
+        );
+        Some((
+            site,
+            object_key,
+            Event::new(id, event_type, time, (self.view)(record)),
+        ))
+    }
+
+    /// Emits the events of jobs accepted in the last `window` that have finished: those a process
+    /// that died between storing a job's outcome and storing its event did not emit. Events
+    /// stored already are not stored again (their ids are the lanes' idempotency keys). Run at
+    /// start. Returns how many deliveries were stored.
+    pub async fn catch_up(&self, window: Duration) -> StoreResult<usize> {
+        let since = Utc::now() - chrono::Duration::from_std(window).unwrap_or_default();
+        let mut before = None;
+        let mut stored = 0;
+        for _ in 0..200 {
+            let page = self
+                .store
+                .list(&JobFilter {
+                    before,
+                    limit: 500,
+                    ..JobFilter::default()
+                })
+                .await?;
+            for job in page.jobs {
+                if job.created_at < since {
+                    return Ok(stored);
+                }
+                if let Some((site, object_key, event)) = self.event_of(job) {
+                    stored += self.hub.emit(&site, &object_key, &event).await?;
+                }
+            }
+            match page.next_cursor {
+                Some(c) => before = Some(c),
+                None => break,
+            }
+        }
+        Ok(stored)
+    }
+}
+
 #[async_trait::async_trait]
 impl Observer for JobOutcomes {
     async fn finished(&self, job: &JobRecord, state: JobState) {
@@ -377,14 +445,8 @@ impl Observer for JobOutcomes {
                 return;
             }
         };
-        let id = event_id(&[
-            "job",
-            &job.id.simple().to_string(),
-            state.as_str(),
-            &record.attempts.to_string(),
-        ]);
-        let time = record.updated_at;
-        let event = Event::new(id, event_type, time, (self.view)(record));
-        let _ = self.hub.emit(&job.site, &job.object_key, &event).await;
+        if let Some((site, object_key, event)) = self.event_of(record) {
+            let _ = self.hub.emit(&site, &object_key, &event).await;
+        }
     }
 }

@@ -493,3 +493,79 @@ events = ["job.succeeded", "job.failed", "job.dead"]
     );
     assert!(verifies(&got[0], SECRET_A));
 }
+
+/// A process that dies between storing a job's outcome and storing its event leaves the event
+/// out; the next start's catch-up stores it, once, and it is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_event_left_out_by_a_crash_is_stored_at_the_next_start_once() {
+    use puhuri_gateway::events::JobOutcomes;
+    use puhuri_gateway::queue::{Completion, DeliveryLimits, JobState, LeaseResult};
+    use puhuri_gateway::worker::StepOutcome;
+
+    let receiver = Receiver::start(Mode::Up);
+    let dir = tempfile::tempdir().unwrap();
+    let extra = hooked_site(dir.path(), &receiver, "");
+    let app = spawn_app_in(
+        Setup {
+            redis: false,
+            workers: Workers::Manual,
+        },
+        &extra,
+        puhuri_gateway::domain::Clock::system(),
+        dir,
+    )
+    .await;
+    let job = set_backend_id(&app, &hooked_token(), "project_crash").await;
+    // the outcome stored as a worker does, and no event: the process died right after
+    let no_limits = DeliveryLimits {
+        max_in_flight: 0,
+        max_per_second: 0,
+        jitter_allowance_us: 0,
+    };
+    let LeaseResult::Leased(leased) = app
+        .store
+        .lease("dying", Duration::from_secs(30), no_limits)
+        .await
+        .unwrap()
+    else {
+        panic!("the job is due")
+    };
+    assert_eq!(leased.id.to_string(), job);
+    let succeeded = Completion::Succeeded {
+        status: Some(200),
+        result: json!({}),
+        delivered: Default::default(),
+    };
+    assert!(
+        app.store
+            .complete(leased.id, "dying", succeeded)
+            .await
+            .unwrap()
+    );
+
+    let outcomes = JobOutcomes {
+        hub: app.events.clone(),
+        store: app.store.clone(),
+        view: |j| serde_json::to_value(puhuri_gateway::api::jobs::JobView::from(j)).unwrap(),
+        poke: None,
+    };
+    let window = puhuri_gateway::startup::JOB_EVENTS_CATCH_UP;
+    assert_eq!(outcomes.catch_up(window).await.unwrap(), 1);
+    assert_eq!(outcomes.catch_up(window).await.unwrap(), 0, "stored once");
+    let lane = app.events.lanes_of(SITE).next().unwrap().worker();
+    assert!(matches!(
+        lane.try_execute_one().await.unwrap(),
+        StepOutcome::Finished {
+            state: JobState::Succeeded,
+            ..
+        }
+    ));
+    assert!(matches!(
+        lane.try_execute_one().await.unwrap(),
+        StepOutcome::Idle { .. }
+    ));
+    let got = receiver.accepted();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0].json()["data"]["job_id"], job.as_str());
+    assert_eq!(got[0].json()["type"], "job.succeeded");
+}

@@ -125,6 +125,8 @@ pub struct TestApp {
     pub store: Arc<dyn JobStore>,
     /// One delivery step at a time (for apps spawned with `Workers::Manual`).
     pub worker: Worker,
+    /// The sites' event lanes.
+    pub events: Arc<puhuri_gateway::events::EventHub>,
     _redis: Option<Arc<RedisServer>>,
     _dir: tempfile::TempDir,
 }
@@ -212,6 +214,7 @@ pub async fn spawn_app_in(
         .expect("sandbox mode runs the simulator");
     let store = app.store();
     let worker = app.worker();
+    let events = app.events();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -219,6 +222,7 @@ pub async fn spawn_app_in(
         sim,
         store,
         worker,
+        events,
         _redis: redis,
         _dir: dir,
     }
