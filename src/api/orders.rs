@@ -14,7 +14,9 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::jobs::JobView;
-use super::reads::{QueryParams, list_response, site_order, upstream_page_failed, uuid_in_path};
+use super::reads::{
+    PageParams, QueryParams, list_response, site_order, upstream_page_failed, uuid_in_path,
+};
 use super::responses::{ReadErrors, WriteErrors, WriteHeaders};
 use super::submit::submit;
 use super::views::OrderView;
@@ -250,8 +252,7 @@ pub async fn order_erred(
         ("state" = Option<Vec<super::names::OrderStateFilter>>, Query, description = "Order states, repeated (or comma-separated); `all` for every state. Default: pending-provider and executing"),
         ("type" = Option<Vec<super::names::OrderType>>, Query, description = "Order types, repeated (or comma-separated)"),
         ("resource_uuid" = Option<String>, Query, description = "Only orders of this resource", pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"),
-        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
+        PageParams,
     ),
     responses(
         (status = 200, body = [OrderView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),

@@ -220,6 +220,20 @@ impl QueryParams {
     }
 }
 
+/// The `page` and `page_size` parameters every page-numbered list takes, documented once
+/// (`params(PageParams)` in a list's `#[utoipa::path]`); [`QueryParams::paging`] reads them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // only its documentation is used
+pub struct PageParams {
+    /// From 1
+    #[param(minimum = 1, maximum = 4294967295.0)]
+    page: Option<u64>,
+    /// 1 to 100, default 10
+    #[param(minimum = 1, maximum = 100)]
+    page_size: Option<u64>,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Paging {
     pub page: u64,

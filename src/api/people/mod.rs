@@ -41,7 +41,7 @@ use std::collections::BTreeSet;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 
 use super::AppState;
-use super::reads::{QueryParams, list_response, read_failed};
+use super::reads::{PageParams, QueryParams, list_response, read_failed};
 use super::responses::PeopleReadErrors;
 use super::views::{ProjectPermissionView, ProjectView, SshKeyView, UserView};
 use crate::auth::scoped::{Authorized, Read};
@@ -56,8 +56,7 @@ use sources::*;
     security(("bearer" = [])),
     params(
         ("username" = Option<String>, Query, description = "Exactly this Puhuri username", min_length = 1, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"),
-        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
+        PageParams,
     ),
     responses(
         (status = 200, body = [UserView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
@@ -115,8 +114,7 @@ pub async fn list_users(
     security(("bearer" = [])),
     params(
         ("user_uuid" = Option<String>, Query, description = "Only this user's keys", pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"),
-        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
+        PageParams,
     ),
     responses(
         (status = 200, body = [SshKeyView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
@@ -173,8 +171,7 @@ pub async fn list_ssh_keys(
     tag = "users",
     security(("bearer" = [])),
     params(
-        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
+        PageParams,
     ),
     responses(
         (status = 200, body = [ProjectView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
@@ -217,8 +214,7 @@ pub async fn list_projects(
     params(
         ("project_uuid" = Option<String>, Query, description = "Only this project", pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"),
         ("user_uuid" = Option<String>, Query, description = "Only this user", pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"),
-        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
+        PageParams,
     ),
     responses(
         (status = 200, body = [ProjectPermissionView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),

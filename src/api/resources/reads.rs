@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::{RESOURCE_STATES, site_resource};
 use crate::api::AppState;
 use crate::api::reads::{
-    QueryParams, list_response, read_failed, upstream_page_failed, uuid_in_path,
+    PageParams, QueryParams, list_response, read_failed, upstream_page_failed, uuid_in_path,
 };
 use crate::api::responses::ReadErrors;
 use crate::api::views::{ResourceView, TeamMemberView, text};
@@ -33,8 +33,7 @@ use crate::error::ApiError;
         ("state" = Option<Vec<crate::api::names::ResourceState>>, Query, description = "Resource states, repeated (or comma-separated)"),
         ("backend_id" = Option<String>, Query, description = "Exactly this backend id", min_length = 1, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"),
         ("offering_uuid" = Option<String>, Query, description = "Only this offering (one of the site's)", pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"),
-        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
+        PageParams,
     ),
     responses(
         (status = 200, body = [ResourceView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
