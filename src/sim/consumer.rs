@@ -152,3 +152,40 @@ pub fn projects(w: &World, r: &Req, id: Option<&str>) -> Res {
         .collect();
     r.list(found)
 }
+
+/// `GET marketplace-resources/`: the resources the token's user sees (as a consumer, or as the
+/// provider), filters `project_uuid`, `customer_uuid`, `offering_uuid`, `state`; oldest first.
+pub fn resources(w: &World, r: &Req) -> Res {
+    r.allow(&[actix_web::http::Method::GET])?;
+    let mut f = super::Filters::new(r);
+    let projects = f.uuids("project_uuid");
+    let customers = f.uuids("customer_uuid");
+    let offerings = f.uuids("offering_uuid");
+    let states = f.choices(
+        "state",
+        &[
+            "Creating",
+            "OK",
+            "Erred",
+            "Updating",
+            "Terminating",
+            "Terminated",
+        ],
+    );
+    f.check()?;
+    let mut found: Vec<&Resource> = w
+        .resources
+        .iter()
+        .filter(|x| w.sees_resource(&r.caller, x))
+        .filter(|x| projects.is_empty() || projects.contains(&x.project))
+        .filter(|x| {
+            customers.is_empty()
+                || w.project(&x.project)
+                    .is_some_and(|p| customers.contains(&p.customer))
+        })
+        .filter(|x| offerings.is_empty() || offerings.contains(&x.offering))
+        .filter(|x| states.is_empty() || states.contains(&x.state))
+        .collect();
+    super::order_by_created(r, &mut found, |x| x.created);
+    r.list_with(found, |x| super::render::resource(w, &r.base, x))
+}

@@ -230,6 +230,7 @@ fn route(w: &mut World, r: &Req) -> Res {
         }
         ["projects"] => consumer::projects(w, r, None),
         ["projects", id] => consumer::projects(w, r, Some(id)),
+        ["marketplace-resources"] => consumer::resources(w, r),
         ["marketplace-resources", id] => resources::consumer_detail(w, r, id),
         ["marketplace-resources", id, action] => resources::consumer_action(w, r, id, action),
         ["marketplace-orders"] => orders::collection(w, r),

@@ -20,7 +20,16 @@ pub fn list(w: &World, r: &Req, public: bool) -> Res {
     let mut f = Filters::new(r);
     let customer = f.uuid("customer_uuid");
     let states = f.choices("state", &["Draft", "Active", "Paused", "Archived"]);
+    let categories = f.uuids("category_uuid");
     f.check()?;
+    // `uuid_list`: comma-separated uuids (Waldur's public-offering filter).
+    let uuid_list: Vec<String> = r
+        .q_all("uuid_list")
+        .iter()
+        .flat_map(|v| v.split(','))
+        .filter_map(super::parse_uuid)
+        .collect();
+    let name_exact = r.q("name_exact").filter(|v| !v.is_empty());
     let types = r.q_all("type");
     let name = r.q("name").map(str::to_lowercase);
     let found: Vec<Value> = w
@@ -34,6 +43,10 @@ pub fn list(w: &World, r: &Req, public: bool) -> Res {
             name.as_deref()
                 .is_none_or(|n| o.name.to_lowercase().contains(n))
         })
+        .filter(|o| name_exact.is_none_or(|n| o.name == n))
+        .filter(|o| uuid_list.is_empty() || uuid_list.contains(&o.uuid))
+        // Every demo offering is in the one demo category.
+        .filter(|_| categories.is_empty() || categories.iter().any(|c| c == render::CATEGORY_UUID))
         .map(|o| render::offering(w, &r.base, o, public))
         .collect();
     r.list(found)

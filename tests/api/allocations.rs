@@ -680,3 +680,112 @@ async fn a_create_retried_after_its_answer_was_lost_makes_exactly_one_order() {
     assert_eq!(job["result"]["order_uuid"], made[0]["uuid"]);
     assert_eq!(made[0]["state"], "done");
 }
+
+async fn read(app: &TestApp, token: &str, path: &str) -> (u16, Value, Option<String>) {
+    let r = app.get_as(path, token).await;
+    let status = r.status().as_u16();
+    let count = r
+        .headers()
+        .get("x-result-count")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, r.json().await.unwrap_or(Value::Null), count)
+}
+
+fn uuids(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["uuid"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_allocators_reads_show_only_its_binding() {
+    let app = spawn_manual_app().await;
+    let alloc = read_token(&app, "demo-allocator.token");
+    let sp = read_token(&app, "demo.token");
+    // Offerings: only the ones it may order from, with the guide's filters.
+    let (status, list, count) = read(&app, &alloc, "/v1/allocations/offerings?state=Active").await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(uuids(&list), [demo::ALLOCATION_OFFERING_UUID]);
+    assert_eq!(count.as_deref(), Some("1"));
+    let (_, list, _) = read(&app, &alloc, "/v1/allocations/offerings?name_exact=LUMI").await;
+    assert!(list.as_array().unwrap().is_empty(), "{list}");
+    let (status, one, _) = read(
+        &app,
+        &alloc,
+        &format!(
+            "/v1/allocations/offerings/{}",
+            demo::ALLOCATION_OFFERING_UUID
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(one["components"][0]["billing_type"], "limit");
+    assert_eq!(one["plans"][0]["uuid"], demo::ALLOCATION_PLAN_UUID);
+    let (status, _, _) = read(
+        &app,
+        &alloc,
+        &format!("/v1/allocations/offerings/{}", demo::LUMI_OFFERING_UUID),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Projects: its customer's and its own project, nothing else.
+    let (status, list, _) = read(&app, &alloc, "/v1/allocations/projects").await;
+    assert_eq!(status, 200, "{list}");
+    let mut got = uuids(&list);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            demo::ALLOCATOR_PROJECT_UUID,
+            demo::ALLOCATOR_REVIEW_PROJECT_UUID
+        ]
+    );
+    // Orders and resources of a project it allocates for; another project is 403.
+    let review = demo::ALLOCATOR_REVIEW_PROJECT_UUID;
+    let (status, list, _) = read(
+        &app,
+        &alloc,
+        &format!("/v1/allocations/orders?project_uuid={review}&state=pending-consumer"),
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
+    let (status, list, _) = read(
+        &app,
+        &alloc,
+        &format!("/v1/allocations/resources?project_uuid={review}&page_size=100"),
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+    let ok = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["uuid"] == demo::ALLOCATOR_RESOURCE_UUID)
+        .expect("the demo allocation");
+    assert_eq!(ok["state"], "OK");
+    assert_eq!(ok["limits"]["cpu_k_hours"], 100);
+    assert!(ok.get("options").is_some());
+    for path in [
+        format!(
+            "/v1/allocations/orders?project_uuid={}",
+            demo::PROJECT_A_UUID
+        ),
+        format!(
+            "/v1/allocations/resources?project_uuid={}",
+            demo::PROJECT_A_UUID
+        ),
+        format!(
+            "/v1/allocations/resources?customer_uuid={}",
+            demo::CONSUMER_CUSTOMER_UUID
+        ),
+    ] {
+        let (status, p, _) = read(&app, &alloc, &path).await;
+        assert_eq!(status, 403, "{path}: {p}");
+    }
+    // The service provider's site cannot read them.
+    let (status, _, _) = read(&app, &sp, "/v1/allocations/offerings").await;
+    assert_eq!(status, 403);
+}

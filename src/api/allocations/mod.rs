@@ -8,6 +8,7 @@
 //! anything Puhuri does not show the allocator, is the same 403, which says nothing of whether
 //! the object exists.
 
+pub mod reads;
 pub mod writes;
 
 use serde_json::Value;
