@@ -4,6 +4,7 @@ mod allocations;
 mod auth;
 mod browser;
 mod config;
+mod event_lanes;
 mod events;
 mod examples;
 mod health;

@@ -25,6 +25,8 @@ pub enum Mode {
     Down = 1,
     /// 500 (a receiver that always fails).
     Broken = 2,
+    /// No answer for 3 s, then 503 (a receiver that hangs).
+    Hang = 3,
 }
 
 /// One request the receiver got.
@@ -69,7 +71,11 @@ async fn hook(req: HttpRequest, body: web::Bytes, state: web::Data<Shared>) -> H
     let answered = match state.mode.load(Ordering::SeqCst) {
         0 => 204,
         1 => 503,
-        _ => 500,
+        2 => 500,
+        _ => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            503
+        }
     };
     state.got.lock().push(Received {
         path: req.path().to_owned(),
