@@ -2,7 +2,8 @@
 //!
 //! Site systems call a small local REST API (`api`), authenticated per site with a JWT (`auth`);
 //! writes become durable jobs (`queue`) that workers (`worker`) deliver upstream (`upstream`) with
-//! the service provider's token. `sim` is a faithful stand-in for Puhuri Core used by the tests and
+//! the Puhuri identity the site is bound to: the service provider's token for a provider's sites,
+//! an allocator's own token for an allocator's sites (`config::sites`). `sim` is a faithful stand-in for Puhuri Core used by the tests and
 //! the zero-configuration sandbox.
 //!
 //! # Which module may use which

@@ -405,7 +405,64 @@ async fn each_lumi_option_and_limit_rule_is_a_422_and_nothing_is_stored() {
         "limits.cpu_k_hours",
     )
     .await;
-    // On changes too.
+    // On changes too: options and limits of an existing allocation.
+    let resource = demo::ALLOCATOR_RESOURCE_UUID;
+    for (body, field) in [
+        (
+            json!({"options": {"is_training": "no"}}),
+            "options.is_training",
+        ),
+        (
+            json!({"options": {"used_ai_tech": ["Quantum"]}}),
+            "options.used_ai_tech[0]",
+        ),
+        (json!({"options": {"colour": "blue"}}), "options.colour"),
+    ] {
+        let (status, p) = send(
+            &app,
+            reqwest::Method::POST,
+            &format!("/v1/allocations/resources/{resource}/options"),
+            &alloc,
+            None,
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 422, "{p}");
+        assert_eq!(p["errors"][0]["field"], field, "{p}");
+    }
+    for (body, field) in [
+        (json!({"limits": {"cpu_k_hours": -5}}), "limits.cpu_k_hours"),
+        (json!({"limits": {"storage": 5}}), "limits.storage"),
+    ] {
+        let (status, p) = send(
+            &app,
+            reqwest::Method::POST,
+            &format!("/v1/allocations/resources/{resource}/limits"),
+            &alloc,
+            None,
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 422, "{p}");
+        assert_eq!(p["errors"][0]["field"], field, "{p}");
+    }
+    // Where the offering publishes its options, those are the rules (LUMI's table is the
+    // built-in case for offerings that publish none).
+    let published = app
+        .sim_post(
+            "settings",
+            &json!({"offering_options": {demo::ALLOCATION_OFFERING_UUID: {"order": ["partition"], "options": {
+                "partition": {"type": "select_string", "choices": ["standard", "gpu"], "required": true}}}}}),
+        )
+        .await;
+    assert_eq!(published.status(), 200);
+    let mut body = create_body();
+    body["attributes"] = json!({"name": "x", "partition": "huge"});
+    refused(&app, &alloc, body, "attributes.partition").await;
+    let mut body = create_body();
+    body["attributes"] = json!({"name": "x", "partition": "gpu", "is_industry": true});
+    refused(&app, &alloc, body, "attributes.is_industry").await;
+    // The Idempotency-Key is required to create.
     let (status, _) = send(
         &app,
         reqwest::Method::POST,
