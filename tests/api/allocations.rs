@@ -846,3 +846,42 @@ async fn an_allocators_reads_show_only_its_binding() {
     let (status, _, _) = read(&app, &sp, "/v1/allocations/offerings").await;
     assert_eq!(status, 403);
 }
+
+/// The same following on the Redis store: the create waits through the consumer's review and
+/// the provider's, then succeeds with the resource; no attempt is used while it waits.
+#[tokio::test]
+async fn an_allocation_is_followed_to_ok_on_redis_too() {
+    let app = spawn_redis_app().await;
+    provider_reviews(&app).await;
+    let alloc = read_token(&app, "demo-allocator.token");
+    let project = format!("project_uuid={}", demo::ALLOCATOR_REVIEW_PROJECT_UUID);
+    let (status, job) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/allocations",
+        &alloc,
+        Some("redis-1"),
+        Some(create_body()),
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let order = provider_pending_order(&app, &project).await;
+    // While the provider has not reviewed it, the job is not finished and holds the order.
+    let waiting = app.job(&alloc, &id).await;
+    assert!(
+        ["queued", "running", "retrying"].contains(&waiting["state"].as_str().unwrap()),
+        "{waiting}"
+    );
+    as_provider(
+        &app,
+        reqwest::Method::POST,
+        &format!("marketplace-orders/{order}/approve_by_provider/"),
+        Some(json!({})),
+    )
+    .await;
+    let job = finished(&app, &alloc, &id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["result"]["order_uuid"], order.as_str());
+    assert!(job["attempts"].as_u64().unwrap() <= 1, "{job}");
+}
