@@ -70,6 +70,14 @@ pub mod metrics {
     pub const STORE_UP: &str = "puhuri_gateway_store_up";
     /// Gauge: 1 while this process's delivery workers run.
     pub const WORKERS_RUNNING: &str = "puhuri_gateway_workers_running";
+    /// Counter: delivery attempts of events to the sites' endpoints, by `type` (the event type)
+    /// and `outcome` (the state the attempt left the delivery in: `succeeded`, `retrying`,
+    /// `dead`).
+    pub const EVENT_ATTEMPTS: &str = "puhuri_gateway_event_delivery_attempts_total";
+    /// Counter: the watcher's polls of Puhuri by this process, by `outcome` (`ok`, `failed`).
+    pub const WATCHER_POLLS: &str = "puhuri_gateway_watcher_polls_total";
+    /// Counter: the watcher's calls to Puhuri (pages and single orders).
+    pub const WATCHER_CALLS: &str = "puhuri_gateway_watcher_upstream_calls_total";
 
     /// Histogram buckets (seconds) for request, call and delivery durations: 1 ms to 1 day, so
     /// the same families cover an API call and a job that waited out a Puhuri outage.
@@ -114,6 +122,20 @@ pub mod metrics {
             .increment(1);
         metrics::histogram!(HTTP_DURATION, "route" => route, "method" => method)
             .record(elapsed.as_secs_f64());
+    }
+
+    /// One delivery attempt of an event (`event_type`, a bounded set) was stored, leaving its
+    /// delivery in `state`.
+    pub fn event_attempt(event_type: &str, state: JobState) {
+        metrics::counter!(EVENT_ATTEMPTS, "type" => event_type.to_owned(), "outcome" => state.as_str())
+            .increment(1);
+    }
+
+    /// One poll of the watcher ended (`ok`), or failed; `calls` to Puhuri were made.
+    pub fn watcher_poll(ok: bool, calls: u64) {
+        metrics::counter!(WATCHER_POLLS, "outcome" => if ok { "ok" } else { "failed" })
+            .increment(1);
+        metrics::counter!(WATCHER_CALLS).increment(calls);
     }
 
     /// One delivery attempt spent `elapsed` calling Puhuri.

@@ -235,6 +235,9 @@ impl Worker {
                     let since = (Utc::now() - job.created_at).to_std().unwrap_or_default();
                     telemetry::delivered(&job.operation, since);
                 }
+            } else {
+                // another lane's jobs: the events to the sites' endpoints
+                telemetry::event_attempt(&job.operation, state);
             }
             if let Some(observer) = &self.observer
                 && matches!(

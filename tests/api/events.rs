@@ -264,6 +264,15 @@ async fn a_jobs_outcome_arrives_signed_verifiable_and_once() {
         "delivered once: {:#?}",
         receiver.all()
     );
+    // counted apart from the deliveries to Puhuri
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains(
+            "puhuri_gateway_event_delivery_attempts_total{type=\"job.succeeded\",outcome=\"succeeded\"}"
+        ),
+        "{text}"
+    );
     // another site never sees it
     let other = app.get_as("/v1/events", &alpha_token()).await;
     assert_problem(other, 403, "insufficient_scope").await;
