@@ -192,7 +192,9 @@ fn unreadable(error: &actix_web::Error, limit: usize) -> ApiError {
 }
 
 /// The body as `T`, if it is one JSON object whose every string (keys included) is text a site
-/// may write ([`crate::domain::text`]; 422 naming the first field that is not).
+/// may write ([`crate::domain::text`]; 422 naming the first field that is not) and in which no
+/// object names a key twice, at any depth (400: which of two values was meant is unknown; serde
+/// refuses a struct's field given twice, and a map would keep the last).
 fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::InvalidJson(
@@ -201,40 +203,127 @@ fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     let parsed = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::InvalidJson(super::describe_serde_error(&e)))?;
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::InvalidJson(super::describe_serde_error(&e)))?;
-    if let Some((field, reason)) = unreadable_text(&value, "") {
-        return Err(ApiError::validation(vec![crate::error::FieldError::new(
-            field, reason,
-        )]));
+    let found = std::cell::RefCell::new(None);
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    let walked = serde::de::DeserializeSeed::deserialize(
+        Walk {
+            at: String::new(),
+            found: &found,
+        },
+        &mut reader,
+    );
+    match found.into_inner() {
+        Some(Finding::Text { field, reason }) => Err(ApiError::validation(vec![
+            crate::error::FieldError::new(field, reason),
+        ])),
+        Some(Finding::DuplicateKey { field }) => Err(ApiError::InvalidJson(format!(
+            "the key `{field}` is given twice; send it once"
+        ))),
+        None => walked
+            .map(|()| parsed)
+            .map_err(|e| ApiError::InvalidJson(super::describe_serde_error(&e))),
     }
-    Ok(parsed)
 }
 
-/// The path (`report[0].body`) of the first string or key in `value` that holds a character a
-/// site may not write, with the reason.
-fn unreadable_text(value: &serde_json::Value, at: &str) -> Option<(String, &'static str)> {
-    use serde_json::Value;
-    match value {
-        Value::String(s) => crate::domain::text::check(s)
-            .err()
-            .map(|reason| (at.to_string(), reason)),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, item)| unreadable_text(item, &format!("{at}[{i}]"))),
-        Value::Object(map) => map.iter().find_map(|(key, item)| {
-            let path = if at.is_empty() {
+/// What [`Walk`] found wrong first; the walk stops there.
+enum Finding {
+    /// A string or key holding a character a site may not write.
+    Text { field: String, reason: &'static str },
+    /// An object naming this key (as a path: `attributes.name`) a second time.
+    DuplicateKey { field: String },
+}
+
+/// One pass over a JSON value without building it, recording the first [`Finding`] in `found`
+/// and stopping there (with an error whose text is not used). `at` is the path so far
+/// (`report[0].body`).
+struct Walk<'a> {
+    at: String,
+    found: &'a std::cell::RefCell<Option<Finding>>,
+}
+
+impl Walk<'_> {
+    fn stop<E: serde::de::Error>(&self, finding: Finding) -> E {
+        *self.found.borrow_mut() = Some(finding);
+        E::custom("stopped")
+    }
+
+    fn inner(&self, at: String) -> Walk<'_> {
+        Walk {
+            at,
+            found: self.found,
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Walk<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<(), E> {
+        match crate::domain::text::check(text) {
+            Ok(()) => Ok(()),
+            Err(reason) => Err(self.stop(Finding::Text {
+                field: self.at.clone(),
+                reason,
+            })),
+        }
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        while items
+            .next_element_seed(self.inner(format!("{}[{i}]", self.at)))?
+            .is_some()
+        {
+            i += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let field = if self.at.is_empty() {
                 key.clone()
             } else {
-                format!("{at}.{key}")
+                format!("{}.{key}", self.at)
             };
-            match crate::domain::text::check(key) {
-                Err(reason) => Some((path, reason)),
-                Ok(()) => unreadable_text(item, &path),
+            if let Err(reason) = crate::domain::text::check(&key) {
+                return Err(self.stop(Finding::Text { field, reason }));
             }
-        }),
-        _ => None,
+            if !seen.insert(key) {
+                return Err(self.stop(Finding::DuplicateKey { field }));
+            }
+            map.next_value_seed(self.inner(field))?;
+        }
+        Ok(())
     }
 }
 
@@ -283,5 +372,35 @@ mod tests {
             .to_string();
         assert!(shown.contains("unknown field `x`"), "{shown}");
         assert_eq!(shown.matches(" at line ").count(), 1, "{shown}");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_at_any_depth_and_text_is_checked_in_keys_and_values() {
+        use super::parse_object;
+        use crate::error::ApiError;
+        type Body = std::collections::BTreeMap<String, serde_json::Value>;
+        let ok: Body = parse_object(br#"{"a": {"b": [1, {"c": "x"}], "d": null}}"#).unwrap();
+        assert_eq!(ok["a"]["b"][1]["c"], "x");
+        for (body, field) in [
+            (&br#"{"a": 1, "a": 2}"#[..], "a"),
+            (br#"{"limits": {"cpu": -1, "cpu": 1}}"#, "limits.cpu"),
+            (br#"{"r": [{"x": 1}, {"y": 1, "y": 2}]}"#, "r[1].y"),
+        ] {
+            match parse_object::<Body>(body) {
+                Err(ApiError::InvalidJson(shown)) => {
+                    assert!(shown.contains(&format!("`{field}`")), "{shown}")
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        for (body, field) in [
+            (&br#"{"a": ["ok", "bad\u0007"]}"#[..], "a[1]"),
+            (br#"{"o": {"k\u0000": 1}}"#, "o.k\u{0}"),
+        ] {
+            match parse_object::<Body>(body) {
+                Err(ApiError::Validation { errors, .. }) => assert_eq!(errors[0].field, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
     }
 }
