@@ -162,18 +162,20 @@ impl Watcher {
         loop {
             let started = tokio::time::Instant::now();
             match self.store.lead(LEASE_NAME, &self.holder, self.lease).await {
-                Ok(true) => match self.poll().await {
-                    Ok(report) => {
-                        tracing::debug!(
-                            calls = report.calls,
-                            events = report.events,
-                            "watcher poll"
-                        )
+                Ok(true) => {
+                    let before = self.reader.calls();
+                    let polled = self.poll().await;
+                    let calls = self.reader.calls() - before;
+                    crate::telemetry::metrics::watcher_poll(polled.is_ok(), calls);
+                    match polled {
+                        Ok(report) => {
+                            tracing::debug!(calls, events = report.events, "watcher poll")
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the watcher's poll failed; it tries again next round")
+                        }
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the watcher's poll failed; it tries again next round")
-                    }
-                },
+                }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "the watcher could not ask for its lease"),
             }

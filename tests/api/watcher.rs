@@ -229,6 +229,13 @@ async fn orders_and_teams_reach_the_bound_site_once() {
         assert!(verifies(&r, SECRET_A));
     }
     assert_none_repeated(&receiver);
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("puhuri_gateway_watcher_polls_total{outcome=\"ok\"}"),
+        "{text}"
+    );
+    assert!(text.contains("puhuri_gateway_watcher_upstream_calls_total"));
 }
 
 /// `redis`: the store's `[redis]` table (or empty: embedded in the directory).
