@@ -213,9 +213,11 @@ fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         &mut reader,
     );
     match found.into_inner() {
-        Some(Finding::Text { field, reason }) => Err(ApiError::validation(vec![
-            crate::error::FieldError::new(field, reason),
-        ])),
+        Some(Finding::Text { field, reason }) => {
+            Err(ApiError::validation(vec![crate::error::FieldError::new(
+                field, reason,
+            )]))
+        }
         Some(Finding::DuplicateKey { field }) => Err(ApiError::InvalidJson(format!(
             "the key `{field}` is given twice; send it once"
         ))),

@@ -35,6 +35,47 @@ pub const LUMI_AI_TECH_CHOICES: &[&str] = &[
 /// Attributes every creation may carry, whatever the offering's options.
 pub const STANDARD_ATTRIBUTES: &[&str] = &["name", "description"];
 
+/// The longest resource name (characters), as on a rename.
+pub const NAME_MAX_CHARS: usize = 150;
+
+/// The longest resource description (characters), as on a re-description.
+pub const DESCRIPTION_MAX_CHARS: usize = 4096;
+
+/// The largest limit accepted: 2^53 - 1, the largest whole number every JSON reader on the way
+/// (Waldur's included, which keeps limits as JSON numbers) holds exactly. A larger one would be
+/// stored rounded (`1.2345678901234568e+29`), so it is refused instead.
+pub const LIMIT_MAX: f64 = 9_007_199_254_740_991.0;
+
+/// Checks a resource name (`field` names it): 1-150 characters, not only blanks.
+pub fn check_name(field: &str, name: &str) -> Option<RuleViolation> {
+    (name.trim().is_empty() || name.chars().count() > NAME_MAX_CHARS)
+        .then(|| RuleViolation::new(field.to_string(), "must be 1-150 characters"))
+}
+
+/// Checks a resource description (`field` names it): at most 4,096 characters.
+pub fn check_description(field: &str, description: &str) -> Option<RuleViolation> {
+    (description.chars().count() > DESCRIPTION_MAX_CHARS)
+        .then(|| RuleViolation::new(field.to_string(), "at most 4,096 characters"))
+}
+
+/// Checks creation `attributes`' `name` (required, as a rename's) and `description` (as a
+/// re-description's), so that a creation takes no name a later rename would refuse.
+pub fn check_standard_attributes(at: &str, attributes: &Map<String, Value>) -> Vec<RuleViolation> {
+    let mut out = vec![];
+    match attributes.get("name") {
+        None => out.push(RuleViolation::new(
+            format!("{at}.name"),
+            "is required (1-150 characters)",
+        )),
+        Some(Value::String(n)) => out.extend(check_name(&format!("{at}.name"), n)),
+        Some(_) => {} // "must be a string", from check_attributes
+    }
+    if let Some(Value::String(d)) = attributes.get("description") {
+        out.extend(check_description(&format!("{at}.description"), d));
+    }
+    out
+}
+
 /// One value that breaks a rule: `field` is a JSON path into the request
 /// (`attributes.used_ai_tech[1]`, `limits.cpu_k_hours`), `message` says which rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -285,6 +326,10 @@ impl LimitRules {
                 continue;
             }
             match value.as_f64() {
+                Some(n) if value.is_number() && n > LIMIT_MAX => out.push(RuleViolation::new(
+                    field,
+                    "must be at most 9007199254740991 (2^53 - 1)",
+                )),
                 Some(n) if value.is_number() && n >= 0.0 && n.is_finite() => {}
                 Some(_) if value.is_number() => {
                     out.push(RuleViolation::new(field, "must not be negative"))
@@ -408,5 +453,36 @@ mod tests {
         assert_eq!(v[0].message, "must not be negative");
         let v = rules.check("limits", &obj(json!({"cpu_k_hours": "10"})));
         assert_eq!(v[0].message, "must be a number");
+        let huge: Value =
+            serde_json::from_str(r#"{"cpu_k_hours": 123456789012345678901234567890}"#).unwrap();
+        let v = rules.check("limits", huge.as_object().unwrap());
+        assert_eq!(fields(v), ["limits.cpu_k_hours"]);
+        assert!(
+            rules
+                .check(
+                    "limits",
+                    &obj(json!({"cpu_k_hours": 9_007_199_254_740_991u64}))
+                )
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_creation_needs_a_name_a_rename_would_take() {
+        let long = "x".repeat(151);
+        for (attrs, field) in [
+            (json!({}), "a.name"),
+            (json!({"name": ""}), "a.name"),
+            (json!({"name": "  "}), "a.name"),
+            (json!({"name": long}), "a.name"),
+            (
+                json!({"name": "ok", "description": "d".repeat(4097)}),
+                "a.description",
+            ),
+        ] {
+            assert_eq!(fields(check_standard_attributes("a", &obj(attrs))), [field]);
+        }
+        let ok = obj(json!({"name": "x".repeat(150), "description": "d".repeat(4096)}));
+        assert!(check_standard_attributes("a", &ok).is_empty());
     }
 }

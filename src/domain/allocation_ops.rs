@@ -51,9 +51,22 @@ pub struct AllocationUpdate {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// `Some(None)`: clear the end date; `Some(Some("YYYY-MM-DD"))`: set it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `Some(None)`: clear the end date (stored and sent as `"end_date": null`);
+    /// `Some(Some("YYYY-MM-DD"))`: set it; `None` (absent): leave it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_or_null"
+    )]
     pub end_date: Option<Option<String>>,
+}
+
+/// A field that is present reads as `Some`, `null` as `Some(None)` (serde's default reads a
+/// `null` as absent, which would turn "clear the end date" into "leave it").
+fn present_or_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// Change a resource's options (`update_options`): applied at once, or an order followed to
@@ -78,4 +91,29 @@ pub struct AllocationLimits {
 pub struct AllocationTerminate {
     pub identity: String,
     pub resource_uuid: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_cleared_end_date_survives_the_job_store() {
+        let clear = AllocationUpdate {
+            identity: "a".into(),
+            resource_uuid: "r".into(),
+            name: None,
+            description: None,
+            end_date: Some(None),
+        };
+        let stored = serde_json::to_value(&clear).unwrap();
+        assert_eq!(stored["end_date"], Value::Null);
+        assert!(stored.as_object().unwrap().contains_key("end_date"));
+        let back: AllocationUpdate = serde_json::from_value(stored).unwrap();
+        assert_eq!(back, clear);
+        let absent: AllocationUpdate =
+            serde_json::from_value(json!({"identity": "a", "resource_uuid": "r"})).unwrap();
+        assert_eq!(absent.end_date, None);
+    }
 }

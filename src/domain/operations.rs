@@ -248,9 +248,11 @@ impl Operation {
                 format!("offering-user:{}:{}", u.offering_uuid, u.user_uuid)
             }
             Operation::UserUsername(u) => format!("user:{}", u.user_uuid),
-            // Creations in one project go one at a time; each later change of a resource, or
-            // transition of an order, waits for the one before it.
-            Operation::AllocationCreate(a) => format!("project:{}", a.project_uuid),
+            // A creation is its own object (the order it makes does not exist yet): creations
+            // never queue behind each other, so one waiting days for a review holds back no
+            // other, even in the same project. Each later change of a resource, or transition
+            // of an order, waits for the one before it.
+            Operation::AllocationCreate(a) => format!("allocation-create:{}", a.marker),
             Operation::AllocationOrder(a) => format!("order:{}", a.order_uuid),
             Operation::AllocationUpdate(a) => format!("resource:{}", a.resource_uuid),
             Operation::AllocationOptions(a) => format!("resource:{}", a.resource_uuid),

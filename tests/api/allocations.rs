@@ -383,6 +383,39 @@ async fn each_lumi_option_and_limit_rule_is_a_422_and_nothing_is_stored() {
         "attributes.is_academic",
     )
     .await;
+    // Name and description: the rules of a rename, and a name is required.
+    refused(
+        &app,
+        &alloc,
+        with("attributes.name", json!("")),
+        "attributes.name",
+    )
+    .await;
+    refused(
+        &app,
+        &alloc,
+        with("attributes.name", json!("n".repeat(151))),
+        "attributes.name",
+    )
+    .await;
+    let mut nameless = create_body();
+    nameless["attributes"]
+        .as_object_mut()
+        .unwrap()
+        .remove("name");
+    refused(&app, &alloc, nameless, "attributes.name").await;
+    refused(
+        &app,
+        &alloc,
+        with("attributes.description", json!("d".repeat(4097))),
+        "attributes.description",
+    )
+    .await;
+    // A limit larger than Puhuri keeps exactly.
+    let mut huge = create_body();
+    huge["limits"] =
+        serde_json::from_str(r#"{"cpu_k_hours": 123456789012345678901234567890}"#).unwrap();
+    refused(&app, &alloc, huge, "limits.cpu_k_hours").await;
     // Limits: only limit-type components, numbers, not negative.
     refused(
         &app,
@@ -884,4 +917,98 @@ async fn an_allocation_is_followed_to_ok_on_redis_too() {
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["result"]["order_uuid"], order.as_str());
     assert!(job["attempts"].as_u64().unwrap() <= 1, "{job}");
+}
+
+#[tokio::test]
+async fn a_create_waiting_for_review_holds_back_no_other_create_in_the_project() {
+    let app = spawn_app().await;
+    let alloc = read_token(&app, "demo-allocator.token");
+    // The first waits for the consumer's review (not approved by the job).
+    let mut waiting = create_body();
+    waiting["approve_as_consumer"] = json!(false);
+    waiting["attributes"]["name"] = json!("Waits for review");
+    let (status, first) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/allocations",
+        &alloc,
+        Some("wait-1"),
+        Some(waiting),
+    )
+    .await;
+    assert_eq!(status, 202, "{first}");
+    let first_id = first["job_id"].as_str().unwrap().to_string();
+    for _ in 0..400 {
+        let job = app.job(&alloc, &first_id).await;
+        if job["result"]["order_state"] == "pending-consumer" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // A second create in the same project is delivered and finished meanwhile.
+    let (status, second) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/allocations",
+        &alloc,
+        Some("wait-2"),
+        Some(create_body()),
+    )
+    .await;
+    assert_eq!(status, 202, "{second}");
+    let second = finished(&app, &alloc, second["job_id"].as_str().unwrap()).await;
+    assert_eq!(second["state"], "succeeded", "{second}");
+    let first = app.job(&alloc, &first_id).await;
+    assert_eq!(
+        first["result"]["order_state"], "pending-consumer",
+        "{first}"
+    );
+    assert!(
+        ["queued", "retrying"].contains(&first["state"].as_str().unwrap()),
+        "{first}"
+    );
+}
+
+#[tokio::test]
+async fn a_null_end_date_clears_it() {
+    let app = spawn_app().await;
+    let alloc = read_token(&app, "demo-allocator.token");
+    let resource = demo::ALLOCATOR_RESOURCE_UUID;
+    let path = format!("/v1/allocations/resources/{resource}");
+    for (body, expected) in [
+        (json!({"end_date": "2027-12-31"}), json!("2027-12-31")),
+        (json!({"end_date": null}), Value::Null),
+    ] {
+        let (status, job) = send(
+            &app,
+            reqwest::Method::PATCH,
+            &path,
+            &alloc,
+            None,
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 202, "{job}");
+        let job = finished(&app, &alloc, job["job_id"].as_str().unwrap()).await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+        let r = as_provider(
+            &app,
+            reqwest::Method::GET,
+            &format!("marketplace-provider-resources/{resource}/"),
+            None,
+        )
+        .await;
+        assert_eq!(r["end_date"], expected, "{r}");
+    }
+    let patches: Vec<Value> = app
+        .sim_calls("/api/marketplace-resources/")
+        .await
+        .into_iter()
+        .filter(|c| c["method"] == "PATCH")
+        .collect();
+    assert_eq!(
+        patches.last().unwrap()["body"],
+        json!({"end_date": null}),
+        "{patches:?}"
+    );
 }

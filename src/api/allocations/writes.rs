@@ -18,7 +18,10 @@ use crate::api::responses::{KeyedWriteHeaders, WriteErrors, WriteHeaders};
 use crate::api::submit::{IDEMPOTENCY_KEY, submit};
 use crate::auth::scoped::{AllocationsWrite, Authorized};
 use crate::domain::WaldurUuid;
-use crate::domain::allocation::{LimitRules, OptionRules, RuleViolation};
+use crate::domain::allocation::{
+    LimitRules, OptionRules, RuleViolation, check_description, check_name,
+    check_standard_attributes,
+};
 use crate::domain::operations::{
     AllocationCreate, AllocationLimits, AllocationOptions, AllocationOrderAction,
     AllocationTerminate, AllocationUpdate, Operation,
@@ -126,8 +129,10 @@ pub async fn create_allocation(
     let limits = request.limits.unwrap_or_default();
     bound_project(&state, &identity, &project).await?;
     let offering = bound_offering(&state, &identity, &offering_uuid).await?;
-    let mut found =
-        OptionRules::for_offering(&offering["options"]).check_attributes("attributes", &attributes);
+    let mut found = check_standard_attributes("attributes", &attributes);
+    found.extend(
+        OptionRules::for_offering(&offering["options"]).check_attributes("attributes", &attributes),
+    );
     found.extend(LimitRules::from_components(&offering["components"]).check("limits", &limits));
     violations(found)?;
     if let Some(plan) = &plan {
@@ -278,19 +283,15 @@ pub async fn update_allocation(
 ) -> Result<HttpResponse, ApiError> {
     let resource = uuid_in_path(&path, "resource")?;
     let r = body.into_inner();
-    let mut errors = vec![];
-    if r.name
-        .as_ref()
-        .is_some_and(|n| n.trim().is_empty() || n.chars().count() > 150)
-    {
-        errors.push(FieldError::new("name", "must be 1-150 characters"));
-    }
-    if r.description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > 4096)
-    {
-        errors.push(FieldError::new("description", "at most 4,096 characters"));
-    }
+    let mut errors: Vec<FieldError> = (r.name.as_deref().and_then(|n| check_name("name", n)))
+        .into_iter()
+        .chain(
+            r.description
+                .as_deref()
+                .and_then(|d| check_description("description", d)),
+        )
+        .map(|v| FieldError::new(v.field, v.message))
+        .collect();
     if let Some(Some(d)) = &r.end_date
         && chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err()
     {
