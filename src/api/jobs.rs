@@ -157,6 +157,23 @@ async fn changeable_job(
     id: Uuid,
 ) -> Result<JobRecord, ApiError> {
     let job = visible_job(state, identity, id).await?;
+    if job.site != identity.id() {
+        // `jobs:admin` acts only on jobs delivered with the site's own Puhuri identity: a
+        // service provider's site never makes an allocator's job deliver (with the
+        // allocator's token), nor the other way round. Reading stays open to it.
+        let job_identity =
+            crate::domain::operations::Operation::from_job(&job.operation, &job.payload)
+                .ok()
+                .and_then(|op| op.identity().map(str::to_string))
+                .unwrap_or_else(|| crate::config::SP_IDENTITY.to_string());
+        if job_identity != identity.site.identity {
+            return Err(ApiError::Forbidden(format!(
+                "job {} is delivered with the Puhuri identity `{job_identity}`, not this site's \
+                 (`{}`): jobs:admin retries and cancels only jobs of its own identity",
+                job.id, identity.site.identity
+            )));
+        }
+    }
     match crate::domain::operations::Operation::scope_of(&job.operation) {
         Some(scope) if identity.has(scope) || identity.has(Scope::JobsAdmin) => Ok(job),
         Some(scope) => Err(ApiError::MissingScope(scope)),
@@ -363,7 +380,22 @@ pub async fn retry_job(
         .json(JobView::from(job)))
 }
 
+/// The order a job follows (an allocator's job whose order Puhuri already has), from its result.
+fn followed_order(job: &JobRecord) -> Option<String> {
+    job.result
+        .as_ref()
+        .and_then(|r| r.get("order_uuid"))
+        .and_then(serde_json::Value::as_str)
+        .filter(|o| !o.is_empty())
+        .map(str::to_string)
+}
+
 /// Cancel a job that has not been delivered yet (`queued` or `retrying`).
+///
+/// An allocator's job that already placed its order in Puhuri and follows it is not canceled
+/// (409, naming the order): `canceled` means nothing reached Puhuri, and the order would stay
+/// open. Cancel (or reject) the order itself with `POST /v1/allocations/orders/{uuid}/cancel`;
+/// the job then fails with the order's end.
 ///
 /// A `POST` to the job's `cancel` action rather than a `DELETE` of the job: the job is not
 /// removed, it stays visible as `canceled` (every job is kept until it expires).
@@ -376,7 +408,7 @@ pub async fn retry_job(
         (status = 200, body = JobView, description = "Canceled"),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "A body was sent; this operation takes none"),
         (status = 403, body = Problem, content_type = "application/problem+json", description = "The token lacks the scope that queues the job's operation (`usage:write` for `usage.report`...)"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "Running or finished"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "Running or finished; or an allocator's job whose order Puhuri already has (cancel the order: `POST /v1/allocations/orders/{uuid}/cancel`)"),
         JobErrors,
     )
 )]
@@ -388,6 +420,15 @@ pub async fn cancel_job(
     _no_body: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     let job = changeable_job(&state, &identity, id.into_inner()).await?;
+    if let Some(order) = followed_order(&job) {
+        return Err(ApiError::Conflict(format!(
+            "job {} already placed order {order} in Puhuri and follows it; canceling the job \
+             would leave the order open. Cancel the order instead: POST \
+             /v1/allocations/orders/{order}/cancel (or reject it: .../reject); the job then \
+             ends with the order",
+            job.id
+        )));
+    }
     let job = state.store.cancel(job.id).await?;
     Ok(HttpResponse::Ok().json(JobView::from(job)))
 }

@@ -1012,3 +1012,158 @@ async fn a_null_end_date_clears_it() {
         "{patches:?}"
     );
 }
+
+#[tokio::test]
+async fn a_change_of_one_limit_keeps_the_others_and_an_empty_change_is_refused() {
+    let app = spawn_app().await;
+    let alloc = read_token(&app, "demo-allocator.token");
+    let resource = demo::ALLOCATOR_RESOURCE_UUID;
+    for (path, body, field) in [
+        ("limits", json!({"limits": {}}), "limits"),
+        ("options", json!({"options": {}}), "options"),
+    ] {
+        let (status, p) = send(
+            &app,
+            reqwest::Method::POST,
+            &format!("/v1/allocations/resources/{resource}/{path}"),
+            &alloc,
+            None,
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 422, "{p}");
+        assert_eq!(p["errors"][0]["field"], field, "{p}");
+    }
+    let (status, job) = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/allocations/resources/{resource}/limits"),
+        &alloc,
+        None,
+        Some(json!({"limits": {"cpu_k_hours": 200}})),
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    let job = finished(&app, &alloc, job["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let r = as_provider(
+        &app,
+        reqwest::Method::GET,
+        &format!("marketplace-provider-resources/{resource}/"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        r["limits"],
+        json!({"cpu_k_hours": 200, "gpu_k_hours": 5, "gb_k_hours": 10}),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn the_spelling_of_a_number_does_not_make_another_request() {
+    let app = spawn_manual_app().await;
+    let alloc = read_token(&app, "demo-allocator.token");
+    let mut ids = vec![];
+    for spelling in ["100", "100.0", "1e2"] {
+        let mut body = create_body();
+        body["limits"]["cpu_k_hours"] = serde_json::from_str(spelling).unwrap();
+        let (status, job) = send(
+            &app,
+            reqwest::Method::POST,
+            "/v1/allocations",
+            &alloc,
+            Some("same-amounts"),
+            Some(body),
+        )
+        .await;
+        assert!(status == 202 || status == 200, "{spelling}: {status} {job}");
+        ids.push(job["job_id"].as_str().unwrap().to_string());
+    }
+    assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+}
+
+/// Waits until the job follows an order in `state`; the order's uuid.
+async fn following(app: &TestApp, token: &str, id: &str, state: &str) -> String {
+    for _ in 0..400 {
+        let job = app.job(token, id).await;
+        if job["result"]["order_state"] == state {
+            return job["result"]["order_uuid"].as_str().unwrap().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("job {id} never followed an order in {state}");
+}
+
+#[tokio::test]
+async fn a_job_whose_order_exists_is_not_canceled_and_ends_with_the_orders_state() {
+    let app = spawn_app().await;
+    let alloc = read_token(&app, "demo-allocator.token");
+    let sp = read_token(&app, "demo.token");
+    let mut body = create_body();
+    body["approve_as_consumer"] = json!(false);
+    let (status, job) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/allocations",
+        &alloc,
+        Some("c-1"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["job_id"].as_str().unwrap().to_string();
+    let order = following(&app, &alloc, &id, "pending-consumer").await;
+    // A service provider's site with jobs:admin reads it, but neither cancels nor retries it.
+    let (status, _) = send(
+        &app,
+        reqwest::Method::GET,
+        &format!("/v1/jobs/{id}"),
+        &sp,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    for action in ["cancel", "retry"] {
+        let (status, p) = send(
+            &app,
+            reqwest::Method::POST,
+            &format!("/v1/jobs/{id}/{action}"),
+            &sp,
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 403, "{action}: {p}");
+    }
+    // Its own site is told to cancel the order instead.
+    let (status, p) = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/jobs/{id}/cancel"),
+        &alloc,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{p}");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("/v1/allocations/orders/{order}/cancel")),
+        "{p}"
+    );
+    let (status, j) = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/allocations/orders/{order}/reject"),
+        &alloc,
+        None,
+        Some(json!({"comment": "not now"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{j}");
+    let job = finished(&app, &alloc, &id).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["result"]["order_state"], "rejected", "{job}");
+}

@@ -73,6 +73,22 @@ fn violations(v: Vec<RuleViolation>) -> Result<(), ApiError> {
     ))
 }
 
+/// `value` with every number spelled one way (`100`, `100.0` and `1e2` alike), for the
+/// request's fingerprint: an `Idempotency-Key` retried with another spelling of the same amounts
+/// is the same request.
+fn same_numbers(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => n.as_f64().map_or_else(|| value.clone(), |f| json!(f)),
+        Value::Array(items) => Value::Array(items.iter().map(same_numbers).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), same_numbers(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 fn uuid_field(value: &str, field: &str) -> Result<WaldurUuid, ApiError> {
     WaldurUuid::parse(value).map_err(|m| ApiError::field(field, m))
 }
@@ -149,7 +165,9 @@ pub async fn create_allocation(
     }
     let sent = json!({
         "project_uuid": project.as_str(), "offering_uuid": offering_uuid.as_str(),
-        "plan_uuid": plan.as_ref().map(|p| p.as_str()), "attributes": attributes, "limits": limits,
+        "plan_uuid": plan.as_ref().map(|p| p.as_str()),
+        "attributes": same_numbers(&Value::Object(attributes.clone())),
+        "limits": same_numbers(&Value::Object(limits.clone())),
         "approve_as_consumer": request.approve_as_consumer, "request_comment": request.request_comment,
     });
     let op = Operation::AllocationCreate(AllocationCreate {
@@ -329,7 +347,8 @@ pub struct OptionsRequest {
 }
 
 /// Change a resource's options (`update_options`): applied at once, or, where the offering
-/// creates orders on option changes, an order followed to its end.
+/// creates orders on option changes, an order followed to its end. An empty `options` is a 422
+/// (nothing to change).
 #[utoipa::path(context_path = "/v1", tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The resource's uuid", example = "7e00000000004000800000000000000a"), WriteHeaders),
     request_body = OptionsRequest,
@@ -344,10 +363,16 @@ pub async fn update_options(
 ) -> Result<HttpResponse, ApiError> {
     let resource = uuid_in_path(&path, "resource")?;
     let options = body.into_inner().options;
+    if options.is_empty() {
+        return Err(ApiError::field(
+            "options",
+            "give at least one option to change",
+        ));
+    }
     let r = bound_resource(&state, &identity, &resource).await?;
     let offering = offering_of(&state, &identity, &r).await?;
     violations(OptionRules::for_offering(&offering["options"]).check_options("options", &options))?;
-    let sent = json!({ "options": options });
+    let sent = json!({ "options": same_numbers(&Value::Object(options.clone())) });
     let op = Operation::AllocationOptions(AllocationOptions {
         identity: identity.site.identity.clone(),
         resource_uuid: resource.to_string(),
@@ -367,6 +392,11 @@ pub struct LimitsRequest {
 }
 
 /// Change a resource's limits (`update_limits`): an Update order, followed to its end.
+///
+/// Only the components named change: Waldur's `update_limits` replaces the whole set, so at
+/// delivery the gateway reads the resource's current limits, puts the asked ones over them and
+/// sends them all (`{"limits": {"cpu_k_hours": 200}}` keeps the other components' limits). An
+/// empty `limits` is a 422 (nothing to change).
 #[utoipa::path(context_path = "/v1", tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The resource's uuid", example = "7e00000000004000800000000000000a"), WriteHeaders),
     request_body = LimitsRequest,
@@ -381,10 +411,16 @@ pub async fn update_limits(
 ) -> Result<HttpResponse, ApiError> {
     let resource = uuid_in_path(&path, "resource")?;
     let limits = body.into_inner().limits;
+    if limits.is_empty() {
+        return Err(ApiError::field(
+            "limits",
+            "give at least one limit to change",
+        ));
+    }
     let r = bound_resource(&state, &identity, &resource).await?;
     let offering = offering_of(&state, &identity, &r).await?;
     violations(LimitRules::from_components(&offering["components"]).check("limits", &limits))?;
-    let sent = json!({ "limits": limits });
+    let sent = json!({ "limits": same_numbers(&Value::Object(limits.clone())) });
     let op = Operation::AllocationLimits(AllocationLimits {
         identity: identity.site.identity.clone(),
         resource_uuid: resource.to_string(),

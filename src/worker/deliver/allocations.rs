@@ -166,7 +166,8 @@ async fn place_order(client: &WaldurClient, a: &AllocationCreate) -> Result<Stri
 }
 
 /// Reads the order and decides: finished (the job's result), still working (follow it), or ended
-/// without doing what was asked (the job fails with Waldur's reason). `approve` approves it as
+/// without doing what was asked (the job fails with Waldur's reason, its `result` showing the
+/// order's final `order_state`: recorded by one more look before the failure). `approve` approves it as
 /// consumer when it waits for the consumer's review. `resource` names the resource for changes
 /// of an existing one.
 async fn follow(
@@ -206,6 +207,14 @@ async fn follow(
             progress,
             after: follow_interval(job),
         }),
+        _ if job.result.as_ref().map(|r| text(r, "order_state")) != Some(state.clone()) => {
+            // Ended without doing what was asked: first record the order's final state as the
+            // job's result (a failure keeps the result it had), then fail on the next look.
+            Err(DeliveryError::Following {
+                progress,
+                after: Duration::ZERO,
+            })
+        }
         _ => {
             let reason = [
                 "provider_rejection_comment",
@@ -373,17 +382,45 @@ async fn limits(
         return follow(job, client, &order, true, Some(uuid)).await;
     }
     let current = resource(client, uuid).await?;
-    if current.get("limits").and_then(Value::as_object) == Some(&a.limits) {
+    let current = current
+        .get("limits")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let merged = merged_limits(&current, &a.limits);
+    if same_limits(&current, &merged) {
         return Ok(done(200, json!({"resource_uuid": uuid, "already": true})));
     }
     let (_, answer) = client
         .order_action_path(
             &format!("marketplace-resources/{uuid}/update_limits/"),
-            &json!({"limits": a.limits}),
+            &json!({"limits": merged}),
         )
         .await?;
     let order = text(&answer, "order_uuid");
     follow(job, client, &order, true, Some(uuid)).await
+}
+
+/// The resource's limits with the asked ones put over them. Waldur's `update_limits` replaces
+/// the whole set, so a change naming only some components would drop the others; the gateway
+/// reads the current limits at delivery (after every earlier change of the resource, which are
+/// delivered in order) and sends them all, changed ones replaced.
+pub fn merged_limits(
+    current: &Map<String, Value>,
+    asked: &Map<String, Value>,
+) -> Map<String, Value> {
+    let mut merged = current.clone();
+    merged.extend(asked.iter().map(|(k, v)| (k.clone(), v.clone())));
+    merged
+}
+
+/// Whether two sets of limits are equal, numbers compared by value (`100` = `100.0`).
+fn same_limits(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    a.len() == b.len()
+        && a.iter().all(|(k, v)| {
+            b.get(k)
+                .is_some_and(|w| v == w || (v.as_f64().is_some() && v.as_f64() == w.as_f64()))
+        })
 }
 
 async fn terminate(
@@ -415,4 +452,29 @@ async fn terminate(
         .await?;
     let order = text(&answer, "order_uuid");
     follow(job, client, &order, true, Some(uuid)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn a_change_of_some_limits_keeps_the_others() {
+        let current = obj(json!({"cpu_k_hours": 100, "gpu_k_hours": 5, "gb_k_hours": 10}));
+        let merged = merged_limits(&current, &obj(json!({"cpu_k_hours": 200})));
+        assert_eq!(
+            Value::Object(merged),
+            json!({"cpu_k_hours": 200, "gpu_k_hours": 5, "gb_k_hours": 10})
+        );
+        let same = merged_limits(&current, &obj(json!({"cpu_k_hours": 100.0})));
+        assert!(same_limits(&current, &same));
+        assert!(!same_limits(
+            &current,
+            &merged_limits(&current, &obj(json!({"x": 1})))
+        ));
+    }
 }
