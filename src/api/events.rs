@@ -27,7 +27,7 @@ use crate::queue::{JobFilter, JobState};
     "created_at": "2026-11-23T10:00:00Z",
     "updated_at": "2026-11-23T10:00:03Z",
     "last_status": 200,
-    "event": {"id": "evt_job_019a3c1e7f0c7cc19a352f1e7f6b0b1a_succeeded_1", "type": "job.succeeded",
+    "event": {"id": "evt_job_019a3c1e7f0c7cc19a352f1e7f6b0b1a_succeeded_1_1795428001000", "type": "job.succeeded",
               "version": 1, "time": "2026-11-23T10:00:01.000Z", "data": {"job_id": "019a3c1e-7f0c-7cc1-9a35-2f1e7f6b0b1a", "state": "succeeded"}}
 }))]
 pub struct DeliveryView {

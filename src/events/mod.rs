@@ -358,8 +358,10 @@ pub struct JobOutcomes {
 
 impl JobOutcomes {
     /// The event of a finished job (`None`: not a state with an event, or no endpoint of its
-    /// site wants it). Its id and content depend only on the stored record, so the same job
-    /// always makes the same event.
+    /// site wants it). Its id and content depend only on the stored record, so the same outcome
+    /// always makes the same event. The id holds the time the outcome was stored (a finished
+    /// job's record does not change until it is retried), so each outcome of a job retried by
+    /// an operator is an event of its own although its attempts start again from zero.
     fn event_of(&self, record: JobRecord) -> Option<(String, String, Event)> {
         let event_type = match record.state {
             JobState::Succeeded => EventType::JobSucceeded,
@@ -375,6 +377,7 @@ impl JobOutcomes {
             &record.id.simple().to_string(),
             record.state.as_str(),
             &record.attempts.to_string(),
+            &record.updated_at.timestamp_millis().to_string(),
         ]);
         let (site, object_key, time) = (
             record.site.clone(),

@@ -419,3 +419,52 @@ fn an_endpoint_url_outside_the_allow_list_is_refused_at_start() {
         assert_eq!(error.lines().count(), 1, "{error}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_outcome_of_a_retried_job_is_an_event_of_its_own() {
+    let receiver = Receiver::start(Mode::Up);
+    let app = spawn_hooked(&receiver, "", false).await;
+    let token = hooked_token();
+    // Puhuri refuses the action: the job fails, and fails again when an operator retries it.
+    app.sim_post(
+        "faults",
+        &json!({"kind": "error", "path_prefix": "/api/marketplace-provider-resources/", "method": "POST", "status": 400}),
+    )
+    .await;
+    let job = set_backend_id(&app, &token, "project_refused_1").await;
+    let first = wait_listed(&app, &token, "?type=job.failed", |b| {
+        b["deliveries"].as_array().is_some_and(|d| d.len() == 1)
+    })
+    .await;
+    assert_eq!(first["deliveries"][0]["event"]["data"]["job_id"], job);
+
+    let retried = app
+        .client
+        .post(app.url(&format!("/v1/jobs/{job}/retry")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), 202);
+    let both = wait_listed(&app, &token, "?type=job.failed", |b| {
+        b["deliveries"].as_array().is_some_and(|d| d.len() == 2)
+    })
+    .await;
+    let ids: Vec<&str> = both["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["event"]["id"].as_str().unwrap())
+        .collect();
+    assert_ne!(ids[0], ids[1], "two outcomes, two events: {both:#}");
+    let got = receiver
+        .wait_for(Duration::from_secs(20), |r| r.len() >= 2)
+        .await;
+    let mut received: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
+    received.sort_unstable();
+    received.dedup();
+    assert_eq!(received.len(), 2, "each outcome arrives: {got:#?}");
+    // and each once
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.all().len(), 2, "{:#?}", receiver.all());
+}
