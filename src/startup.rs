@@ -101,14 +101,26 @@ impl Application {
                 .map_err(anyhow::Error::msg)
         };
         let client = new_client()?;
-        // Each further identity's own clients (delivery and lookups), on the same Puhuri.
+        // Each further identity's own clients (delivery and lookups), on the same Puhuri, sharing
+        // one record per identity of whether Puhuri accepts its token (named in errors, logs and
+        // the refusal metric).
+        let statuses: BTreeMap<String, Arc<crate::upstream::token::TokenStatus>> = config
+            .identities
+            .keys()
+            .map(|n| {
+                (
+                    n.clone(),
+                    Arc::new(crate::upstream::token::TokenStatus::for_identity(n)),
+                )
+            })
+            .collect();
         let identity_clients = |config: &Config| -> anyhow::Result<BTreeMap<String, WaldurClient>> {
             config
                 .identities
                 .iter()
                 .map(|(name, token)| {
                     WaldurClient::new(url.clone(), token, timeout, connect_timeout)
-                        .map(|c| (name.clone(), c))
+                        .map(|c| (name.clone(), c.with_token_status(statuses[name].clone())))
                         .map_err(anyhow::Error::msg)
                 })
                 .collect()

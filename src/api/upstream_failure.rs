@@ -7,7 +7,7 @@
 //! | --- | --- | --- |
 //! | timeout | 504 `upstream_error` | 503 `unavailable` |
 //! | 5xx, 429, connection | 503 `unavailable` with `Retry-After` | 503 `unavailable` |
-//! | 401, 403 (the service provider's token) | 502 `upstream_error`, saying so | the same |
+//! | 401, 403 (a refused token: the error names its identity) | 502 `upstream_error`, saying so | the same |
 //! | 404, 409, other 4xx | 502 `upstream_error` | the same |
 //! | an unreadable 2xx answer | 502 `upstream_error` | the same |
 //!
@@ -61,15 +61,27 @@ pub fn upstream_failure(e: UpstreamError, purpose: Purpose) -> ApiError {
                 retry_after,
             }
         }
-        UpstreamError::Unauthorized { .. } | UpstreamError::Forbidden { .. } => {
-            // Logged at error level by the client already; this is the site's answer.
+        UpstreamError::Unauthorized { identity, .. }
+        | UpstreamError::Forbidden { identity, .. } => {
+            // Logged at error level by the client already; this is the site's answer. /readyz
+            // shows the service provider's token only.
+            let status = status.unwrap_or_default();
+            let detail = if identity == crate::upstream::error::SP_IDENTITY {
+                format!(
+                    "Puhuri did not accept the gateway's service-provider token ({status}); this \
+                     is a configuration problem of the gateway, see /readyz"
+                )
+            } else {
+                format!(
+                    "Puhuri did not accept the gateway's token of the Puhuri identity \
+                     `{identity}` ({status}); this is a configuration problem of the gateway \
+                     (its operator sees it in the log and in \
+                     puhuri_gateway_upstream_token_refused_total{{identity=\"{identity}\"}})"
+                )
+            };
             ApiError::Upstream {
                 status: StatusCode::BAD_GATEWAY,
-                detail: format!(
-                    "Puhuri did not accept the gateway's service-provider token ({}); this is a \
-                     configuration problem of the gateway, see /readyz",
-                    status.unwrap_or_default()
-                ),
+                detail,
             }
         }
         UpstreamError::Malformed { .. } => {

@@ -21,6 +21,19 @@ use std::time::Duration;
 use serde_json::Value;
 
 /// Why a transient failure happened.
+/// The service provider's identity (`upstream.token_file`), the one a client speaks for unless
+/// it is given another name.
+pub const SP_IDENTITY: &str = "sp";
+
+/// How a refused token is named in messages: the service provider's, or an allocator identity's.
+pub fn token_of(identity: &str) -> String {
+    if identity == SP_IDENTITY {
+        "the service provider's token (identity `sp`)".to_string()
+    } else {
+        format!("the token of the Puhuri identity `{identity}`")
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransientCause {
     /// No answer within `upstream.timeout`.
@@ -44,12 +57,13 @@ pub enum UpstreamError {
         /// Puhuri's `Retry-After`, when it sent one.
         retry_after: Option<Duration>,
     },
-    /// 401: the service provider's token is not accepted.
-    #[error("Puhuri did not accept the service provider's token (401): {message}")]
-    Unauthorized { message: String },
-    /// 403: the token's user may not do this.
-    #[error("Puhuri denied the service provider's token this action (403): {message}")]
-    Forbidden { message: String },
+    /// 401: the token of the Puhuri identity `identity` (`sp`: the service provider's) is not
+    /// accepted.
+    #[error("Puhuri did not accept {} (401): {message}", token_of(identity))]
+    Unauthorized { message: String, identity: String },
+    /// 403: the identity's token user may not do this.
+    #[error("Puhuri denied {} this action (403): {message}", token_of(identity))]
+    Forbidden { message: String, identity: String },
     /// 404.
     #[error("Puhuri has no such object (404): {message}")]
     NotFound { message: String },
@@ -91,8 +105,8 @@ impl UpstreamError {
     pub fn message(&self) -> &str {
         match self {
             UpstreamError::Transient { message, .. }
-            | UpstreamError::Unauthorized { message }
-            | UpstreamError::Forbidden { message }
+            | UpstreamError::Unauthorized { message, .. }
+            | UpstreamError::Forbidden { message, .. }
             | UpstreamError::NotFound { message }
             | UpstreamError::Conflict { message }
             | UpstreamError::Refused { message, .. }
@@ -112,7 +126,26 @@ impl UpstreamError {
         matches!(self, UpstreamError::Conflict { .. })
     }
 
-    /// 401 or 403: the service provider's token is not accepted for this call.
+    /// The Puhuri identity whose token was refused (401 or 403), if this is such a refusal.
+    pub fn refused_identity(&self) -> Option<&str> {
+        match self {
+            UpstreamError::Unauthorized { identity, .. }
+            | UpstreamError::Forbidden { identity, .. } => Some(identity),
+            _ => None,
+        }
+    }
+
+    /// The same error, a refusal (401/403) naming `identity` as the refused token's.
+    pub fn of_identity(mut self, name: &str) -> UpstreamError {
+        if let UpstreamError::Unauthorized { identity, .. }
+        | UpstreamError::Forbidden { identity, .. } = &mut self
+        {
+            *identity = name.to_string();
+        }
+        self
+    }
+
+    /// 401 or 403: the identity's token is not accepted for this call.
     pub fn is_token_refused(&self) -> bool {
         matches!(
             self,
@@ -161,8 +194,14 @@ impl UpstreamError {
             .or_else(|| plain_excerpt(body))
             .unwrap_or_else(|| format!("HTTP {status}"));
         match status {
-            401 => UpstreamError::Unauthorized { message },
-            403 => UpstreamError::Forbidden { message },
+            401 => UpstreamError::Unauthorized {
+                message,
+                identity: SP_IDENTITY.into(),
+            },
+            403 => UpstreamError::Forbidden {
+                message,
+                identity: SP_IDENTITY.into(),
+            },
             404 => UpstreamError::NotFound { message },
             409 => UpstreamError::Conflict { message },
             408 | 429 | 500.. => UpstreamError::Transient {
@@ -357,7 +396,8 @@ mod tests {
         assert_eq!(
             forbidden,
             UpstreamError::Forbidden {
-                message: "You do not have permission to perform this action.".into()
+                message: "You do not have permission to perform this action.".into(),
+                identity: "sp".into(),
             }
         );
         assert!(forbidden.is_token_refused());

@@ -76,7 +76,7 @@ impl WaldurClient {
         self
     }
 
-    /// Whether Puhuri is accepting the service provider's token.
+    /// Whether Puhuri is accepting this client's identity's token.
     pub fn token_status(&self) -> &Arc<TokenStatus> {
         &self.token_status
     }
@@ -114,12 +114,25 @@ impl WaldurClient {
         let status = response.status();
         self.token_status.record(status.as_u16());
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            tracing::error!(
-                status = status.as_u16(),
-                path,
-                "Puhuri did not accept the service provider's token for this call: check \
-                 upstream.token_file and the token user's service-provider role"
-            );
+            let identity = self.token_status.identity();
+            if identity == error::SP_IDENTITY {
+                tracing::error!(
+                    status = status.as_u16(),
+                    path,
+                    identity,
+                    "Puhuri did not accept the service provider's token for this call: check \
+                     upstream.token_file and the token user's service-provider role"
+                );
+            } else {
+                tracing::error!(
+                    status = status.as_u16(),
+                    path,
+                    identity,
+                    "Puhuri did not accept the token of the Puhuri identity `{identity}` for this \
+                     call: check upstream.identities.{identity}.token_file and the token user's \
+                     roles"
+                );
+            }
         }
         let headers = response.headers().clone();
         let bytes = response
@@ -127,11 +140,10 @@ impl WaldurClient {
             .await
             .map_err(|e| UpstreamError::from_transport(&e))?;
         if !status.is_success() {
-            return Err(UpstreamError::from_status(
-                status.as_u16(),
-                retry_after(&headers),
-                &bytes,
-            ));
+            return Err(
+                UpstreamError::from_status(status.as_u16(), retry_after(&headers), &bytes)
+                    .of_identity(self.token_status.identity()),
+            );
         }
         let value = if bytes.is_empty() {
             Value::Null

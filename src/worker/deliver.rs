@@ -86,11 +86,11 @@ pub enum Outcome {
     Follow { progress: Value, after: Duration },
 }
 
-/// Failure code: Puhuri did not accept the service provider's token (401). `last_error` starts
-/// with it too.
+/// Failure code: Puhuri did not accept the token of the job's Puhuri identity (401).
+/// `last_error` starts with it too, and names the identity.
 pub const UPSTREAM_UNAUTHORIZED: &str = "upstream_unauthorized";
-/// Failure code: Puhuri denied the service provider's token this action (403). `last_error`
-/// starts with it too.
+/// Failure code: Puhuri denied the token of the job's Puhuri identity this action (403).
+/// `last_error` starts with it too, and names the identity.
 pub const UPSTREAM_FORBIDDEN: &str = "upstream_forbidden";
 /// Failure code: Puhuri could not be reached, did not answer in time, or answered 5xx or 408
 /// (transient: retried).
@@ -165,30 +165,33 @@ pub fn outcome(error: DeliveryError) -> Outcome {
             error: format!("Puhuri's answer could not be read: {message}"),
             retry_after: None,
         },
-        DeliveryError::Upstream(U::Unauthorized { message }) => {
+        DeliveryError::Upstream(U::Unauthorized { message, identity }) => {
+            let token = crate::upstream::error::token_of(&identity);
             tracing::error!(
-                "a job failed: Puhuri did not accept the service provider's token (401)"
+                identity,
+                "a job failed: Puhuri did not accept {token} (401)"
             );
             Outcome::Fail {
                 status,
                 code: UPSTREAM_UNAUTHORIZED,
                 error: format!(
-                    "{UPSTREAM_UNAUTHORIZED}: Puhuri did not accept the service provider's token \
-                     (a configuration problem of the gateway, not of the request): {message}"
+                    "{UPSTREAM_UNAUTHORIZED}: Puhuri did not accept {token} (a configuration \
+                     problem of the gateway, not of the request): {message}"
                 ),
             }
         }
-        DeliveryError::Upstream(U::Forbidden { message }) => {
+        DeliveryError::Upstream(U::Forbidden { message, identity }) => {
+            let token = crate::upstream::error::token_of(&identity);
             tracing::error!(
-                "a job failed: Puhuri denied the service provider's token this action (403)"
+                identity,
+                "a job failed: Puhuri denied {token} this action (403)"
             );
             Outcome::Fail {
                 status,
                 code: UPSTREAM_FORBIDDEN,
                 error: format!(
-                    "{UPSTREAM_FORBIDDEN}: Puhuri denied the service provider's token this \
-                     action (a configuration problem of the gateway, not of the request): \
-                     {message}"
+                    "{UPSTREAM_FORBIDDEN}: Puhuri denied {token} this action (a configuration \
+                     problem of the gateway, not of the request): {message}"
                 ),
             }
         }

@@ -1167,3 +1167,48 @@ async fn a_job_whose_order_exists_is_not_canceled_and_ends_with_the_orders_state
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(job["result"]["order_state"], "rejected", "{job}");
 }
+
+#[tokio::test]
+async fn a_refused_allocator_token_is_named_as_that_identitys() {
+    let app = spawn_app().await;
+    let alloc = read_token(&app, "demo-allocator.token");
+    let fault = app
+        .sim_post("faults", &json!({"kind": "error", "status": 401}))
+        .await;
+    assert_eq!(fault.status(), 201);
+    let (status, p) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/allocations",
+        &alloc,
+        Some("refused-1"),
+        Some(create_body()),
+    )
+    .await;
+    assert_eq!(status, 502, "{p}");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.contains("`demo-allocator`"), "{p}");
+    assert!(
+        !detail.contains("service-provider") && !detail.contains("/readyz"),
+        "{p}"
+    );
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refused: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("puhuri_gateway_upstream_token_refused_total{"))
+        .collect();
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("identity=\"demo-allocator\"") && l.contains("status=\"401\"")),
+        "{refused:?}"
+    );
+}

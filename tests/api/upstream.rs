@@ -105,9 +105,11 @@ async fn puhuri_refusing_the_token_fails_jobs_at_once_and_shows_in_readiness_and
         .await
         .unwrap();
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("puhuri_gateway_upstream_token_refused_total{status=\"403\"}")),
+        metrics.lines().any(
+            |l| l.starts_with("puhuri_gateway_upstream_token_refused_total{")
+                && l.contains("identity=\"sp\"")
+                && l.contains("status=\"403\"")
+        ),
         "{metrics}"
     );
 
