@@ -125,6 +125,13 @@ pub async fn list_events(
             ))
         })?),
     };
+    if let Some(name) = q.endpoint.as_deref()
+        && !crate::config::callbacks::endpoint_name_ok(name)
+    {
+        return Err(ApiError::InvalidQuery(
+            "endpoint must be 1-32 of a-z, 0-9, '-' and '_'".into(),
+        ));
+    }
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::InvalidQuery(
@@ -256,7 +263,8 @@ pub async fn replay_events(
     let created = state
         .events
         .replay(identity.id(), request.endpoint.as_deref(), &from)
-        .await?;
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no event of the site has this id".into()))?;
     Ok(HttpResponse::Ok().json(ReplayResult {
         replayed: created.len(),
         delivery_ids: created,

@@ -208,13 +208,7 @@ pub(super) fn resolve_callbacks(
     let mut out = Vec::with_capacity(raw.len());
     for (i, cb) in raw.into_iter().enumerate() {
         let at = format!("{at}.callbacks[{i}]");
-        let name_ok = !cb.name.is_empty()
-            && cb.name.len() <= 32
-            && cb
-                .name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-        if !name_ok {
+        if !endpoint_name_ok(&cb.name) {
             return Err(key_error(
                 format!("{at}.name"),
                 "must be 1-32 of a-z, 0-9, '-' or '_'",
@@ -295,6 +289,15 @@ fn check_url(key: &str, text: &str, allowed: &HashSet<String>) -> Result<url::Ur
         ));
     }
     Ok(url)
+}
+
+/// Whether `name` can name an endpoint: 1-32 of `a-z`, `0-9`, `-` and `_`.
+pub fn endpoint_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 #[cfg(test)]

@@ -221,19 +221,24 @@ impl EventHub {
 
     /// Stores a new delivery, to the same endpoint, of every event of `site` from `from` on
     /// (`endpoint`: only that one), oldest first, so that they arrive in their first order.
-    /// Returns the new deliveries' ids. At most [`MAX_REPLAY`] per endpoint.
+    /// Returns the new deliveries' ids; `None` when replaying from an event id that none of
+    /// those endpoints carried for the site. At most [`MAX_REPLAY`] per endpoint.
     pub async fn replay(
         &self,
         site: &str,
         endpoint: Option<&str>,
         from: &ReplayFrom,
-    ) -> StoreResult<Vec<JobId>> {
+    ) -> StoreResult<Option<Vec<JobId>>> {
         let mut created = Vec::new();
+        let mut found = false;
         for lane in self
             .lanes_of(site)
             .filter(|l| endpoint.is_none_or(|e| l.endpoint.name == e))
         {
-            let picked = pick_for_replay(lane, site, from).await?;
+            let Some(picked) = pick_for_replay(lane, site, from).await? else {
+                continue;
+            };
+            found = true;
             for original in picked.into_iter().rev() {
                 let event: Event = serde_json::from_value(original.payload.clone())
                     .map_err(|e| StoreError::Corrupt(format!("a stored event: {e}")))?;
@@ -241,7 +246,8 @@ impl EventHub {
                 created.push(job.job().id);
             }
         }
-        Ok(created)
+        let unknown = matches!(from, ReplayFrom::Event(_)) && !found;
+        Ok((!unknown).then_some(created))
     }
 }
 
@@ -254,12 +260,13 @@ pub enum ReplayFrom {
     Event(String),
 }
 
-/// The lane's deliveries to replay, newest first (each event once: its first delivery in range).
+/// The lane's deliveries to replay, newest first (each event once: its first delivery in range);
+/// `None` when replaying from an event the lane never carried.
 async fn pick_for_replay(
     lane: &Lane,
     site: &str,
     from: &ReplayFrom,
-) -> StoreResult<Vec<JobRecord>> {
+) -> StoreResult<Option<Vec<JobRecord>>> {
     let mut seen: Vec<JobRecord> = Vec::new();
     let mut before = None;
     'pages: loop {
@@ -294,11 +301,11 @@ async fn pick_for_replay(
             .iter()
             .rposition(|j| j.payload.get("id").and_then(|v| v.as_str()) == Some(id.as_str()))
         else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         seen.truncate(start + 1);
     }
-    Ok(dedupe(seen))
+    Ok(Some(dedupe(seen)))
 }
 
 /// Keeps one delivery per event id (the oldest one, which comes last), newest first, at most

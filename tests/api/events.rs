@@ -368,6 +368,15 @@ async fn a_receiver_that_always_fails_leaves_events_dead_listed_and_replayable()
         .map(|d| d["state"].as_str().unwrap())
         .collect();
     assert!(states.contains(&"dead"), "{all:#}");
+    // an event the site never had is not found
+    let nope = app
+        .post_json(
+            "/v1/events/replay",
+            &token,
+            &json!({ "event_id": "evt_nope" }),
+        )
+        .await;
+    assert_problem(nope, 404, "not_found").await;
     // a replay needs exactly one starting point
     let bad = app.post_json("/v1/events/replay", &token, &json!({})).await;
     assert_problem(bad, 422, "validation_failed").await;
@@ -467,4 +476,36 @@ async fn each_outcome_of_a_retried_job_is_an_event_of_its_own() {
     // and each once
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.all().len(), 2, "{:#?}", receiver.all());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_lists_filters_are_checked_like_the_contract_says() {
+    let receiver = Receiver::start(Mode::Up);
+    let app = spawn_hooked(&receiver, "", false).await;
+    let token = hooked_token();
+    let long = "a".repeat(40);
+    for query in [
+        "?endpoint=UP%20PER".to_owned(),
+        format!("?endpoint={long}"),
+        "?endpoint=".to_owned(),
+        "?type=job.nope".to_owned(),
+        "?state=gone".to_owned(),
+        "?limit=0".to_owned(),
+        "?limit=501".to_owned(),
+        "?limit=many".to_owned(),
+        "?cursor=not-a-uuid".to_owned(),
+        "?colour=red".to_owned(),
+    ] {
+        let response = app.get_as(&format!("/v1/events{query}"), &token).await;
+        assert_problem(response, 400, "invalid_query").await;
+    }
+    let good = "a".repeat(32);
+    for query in [
+        "?endpoint=main",
+        &format!("?endpoint={good}"),
+        "?endpoint=no_such-1&type=job.failed&state=dead&limit=500",
+    ] {
+        let response = app.get_as(&format!("/v1/events{query}"), &token).await;
+        assert_eq!(response.status(), 200, "{query}");
+    }
 }
