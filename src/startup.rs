@@ -36,6 +36,8 @@ pub struct Application {
     /// Tells waiting requests the gateway is stopping (see [`AppState::stopping`]).
     stopping: tokio::sync::watch::Sender<bool>,
     grace: std::time::Duration,
+    /// The requests being handled, which the shutdown lets end before it stops the server.
+    in_flight: web::Data<crate::api::middleware::InFlight>,
     workers: Option<WorkerPool>,
     /// The delivery loops of the sites' event endpoints.
     event_pools: Option<crate::events::EventPools>,
@@ -230,10 +232,13 @@ impl Application {
         });
         let max_body = config.limits.max_body_bytes;
         let sandboxed = sandbox.is_some();
+        let in_flight = web::Data::new(crate::api::middleware::InFlight::default());
+        let counted = in_flight.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(Compress::default())
                 .wrap(from_fn(request_context))
+                .app_data(counted.clone())
                 .app_data(state.clone())
                 .app_data(sites.clone())
                 .configure(|cfg| api::configure(cfg, max_body, sandboxed))
@@ -266,6 +271,7 @@ impl Application {
             server,
             stopping,
             grace: config.delivery.shutdown_grace,
+            in_flight,
             workers: pool,
             event_pools,
             events,
@@ -323,6 +329,7 @@ impl Application {
             server,
             stopping,
             grace,
+            in_flight,
             workers,
             event_pools,
             watching,
@@ -355,8 +362,20 @@ impl Application {
         );
         let drain_http = async {
             if served.is_none() {
-                // The server future runs the stop: poll both.
-                let _ = tokio::join!(handle.stop(true), &mut server);
+                // No new connections; the requests in flight end first (a waiting one is
+                // answered at once), and only then is the server stopped: actix's stop can end a
+                // worker as soon as its acceptor is gone, cutting off the connections it still
+                // serves, so nothing may be in flight by then (unless the grace ran out).
+                let stop = async {
+                    handle.pause().await;
+                    let deadline = started + grace;
+                    while in_flight.count() > 0 && std::time::Instant::now() < deadline {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                    handle.stop(true).await;
+                };
+                // The server future runs the pause and the stop: poll both.
+                let _ = tokio::join!(stop, &mut server);
             }
         };
         let drain_deliveries = async {

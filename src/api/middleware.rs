@@ -15,7 +15,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -23,7 +23,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{StatusCode, Version};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, ResponseError};
+use actix_web::{HttpMessage, ResponseError, web};
 use tracing::Instrument;
 
 use crate::error::{ApiError, PROBLEM_JSON};
@@ -45,6 +45,33 @@ fn request_id(req: &ServiceRequest) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
 }
 
+/// How many requests are being handled (until their response is made): the shutdown lets them
+/// end before it stops the HTTP server (`startup::Application::run_until_stopped`).
+#[derive(Debug, Default)]
+pub struct InFlight(AtomicUsize);
+
+impl InFlight {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// One request counted in [`InFlight`] until dropped.
+struct Handling(web::Data<InFlight>);
+
+impl Handling {
+    fn enter(counter: &web::Data<InFlight>) -> Handling {
+        counter.0.fetch_add(1, Ordering::SeqCst);
+        Handling(counter.clone())
+    }
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -58,6 +85,7 @@ pub async fn request_context(
         site = tracing::field::Empty,
     );
     req.extensions_mut().insert(span.clone());
+    let _handling = req.app_data::<web::Data<InFlight>>().map(Handling::enter);
     let started = Instant::now();
     let mut req = req;
     let method = req.method().clone();

@@ -449,6 +449,13 @@ async fn delivery_loop(
                 }
             },
         };
+        if *shutdown.borrow() {
+            // The signal came while the store was answering: the job was leased but not started.
+            if let LeaseResult::Leased(job) = leased {
+                let _ = worker.store.release(job.id, &worker.id).await;
+            }
+            return;
+        }
         match leased {
             LeaseResult::Leased(job) => {
                 let delivery = worker.deliver_with_heartbeat(&job);
