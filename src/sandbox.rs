@@ -126,7 +126,7 @@ mod with_sim {
                 sim::demo::SECOND_OFFERING_UUID.to_string(),
             ]
             .into(),
-            scopes: Scope::ALL.iter().chain(Scope::ANY_KIND).copied().collect(),
+            scopes: Scope::ALL.iter().copied().collect(),
             keys: vec![KeyConfig {
                 kid: SANDBOX_KID.to_string(),
                 algorithm: KeyAlgorithm::HS256,

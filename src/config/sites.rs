@@ -9,9 +9,8 @@
 //!   are what it allocates for (at least one of them), `offerings` those it may order from; it
 //!   may hold the allocator scopes ([`Scope::ALLOCATOR`]).
 //!
-//! Either kind may also hold [`Scope::ANY_KIND`] (`events:read`), when `scopes` names it (the
-//! default scopes stay those of the kind), and may have event endpoints
-//! (`[[sites.callbacks]]`, see [`super::callbacks`]).
+//! Both kinds hold `events:read` (by default too: a site without `scopes` holds every scope of
+//! its kind), and may have event endpoints (`[[sites.callbacks]]`, see [`super::callbacks`]).
 //!
 //! A scope of the other kind in `scopes` is refused at start, so neither kind can reach the
 //! other's operations (403 `insufficient_scope`, which names only the scope).
@@ -159,10 +158,7 @@ pub(super) fn resolve_sites<T>(
                 "customers and projects bind an allocator's site: name its identity",
             ));
         }
-        let allowed: Vec<Scope> = (Scope::for_kind(allocator).iter())
-            .chain(Scope::ANY_KIND)
-            .copied()
-            .collect();
+        let allowed: Vec<Scope> = Scope::for_kind(allocator).to_vec();
         let scopes: BTreeSet<Scope> = match site.scopes {
             Some(list) => list.into_iter().collect(),
             None => Scope::for_kind(allocator).iter().copied().collect(),

@@ -62,7 +62,8 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope a service provider's site may hold (and holds when its configuration names
-    /// none): the six the gateway had before allocator sites existed.
+    /// none): the six the gateway had before allocator sites existed, and `events:read` (a site
+    /// with event endpoints reads and replays its own events).
     pub const ALL: &'static [Scope] = &[
         Scope::UsageWrite,
         Scope::OrdersWrite,
@@ -70,16 +71,17 @@ impl Scope {
         Scope::UsersWrite,
         Scope::Read,
         Scope::JobsAdmin,
+        Scope::EventsRead,
     ];
 
     /// Every scope an allocator's site may hold (and holds when its configuration names none).
     /// Not `jobs:admin`, which sees every site's jobs: an allocator's site sees and manages its
-    /// own jobs without it.
-    pub const ALLOCATOR: &'static [Scope] = &[Scope::AllocationsRead, Scope::AllocationsWrite];
-
-    /// Scopes a site of either kind may hold when its configuration names them (not held by
-    /// default).
-    pub const ANY_KIND: &'static [Scope] = &[Scope::EventsRead];
+    /// own jobs without it. `events:read` as for a service provider's site: only its own events.
+    pub const ALLOCATOR: &'static [Scope] = &[
+        Scope::AllocationsRead,
+        Scope::AllocationsWrite,
+        Scope::EventsRead,
+    ];
 
     /// Every scope there is, in declaration order.
     pub const EVERY: &'static [Scope] = <Scope as strum::VariantArray>::VARIANTS;
@@ -126,7 +128,11 @@ mod tests {
             assert_eq!(json, scope.as_str());
             assert_eq!(Scope::parse(scope.as_str()), Some(scope));
         }
-        assert_eq!(Scope::ALL.len(), 6);
+        // The six of a service provider's site, and `events:read`, which every kind of site
+        // holds by default (it reads only the site's own events).
+        assert_eq!(Scope::ALL.len(), 7);
+        assert!(Scope::ALL.contains(&Scope::EventsRead));
+        assert!(Scope::ALLOCATOR.contains(&Scope::EventsRead));
         assert_eq!(Scope::parse("usage:write"), Some(Scope::UsageWrite));
         assert_eq!(Scope::parse("Usage:Write"), None);
         assert_eq!(Scope::parse("admin"), None);

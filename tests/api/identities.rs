@@ -44,16 +44,22 @@ fn an_allocator_site_is_bound_to_its_identity_customers_and_projects() {
     assert_eq!(portal.identity, "alloc");
     assert!(portal.customers.contains(CUSTOMER));
     assert!(portal.projects.contains(PROJECT));
-    // Default scopes: the allocator's.
+    // Default scopes: the allocator's, with its own events.
     assert_eq!(
         portal.scopes.iter().copied().collect::<Vec<_>>(),
-        [Scope::AllocationsRead, Scope::AllocationsWrite]
+        [
+            Scope::AllocationsRead,
+            Scope::AllocationsWrite,
+            Scope::EventsRead
+        ]
     );
     // Existing sites stay the service provider's, with the scopes they had.
     let alpha = config.site("alpha").unwrap();
     assert!(!alpha.is_allocator());
     assert_eq!(alpha.identity, "sp");
     assert_eq!(alpha.scopes.len(), Scope::ALL.len());
+    // events:read too, by default: a site's own events are the site's to read.
+    assert!(alpha.scopes.contains(&Scope::EventsRead));
     assert!(config.identities.contains_key("alloc"));
 }
 
