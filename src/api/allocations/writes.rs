@@ -361,24 +361,23 @@ pub async fn update_options(
     path: web::Path<String>,
     body: JsonBody<OptionsRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let resource = uuid_in_path(&path, "resource")?;
-    let options = body.into_inner().options;
-    if options.is_empty() {
-        return Err(ApiError::field(
-            "options",
-            "give at least one option to change",
-        ));
-    }
-    let r = bound_resource(&state, &identity, &resource).await?;
-    let offering = offering_of(&state, &identity, &r).await?;
-    violations(OptionRules::for_offering(&offering["options"]).check_options("options", &options))?;
-    let sent = json!({ "options": same_numbers(&Value::Object(options.clone())) });
-    let op = Operation::AllocationOptions(AllocationOptions {
-        identity: identity.site.identity.clone(),
-        resource_uuid: resource.to_string(),
-        options,
-    });
-    submit(&state, &identity, &req, op, sent).await
+    let change = Change {
+        field: "options",
+        empty: "give at least one option to change",
+        rules: |offering, options| {
+            OptionRules::for_offering(&offering["options"]).check_options("options", options)
+        },
+        operation: |identity, resource_uuid, options| {
+            Operation::AllocationOptions(AllocationOptions {
+                identity,
+                resource_uuid,
+                options,
+            })
+        },
+    };
+    change
+        .submit(&state, &identity, &req, &path, body.into_inner().options)
+        .await
 }
 
 /// New limits for a resource.
@@ -409,24 +408,59 @@ pub async fn update_limits(
     path: web::Path<String>,
     body: JsonBody<LimitsRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let resource = uuid_in_path(&path, "resource")?;
-    let limits = body.into_inner().limits;
-    if limits.is_empty() {
-        return Err(ApiError::field(
-            "limits",
-            "give at least one limit to change",
-        ));
+    let change = Change {
+        field: "limits",
+        empty: "give at least one limit to change",
+        rules: |offering, limits| {
+            LimitRules::from_components(&offering["components"]).check("limits", limits)
+        },
+        operation: |identity, resource_uuid, limits| {
+            Operation::AllocationLimits(AllocationLimits {
+                identity,
+                resource_uuid,
+                limits,
+            })
+        },
+    };
+    change
+        .submit(&state, &identity, &req, &path, body.into_inner().limits)
+        .await
+}
+
+/// A change of a resource's options or limits: what differs between the two. The steps are the
+/// same: a non-empty map (422 `empty` otherwise), a resource of the site's binding, the
+/// offering's rules (a 422 per violation), the request as sent (numbers as numbers) for the
+/// Idempotency-Key, then the job.
+struct Change {
+    /// The body's field: `options` or `limits`.
+    field: &'static str,
+    empty: &'static str,
+    /// The offering (Waldur's object) and the asked values -> what breaks its rules.
+    rules: fn(&Value, &Map<String, Value>) -> Vec<RuleViolation>,
+    /// Identity name, resource uuid, values -> the queued operation.
+    operation: fn(String, String, Map<String, Value>) -> Operation,
+}
+
+impl Change {
+    async fn submit(
+        self,
+        state: &AppState,
+        identity: &Authorized<AllocationsWrite>,
+        req: &HttpRequest,
+        path: &str,
+        values: Map<String, Value>,
+    ) -> Result<HttpResponse, ApiError> {
+        let resource = uuid_in_path(path, "resource")?;
+        if values.is_empty() {
+            return Err(ApiError::field(self.field, self.empty));
+        }
+        let r = bound_resource(state, identity, &resource).await?;
+        let offering = offering_of(state, identity, &r).await?;
+        violations((self.rules)(&offering, &values))?;
+        let sent = json!({ self.field: same_numbers(&Value::Object(values.clone())) });
+        let op = (self.operation)(identity.site.identity.clone(), resource.to_string(), values);
+        submit(state, identity, req, op, sent).await
     }
-    let r = bound_resource(&state, &identity, &resource).await?;
-    let offering = offering_of(&state, &identity, &r).await?;
-    violations(LimitRules::from_components(&offering["components"]).check("limits", &limits))?;
-    let sent = json!({ "limits": same_numbers(&Value::Object(limits.clone())) });
-    let op = Operation::AllocationLimits(AllocationLimits {
-        identity: identity.site.identity.clone(),
-        resource_uuid: resource.to_string(),
-        limits,
-    });
-    submit(&state, &identity, &req, op, sent).await
 }
 
 /// Terminate a resource: a Terminate order, followed until the resource is `Terminated`.
