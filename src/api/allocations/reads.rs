@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::{bound, bound_offering, client, not_bound};
 use crate::api::AppState;
 use crate::api::reads::{
-    QueryParams, list_response, read_failed, upstream_page_failed, uuid_in_path,
+    PageParams, QueryParams, list_response, read_failed, upstream_page_failed, uuid_in_path,
 };
 use crate::api::responses::ReadErrors;
 use crate::auth::SiteIdentity;
@@ -57,8 +57,7 @@ async fn forward(
         ("shared" = Option<bool>, Query, description = "Shared offerings only (true) or private (false)"),
         ("type" = Option<String>, Query, description = "Offering type, e.g. Marketplace.Basic"),
         ("attributes" = Option<String>, Query, description = "A JSON object of offering attributes to match"),
-        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
+        PageParams,
     ),
     responses(
         (status = 200, body = [Object], description = "Waldur's public offerings, with components and plans", headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
@@ -202,8 +201,7 @@ async fn project_in_scope(
     tag = "allocations",
     security(("bearer" = [])),
     params(
-        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
+        PageParams,
     ),
     responses(
         (status = 200, body = [Object], description = "Waldur's projects", headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
@@ -246,8 +244,7 @@ pub async fn list_projects(
         ("customer_uuid" = Option<String>, Query, description = "One of the site's customers", pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"),
         ("state" = Option<Vec<crate::api::names::OrderStateFilter>>, Query, description = "Order states, repeated"),
         ("resource_uuid" = Option<String>, Query, description = "Only orders of this resource", pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"),
-        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
+        PageParams,
     ),
     responses(
         (status = 200, body = [Object], description = "Waldur's orders", headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
@@ -288,8 +285,7 @@ pub async fn list_orders(
     params(
         ("project_uuid" = Option<String>, Query, description = "One of the site's projects (or of its customers'); default: the site's only project or customer", example = "b0000000000040008000000000000012", pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"),
         ("customer_uuid" = Option<String>, Query, description = "One of the site's customers", pattern = "^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"),
-        ("page" = Option<u64>, Query, description = "From 1", minimum = 1, maximum = 4294967295.0),
-        ("page_size" = Option<u64>, Query, description = "1 to 100, default 10", minimum = 1, maximum = 100),
+        PageParams,
     ),
     responses(
         (status = 200, body = [Object], description = "Waldur's resources", headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
