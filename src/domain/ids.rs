@@ -5,8 +5,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// A Waldur uuid: 32 lowercase hex digits, no dashes. Parsing also accepts the dashed form.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+///
+/// Serialized as its text (what a job stored before the type existed); read back through
+/// [`WaldurUuid::parse`].
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct WaldurUuid(String);
 
 impl WaldurUuid {
@@ -40,6 +43,13 @@ impl From<WaldurUuid> for String {
     }
 }
 
+// Written by hand rather than `into = "String"`, which would clone the text on every enqueue.
+impl Serialize for WaldurUuid {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
 impl fmt::Display for WaldurUuid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -49,8 +59,10 @@ impl fmt::Display for WaldurUuid {
 /// A site's own id for a resource (Waldur's `backend_id`): 1–255 printable characters, not only
 /// whitespace and without leading or trailing whitespace (Waldur's serializer trims the value and
 /// refuses a blank one, so such an id would be stored other than sent, or answered with 400).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+///
+/// Serialized as its text; read back through [`BackendId::parse`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct BackendId(String);
 
 impl BackendId {
@@ -92,6 +104,12 @@ impl TryFrom<String> for BackendId {
 impl From<BackendId> for String {
     fn from(b: BackendId) -> String {
         b.0
+    }
+}
+
+impl Serialize for BackendId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
     }
 }
 

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod event;
 pub mod ids;
 pub mod operations;
+pub mod report;
 pub mod retry;
 pub mod scope;
 pub mod text;

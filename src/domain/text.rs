@@ -2,7 +2,94 @@
 //! characters other than tab and line breaks (NUL, escape sequences...) and invisible formatting
 //! characters (bidirectional overrides, zero-width characters, the soft hyphen, the byte-order
 //! mark) are refused wherever a site writes text: in every string of a request body, its keys
-//! included, and in usernames.
+//! included, and in usernames. Texts Puhuri keeps within a length are [`Bounded`] (and a
+//! [`Traceback`], bounded in bytes).
+
+use serde::{Deserialize, Serialize};
+
+/// Text a site writes that Puhuri keeps within a length: `MIN` to `MAX` characters (Unicode
+/// scalar values). The characters themselves were checked with the request body ([`check`]).
+///
+/// Serialized as the text itself (what a job stored before the type existed); read back through
+/// [`Bounded::parse`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Bounded<const MIN: usize, const MAX: usize>(String);
+
+/// An order's rejection comment (`provider_rejection_comment`), a resource's error message
+/// (`set_as_erred`): at most 2,000 characters.
+pub type Comment = Bounded<0, 2000>;
+/// Why a site failed an order (`set_state_erred`'s `error_message`): 1 to 2,000 characters.
+pub type ErrorMessage = Bounded<1, 2000>;
+/// A usage report's note (`set_usage`'s `description`): at most 1,000 characters.
+pub type Description = Bounded<0, 1000>;
+
+impl<const MIN: usize, const MAX: usize> Bounded<MIN, MAX> {
+    /// `text` when it is `MIN` to `MAX` characters long; otherwise `Err` saying the bounds
+    /// ("must be at most 2000 characters", "must be 1 to 2000 characters").
+    pub fn parse(text: String) -> Result<Self, String> {
+        let n = text.chars().count();
+        if n < MIN || n > MAX {
+            return Err(if MIN == 0 {
+                format!("must be at most {MAX} characters")
+            } else {
+                format!("must be {MIN} to {MAX} characters")
+            });
+        }
+        Ok(Bounded(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<const MIN: usize, const MAX: usize> TryFrom<String> for Bounded<MIN, MAX> {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        Bounded::parse(text)
+    }
+}
+
+impl<const MIN: usize, const MAX: usize> Serialize for Bounded<MIN, MAX> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// The details of why a site failed an order (`set_state_erred`'s `error_traceback`): at most
+/// 64 KiB of UTF-8; empty when the site gave none (Waldur reads the key in any case).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Traceback(String);
+
+impl Traceback {
+    pub const MAX_BYTES: usize = 65_536;
+
+    pub fn parse(text: String) -> Result<Traceback, &'static str> {
+        if text.len() > Self::MAX_BYTES {
+            return Err("must be at most 65536 bytes");
+        }
+        Ok(Traceback(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Traceback {
+    type Error = &'static str;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Traceback::parse(text)
+    }
+}
+
+impl Serialize for Traceback {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
 
 /// An invisible formatting character: Unicode's format controls that change how text is shown
 /// or joined without being seen (bidirectional embeddings, overrides and isolates, zero-width
@@ -34,7 +121,39 @@ pub fn check(text: &str) -> Result<(), &'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::check;
+    use super::*;
+
+    #[test]
+    fn bounded_text_counts_characters_and_names_its_bounds() {
+        assert!(Comment::parse(String::new()).is_ok());
+        assert!(Comment::parse("ä".repeat(2000)).is_ok());
+        assert_eq!(
+            Comment::parse("x".repeat(2001)).unwrap_err(),
+            "must be at most 2000 characters"
+        );
+        assert_eq!(
+            ErrorMessage::parse(String::new()).unwrap_err(),
+            "must be 1 to 2000 characters"
+        );
+        assert!(ErrorMessage::parse("No quota".into()).is_ok());
+        assert_eq!(
+            Description::parse("x".repeat(1001)).unwrap_err(),
+            "must be at most 1000 characters"
+        );
+        let stored = serde_json::to_string(&ErrorMessage::parse("boom".into()).unwrap()).unwrap();
+        assert_eq!(stored, r#""boom""#);
+        assert!(serde_json::from_str::<ErrorMessage>(r#""""#).is_err());
+    }
+
+    #[test]
+    fn a_traceback_is_bounded_in_bytes() {
+        assert!(Traceback::parse("x".repeat(65_536)).is_ok());
+        // 2 bytes a character: 32,769 characters are over
+        assert_eq!(
+            Traceback::parse("ä".repeat(32_769)).unwrap_err(),
+            "must be at most 65536 bytes"
+        );
+    }
 
     #[test]
     fn what_is_read_is_what_is_stored() {

@@ -239,8 +239,43 @@ impl fmt::Display for Amount {
     }
 }
 
+/// Stored in a job as Waldur's text (two decimal places, [`Amount::to_waldur`]); read back
+/// through [`Amount::parse_text`], which gives the same amount.
+impl Serialize for Amount {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Amount, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Amount::parse_text(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A component's limit as a request gives it: a whole number as JSON Schema counts it (RFC 8259
+/// numbers: `2000` and `2000.0` alike), not negative; a number with a fraction at most 2^53 (the
+/// largest a double holds exactly).
+pub fn whole_limit(value: &serde_json::Value) -> Result<u64, &'static str> {
+    value
+        .as_u64()
+        .or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 9_007_199_254_740_992.0)
+                .map(|f| f as u64)
+        })
+        .ok_or("must be a whole number, not negative")
+}
+
 /// An offering component's `type` (the key Waldur's usage reports use), e.g. `cpu_k_hours`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Serialized as its text (a key of a job's `usages` or `limits`); read back through
+/// [`ComponentType::parse`]. Ordered as its text, so a map of them keeps the order a map of
+/// strings had.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
 pub struct ComponentType(String);
 
 impl ComponentType {
@@ -259,6 +294,25 @@ impl ComponentType {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl TryFrom<String> for ComponentType {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        ComponentType::parse(&s)
+    }
+}
+
+impl Serialize for ComponentType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl fmt::Display for ComponentType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -385,10 +439,38 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_whole_numbers_however_spelled() {
+        assert_eq!(whole_limit(&json!(2000)), Ok(2000));
+        assert_eq!(whole_limit(&json!(2000.0)), Ok(2000));
+        assert_eq!(whole_limit(&json!(0)), Ok(0));
+        assert_eq!(whole_limit(&json!(u64::MAX)), Ok(u64::MAX));
+        for bad in [
+            json!(-1),
+            json!(1.5),
+            json!(-0.5),
+            json!(1e300),
+            json!("5"),
+            json!(null),
+        ] {
+            assert_eq!(
+                whole_limit(&bad),
+                Err("must be a whole number, not negative"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn component_types_are_plain_identifiers() {
         assert!(ComponentType::parse("cpu_k_hours").is_ok());
         assert!(ComponentType::parse("").is_err());
         assert!(ComponentType::parse("cpu hours").is_err());
+        let stored: ComponentType = serde_json::from_str(r#""cpu_k_hours""#).unwrap();
+        assert_eq!(serde_json::to_string(&stored).unwrap(), r#""cpu_k_hours""#);
+        assert!(serde_json::from_str::<ComponentType>(r#""cpu hours""#).is_err());
+        let amount: Amount = serde_json::from_str(r#""12.50""#).unwrap();
+        assert_eq!(serde_json::to_string(&amount).unwrap(), r#""12.50""#);
+        assert!(serde_json::from_str::<Amount>(r#""-1""#).is_err());
     }
 }
 

@@ -13,6 +13,8 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// How usernames are checked: the default rule or the operator's pattern.
 #[derive(Clone, Debug, Default)]
 pub struct UsernameRule {
@@ -55,28 +57,20 @@ impl UsernameRule {
     }
 }
 
-/// A username that passed the rule.
+/// A username that passed the rule ([`Username::parse`]), or read back from a job
+/// (see its `Deserialize`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Username(String);
 
 impl Username {
     pub fn parse(name: &str, rule: &UsernameRule) -> Result<Username, String> {
-        let n = name.chars().count();
         // The tighter bound of the rule in force, so the message names the limit that applies.
         let max = if rule.pattern.is_some() {
             UsernameRule::MAX_CHARS
         } else {
             UsernameRule::DEFAULT_MAX_CHARS
         };
-        if n == 0 || n > max {
-            return Err(format!("must be 1 to {max} characters"));
-        }
-        if name
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || is_format(c))
-        {
-            return Err("must not contain spaces, control or formatting characters".into());
-        }
+        Self::check_hard_limits(name, max)?;
         match &rule.pattern {
             None => UsernameRule::default_rule(name).map_err(str::to_string)?,
             Some(pattern) if !pattern.is_match(name) => {
@@ -89,8 +83,43 @@ impl Username {
         Ok(Username(name.to_string()))
     }
 
+    /// What every rule requires: 1 to `max` characters, no whitespace, control or formatting
+    /// characters.
+    fn check_hard_limits(name: &str, max: usize) -> Result<(), String> {
+        let n = name.chars().count();
+        if n == 0 || n > max {
+            return Err(format!("must be 1 to {max} characters"));
+        }
+        if name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || is_format(c))
+        {
+            return Err("must not contain spaces, control or formatting characters".into());
+        }
+        Ok(())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Stored in a job as its text. Reading it back checks only what every rule requires (at most
+/// [`UsernameRule::MAX_CHARS`] characters, no whitespace, control or formatting characters): the
+/// name passed the rule in force when its job was accepted, and a job once accepted is delivered
+/// even if the operator has changed `limits.username_pattern` since.
+impl Serialize for Username {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Username {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Username, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Username::check_hard_limits(&name, UsernameRule::MAX_CHARS)
+            .map_err(serde::de::Error::custom)?;
+        Ok(Username(name))
     }
 }
 
@@ -154,5 +183,23 @@ mod tests {
         assert!(Username::parse("a b", &anything).is_err());
         assert!(Username::parse(&"a".repeat(101), &anything).is_err());
         assert!(UsernameRule::new(Some("(")).is_err());
+    }
+
+    #[test]
+    fn a_stored_username_is_read_back_under_any_rule() {
+        let rule = UsernameRule::new(Some("[a-z]+@[a-z.]+")).unwrap();
+        let name = Username::parse("bob@lumi.fi", &rule).unwrap();
+        let stored = serde_json::to_string(&name).unwrap();
+        assert_eq!(stored, r#""bob@lumi.fi""#);
+        // the default rule would refuse it now; the stored name is still read
+        assert_eq!(serde_json::from_str::<Username>(&stored).unwrap(), name);
+        for broken in [r#""a b""#, r#""""#, r#""a\u202Eb""#] {
+            assert!(
+                serde_json::from_str::<Username>(broken).is_err(),
+                "{broken}"
+            );
+        }
+        let long = format!("\"{}\"", "a".repeat(101));
+        assert!(serde_json::from_str::<Username>(&long).is_err());
     }
 }
