@@ -22,11 +22,10 @@ use super::submit::submit;
 use super::views::OrderView;
 use crate::auth::SiteIdentity;
 use crate::auth::scoped::{Authorized, OrdersWrite, Read};
+use crate::domain::WaldurUuid;
 use crate::domain::operations::{Operation, OrderApprove, OrderDone, OrderErred, OrderReject};
+use crate::domain::text::{Comment, ErrorMessage, Traceback};
 use crate::error::{ApiError, FieldError};
-
-pub const MAX_COMMENT: usize = 2000;
-pub const MAX_TRACEBACK: usize = 65_536;
 
 /// Waldur's order states.
 pub const ORDER_STATES: [&str; 9] = [
@@ -76,11 +75,11 @@ async fn queue_transition(
     req: &HttpRequest,
     uuid: &str,
     sent: Value,
-    make: impl FnOnce(String) -> Operation,
+    make: impl FnOnce(WaldurUuid) -> Operation,
 ) -> Result<HttpResponse, ApiError> {
     let uuid = uuid_in_path(uuid, "order")?;
     site_order(state, identity, &uuid, true).await?;
-    submit(state, identity, req, make(uuid.to_string()), sent).await
+    submit(state, identity, req, make(uuid), sent).await
 }
 
 /// Approve an order waiting for the provider (`approve_by_provider`).
@@ -139,20 +138,17 @@ pub async fn reject_order(
     path: web::Path<String>,
     body: OptionalJsonBody<RejectRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let request = body.0;
-    if let Some(c) = &request.comment
-        && c.chars().count() > MAX_COMMENT
-    {
-        return Err(ApiError::field(
-            "comment",
-            "must be at most 2000 characters",
-        ));
-    }
-    let sent = serde_json::json!({ "comment": request.comment });
+    let comment = body
+        .0
+        .comment
+        .map(Comment::parse)
+        .transpose()
+        .map_err(|m| ApiError::field("comment", m))?;
+    let sent = serde_json::json!({ "comment": comment });
     queue_transition(&state, &identity, &req, &path, sent, |order_uuid| {
         Operation::OrderReject(OrderReject {
             order_uuid,
-            comment: request.comment,
+            comment,
         })
     })
     .await
@@ -209,27 +205,25 @@ pub async fn order_erred(
     body: JsonBody<ErredRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
-    let mut errors = Vec::new();
-    let n = request.message.chars().count();
-    if n == 0 || n > MAX_COMMENT {
-        errors.push(FieldError::new("message", "must be 1 to 2000 characters"));
-    }
-    if request
+    let message = ErrorMessage::parse(request.message).map_err(|m| FieldError::new("message", m));
+    let traceback = request
         .traceback
-        .as_ref()
-        .is_some_and(|t| t.len() > MAX_TRACEBACK)
-    {
-        errors.push(FieldError::new("traceback", "must be at most 65536 bytes"));
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
-    let sent = serde_json::json!({ "message": request.message, "traceback": request.traceback });
+        .map(Traceback::parse)
+        .transpose()
+        .map_err(|m| FieldError::new("traceback", m));
+    let (message, traceback) = match (message, traceback) {
+        (Ok(message), Ok(traceback)) => (message, traceback),
+        (message, traceback) => {
+            let errors = [message.err(), traceback.err()];
+            return Err(ApiError::validation(errors.into_iter().flatten().collect()));
+        }
+    };
+    let sent = serde_json::json!({ "message": message, "traceback": traceback });
     queue_transition(&state, &identity, &req, &path, sent, |order_uuid| {
         Operation::OrderErred(OrderErred {
             order_uuid,
-            message: request.message,
-            traceback: request.traceback.unwrap_or_default(),
+            message,
+            traceback: traceback.unwrap_or_default(),
         })
     })
     .await

@@ -48,7 +48,7 @@ pub use crate::upstream::directory::LIVE_RESOURCE_STATES;
 pub fn resource_ref(segment: &str) -> Result<ResourceRef, ApiError> {
     if let Some(id) = segment.strip_prefix("backend_id:") {
         return BackendId::parse(id)
-            .map(|b| ResourceRef::BackendId(b.as_str().to_string()))
+            .map(ResourceRef::BackendId)
             .map_err(|m| ApiError::NotFound(format!("the backend id in the path {m}")));
     }
     WaldurUuid::parse(segment)

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::jobs::{JobView, job_location};
 use crate::auth::SiteIdentity;
-use crate::domain::WaldurUuid;
 use crate::domain::operations::Operation;
+use crate::domain::{BackendId, WaldurUuid};
 use crate::error::{ApiError, FieldError};
 use crate::queue::{EnqueueOutcome, Idempotency, JobRecord, NewJob};
 use crate::upstream::{ResourceInfo, UpstreamError};
@@ -29,7 +29,7 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 #[derive(Clone, Debug)]
 pub enum ResourceRef {
     Uuid(WaldurUuid),
-    BackendId(String),
+    BackendId(BackendId),
 }
 
 /// Finds the resource and checks it belongs to one of the site's offerings. A resource of another
@@ -64,7 +64,7 @@ pub async fn resolve_resource(
             let offerings: Vec<String> = identity.site.offerings.iter().cloned().collect();
             let found = state
                 .directory
-                .resources_by_backend_id(backend_id, &offerings)
+                .resources_by_backend_id(backend_id.as_str(), &offerings)
                 .await
                 .map_err(lookup_failed)?;
             // Waldur filters by offering already; check again rather than trust a filter.
@@ -82,6 +82,17 @@ pub async fn resolve_resource(
             }
         }
     }
+}
+
+/// The uuid of a resource Puhuri described, as a job stores it. Puhuri's uuids are 32 hex
+/// digits; any other answer is one the gateway cannot read (a check that failed: 502).
+pub fn resource_uuid(resource: &ResourceInfo) -> Result<WaldurUuid, ApiError> {
+    WaldurUuid::parse(&resource.uuid).map_err(|m| {
+        lookup_failed(UpstreamError::Malformed {
+            status: 200,
+            message: format!("the resource's uuid `{}` {m}", resource.uuid),
+        })
+    })
 }
 
 /// Refuses (422, one error per type) the component types in `names` that are not in `known`,

@@ -21,11 +21,11 @@ use super::submit::{
 use crate::auth::SiteIdentity;
 use crate::auth::scoped::{Authorized, UsageWrite};
 use crate::domain::operations::{Operation, UsageReport};
-use crate::domain::{Amount, ComponentType, Month, WaldurUuid};
+use crate::domain::text::Description;
+use crate::domain::{Amount, BackendId, ComponentType, Month, WaldurUuid};
 use crate::error::{ApiError, FieldError, Problem};
 
 pub const MAX_COMPONENTS: usize = 100;
-pub const MAX_DESCRIPTION: usize = 1000;
 
 /// A usage report for one resource and month.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
@@ -60,7 +60,7 @@ struct ParsedUsage {
     resource: ResourceRef,
     month: Month,
     usages: BTreeMap<ComponentType, Amount>,
-    description: Option<String>,
+    description: Option<Description>,
 }
 
 impl ParsedUsage {
@@ -103,8 +103,8 @@ fn parse(
                 None
             }
         },
-        (None, Some(backend_id)) => match crate::domain::BackendId::parse(backend_id) {
-            Ok(b) => Some(ResourceRef::BackendId(b.as_str().to_string())),
+        (None, Some(backend_id)) => match BackendId::parse(backend_id) {
+            Ok(b) => Some(ResourceRef::BackendId(b)),
             Err(m) => {
                 errors.push(FieldError::new(field("resource_backend_id"), m));
                 None
@@ -167,36 +167,33 @@ fn parse(
             (Err(m), _) | (_, Err(m)) => errors.push(FieldError::new(path, m)),
         }
     }
-    if let Some(d) = &request.description
-        && d.chars().count() > MAX_DESCRIPTION
-    {
-        errors.push(FieldError::new(
-            field("description"),
-            "must be at most 1000 characters",
-        ));
-    }
-    match (resource, month, errors.is_empty()) {
-        (Some(resource), Some(month), true) => Ok(ParsedUsage {
+    let description = match request.description.clone().map(Description::parse) {
+        None => Some(None),
+        Some(Ok(d)) => Some(Some(d)),
+        Some(Err(m)) => {
+            errors.push(FieldError::new(field("description"), m));
+            None
+        }
+    };
+    match (resource, month, description, errors.is_empty()) {
+        (Some(resource), Some(month), Some(description), true) => Ok(ParsedUsage {
             resource,
             month,
             usages,
-            description: request.description.clone(),
+            description,
         }),
         _ => Err(errors),
     }
 }
 
-/// Resolves the resource, checks the site may report for it and that every component is a usage
-/// component of its offering, and returns the operation to queue and the report as sent
-/// ([`ParsedUsage::sent`]).
+/// Resolves the resource of a parsed report, checks the site may report for it and that every
+/// component is a usage component of its offering, and returns the operation to queue.
 async fn prepare(
     state: &AppState,
     identity: &SiteIdentity,
-    request: &UsageRequest,
+    parsed: ParsedUsage,
     at: &str,
-) -> Result<(Operation, serde_json::Value), ApiError> {
-    let parsed = parse(request, at, state.clock.now()).map_err(ApiError::validation)?;
-    let sent = parsed.sent(request);
+) -> Result<Operation, ApiError> {
     let resource = resolve_resource(state, identity, &parsed.resource).await?;
     let offering = state
         .directory
@@ -215,17 +212,12 @@ async fn prepare(
         "usage component",
         |t| format!("{at}usages.{t}"),
     )?;
-    let op = Operation::UsageReport(UsageReport {
-        resource_uuid: resource.uuid,
+    Ok(Operation::UsageReport(UsageReport {
+        resource_uuid: super::submit::resource_uuid(&resource)?,
         month: parsed.month,
-        usages: parsed
-            .usages
-            .into_iter()
-            .map(|(t, a)| (t.as_str().to_string(), a.to_waldur()))
-            .collect(),
+        usages: parsed.usages,
         description: parsed.description,
-    });
-    Ok((op, sent))
+    }))
 }
 
 /// Report a resource's usage for a month.
@@ -252,7 +244,9 @@ pub async fn report_usage(
     req: HttpRequest,
     body: JsonBody<UsageRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let (op, sent) = prepare(&state, &identity, &body, "").await?;
+    let parsed = parse(&body, "", state.clock.now()).map_err(ApiError::validation)?;
+    let sent = parsed.sent(&body);
+    let op = prepare(&state, &identity, parsed, "").await?;
     submit(&state, &identity, &req, op, sent).await
 }
 
@@ -325,23 +319,23 @@ pub async fn report_usage_batch(
     // field (`reports[3].month`), and nothing is stored: per-report results are for what only
     // Puhuri's state decides (the resource, its offering's components).
     let now = state.clock.now();
-    let malformed: Vec<FieldError> = reports
-        .iter()
-        .enumerate()
-        .filter_map(|(index, Object(report))| {
-            parse(report, &format!("reports[{index}]."), now).err()
-        })
-        .flatten()
-        .collect();
+    let mut parsed = Vec::with_capacity(reports.len());
+    let mut malformed: Vec<FieldError> = Vec::new();
+    for (index, Object(report)) in reports.iter().enumerate() {
+        match parse(report, &format!("reports[{index}]."), now) {
+            Ok(p) => parsed.push((p.sent(report), p)),
+            Err(errors) => malformed.extend(errors),
+        }
+    }
     if !malformed.is_empty() {
         return Err(ApiError::validation(malformed));
     }
     let key = super::submit::idempotency_key(req.headers())?;
     let mut results = Vec::with_capacity(reports.len());
-    for (index, Object(report)) in reports.iter().enumerate() {
+    for (index, (sent, report)) in parsed.into_iter().enumerate() {
         let at = format!("reports[{index}].");
         let outcome = match prepare(&state, &identity, report, &at).await {
-            Ok((op, sent)) => {
+            Ok(op) => {
                 let item_key = key.as_ref().map(|k| format!("{k}#{index}"));
                 // Report `i` of a batch is bound to its key as a single report would be.
                 super::submit::enqueue(&state, &identity, &op, item_key, "/v1/usage", &sent).await

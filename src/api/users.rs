@@ -125,13 +125,13 @@ pub async fn set_offering_username(
         ));
     }
     check_user(&state, &identity, &user, &[offering.to_string()]).await?;
-    let op = Operation::OfferingUsername(OfferingUsername {
-        offering_uuid: offering.to_string(),
-        user_uuid: user.to_string(),
-        username: username.to_string(),
-    });
     let sent = serde_json::json!({
-        "offering_uuid": offering.as_str(), "user_uuid": user.as_str(), "username": username.to_string()
+        "offering_uuid": offering, "user_uuid": user, "username": username
+    });
+    let op = Operation::OfferingUsername(OfferingUsername {
+        offering_uuid: offering,
+        user_uuid: user,
+        username,
     });
     submit(&state, &identity, &req, op, sent).await
 }
@@ -179,12 +179,14 @@ pub async fn set_username(
     let offerings: Vec<String> = identity.site.offerings.iter().cloned().collect();
     check_user(&state, &identity, &user, &offerings).await?;
     let sp = service_provider_uuid(&state, &identity, true).await?;
+    let sp = WaldurUuid::parse(&sp)
+        .map_err(|m| ApiError::internal(format!("the service provider's uuid `{sp}` {m}")))?;
     // The service provider is found at arrival: not part of the request as sent.
-    let sent = serde_json::json!({ "username": username.to_string() });
+    let sent = serde_json::json!({ "username": username });
     let op = Operation::UserUsername(UserUsername {
         service_provider_uuid: sp,
-        user_uuid: user.to_string(),
-        username: username.to_string(),
+        user_uuid: user,
+        username,
     });
     submit(&state, &identity, &req, op, sent).await
 }

@@ -7,15 +7,17 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::ids::WaldurUuid;
+
 /// Create an allocation: a Create order, followed until the resource exists.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AllocationCreate {
     pub identity: String,
-    pub project_uuid: String,
-    pub offering_uuid: String,
+    pub project_uuid: WaldurUuid,
+    pub offering_uuid: WaldurUuid,
     /// The plan's uuid; `None` orders without a plan (offerings that are not billable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plan_uuid: Option<String>,
+    pub plan_uuid: Option<WaldurUuid>,
     /// `name`, `description` and the offering's options.
     pub attributes: Map<String, Value>,
     /// Component type -> limit.
@@ -36,17 +38,37 @@ pub struct AllocationCreate {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllocationOrderAction {
     pub identity: String,
-    pub order_uuid: String,
-    pub action: String,
+    pub order_uuid: WaldurUuid,
+    pub action: ConsumerAction,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+}
+
+/// What a consumer does to an order, stored by its name (`approve`, `reject`, `cancel`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum ConsumerAction {
+    /// `approve_by_consumer`.
+    Approve,
+    /// `reject_by_consumer`, with the comment if any.
+    Reject,
+    /// `cancel` (Basic and Support offerings only).
+    Cancel,
+}
+
+impl ConsumerAction {
+    /// The stored name, as the request's fingerprint also holds it.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
 }
 
 /// Rename, re-describe or change the end date of a resource (`PATCH marketplace-resources/`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllocationUpdate {
     pub identity: String,
-    pub resource_uuid: String,
+    pub resource_uuid: WaldurUuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,7 +96,7 @@ fn present_or_null<'de, D: serde::Deserializer<'de>>(
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AllocationOptions {
     pub identity: String,
-    pub resource_uuid: String,
+    pub resource_uuid: WaldurUuid,
     pub options: Map<String, Value>,
 }
 
@@ -82,7 +104,7 @@ pub struct AllocationOptions {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AllocationLimits {
     pub identity: String,
-    pub resource_uuid: String,
+    pub resource_uuid: WaldurUuid,
     pub limits: Map<String, Value>,
 }
 
@@ -90,7 +112,7 @@ pub struct AllocationLimits {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllocationTerminate {
     pub identity: String,
-    pub resource_uuid: String,
+    pub resource_uuid: WaldurUuid,
 }
 
 #[cfg(test)]
@@ -100,9 +122,10 @@ mod tests {
 
     #[test]
     fn a_cleared_end_date_survives_the_job_store() {
+        let r = "7e000000000040008000000000000001";
         let clear = AllocationUpdate {
             identity: "a".into(),
-            resource_uuid: "r".into(),
+            resource_uuid: WaldurUuid::parse(r).unwrap(),
             name: None,
             description: None,
             end_date: Some(None),
@@ -113,7 +136,7 @@ mod tests {
         let back: AllocationUpdate = serde_json::from_value(stored).unwrap();
         assert_eq!(back, clear);
         let absent: AllocationUpdate =
-            serde_json::from_value(json!({"identity": "a", "resource_uuid": "r"})).unwrap();
+            serde_json::from_value(json!({"identity": "a", "resource_uuid": r})).unwrap();
         assert_eq!(absent.end_date, None);
     }
 }

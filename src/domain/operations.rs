@@ -8,30 +8,39 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::usage::Month;
+use super::ids::{BackendId, WaldurUuid};
+use super::text::{Comment, Description, ErrorMessage, Traceback};
+use super::usage::{Amount, ComponentType, Month};
+use super::username::Username;
 use serde_json::Value;
 
 pub use super::allocation_ops::{
     AllocationCreate, AllocationLimits, AllocationOptions, AllocationOrderAction,
-    AllocationTerminate, AllocationUpdate,
+    AllocationTerminate, AllocationUpdate, ConsumerAction,
 };
+pub use super::report::{Report, ReportSection};
+
+// Every field is a domain value, parsed once where the request arrived. Each serializes as the
+// text (or number) a job stored before the field had its type, and reads back through the
+// type's own parser: a job queued by an older version is delivered the same
+// (`stored::old_payloads_read_back_and_store_the_same_json`).
 
 /// A usage report as queued: the resource, the month and the month's totals per component.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageReport {
-    pub resource_uuid: String,
+    pub resource_uuid: WaldurUuid,
     /// Stored as `YYYY-MM`.
     pub month: Month,
-    /// Component type -> amount as Waldur's decimal string (two places).
-    pub usages: BTreeMap<String, String>,
+    /// Component type -> amount, stored as Waldur's decimal string (two places).
+    pub usages: BTreeMap<ComponentType, Amount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
+    pub description: Option<Description>,
 }
 
 /// An order transition by the provider.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OrderApprove {
-    pub order_uuid: String,
+    pub order_uuid: WaldurUuid,
     /// Merged into the order's attributes by Waldur.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<serde_json::Map<String, Value>>,
@@ -39,29 +48,29 @@ pub struct OrderApprove {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderReject {
-    pub order_uuid: String,
+    pub order_uuid: WaldurUuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
+    pub comment: Option<Comment>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderDone {
-    pub order_uuid: String,
+    pub order_uuid: WaldurUuid,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderErred {
-    pub order_uuid: String,
-    pub message: String,
+    pub order_uuid: WaldurUuid,
+    pub message: ErrorMessage,
     /// Sent as `error_traceback`; `""` when the site gave none.
     #[serde(default)]
-    pub traceback: String,
+    pub traceback: Traceback,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceBackendId {
-    pub resource_uuid: String,
-    pub backend_id: String,
+    pub resource_uuid: WaldurUuid,
+    pub backend_id: BackendId,
 }
 
 /// The state a site sets on a resource: `ok` is Waldur's `set_as_ok` (it clears the error),
@@ -88,45 +97,58 @@ pub enum SettableState {
 /// A resource set OK or erred (with the site's message for `erred`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceState {
-    pub resource_uuid: String,
+    pub resource_uuid: WaldurUuid,
     pub state: SettableState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    pub message: Option<Comment>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReportSection {
-    pub header: String,
-    pub body: String,
+impl ResourceState {
+    /// The rule for a state's `message`: taken only with `erred` (setting OK clears the
+    /// error), a [`Comment`] (at most 2,000 characters). `state` is `None` when the request's
+    /// state was not valid: then only the message's length is checked, so every problem of the
+    /// request is reported at once.
+    pub fn message(
+        state: Option<SettableState>,
+        message: Option<String>,
+    ) -> Result<Option<Comment>, String> {
+        match message {
+            None => Ok(None),
+            Some(_) if state == Some(SettableState::Ok) => {
+                Err("is only taken with `erred` (setting OK clears the error)".into())
+            }
+            Some(m) => Comment::parse(m).map(Some),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceReport {
-    pub resource_uuid: String,
-    pub report: Vec<ReportSection>,
+    pub resource_uuid: WaldurUuid,
+    pub report: Report,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceLimits {
-    pub resource_uuid: String,
+    pub resource_uuid: WaldurUuid,
     /// Component type -> limit.
-    pub limits: BTreeMap<String, u64>,
+    pub limits: BTreeMap<ComponentType, u64>,
 }
 
 /// Create-or-update one offering user's username.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OfferingUsername {
-    pub offering_uuid: String,
-    pub user_uuid: String,
-    pub username: String,
+    pub offering_uuid: WaldurUuid,
+    pub user_uuid: WaldurUuid,
+    pub username: Username,
 }
 
 /// A user's username on every offering of the service provider (`set_offerings_username`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserUsername {
-    pub service_provider_uuid: String,
-    pub user_uuid: String,
-    pub username: String,
+    pub service_provider_uuid: WaldurUuid,
+    pub user_uuid: WaldurUuid,
+    pub username: Username,
 }
 
 // An operation's name is written once per variant: serde's tag for the stored job, and the
@@ -297,35 +319,52 @@ impl Operation {
     }
 }
 
-pub fn usage_coalesce_key(resource_uuid: &str, month: Month) -> String {
+/// The coalesce key of a resource's usage reports for a month: `usage:<uuid>:<YYYY-MM>`.
+pub fn usage_coalesce_key(resource_uuid: &WaldurUuid, month: Month) -> String {
     format!("usage:{resource_uuid}:{month}")
 }
+
+#[cfg(test)]
+mod stored;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const R1: &str = "7e000000000040008000000000000001";
+    const O1: &str = "0d000000000040008000000000000001";
+    const F1: &str = "0f000000000040008000000000000001";
+    const U1: &str = "a0000000000040008000000000000001";
+    const S1: &str = "5e000000000040008000000000000001";
+
+    fn uuid(s: &str) -> WaldurUuid {
+        WaldurUuid::parse(s).unwrap()
+    }
+
     #[test]
     fn a_usage_report_round_trips_through_a_job() {
         let op = Operation::UsageReport(UsageReport {
-            resource_uuid: "r1".into(),
+            resource_uuid: uuid(R1),
             month: Month::parse("2026-11").unwrap(),
-            usages: BTreeMap::from([("cpu_k_hours".into(), "1.50".into())]),
+            usages: BTreeMap::from([(
+                ComponentType::parse("cpu_k_hours").unwrap(),
+                Amount::parse_text("1.5").unwrap(),
+            )]),
             description: None,
         });
         let payload = op.payload();
         assert_eq!(payload["usages"]["cpu_k_hours"], "1.50");
         assert_eq!(Operation::from_job(op.name(), &payload).unwrap(), op);
-        assert_eq!(op.object_key(), "resource:r1");
-        assert_eq!(op.coalesce_key().unwrap(), "usage:r1:2026-11");
+        assert_eq!(op.object_key(), format!("resource:{R1}"));
+        assert_eq!(op.coalesce_key().unwrap(), format!("usage:{R1}:2026-11"));
     }
 
     #[test]
     fn the_name_is_the_stored_tag() {
         let op = Operation::UserUsername(UserUsername {
-            service_provider_uuid: "s1".into(),
-            user_uuid: "u1".into(),
-            username: "x".into(),
+            service_provider_uuid: uuid(S1),
+            user_uuid: uuid(U1),
+            username: serde_json::from_value(serde_json::json!("x")).unwrap(),
         });
         let stored = serde_json::to_value(&op).unwrap();
         assert_eq!(stored["operation"], op.name());
@@ -336,29 +375,52 @@ mod tests {
     fn site_operations_round_trip_and_name_their_object() {
         let ops = [
             Operation::OrderApprove(OrderApprove {
-                order_uuid: "o1".into(),
+                order_uuid: uuid(O1),
                 attributes: None,
             }),
             Operation::OrderErred(OrderErred {
-                order_uuid: "o1".into(),
-                message: "boom".into(),
-                traceback: String::new(),
+                order_uuid: uuid(O1),
+                message: ErrorMessage::parse("boom".into()).unwrap(),
+                traceback: Traceback::default(),
             }),
             Operation::ResourceLimits(ResourceLimits {
-                resource_uuid: "r1".into(),
-                limits: BTreeMap::from([("cpu_k_hours".into(), 10)]),
+                resource_uuid: uuid(R1),
+                limits: BTreeMap::from([(ComponentType::parse("cpu_k_hours").unwrap(), 10)]),
             }),
             Operation::OfferingUsername(OfferingUsername {
-                offering_uuid: "f1".into(),
-                user_uuid: "u1".into(),
-                username: "x".into(),
+                offering_uuid: uuid(F1),
+                user_uuid: uuid(U1),
+                username: serde_json::from_value(serde_json::json!("x")).unwrap(),
             }),
         ];
-        let keys = ["order:o1", "order:o1", "resource:r1", "offering-user:f1:u1"];
+        let keys = [
+            format!("order:{O1}"),
+            format!("order:{O1}"),
+            format!("resource:{R1}"),
+            format!("offering-user:{F1}:{U1}"),
+        ];
         for (op, key) in ops.iter().zip(keys) {
             assert_eq!(&Operation::from_job(op.name(), &op.payload()).unwrap(), op);
             assert_eq!(op.object_key(), key);
             assert!(op.coalesce_key().is_none());
         }
+    }
+
+    #[test]
+    fn only_erred_takes_a_message_of_at_most_2000_characters() {
+        use SettableState::{Erred, Ok as SetOk};
+        assert_eq!(ResourceState::message(Some(SetOk), None), Ok(None));
+        assert_eq!(
+            ResourceState::message(Some(SetOk), Some("x".into())).unwrap_err(),
+            "is only taken with `erred` (setting OK clears the error)"
+        );
+        let why = ResourceState::message(Some(Erred), Some("disk".into())).unwrap();
+        assert_eq!(why.unwrap().as_str(), "disk");
+        // an invalid state: the message's length is still checked
+        assert_eq!(
+            ResourceState::message(None, Some("x".repeat(2001))).unwrap_err(),
+            "must be at most 2000 characters"
+        );
+        assert!(ResourceState::message(None, Some("x".into())).is_ok());
     }
 }

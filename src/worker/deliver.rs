@@ -33,6 +33,7 @@ use serde_json::{Value, json};
 use super::usage::UsageReads;
 
 mod allocations;
+use crate::domain::WaldurUuid;
 use crate::domain::operations::{
     OfferingUsername, Operation, ResourceState, SettableState, UsageReport, UserUsername,
     usage_coalesce_key,
@@ -342,7 +343,8 @@ impl Deliverer {
                     .resource_action(&r.resource_uuid, "set_backend_id", &body)
                     .await?;
                 if let Some(directory) = &self.directory {
-                    directory.forget_backend_id(&r.resource_uuid, Some(&r.backend_id));
+                    directory
+                        .forget_backend_id(r.resource_uuid.as_str(), Some(r.backend_id.as_str()));
                 }
                 Ok(done)
             }
@@ -371,15 +373,15 @@ impl Deliverer {
     /// One order transition; a 409 is answered by re-reading the order.
     async fn order_transition(
         &self,
-        uuid: &str,
+        uuid: &WaldurUuid,
         action: &str,
         body: &Value,
         already: &[&str],
     ) -> Result<Delivered, DeliveryError> {
-        match self.client.order_action(uuid, action, body).await {
+        match self.client.order_action(uuid.as_str(), action, body).await {
             Ok((status, _)) => Ok(done(status, json!({"action": action}))),
             Err(UpstreamError::Conflict { message }) => {
-                let order = self.client.order_info(uuid).await?;
+                let order = self.client.order_info(uuid.as_str()).await?;
                 let state = order.state;
                 if already.contains(&state.as_str()) {
                     Ok(Delivered {
@@ -400,11 +402,14 @@ impl Deliverer {
 
     async fn resource_action(
         &self,
-        uuid: &str,
+        uuid: &WaldurUuid,
         action: &str,
         body: &Value,
     ) -> Result<Delivered, DeliveryError> {
-        let (status, answer) = self.client.resource_action(uuid, action, body).await?;
+        let (status, answer) = self
+            .client
+            .resource_action(uuid.as_str(), action, body)
+            .await?;
         let mut result = json!({"action": action});
         if let Some(s) = answer.get("status") {
             result["status"] = s.clone();
@@ -417,7 +422,7 @@ impl Deliverer {
             SettableState::Ok => ("set_as_ok", json!({})),
             SettableState::Erred => (
                 "set_as_erred",
-                json!({"error_message": r.message.clone().unwrap_or_default()}),
+                json!({"error_message": r.message.as_ref().map_or("", |m| m.as_str())}),
             ),
         };
         self.resource_action(&r.resource_uuid, action, &body).await
@@ -430,7 +435,11 @@ impl Deliverer {
         }
         match self
             .client
-            .create_offering_user(&u.offering_uuid, &u.user_uuid, &u.username)
+            .create_offering_user(
+                u.offering_uuid.as_str(),
+                u.user_uuid.as_str(),
+                u.username.as_str(),
+            )
             .await
         {
             Ok(created) => Ok(done(
@@ -467,7 +476,11 @@ impl Deliverer {
         else {
             return refused;
         };
-        let allowed = match self.client.provider_offering(&u.offering_uuid).await {
+        let allowed = match self
+            .client
+            .provider_offering(u.offering_uuid.as_str())
+            .await
+        {
             Ok(offering) => offering["plugin_options"]["service_provider_can_create_offering_user"]
                 .as_bool()
                 .unwrap_or(true),
@@ -496,7 +509,7 @@ impl Deliverer {
     ) -> Result<Option<Delivered>, UpstreamError> {
         let found = self
             .client
-            .offering_users(&u.offering_uuid, &u.user_uuid)
+            .offering_users(u.offering_uuid.as_str(), u.user_uuid.as_str())
             .await?;
         let Some(existing) = found.first() else {
             return Ok(None);
@@ -510,7 +523,7 @@ impl Deliverer {
             }));
         }
         self.client
-            .set_offering_user_username(&uuid, &u.username)
+            .set_offering_user_username(&uuid, u.username.as_str())
             .await?;
         Ok(Some(done(
             200,
@@ -521,7 +534,11 @@ impl Deliverer {
     async fn user_username(&self, u: &UserUsername) -> Result<Delivered, DeliveryError> {
         let status = self
             .client
-            .set_offerings_username(&u.service_provider_uuid, &u.user_uuid, &u.username)
+            .set_offerings_username(
+                u.service_provider_uuid.as_str(),
+                u.user_uuid.as_str(),
+                u.username.as_str(),
+            )
             .await?;
         Ok(done(status, json!({"action": "set_offerings_username"})))
     }
@@ -548,7 +565,7 @@ impl Deliverer {
         let plan = self
             .usage
             .plan(
-                &report.resource_uuid,
+                report.resource_uuid.as_str(),
                 &format!("{month}-01"),
                 &report.usages,
                 known,
@@ -565,10 +582,10 @@ impl Deliverer {
         let status = self
             .client
             .set_usage(
-                &report.resource_uuid,
+                report.resource_uuid.as_str(),
                 &month.usage_date(),
                 &plan.send,
-                report.description.as_deref(),
+                report.description.as_ref().map(|d| d.as_str()),
             )
             .await?;
         let sent: BTreeMap<String, String> = plan.send.into_iter().collect();

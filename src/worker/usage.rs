@@ -30,6 +30,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+use crate::domain::{Amount, ComponentType};
 use crate::queue::Known;
 use crate::upstream::directory::Directory;
 use crate::upstream::{UpstreamError, WaldurClient};
@@ -90,23 +91,24 @@ impl UsageReads {
         &self,
         resource: &str,
         billing_period: &str,
-        usages: &BTreeMap<String, String>,
+        usages: &BTreeMap<ComponentType, Amount>,
         known: &BTreeMap<String, Known>,
     ) -> Result<Plan, UpstreamError> {
         let now = Utc::now();
         let mut plan = Plan::default();
         // components whose known value equals the total but is too old to trust
-        let mut to_check: Vec<(&String, &String, &Known)> = Vec::new();
+        let mut to_check: Vec<(String, String, &Known)> = Vec::new();
         for (name, total) in usages {
+            let (name, total) = (name.as_str(), total.to_waldur());
             match known.get(name) {
-                Some(k) if same_amount(&k.value, total) => {
+                Some(k) if same_amount(&k.value, &total) => {
                     if k.is_fresh(self.known_for, now) {
-                        plan.unchanged.insert(name.clone(), k.clone());
+                        plan.unchanged.insert(name.to_owned(), k.clone());
                     } else {
-                        to_check.push((name, total, k));
+                        to_check.push((name.to_owned(), total, k));
                     }
                 }
-                _ => plan.send.push((name.clone(), total.clone())),
+                _ => plan.send.push((name.to_owned(), total)),
             }
         }
         if to_check.is_empty() {
@@ -116,16 +118,16 @@ impl UsageReads {
         let snapshot = self.snapshot(resource, billing_period, oldest).await?;
         for (name, total, _) in to_check {
             match snapshot.values.get(&(resource.to_owned(), name.clone())) {
-                Some(held) if same_amount(held, total) => {
+                Some(held) if same_amount(held, &total) => {
                     plan.unchanged.insert(
-                        name.clone(),
+                        name,
                         Known {
-                            value: total.clone(),
+                            value: total,
                             at: snapshot.at,
                         },
                     );
                 }
-                _ => plan.send.push((name.clone(), total.clone())),
+                _ => plan.send.push((name, total)),
             }
         }
         plan.send.sort();

@@ -24,7 +24,7 @@ use crate::domain::allocation::{
 };
 use crate::domain::operations::{
     AllocationCreate, AllocationLimits, AllocationOptions, AllocationOrderAction,
-    AllocationTerminate, AllocationUpdate, Operation,
+    AllocationTerminate, AllocationUpdate, ConsumerAction, Operation,
 };
 use crate::error::{ApiError, FieldError};
 
@@ -172,9 +172,9 @@ pub async fn create_allocation(
     });
     let op = Operation::AllocationCreate(AllocationCreate {
         identity: identity.site.identity.clone(),
-        project_uuid: project.to_string(),
-        offering_uuid: offering_uuid.to_string(),
-        plan_uuid: plan.map(|p| p.to_string()),
+        project_uuid: project,
+        offering_uuid,
+        plan_uuid: plan,
         attributes,
         limits,
         approve_as_consumer: request.approve_as_consumer,
@@ -198,16 +198,16 @@ async fn order_action(
     identity: &Authorized<AllocationsWrite>,
     req: &HttpRequest,
     path: &str,
-    action: &str,
+    action: ConsumerAction,
     comment: Option<String>,
 ) -> Result<HttpResponse, ApiError> {
     let order = uuid_in_path(path, "order")?;
     bound_order(state, identity, &order).await?;
-    let sent = json!({ "action": action, "comment": comment });
+    let sent = json!({ "action": action.name(), "comment": comment });
     let op = Operation::AllocationOrder(AllocationOrderAction {
         identity: identity.site.identity.clone(),
-        order_uuid: order.to_string(),
-        action: action.to_string(),
+        order_uuid: order,
+        action,
         comment,
     });
     submit(state, identity, req, op, sent).await
@@ -225,7 +225,15 @@ pub async fn approve_order(
     path: web::Path<String>,
     _body: NoBody,
 ) -> Result<HttpResponse, ApiError> {
-    order_action(&state, &identity, &req, &path, "approve", None).await
+    order_action(
+        &state,
+        &identity,
+        &req,
+        &path,
+        ConsumerAction::Approve,
+        None,
+    )
+    .await
 }
 
 /// Reject an order as consumer (`reject_by_consumer`).
@@ -245,7 +253,15 @@ pub async fn reject_order(
     if comment.as_ref().is_some_and(|c| c.chars().count() > 2000) {
         return Err(ApiError::field("comment", "at most 2,000 characters"));
     }
-    order_action(&state, &identity, &req, &path, "reject", comment).await
+    order_action(
+        &state,
+        &identity,
+        &req,
+        &path,
+        ConsumerAction::Reject,
+        comment,
+    )
+    .await
 }
 
 /// Cancel an order (`cancel`; Basic and Support offerings only).
@@ -260,7 +276,7 @@ pub async fn cancel_order(
     path: web::Path<String>,
     _body: NoBody,
 ) -> Result<HttpResponse, ApiError> {
-    order_action(&state, &identity, &req, &path, "cancel", None).await
+    order_action(&state, &identity, &req, &path, ConsumerAction::Cancel, None).await
 }
 
 /// A resource's name, description and end date.
@@ -328,7 +344,7 @@ pub async fn update_allocation(
     let sent = json!({"name": r.name, "description": r.description, "end_date": r.end_date});
     let op = Operation::AllocationUpdate(AllocationUpdate {
         identity: identity.site.identity.clone(),
-        resource_uuid: resource.to_string(),
+        resource_uuid: resource,
         name: r.name,
         description: r.description,
         end_date: r.end_date,
@@ -438,7 +454,7 @@ struct Change {
     /// The offering (Waldur's object) and the asked values -> what breaks its rules.
     rules: fn(&Value, &Map<String, Value>) -> Vec<RuleViolation>,
     /// Identity name, resource uuid, values -> the queued operation.
-    operation: fn(String, String, Map<String, Value>) -> Operation,
+    operation: fn(String, WaldurUuid, Map<String, Value>) -> Operation,
 }
 
 impl Change {
@@ -458,7 +474,7 @@ impl Change {
         let offering = offering_of(state, identity, &r).await?;
         violations((self.rules)(&offering, &values))?;
         let sent = json!({ self.field: same_numbers(&Value::Object(values.clone())) });
-        let op = (self.operation)(identity.site.identity.clone(), resource.to_string(), values);
+        let op = (self.operation)(identity.site.identity.clone(), resource, values);
         submit(state, identity, req, op, sent).await
     }
 }
@@ -479,7 +495,7 @@ pub async fn terminate(
     bound_resource(&state, &identity, &resource).await?;
     let op = Operation::AllocationTerminate(AllocationTerminate {
         identity: identity.site.identity.clone(),
-        resource_uuid: resource.to_string(),
+        resource_uuid: resource,
     });
     submit(&state, &identity, &req, op, json!({})).await
 }

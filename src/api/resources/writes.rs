@@ -12,19 +12,15 @@ use super::site_resource;
 use crate::api::AppState;
 use crate::api::jobs::JobView;
 use crate::api::responses::{WriteErrors, WriteHeaders};
-use crate::api::submit::{lookup_failed, refuse_unknown_components, submit};
+use crate::api::submit::{lookup_failed, refuse_unknown_components, resource_uuid, submit};
 use crate::auth::scoped::{Authorized, ResourcesWrite};
-use crate::domain::BackendId;
 use crate::domain::operations::{
-    Operation, ReportSection, ResourceBackendId, ResourceLimits, ResourceReport, ResourceState,
-    SettableState,
+    Operation, Report, ReportSection, ResourceBackendId, ResourceLimits, ResourceReport,
+    ResourceState, SettableState,
 };
+use crate::domain::usage::whole_limit;
+use crate::domain::{BackendId, ComponentType};
 use crate::error::{ApiError, FieldError};
-
-pub const MAX_REPORT_SECTIONS: usize = 50;
-pub const MAX_REPORT_HEADER: usize = 255;
-pub const MAX_REPORT_BODY: usize = 20_000;
-pub const MAX_STATE_MESSAGE: usize = 2000;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -67,8 +63,8 @@ pub async fn set_backend_id(
         .directory
         .forget_backend_id(&resource.uuid, Some(backend_id.as_str()));
     let op = Operation::ResourceBackendId(ResourceBackendId {
-        resource_uuid: resource.uuid,
-        backend_id: backend_id.as_str().to_string(),
+        resource_uuid: resource_uuid(&resource)?,
+        backend_id,
     });
     submit(&state, &identity, &req, op, sent).await
 }
@@ -112,26 +108,18 @@ pub async fn set_state(
     if target.is_none() {
         errors.push(FieldError::new("state", "must be `ok` or `erred`"));
     }
-    match &request.message {
-        Some(_) if target == Some(SettableState::Ok) => errors.push(FieldError::new(
-            "message",
-            "is only taken with `erred` (setting OK clears the error)",
-        )),
-        Some(m) if m.chars().count() > MAX_STATE_MESSAGE => errors.push(FieldError::new(
-            "message",
-            "must be at most 2000 characters",
-        )),
-        _ => {}
-    }
-    if !errors.is_empty() {
+    let message = ResourceState::message(target, request.message)
+        .map_err(|m| errors.push(FieldError::new("message", m)))
+        .ok();
+    let (Some(target), Some(message), true) = (target, message, errors.is_empty()) else {
         return Err(ApiError::validation(errors));
-    }
-    let sent = serde_json::json!({"state": request.state, "message": request.message});
+    };
+    let sent = serde_json::json!({"state": request.state, "message": message});
     let resource = site_resource(&state, &identity, &path).await?;
     let op = Operation::ResourceState(ResourceState {
-        resource_uuid: resource.uuid,
-        state: target.expect("checked above"),
-        message: request.message,
+        resource_uuid: resource_uuid(&resource)?,
+        state: target,
+        message,
     });
     submit(&state, &identity, &req, op, sent).await
 }
@@ -181,46 +169,31 @@ pub async fn submit_report(
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
     let mut errors = Vec::new();
-    if request.report.is_empty() {
-        // Waldur answers 400 "Report object should contain at least one section." and keeps
-        // the old report.
-        errors.push(FieldError::new("report", "must have at least one section"));
+    if let Err(m) = Report::check_count(request.report.len()) {
+        errors.push(FieldError::new("report", m));
     }
-    if request.report.len() > MAX_REPORT_SECTIONS {
-        errors.push(FieldError::new("report", "must have at most 50 sections"));
-    }
-    for (i, Object(section)) in request.report.iter().enumerate() {
-        let header = section.header.chars().count();
-        if section.header.trim().is_empty() || header > MAX_REPORT_HEADER {
-            errors.push(FieldError::new(
-                format!("report[{i}].header"),
-                "must be 1 to 255 characters, not only spaces",
-            ));
-        }
-        if section.body.trim().is_empty() || section.body.chars().count() > MAX_REPORT_BODY {
-            errors.push(FieldError::new(
-                format!("report[{i}].body"),
-                "must be 1 to 20000 characters, not only spaces",
-            ));
+    let mut sections = Vec::with_capacity(request.report.len());
+    for (i, Object(section)) in request.report.into_iter().enumerate() {
+        match ReportSection::parse(section.header, section.body) {
+            Ok(s) => sections.push(s),
+            Err(wrong) => errors.extend(
+                wrong
+                    .into_iter()
+                    .map(|(part, m)| FieldError::new(format!("report[{i}].{part}"), m)),
+            ),
         }
     }
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
+    let report = match Report::parse(sections) {
+        Ok(report) if errors.is_empty() => report,
+        _ => return Err(ApiError::validation(errors)),
+    };
     let sent = serde_json::json!({
-        "report": request.report.iter().map(|Object(s)| [&s.header, &s.body]).collect::<Vec<_>>()
+        "report": report.sections().iter().map(|s| [s.header(), s.body()]).collect::<Vec<_>>()
     });
     let resource = site_resource(&state, &identity, &path).await?;
     let op = Operation::ResourceReport(ResourceReport {
-        resource_uuid: resource.uuid,
-        report: request
-            .report
-            .into_iter()
-            .map(|Object(s)| ReportSection {
-                header: s.header,
-                body: s.body,
-            })
-            .collect(),
+        resource_uuid: resource_uuid(&resource)?,
+        report,
     });
     submit(&state, &identity, &req, op, sent).await
 }
@@ -262,21 +235,11 @@ pub async fn set_limits(
     }
     let mut limits = BTreeMap::new();
     for (type_, value) in &request.limits {
-        // A whole number as JSON Schema counts it (RFC 8259 numbers: `2000` and `2000.0` alike).
-        let whole = value.as_u64().or_else(|| {
-            value
-                .as_f64()
-                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 9_007_199_254_740_992.0)
-                .map(|f| f as u64)
-        });
-        match whole {
-            Some(n) => {
-                limits.insert(type_.clone(), n);
+        match whole_limit(value) {
+            Ok(n) => {
+                limits.insert(type_.as_str(), n);
             }
-            None => errors.push(FieldError::new(
-                format!("limits.{type_}"),
-                "must be a whole number, not negative",
-            )),
+            Err(m) => errors.push(FieldError::new(format!("limits.{type_}"), m)),
         }
     }
     if !errors.is_empty() {
@@ -293,16 +256,21 @@ pub async fn set_limits(
         .iter()
         .map(|c| c.type_.as_str())
         .collect();
-    refuse_unknown_components(
-        limits.keys().map(String::as_str),
-        &known,
-        "component",
-        |t| format!("limits.{t}"),
-    )?;
+    refuse_unknown_components(limits.keys().copied(), &known, "component", |t| {
+        format!("limits.{t}")
+    })?;
     let sent = serde_json::json!({ "limits": limits });
+    // Each type is one of the offering's; one outside the component grammar is refused as it
+    // would be in a usage report.
+    let mut typed = BTreeMap::new();
+    for (type_, n) in limits {
+        let t = ComponentType::parse(type_)
+            .map_err(|m| ApiError::field(format!("limits.{type_}"), m))?;
+        typed.insert(t, n);
+    }
     let op = Operation::ResourceLimits(ResourceLimits {
-        resource_uuid: resource.uuid,
-        limits,
+        resource_uuid: resource_uuid(&resource)?,
+        limits: typed,
     });
     submit(&state, &identity, &req, op, sent).await
 }

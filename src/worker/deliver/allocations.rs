@@ -27,7 +27,7 @@ use serde_json::{Map, Value, json};
 use super::{Delivered, Deliverer, DeliveryError, done};
 use crate::domain::operations::{
     AllocationCreate, AllocationLimits, AllocationOptions, AllocationOrderAction,
-    AllocationTerminate, AllocationUpdate, Operation,
+    AllocationTerminate, AllocationUpdate, ConsumerAction, Operation,
 };
 use crate::queue::JobRecord;
 use crate::upstream::{UpstreamError, WaldurClient};
@@ -121,8 +121,8 @@ async fn find_marked_order(
         .get_page(
             "marketplace-orders/",
             &[
-                ("project_uuid", a.project_uuid.clone()),
-                ("offering_uuid", a.offering_uuid.clone()),
+                ("project_uuid", a.project_uuid.to_string()),
+                ("offering_uuid", a.offering_uuid.to_string()),
                 ("type", "Create".to_string()),
                 ("o", "-created".to_string()),
                 ("page_size", "100".to_string()),
@@ -261,8 +261,8 @@ async fn order_action(
     client: &WaldurClient,
     a: &AllocationOrderAction,
 ) -> Result<Delivered, DeliveryError> {
-    let (action, body, target): (&str, Value, &[&str]) = match a.action.as_str() {
-        "approve" => (
+    let (action, body, target): (&str, Value, &[&str]) = match a.action {
+        ConsumerAction::Approve => (
             "approve_by_consumer",
             json!({}),
             &[
@@ -273,7 +273,7 @@ async fn order_action(
                 "done",
             ],
         ),
-        "reject" => (
+        ConsumerAction::Reject => (
             "reject_by_consumer",
             match &a.comment {
                 Some(c) => json!({"consumer_rejection_comment": c}),
@@ -281,20 +281,18 @@ async fn order_action(
             },
             &["rejected"],
         ),
-        "cancel" => ("cancel", json!({}), &["canceled"]),
-        other => {
-            return Err(DeliveryError::UnreadablePayload(format!(
-                "`{other}` is not an order action"
-            )));
-        }
+        ConsumerAction::Cancel => ("cancel", json!({}), &["canceled"]),
     };
-    match client.order_action(&a.order_uuid, action, &body).await {
+    match client
+        .order_action(a.order_uuid.as_str(), action, &body)
+        .await
+    {
         Ok((status, _)) => Ok(done(
             status,
             json!({"action": action, "order_uuid": a.order_uuid}),
         )),
         Err(UpstreamError::Conflict { message }) => {
-            let order = client.order(&a.order_uuid).await?;
+            let order = client.order(a.order_uuid.as_str()).await?;
             let state = text(&order, "state");
             if target.contains(&state.as_str()) {
                 Ok(done(
@@ -343,7 +341,7 @@ async fn options(
     a: &AllocationOptions,
     progress: Option<String>,
 ) -> Result<Delivered, DeliveryError> {
-    let resource = &a.resource_uuid;
+    let resource = a.resource_uuid.as_str();
     let order = match progress {
         Some(o) => Some(o),
         None => pending_order(client, resource, "Update").await?,
@@ -373,7 +371,7 @@ async fn limits(
     a: &AllocationLimits,
     progress: Option<String>,
 ) -> Result<Delivered, DeliveryError> {
-    let uuid = &a.resource_uuid;
+    let uuid = a.resource_uuid.as_str();
     let order = match progress {
         Some(o) => Some(o),
         None => pending_order(client, uuid, "Update").await?,
@@ -429,7 +427,7 @@ async fn terminate(
     a: &AllocationTerminate,
     progress: Option<String>,
 ) -> Result<Delivered, DeliveryError> {
-    let uuid = &a.resource_uuid;
+    let uuid = a.resource_uuid.as_str();
     let order = match progress {
         Some(o) => Some(o),
         None => pending_order(client, uuid, "Terminate").await?,
