@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::body::JsonBody;
-use super::responses::JobErrors;
+use super::responses::EventErrors;
 use crate::auth::scoped::{Authorized, EventsRead};
 use crate::domain::event::{Event, EventType};
 use crate::error::{ApiError, FieldError, Problem};
@@ -89,14 +89,12 @@ pub struct EventList {
 /// Events are kept for `events.retention` (14 days by default) and only for sites with an
 /// endpoint (`[[sites.callbacks]]`) that wants their type.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "events",
     security(("bearer" = [])),
     params(ListEventsQuery),
     responses(
         (status = 200, body = EventList),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "The token lacks `events:read`"),
-        JobErrors,
+        EventErrors,
     )
 )]
 #[get("/events")]
@@ -219,16 +217,13 @@ pub struct ReplayResult {
 /// `webhook-id`), oldest first, to the endpoints that first got them. A `dead` delivery stays
 /// listed as it ended; its replay is a new delivery. At most 10,000 per endpoint per call.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "events",
     security(("bearer" = [])),
     request_body = ReplayRequest,
     responses(
         (status = 200, body = ReplayResult, description = "The deliveries are stored and will be sent"),
-        (status = 400, body = Problem, content_type = "application/problem+json", description = "The body is not a JSON object of these fields"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "The token lacks `events:read`"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "Neither or both of `since` and `event_id`; an unknown endpoint"),
-        JobErrors,
+        EventErrors,
     )
 )]
 #[post("/events/replay")]

@@ -13,7 +13,6 @@ use std::sync::LazyLock;
 use actix_web::dev::ResourceDef;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use utoipa::OpenApi;
 
 use crate::error::ApiError;
 
@@ -38,8 +37,8 @@ pub struct Operation {
 
 /// Every served path pattern with its operations, e.g. `/v1/jobs/{id}` → `GET`.
 static ROUTES: LazyLock<Vec<(ResourceDef, Vec<Operation>)>> = LazyLock::new(|| {
-    let document = serde_json::to_value(super::openapi::ApiDoc::openapi())
-        .expect("the OpenAPI document serializes");
+    let document =
+        serde_json::to_value(super::openapi::document()).expect("the OpenAPI document serializes");
     let mut routes: Vec<(ResourceDef, Vec<Operation>)> = document["paths"]
         .as_object()
         .into_iter()

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::body::NoBody;
-use super::responses::JobErrors;
+use super::responses::{JobChangeErrors, JobErrors};
 use crate::auth::{Scope, SiteIdentity};
 use crate::error::{ApiError, Problem};
 use crate::queue::{JobFilter, JobRecord, JobState, StoreError};
@@ -223,7 +223,6 @@ async fn newer_value_job(state: &AppState, job: &JobRecord) -> Result<Option<Uui
 
 /// One job.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "jobs",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The job id, from the answer to a write (no example: a fresh gateway has no jobs)")),
@@ -273,7 +272,6 @@ pub struct JobList {
 
 /// Jobs, newest first: the site's own, or every site's with `jobs:admin`.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "jobs",
     security(("bearer" = [])),
     params(ListJobsQuery),
@@ -346,16 +344,13 @@ pub async fn list_jobs(
 /// operation that sets a value (backend id, state, report, limits, usernames): a newer job of the
 /// same operation on the same object refuses the retry of an older one.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "jobs",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The job id, from the answer to a write (no example: a fresh gateway has no jobs)")),
     responses(
         (status = 202, body = JobView, description = "Queued again"),
-        (status = 400, body = Problem, content_type = "application/problem+json", description = "A body was sent; this operation takes none"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "The token lacks the scope that queues the job's operation (`usage:write` for `usage.report`...)"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "Not failed or dead; or a newer job sent the same value (a usage report of the same resource, month and component; the same operation on the same object for backend ids, states, reports, limits and usernames)"),
-        JobErrors,
+        JobChangeErrors,
     )
 )]
 #[post("/jobs/{id}/retry")]
@@ -400,16 +395,13 @@ fn followed_order(job: &JobRecord) -> Option<String> {
 /// A `POST` to the job's `cancel` action rather than a `DELETE` of the job: the job is not
 /// removed, it stays visible as `canceled` (every job is kept until it expires).
 #[utoipa::path(
-    context_path = "/v1",
     tag = "jobs",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The job id, from the answer to a write (no example: a fresh gateway has no jobs)")),
     responses(
         (status = 200, body = JobView, description = "Canceled"),
-        (status = 400, body = Problem, content_type = "application/problem+json", description = "A body was sent; this operation takes none"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "The token lacks the scope that queues the job's operation (`usage:write` for `usage.report`...)"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "Running or finished; or an allocator's job whose order Puhuri already has (cancel the order: `POST /v1/allocations/orders/{uuid}/cancel`)"),
-        JobErrors,
+        JobChangeErrors,
     )
 )]
 #[post("/jobs/{id}/cancel")]

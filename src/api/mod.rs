@@ -75,7 +75,9 @@ impl AppState {
     }
 }
 
-/// Registers every route and the body/query/path parsing rules.
+/// Registers every route and the body/query/path parsing rules: the documented routes
+/// ([`routes`]), Swagger UI at `/docs/` with the document at `/openapi.json`, `/docs` redirected
+/// there, and the 404/405 answer for anything else ([`fallback::no_route`]).
 pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: bool) {
     cfg.app_data(body::BodyLimit(max_body_bytes))
         .app_data(web::PayloadConfig::new(max_body_bytes))
@@ -84,12 +86,30 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: b
         }))
         .app_data(web::PathConfig::default().error_handler(|err, _| {
             ApiError::NotFound(format!("the path is not valid: {err}")).into()
-        }))
-        .service(health::healthz)
+        }));
+    // The paths it collects are dropped here: the document served is `openapi::document()`,
+    // collected by the same function.
+    routes(&mut utoipa_actix_web::service_config::ServiceConfig::new(
+        cfg,
+    ));
+    cfg.service(openapi::swagger_ui(sandbox))
+        // `/docs` without its slash is where a person types it.
+        .service(web::redirect("/docs", "/docs/"))
+        .default_service(web::to(fallback::no_route));
+}
+
+/// Every route of the OpenAPI document, each registered once: one `.service(handler)` both
+/// routes the handler in actix and adds its `#[utoipa::path]` entry to the document
+/// ([`openapi::document`] collects them from this same function), so a route cannot be served
+/// undocumented or documented unserved. A handler's path is its actix attribute's, under the
+/// scope it is registered in (`/v1` here, not repeated in the handler).
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    use utoipa_actix_web::scope;
+    cfg.service(health::healthz)
         .service(health::readyz)
         .service(metrics::prometheus)
         .service(
-            web::scope("/v1")
+            scope("/v1")
                 .service(whoami::whoami)
                 .service(usage::report_usage)
                 .service(usage::report_usage_batch)
@@ -133,11 +153,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: b
                 .service(allocations::writes::update_options)
                 .service(allocations::writes::update_limits)
                 .service(allocations::writes::terminate),
-        )
-        .service(openapi::swagger_ui(sandbox))
-        // `/docs` without its slash is where a person types it.
-        .service(web::redirect("/docs", "/docs/"))
-        .default_service(web::to(fallback::no_route));
+        );
 }
 
 /// serde's message names the field and position; that helps a script author and holds no secret.

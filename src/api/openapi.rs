@@ -1,10 +1,16 @@
 //! The OpenAPI document, generated from the handlers' annotations. `openapi/openapi.json` in the
 //! repository is this document; a test fails when they differ.
+//!
+//! [`ApiDoc`] holds what is not a route: the info, tags, the schemas only query parameters name,
+//! and the bearer scheme. The paths are the routes [`super::routes`] registers, collected by the
+//! same calls that route them ([`document`]); the modifiers that edit operations
+//! ([`OptionalBodies`], [`AcceptedExamples`]) run on the collected paths.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
+/// The document's parts that are not routes; [`document`] is the whole document.
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -19,54 +25,6 @@ use utoipa_swagger_ui::SwaggerUi;
                        (`invalid_query`); a method a path does not document answers 405 with \
                        `Allow`, and `HEAD` is answered wherever `GET` is.",
     ),
-    paths(
-        super::health::healthz,
-        super::health::readyz,
-        super::metrics::prometheus,
-        super::whoami::whoami,
-        super::usage::report_usage,
-        super::usage::report_usage_batch,
-        super::jobs::list_jobs,
-        super::jobs::get_job,
-        super::jobs::retry_job,
-        super::jobs::cancel_job,
-        super::events::list_events,
-        super::events::replay_events,
-        super::orders::list_orders,
-        super::orders::get_order,
-        super::orders::approve_order,
-        super::orders::reject_order,
-        super::orders::order_done,
-        super::orders::order_erred,
-        super::resources::list_resources,
-        super::resources::get_resource,
-        super::resources::resource_team,
-        super::resources::resource_usage,
-        super::resources::set_backend_id,
-        super::resources::set_state,
-        super::resources::submit_report,
-        super::resources::set_limits,
-        super::resources::get_offering,
-        super::users::set_offering_username,
-        super::users::set_username,
-        super::people::list_users,
-        super::people::list_ssh_keys,
-        super::people::list_projects,
-        super::people::list_project_permissions,
-        super::allocations::reads::list_offerings,
-        super::allocations::reads::get_offering,
-        super::allocations::reads::list_projects,
-        super::allocations::reads::list_orders,
-        super::allocations::reads::list_resources,
-        super::allocations::writes::create_allocation,
-        super::allocations::writes::approve_order,
-        super::allocations::writes::reject_order,
-        super::allocations::writes::cancel_order,
-        super::allocations::writes::update_allocation,
-        super::allocations::writes::update_options,
-        super::allocations::writes::update_limits,
-        super::allocations::writes::terminate,
-    ),
     components(schemas(
         crate::error::Problem,
         crate::error::FieldError,
@@ -76,7 +34,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::names::ResourceState,
         super::names::OperationName,
     )),
-    modifiers(&BearerAuth, &OptionalBodies, &AcceptedExamples),
+    modifiers(&BearerAuth),
     tags(
         (name = "site", description = "Who am I"),
         (name = "usage", description = "Usage reports, delivered as Waldur's set_usage"),
@@ -90,6 +48,20 @@ use utoipa_swagger_ui::SwaggerUi;
     )
 )]
 pub struct ApiDoc;
+
+/// The whole document: [`ApiDoc`] with every route [`super::routes`] registers (collected from a
+/// throwaway app, which is never served), then the modifiers that edit those operations.
+pub fn document() -> utoipa::openapi::OpenApi {
+    use utoipa_actix_web::AppExt;
+    let (_, mut doc) = actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(super::routes)
+        .split_for_parts();
+    OptionalBodies.modify(&mut doc);
+    AcceptedExamples.modify(&mut doc);
+    doc
+}
 
 struct BearerAuth;
 
@@ -164,7 +136,7 @@ impl Modify for BearerAuth {
 
 /// The document as pretty JSON with a trailing newline (the committed file's form).
 pub fn document_json() -> String {
-    let mut json = ApiDoc::openapi()
+    let mut json = document()
         .to_pretty_json()
         .expect("the OpenAPI document serializes");
     json.push('\n');
@@ -179,7 +151,7 @@ pub fn document_json() -> String {
 /// opened by a host name other than `localhost`) is switched off with `validatorUrl: "none"`,
 /// so the docs work offline and never tell an outside service which API a site runs.
 pub fn swagger_ui(sandbox: bool) -> SwaggerUi {
-    let mut doc = ApiDoc::openapi();
+    let mut doc = document();
     if sandbox {
         doc.info.title = format!("{} (SANDBOX MODE)", doc.info.title);
         doc.info.description = Some(format!(

@@ -87,7 +87,6 @@ async fn queue_transition(
 /// Answers 202 with the job. Approving an order that is already executing or done succeeds (the
 /// job says `already`); approving a rejected or canceled order fails with Puhuri's reason.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "orders",
     security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d000000000040008000000000000002"), WriteHeaders),
@@ -119,7 +118,6 @@ pub async fn approve_order(
 
 /// Reject an order waiting for the provider (`reject_by_provider`).
 #[utoipa::path(
-    context_path = "/v1",
     tag = "orders",
     security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d000000000040008000000000000002"), WriteHeaders),
@@ -156,7 +154,6 @@ pub async fn reject_order(
 
 /// Mark an executing order done (`set_state_done`).
 #[utoipa::path(
-    context_path = "/v1",
     tag = "orders",
     security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d000000000040008000000000000003"), WriteHeaders),
@@ -185,7 +182,6 @@ pub async fn order_done(
 /// Waldur allows this only for `Marketplace.Slurm` offerings; for others the job fails with
 /// Puhuri's 405 reason.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "orders",
     security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d000000000040008000000000000005"), WriteHeaders),
@@ -239,7 +235,6 @@ pub async fn order_erred(
 /// Puhuri. Paginated
 /// with `page` and `page_size` (≤ 100, default 10); `Link` and `X-Result-Count` headers.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "orders",
     security(("bearer" = [])),
     params(
@@ -309,7 +304,6 @@ pub async fn list_orders(
 
 /// One order of the site's offerings.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "orders",
     security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d000000000040008000000000000002")),

@@ -1,7 +1,7 @@
 //! The error answers of the OpenAPI document, as shared sets rather than a list per route.
 //!
 //! Each set is a type a handler's `responses(...)` names ([`WriteErrors`], [`ReadErrors`],
-//! [`JobErrors`]). Every error status a route of that kind can answer is in its set, and every
+//! [`PeopleReadErrors`], [`JobErrors`], [`JobChangeErrors`], [`EventErrors`]). Every error status a route of that kind can answer is in its set, and every
 //! example is the problem document the gateway really sends for that case: it is built from the
 //! same [`ApiError`] the handlers return, so an example cannot drift from the server.
 
@@ -270,6 +270,52 @@ impl IntoResponses for JobErrors {
                 }],
             },
         ])
+    }
+}
+
+/// A status answered with a problem document, without an example (the problem depends on the
+/// object: a job's operation names the scope it lacks).
+fn described(status: StatusCode, description: &str) -> (String, RefOr<Response>) {
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Problem")))
+        .build();
+    let response = ResponseBuilder::new()
+        .description(description)
+        .content(PROBLEM_JSON, content)
+        .build();
+    (status.as_str().to_string(), RefOr::T(response))
+}
+
+/// The errors of a job's retry or cancel: those of [`JobErrors`], and 403 when the token lacks
+/// the scope that queues the job's operation. That scope is the job's, so it is checked once the
+/// job is read, not in the handler's signature. (A body sent to these actions is a 400 too;
+/// the 400 documented is [`JobErrors`]'s, for the query.)
+pub struct JobChangeErrors;
+
+impl IntoResponses for JobChangeErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut responses = JobErrors::responses();
+        responses.extend([described(
+            StatusCode::FORBIDDEN,
+            "The token lacks the scope that queues the job's operation (`usage:write` for \
+             `usage.report`...)",
+        )]);
+        responses
+    }
+}
+
+/// The errors of the event endpoints, which read the gateway's own store like the job
+/// endpoints: those of [`JobErrors`], and 403 without `events:read`.
+pub struct EventErrors;
+
+impl IntoResponses for EventErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut responses = JobErrors::responses();
+        responses.extend([described(
+            StatusCode::FORBIDDEN,
+            "The token lacks `events:read`",
+        )]);
+        responses
     }
 }
 

@@ -226,7 +226,6 @@ async fn prepare(
 /// with retries. Send `Idempotency-Key` to make retries of this call safe, and `Prefer: wait=N`
 /// to wait up to N seconds for the delivery.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "usage",
     security(("bearer" = [])),
     request_body = UsageRequest,
@@ -290,7 +289,6 @@ pub struct BatchResponse {
 /// status a single report would have had (a resource that is not the site's, a component its
 /// offering lacks). With `Idempotency-Key: K`, report `i` uses the key `K#i`.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "usage",
     security(("bearer" = [])),
     request_body = UsageBatchRequest,

@@ -86,7 +86,6 @@ pub struct OfferingUserRequest {
 /// Delivered idempotently: the offering user is looked up first and its username changed only if
 /// it differs; it is created when absent (a create that meets an existing one is an update).
 #[utoipa::path(
-    context_path = "/v1",
     tag = "users",
     security(("bearer" = [])),
     params(WriteHeaders),
@@ -154,7 +153,6 @@ pub struct UsernameRequest {
 /// `POST /v1/offering-users`. The user must be on the team of a resource of one of the site's
 /// offerings.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "users",
     security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The user's uuid", example = "a0000000000040008000000000000012"), WriteHeaders),

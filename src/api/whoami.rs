@@ -32,7 +32,6 @@ pub struct WhoAmI {
 
 /// Who the token speaks for.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "site",
     security(("bearer" = [])),
     responses(

@@ -3,7 +3,10 @@
 //! `identity: Authorized<UsageWrite>` is a [`SiteIdentity`] whose token grants `usage:write`: the
 //! handler cannot run for a caller without a valid token (401) or without that scope (403
 //! `insufficient_scope`), and a reader sees what it needs without reading its body. Handlers that
-//! any authenticated site may call (its own jobs, `whoami`) take [`SiteIdentity`] itself.
+//! any authenticated site may call (its own jobs, `whoami`) take [`SiteIdentity`] itself. The one
+//! scope no signature can name is a job's: retrying or canceling a job needs the scope that queues
+//! its operation, known once the job is read (`api::jobs`, documented by
+//! `api::responses::JobChangeErrors`).
 
 use std::future::{Ready, ready};
 use std::marker::PhantomData;

@@ -43,7 +43,6 @@ async fn forward(
 /// `billable`, `shared` (`true`/`false`), `type` (e.g. `Marketplace.Basic`), `attributes` (a
 /// JSON object of offering attributes). Only the site's offerings are ever listed.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "allocations",
     security(("bearer" = [])),
     params(
@@ -120,7 +119,6 @@ pub async fn list_offerings(
 
 /// One offering the site may order from, with its components, plans and options.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "allocations",
     security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The offering's uuid", example = "0f000000000040008000000000000004")),
@@ -197,7 +195,6 @@ async fn project_in_scope(
 
 /// The projects the site allocates for: its projects and those of its customers.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "allocations",
     security(("bearer" = [])),
     params(
@@ -236,7 +233,6 @@ pub async fn list_projects(
 
 /// Orders of a project or customer the site allocates for, newest first.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "allocations",
     security(("bearer" = [])),
     params(
@@ -279,7 +275,6 @@ pub async fn list_orders(
 /// Resources (allocations) of a project or customer the site allocates for, with their limits,
 /// options and state.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "allocations",
     security(("bearer" = [])),
     params(

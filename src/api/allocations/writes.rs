@@ -101,7 +101,6 @@ fn uuid_field(value: &str, field: &str) -> Result<WaldurUuid, ApiError> {
 /// `succeeded` with `order_uuid` and `resource_uuid` in its result once the resource exists; a
 /// rejected, canceled or erred order fails the job with Waldur's reason.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "allocations",
     security(("bearer" = [])),
     params(KeyedWriteHeaders),
@@ -214,7 +213,7 @@ async fn order_action(
 }
 
 /// Approve an order as consumer (`approve_by_consumer`).
-#[utoipa::path(context_path = "/v1", tag = "allocations", security(("bearer" = [])),
+#[utoipa::path(tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d00000000004000800000000000000b"), WriteHeaders),
     responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
 #[post("/allocations/orders/{uuid}/approve")]
@@ -237,7 +236,7 @@ pub async fn approve_order(
 }
 
 /// Reject an order as consumer (`reject_by_consumer`).
-#[utoipa::path(context_path = "/v1", tag = "allocations", security(("bearer" = [])),
+#[utoipa::path(tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d00000000004000800000000000000c"), WriteHeaders),
     request_body(content = ConsumerRejectRequest, content_type = "application/json", example = json!({"comment": "not this year"})),
     responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
@@ -265,7 +264,7 @@ pub async fn reject_order(
 }
 
 /// Cancel an order (`cancel`; Basic and Support offerings only).
-#[utoipa::path(context_path = "/v1", tag = "allocations", security(("bearer" = [])),
+#[utoipa::path(tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d00000000004000800000000000000d"), WriteHeaders),
     responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
 #[post("/allocations/orders/{uuid}/cancel")]
@@ -303,7 +302,7 @@ fn some_or_null<'de, D: serde::Deserializer<'de>>(
 }
 
 /// Rename, re-describe or change the end date of a resource (`PATCH marketplace-resources/`).
-#[utoipa::path(context_path = "/v1", tag = "allocations", security(("bearer" = [])),
+#[utoipa::path(tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The resource's uuid", example = "7e00000000004000800000000000000a"), WriteHeaders),
     request_body = UpdateAllocationRequest,
     responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
@@ -365,7 +364,7 @@ pub struct OptionsRequest {
 /// Change a resource's options (`update_options`): applied at once, or, where the offering
 /// creates orders on option changes, an order followed to its end. An empty `options` is a 422
 /// (nothing to change).
-#[utoipa::path(context_path = "/v1", tag = "allocations", security(("bearer" = [])),
+#[utoipa::path(tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The resource's uuid", example = "7e00000000004000800000000000000a"), WriteHeaders),
     request_body = OptionsRequest,
     responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
@@ -412,7 +411,7 @@ pub struct LimitsRequest {
 /// delivery the gateway reads the resource's current limits, puts the asked ones over them and
 /// sends them all (`{"limits": {"cpu_k_hours": 200}}` keeps the other components' limits). An
 /// empty `limits` is a 422 (nothing to change).
-#[utoipa::path(context_path = "/v1", tag = "allocations", security(("bearer" = [])),
+#[utoipa::path(tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The resource's uuid", example = "7e00000000004000800000000000000a"), WriteHeaders),
     request_body = LimitsRequest,
     responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
@@ -480,7 +479,7 @@ impl Change {
 }
 
 /// Terminate a resource: a Terminate order, followed until the resource is `Terminated`.
-#[utoipa::path(context_path = "/v1", tag = "allocations", security(("bearer" = [])),
+#[utoipa::path(tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The resource's uuid", example = "7e00000000004000800000000000000a"), WriteHeaders),
     responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
 #[post("/allocations/resources/{uuid}/terminate")]

@@ -51,7 +51,6 @@ use sources::*;
 
 /// People on the teams of the site's resources.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "users",
     security(("bearer" = [])),
     params(
@@ -109,7 +108,6 @@ pub async fn list_users(
 
 /// SSH keys of the people on the teams of the site's resources.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "users",
     security(("bearer" = [])),
     params(
@@ -167,7 +165,6 @@ pub async fn list_ssh_keys(
 
 /// Projects with a live resource in the site's offerings.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "users",
     security(("bearer" = [])),
     params(
@@ -208,7 +205,6 @@ pub async fn list_projects(
 
 /// Active project roles in the site's projects.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "users",
     security(("bearer" = [])),
     params(

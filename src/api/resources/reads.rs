@@ -26,7 +26,6 @@ use crate::error::ApiError;
 /// Puhuri as Waldur's exact names), `backend_id`, `offering_uuid` (one of the site's, in any uuid
 /// form; another is a 403). Paginated like every list. A bad filter is a 400 `invalid_query`.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
     params(
@@ -96,7 +95,6 @@ pub async fn list_resources(
 
 /// One resource of the site's offerings.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
     params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000001")),
@@ -125,7 +123,6 @@ pub async fn get_resource(
 ///
 /// Not paginated (Waldur does not paginate it either).
 #[utoipa::path(
-    context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
     params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000001")),
@@ -198,7 +195,6 @@ pub struct UsageQuery {
 
 /// The resource's plan periods and component usages for a month.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
     params(
@@ -311,7 +307,6 @@ pub struct OfferingView {
 
 /// One of the site's offerings: its components and plans.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The offering's uuid", example = "0f000000000040008000000000000001")),

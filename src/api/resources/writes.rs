@@ -35,7 +35,6 @@ pub struct BackendIdRequest {
 ///
 /// After delivery the resource can be named `backend_id:<id>` in paths and usage reports.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
     params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000003"), WriteHeaders),
@@ -83,7 +82,6 @@ pub struct StateRequest {
 
 /// Set a resource OK or erred.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
     params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000004"), WriteHeaders),
@@ -148,7 +146,6 @@ pub struct ReportSectionRequest {
 
 /// Replace a resource's report (`submit_report`): what the customer sees about the allocation.
 #[utoipa::path(
-    context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
     params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000001"), WriteHeaders),
@@ -209,7 +206,6 @@ pub struct LimitsRequest {
 
 /// Set a resource's limits (`set_limits`; no order is created).
 #[utoipa::path(
-    context_path = "/v1",
     tag = "resources",
     security(("bearer" = [])),
     params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000001"), WriteHeaders),
