@@ -13,6 +13,10 @@
 //!   Waldur has no per-offering view, are scans of the provider view narrowed by the gateway
 //!   (cached for a minute).
 //!
+//! Then a second gateway against the same simulator, which reads ahead at start
+//! (`reads.warm_at_start`, the default), serves the `partial` site's SSH keys and roles: the
+//! table shows what its read ahead cost and what its first reads cost.
+//!
 //! Then both sites read the filtered lists (`users?username=`, `ssh-keys?user_uuid=`,
 //! `project-permissions?project_uuid=` and `?user_uuid=`), which cost a few calls on either.
 //!
@@ -71,6 +75,9 @@ gateway_id = "bench"
 data_dir = "{data}"
 [log]
 level = "error"
+# Seeded after the start: this gateway does not read ahead (the second one below does).
+[reads]
+warm_at_start = false
 [[sites]]
 id = "provider"
 offerings = ["{lumi}", "{second}"]
@@ -120,6 +127,67 @@ public_key_file = "{key}"
         client,
         _dir: dir,
     }
+}
+
+/// A second gateway against the first one's simulator, bound as `partial`, that reads ahead at
+/// start. Returns its address once its read ahead ended (the simulator stopped hearing from it),
+/// with the calls and the time the read ahead took.
+async fn start_reading_ahead(t: &Target) -> (String, usize, Duration, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("sp-token");
+    std::fs::write(&token_file, demo::TOKEN).unwrap();
+    let toml = format!(
+        r#"
+gateway_id = "bench"
+data_dir = "{data}"
+[log]
+level = "error"
+[upstream]
+url = "{api}"
+token_file = "{token}"
+service_provider_uuid = "{sp}"
+[reads]
+warm_at_start = true
+[[sites]]
+id = "partial"
+offerings = ["{lumi}"]
+[[sites.keys]]
+kid = "partial-ed"
+algorithm = "EdDSA"
+public_key_file = "{key}"
+"#,
+        data = dir.path().display(),
+        api = t.sim.replace("/__sim/", "/api/"),
+        token = token_file.display(),
+        sp = demo::SERVICE_PROVIDER_UUID,
+        lumi = demo::LUMI_OFFERING_UUID,
+        key = fixture("ed25519.pub"),
+    );
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, toml).unwrap();
+    let config = Config::load(Some(&path), &Overrides::default()).unwrap();
+    t.forget_calls().await;
+    let started = Instant::now();
+    let app = Application::build_with(
+        config,
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        Workers::Manual,
+    )
+    .await
+    .unwrap();
+    let gateway = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let (mut seen, mut quiet_since) = (0, Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = t.calls().await;
+        if now != seen {
+            (seen, quiet_since) = (now, Instant::now());
+        } else if now > 0 && quiet_since.elapsed() > Duration::from_millis(1500) {
+            break;
+        }
+    }
+    (gateway, seen, quiet_since - started, dir)
 }
 
 impl Target {
@@ -223,6 +291,36 @@ fn main() {
                     );
                 }
                 println!("{site:<9}{list:<26} X-Result-Count {total}");
+            }
+        }
+        // A gateway that read ahead at start: the partial site's first reads of its scanned
+        // lists.
+        let (ahead, calls, took, _dir) = start_reading_ahead(&t).await;
+        println!(
+            "read ahead at start (second gateway, site partial): {calls} calls, {} ms",
+            ms(took)
+        );
+        let partial = token("partial");
+        let reading_ahead = Target {
+            gateway: ahead,
+            sim: t.sim.clone(),
+            client: t.client.clone(),
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        for list in ["ssh-keys", "project-permissions"] {
+            let probe = reading_ahead
+                .read(&format!("/v1/{list}?page_size={PAGE_SIZE}&page=1"), &partial)
+                .await;
+            let last = probe.1.div_ceil(PAGE_SIZE).max(1);
+            let end = reading_ahead
+                .read(&format!("/v1/{list}?page_size={PAGE_SIZE}&page={last}"), &partial)
+                .await;
+            for (page, (status, _, calls, took)) in [(1, probe), (last, end)] {
+                println!(
+                    "{:<9}{list:<26}{page:>6}{status:>8}{calls:>8}{:>11}",
+                    "partial*",
+                    ms(took)
+                );
             }
         }
         // Filtered reads cost a few calls whatever the provider's size, on either site.

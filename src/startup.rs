@@ -230,6 +230,7 @@ impl Application {
             clock,
             stopping: stopping_rx,
         });
+        keep_reads_ready(state.clone(), sites.clone(), config.reads.clone());
         let max_body = config.limits.max_body_bytes;
         let sandboxed = sandbox.is_some();
         let in_flight = web::Data::new(crate::api::middleware::InFlight::default());
@@ -420,4 +421,46 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// How often the lists kept for reads are checked for age ([`crate::upstream::scans`]).
+const READS_REFRESH_ROUND: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Warms every site's scanned people lists once (`reads.warm_at_start`), then keeps the lists
+/// being read fresh (`reads.keep_warm_for`), until the gateway begins to stop.
+fn keep_reads_ready(
+    state: web::Data<AppState>,
+    sites: web::Data<SiteRegistry>,
+    reads: crate::config::ReadsConfig,
+) {
+    let mut stopping = state.stopping.clone();
+    tokio::spawn(async move {
+        let work = async {
+            if reads.warm_at_start {
+                for site in sites.sites() {
+                    let identity = crate::auth::SiteIdentity::of_gateway_for(site.clone());
+                    match api::people::warm(&state, &identity).await {
+                        Ok(true) => {
+                            tracing::info!(site = %site.id, "site's people lists read ahead")
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(site = %site.id, error = %e, "could not read the site's people lists ahead")
+                        }
+                    }
+                }
+            }
+            if reads.keep_warm_for.is_zero() {
+                return std::future::pending().await;
+            }
+            loop {
+                tokio::time::sleep(READS_REFRESH_ROUND).await;
+                state.directory.refresh_scans(reads.keep_warm_for).await;
+            }
+        };
+        tokio::select! {
+            () = work => {}
+            _ = stopping.changed() => {}
+        }
+    });
 }

@@ -48,6 +48,17 @@ pub struct SiteIdentity {
 }
 
 impl SiteIdentity {
+    /// The gateway itself acting for `site` outside any request (warming the site's lists at
+    /// start): no token, so no scopes; it may only read, as the site could.
+    pub fn of_gateway_for(site: Arc<Site>) -> SiteIdentity {
+        SiteIdentity {
+            site,
+            scopes: BTreeSet::new(),
+            expires_at: Utc::now(),
+            kid: String::new(),
+        }
+    }
+
     pub fn id(&self) -> &str {
         &self.site.id
     }

@@ -190,6 +190,11 @@ impl SiteRegistry {
         chrono::TimeDelta::from_std(self.leeway).unwrap_or(chrono::TimeDelta::MAX)
     }
 
+    /// Every configured site, in the configuration's order.
+    pub fn sites(&self) -> impl Iterator<Item = &Arc<Site>> {
+        self.sites.iter()
+    }
+
     pub fn site(&self, id: &str) -> Option<&Arc<Site>> {
         self.sites.iter().find(|s| s.id == id)
     }

@@ -32,7 +32,7 @@ pub use callbacks::{CallbackConfig, EventsConfig, RawCallback, SigningSecret, Wa
 pub use keys::{KeyAlgorithm, KeyConfig, KeyMaterial, RawKey};
 pub use raw::{
     AuthConfig, DeliveryConfig, LimitsConfig, LogConfig, LogFormat, Overrides, RawConfig, RawRedis,
-    RawUpstream, TlsConfig,
+    RawUpstream, ReadsConfig, TlsConfig,
 };
 pub use resolve::{hash_tag, parse_uuid};
 pub use sentinel::SentinelUrl;
@@ -74,6 +74,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub events: EventsConfig,
     pub watcher: WatcherConfig,
+    pub reads: ReadsConfig,
     pub sites: Vec<SiteConfig>,
     /// Further Puhuri identities by name (`upstream.identities`), each with its token. The
     /// service provider's identity, [`SP_IDENTITY`], is `upstream`'s own token and is not here.
@@ -168,6 +169,7 @@ impl Config {
             limits: raw.limits,
             events: raw.events,
             watcher: raw.watcher,
+            reads: raw.reads,
             sites,
             identities,
         })

@@ -39,6 +39,9 @@ pub struct RawConfig {
     /// The leader's polls of Puhuri for the sites' events.
     #[serde(default)]
     pub watcher: super::callbacks::WatcherConfig,
+    /// How the lists the gateway assembles from whole Puhuri lists are kept ready.
+    #[serde(default)]
+    pub reads: ReadsConfig,
     #[serde(default)]
     pub sites: Vec<RawSite>,
 }
@@ -181,6 +184,30 @@ pub struct DeliveryConfig {
     pub usage_known_for: Duration,
 }
 
+/// `[reads]`: the people lists Waldur 8.0.5 cannot narrow to a site bound to some of its
+/// provider's offerings (`/v1/ssh-keys` and `/v1/project-permissions` without a filter) are
+/// assembled from whole Puhuri lists, kept for a minute (the `upstream::scans` module).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadsConfig {
+    /// Such a list read within this time is scanned again in the background before it grows
+    /// old, so its readers never wait for a scan (default 15 min; `0s`: scanned only when read).
+    #[serde(with = "humantime_serde")]
+    pub keep_warm_for: Duration,
+    /// Read those lists of every site once when the gateway starts (default on), so the first
+    /// read after a start does not wait for a scan either.
+    pub warm_at_start: bool,
+}
+
+impl Default for ReadsConfig {
+    fn default() -> Self {
+        ReadsConfig {
+            keep_warm_for: Duration::from_secs(15 * 60),
+            warm_at_start: true,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
@@ -251,6 +278,7 @@ impl Default for RawConfig {
             },
             events: super::callbacks::EventsConfig::default(),
             watcher: super::callbacks::WatcherConfig::default(),
+            reads: ReadsConfig::default(),
             sites: Vec::new(),
         }
     }

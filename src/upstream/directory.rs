@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::scans::Scans;
 use super::{OfferingInfo, ResourceInfo, UpstreamError, WaldurClient};
 
 const RESOURCE_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -23,8 +24,6 @@ pub const SCAN_PAGE_SIZE: u64 = 300;
 /// The most pages of [`SCAN_PAGE_SIZE`] one scan reads (30,000 objects): past it a list is
 /// answered as too large (422 `list_too_large`), never as Puhuri being unreachable.
 pub const MAX_SCAN_PAGES: usize = 100;
-/// The most scans kept at once ([`Directory::scan`]): each may hold up to 30,000 objects.
-const MAX_SCANS: u64 = 32;
 /// Resource states that count as "the resource exists" for scoping projects to a site.
 pub const LIVE_RESOURCE_STATES: [&str; 5] = ["Creating", "OK", "Erred", "Updating", "Terminating"];
 const MAX_ENTRIES: u64 = 100_000;
@@ -46,13 +45,9 @@ struct Cache<T> {
 
 impl<T: Clone + Send + Sync + 'static> Cache<T> {
     fn new(ttl: Duration) -> Self {
-        Cache::with_capacity(ttl, MAX_ENTRIES)
-    }
-
-    fn with_capacity(ttl: Duration, capacity: u64) -> Self {
         Cache {
             ttl,
-            entries: moka::sync::Cache::new(capacity),
+            entries: moka::sync::Cache::new(MAX_ENTRIES),
         }
     }
 
@@ -93,8 +88,8 @@ pub struct Directory {
     coverage: Cache<bool>,
     /// A site's offerings (sorted, joined) -> the projects with a live resource in them.
     site_projects: Cache<Arc<BTreeSet<String>>>,
-    /// A provider view's path and query -> every item of it ([`Directory::scan`]).
-    scans: Cache<Arc<Vec<serde_json::Value>>>,
+    /// Whole lists, kept for a minute and fresh while read ([`Directory::scan`]).
+    scans: Scans,
 }
 
 /// A scan that would read more than [`MAX_SCAN_PAGES`] pages.
@@ -133,7 +128,7 @@ impl Directory {
             providers: Cache::new(RESOURCE_TTL),
             coverage: Cache::new(OFFERING_TTL),
             site_projects: Cache::new(SITE_PROJECTS_TTL),
-            scans: Cache::with_capacity(SITE_PROJECTS_TTL, MAX_SCANS),
+            scans: Scans::default(),
         }
     }
 
@@ -308,32 +303,20 @@ impl Directory {
     }
 
     /// Every item of the list at `path` with `query` (in pages of [`SCAN_PAGE_SIZE`], at most
-    /// [`MAX_SCAN_PAGES`]), kept for [`SITE_PROJECTS_TTL`]: paging through a list the gateway
-    /// narrows itself costs one scan a minute, not one per page. A list past the bound is
-    /// [`ScanError::TooLarge`].
+    /// [`MAX_SCAN_PAGES`]), kept for a minute and scanned again in the background while it is
+    /// read ([`Scans`]): paging through a list the gateway narrows itself costs one scan a
+    /// minute, not one per page. A list past the bound is [`ScanError::TooLarge`].
     pub async fn scan(
         &self,
         path: &str,
         query: &[(&str, String)],
     ) -> Result<Arc<Vec<serde_json::Value>>, ScanError> {
-        let key = format!(
-            "{path}?{}",
-            query
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("&")
-        );
-        if let Some((items, true)) = self.scans.get(&key) {
-            return Ok(items);
-        }
-        let items = Arc::new(
-            self.client
-                .get_bounded(path, query, SCAN_PAGE_SIZE, MAX_SCAN_PAGES)
-                .await?
-                .ok_or_else(|| ScanError::TooLarge(TooLarge { what: path.into() }))?,
-        );
-        self.scans.put(key, items.clone());
-        Ok(items)
+        self.scans.read(&self.client, path, query).await
+    }
+
+    /// Scans again the lists read within `keep_warm_for` that are getting old
+    /// ([`Scans::refresh`]); the number scanned.
+    pub async fn refresh_scans(&self, keep_warm_for: Duration) -> usize {
+        self.scans.refresh(&self.client, keep_warm_for).await
     }
 }

@@ -7,6 +7,7 @@
 pub mod directory;
 pub mod error;
 mod link;
+pub mod scans;
 pub mod token;
 mod types;
 

@@ -55,6 +55,11 @@ leeway = "5s"
 [limits]
 max_body_bytes = 262144
 
+# Tests seed the simulator after the gateway starts: a read ahead at start would keep the
+# lists as they were before the seeding (tests/api/people.rs tests the read ahead itself).
+[reads]
+warm_at_start = false
+
 [[sites]]
 id = "alpha"
 offerings = ["{ALPHA_OFFERING}"]

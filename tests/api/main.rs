@@ -16,6 +16,7 @@ mod model;
 mod openapi;
 mod orders;
 mod people;
+mod people_ahead;
 mod python_client;
 mod quickstart;
 mod receiver;

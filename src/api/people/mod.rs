@@ -26,8 +26,12 @@
 //!     (2), `?user_uuid=` alone the user's roles and a check of their projects (2);
 //!   - unfiltered `/v1/ssh-keys` and `/v1/project-permissions` have no per-offering view in
 //!     Waldur 8.0.5, so the site's members (or projects) and the provider view are scanned in
-//!     pages of 300 and narrowed (cached for a minute). A scan longer than 100 pages (30,000
-//!     objects) is a 422 `list_too_large`, never a 503: a retry would meet the same bound.
+//!     pages of 300 and narrowed. The scans are kept for a minute, scanned again in the
+//!     background while the list is read (`reads.keep_warm_for`) and made once at start
+//!     (`reads.warm_at_start`, [`warm`]): a read costs no upstream call unless nothing has read
+//!     the list for longer than `keep_warm_for` ([`crate::upstream::scans`]). A scan longer than
+//!     100 pages (30,000 objects) is a 422 `list_too_large`, never a 503: a retry would meet the
+//!     same bound.
 //!
 //! Waldur lets only an owner of the provider's organisation read the per-offering views
 //! (`is_owner`). Where Puhuri answers 403 there (the token's user has a narrower role), the
@@ -47,6 +51,7 @@ use super::views::{ProjectPermissionView, ProjectView, SshKeyView, UserView};
 use crate::auth::scoped::{Authorized, Read};
 use crate::error::ApiError;
 pub(crate) use sources::on_team_of;
+pub use sources::warm;
 use sources::*;
 
 /// People on the teams of the site's resources.
@@ -147,16 +152,7 @@ pub async fn list_ssh_keys(
                     paging.slice(Vec::new())?
                 }
             }
-            None => {
-                let members = members_of(&state, &identity, &sp, &offerings).await?;
-                let keys = view_all(&state, &sp, "keys", &query, KEY_FIELDS)
-                    .await?
-                    .iter()
-                    .filter(|k| k["user_uuid"].as_str().is_some_and(|u| members.contains(u)))
-                    .cloned()
-                    .collect();
-                paging.slice(keys)?
-            }
+            None => paging.slice(site_keys(&state, &identity, &sp, &offerings).await?)?,
         },
     };
     let page: Vec<SshKeyView> = items.iter().map(SshKeyView::from_waldur).collect();
@@ -283,10 +279,7 @@ pub async fn list_project_permissions(
                     .collect();
                 paging.slice(roles)?
             }
-            (None, None) => {
-                let projects = project_set(&state, &identity, &offerings).await?;
-                paging.slice(roles_in(&state, &sp, &projects, &[]).await?)?
-            }
+            (None, None) => paging.slice(site_roles(&state, &identity, &sp, &offerings).await?)?,
         },
     };
     let page: Vec<ProjectPermissionView> = items

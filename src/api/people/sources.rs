@@ -420,3 +420,48 @@ pub(super) async fn members_of(
         "user_uuid",
     ))
 }
+
+/// Every SSH key of the site's members, for a site bound to some of its provider's offerings:
+/// the provider's key view narrowed to [`members_of`] (both scans, kept fresh while read).
+pub(super) async fn site_keys(
+    state: &AppState,
+    identity: &SiteIdentity,
+    sp: &str,
+    offerings: &[String],
+) -> Result<Vec<Value>, ApiError> {
+    let members = members_of(state, identity, sp, offerings).await?;
+    Ok(view_all(state, sp, "keys", &[], KEY_FIELDS)
+        .await?
+        .iter()
+        .filter(|k| k["user_uuid"].as_str().is_some_and(|u| members.contains(u)))
+        .cloned()
+        .collect())
+}
+
+/// Every active role in the site's projects, for a site bound to some of its provider's
+/// offerings: the provider's role view narrowed to [`project_set`].
+pub(super) async fn site_roles(
+    state: &AppState,
+    identity: &SiteIdentity,
+    sp: &str,
+    offerings: &[String],
+) -> Result<Vec<Value>, ApiError> {
+    let projects = project_set(state, identity, offerings).await?;
+    roles_in(state, sp, &projects, &[]).await
+}
+
+/// Reads once the lists a site bound to some of its provider's offerings gets from whole
+/// Puhuri lists (its SSH keys and roles), so that its first read does not wait for the scans
+/// (`reads.warm_at_start`). `Ok(false)`: the site needs none (bound to every offering, or an
+/// allocator's site).
+pub async fn warm(state: &AppState, identity: &SiteIdentity) -> Result<bool, ApiError> {
+    if identity.site.offerings.is_empty() {
+        return Ok(false);
+    }
+    let People::Narrowed { sp, offerings } = people(state, identity).await? else {
+        return Ok(false);
+    };
+    site_keys(state, identity, &sp, &offerings).await?;
+    site_roles(state, identity, &sp, &offerings).await?;
+    Ok(true)
+}
