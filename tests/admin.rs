@@ -4,7 +4,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use puhuri_gateway::admin::{self, JobsCommand};
@@ -15,51 +14,11 @@ use puhuri_gateway::queue::{
 };
 use secrecy::SecretString;
 use serde_json::json;
-use support::redis::{RedisServer, shared};
+use support::redis::shared;
+use support::stores::{Backend, bare_prefix, embedded_config, redis_config};
 
 // ---------------------------------------------------------------------------------------------
 // fixtures
-
-fn embedded_config(dir: &Path) -> Config {
-    let raw = RawConfig {
-        data_dir: dir.to_path_buf(),
-        ..RawConfig::default()
-    };
-    Config::from_raw(raw).expect("valid config")
-}
-
-/// A prefix without the trailing `:`, as an operator would configure it.
-fn bare_prefix(name: &str) -> String {
-    format!("test-admin-{name}-{}", uuid::Uuid::new_v4().simple())
-}
-
-fn redis_config(server: &RedisServer, prefix: &str) -> Config {
-    let mut raw = RawConfig::default();
-    raw.redis.url = Some(SecretString::from(server.url()));
-    raw.redis.key_prefix = prefix.to_owned();
-    Config::from_raw(raw).expect("valid config")
-}
-
-struct Backend {
-    config: Config,
-    _keep: Box<dyn std::any::Any + Send>,
-}
-
-fn embedded() -> Backend {
-    let dir = tempfile::tempdir().unwrap();
-    Backend {
-        config: embedded_config(dir.path()),
-        _keep: Box::new(dir),
-    }
-}
-
-fn redis(name: &str) -> Backend {
-    let server = shared();
-    Backend {
-        config: redis_config(&server, &bare_prefix(name)),
-        _keep: Box::new(server),
-    }
-}
 
 const LEASE: Duration = Duration::from_secs(30);
 const NO_LIMITS: DeliveryLimits = DeliveryLimits {
@@ -407,7 +366,7 @@ macro_rules! both_backends {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    super::$case(super::embedded()).await;
+                    super::$case(crate::support::stores::embedded_backend()).await;
                 }
             )*
         }
@@ -415,7 +374,7 @@ macro_rules! both_backends {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    super::$case(super::redis(stringify!($case))).await;
+                    super::$case(crate::support::stores::redis_backend(stringify!($case))).await;
                 }
             )*
         }

@@ -19,49 +19,7 @@ use serde_json::json;
 use support::redis::{RedisServer, shared, shared_cluster, unique_prefix, unique_tagged_prefix};
 
 // ---------------------------------------------------------------------------------------------
-// fixtures
-
-struct Fixture {
-    store: Box<dyn JobStore>,
-    _keep: Box<dyn std::any::Any + Send>,
-}
-
-async fn redis_fixture(name: &str) -> Fixture {
-    let server = shared();
-    let store = RedisStore::connect(&server.url(), &unique_prefix(name), RedisOptions::default())
-        .await
-        .expect("connect");
-    Fixture {
-        store: Box::new(store),
-        _keep: Box::new(server),
-    }
-}
-
-/// The store on a three-master Redis Cluster, its keys in one hash slot (a hash-tagged prefix):
-/// every script runs there as on one server.
-async fn redis_cluster_fixture(name: &str) -> Fixture {
-    let cluster = tokio::task::spawn_blocking(shared_cluster).await.unwrap();
-    let options = RedisOptions {
-        cluster: true,
-        ..RedisOptions::default()
-    };
-    let store = RedisStore::connect(&cluster.url(), &unique_tagged_prefix(name), options)
-        .await
-        .expect("connect");
-    Fixture {
-        store: Box::new(store),
-        _keep: Box::new(cluster),
-    }
-}
-
-async fn embedded_fixture(_name: &str) -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = EmbeddedStore::open(dir.path()).await.expect("open");
-    Fixture {
-        store: Box::new(store),
-        _keep: Box::new(dir),
-    }
-}
+// cases (the store of each backend: `support::stores`)
 
 /// Following: a job whose order Puhuri is still working on goes back in line at its time, keeps
 /// its progress as its result, and gets its attempt back (following never exhausts retries);
@@ -116,7 +74,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    let f = super::redis_fixture(stringify!($case)).await;
+                    let f = crate::support::stores::redis(stringify!($case)).await;
                     super::$case(&*f.store).await;
                 }
             )*
@@ -125,7 +83,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    let f = super::embedded_fixture(stringify!($case)).await;
+                    let f = crate::support::stores::embedded().await;
                     super::$case(&*f.store).await;
                 }
             )*
@@ -134,7 +92,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    let f = super::redis_cluster_fixture(stringify!($case)).await;
+                    let f = crate::support::stores::redis_cluster(stringify!($case)).await;
                     super::$case(&*f.store).await;
                 }
             )*

@@ -19,6 +19,7 @@ use puhuri_gateway::worker::Worker;
 use serde_json::{Value, json};
 
 use crate::support::redis::{RedisServer, shared, unique_prefix};
+use crate::support::stores::redis_table;
 
 pub const GATEWAY_ID: &str = "gw-test";
 /// Site alpha is bound to the simulator's LUMI-like offering.
@@ -201,11 +202,7 @@ pub async fn spawn_app_in(
     let mut toml = base_config_toml(dir.path());
     let redis = setup.redis.then(shared);
     if let Some(server) = &redis {
-        toml.push_str(&format!(
-            "\n[redis]\nurl = \"{}\"\nkey_prefix = \"{}\"\n",
-            server.url(),
-            unique_prefix("api")
-        ));
+        toml.push_str(&redis_table(&server.url(), &unique_prefix("api")));
     }
     toml.push_str(extra_toml);
     let config = load_config(&toml, dir.path()).expect("test config");

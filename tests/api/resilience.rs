@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 use crate::support::redis::{RedisServer, shared, unique_prefix};
+use crate::support::stores::redis_table;
 
 /// Settings that make retries and lease expiry quick enough for a test.
 const FAST_DELIVERY: &str = r#"
@@ -290,11 +291,7 @@ async fn sim_calls(client: &reqwest::Client, sim: &SimServer) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_during_delivery_loses_nothing_with_redis() {
     let redis = shared();
-    let store = format!(
-        "[redis]\nurl = \"{}\"\nkey_prefix = \"{}\"\n",
-        redis.url(),
-        unique_prefix("crash")
-    );
+    let store = redis_table(&redis.url(), &unique_prefix("crash"));
     crash_during_delivery(&store).await;
 }
 
@@ -307,9 +304,8 @@ async fn a_gateway_killed_during_delivery_loses_nothing_with_the_embedded_store(
 async fn a_redis_restart_loses_nothing_acknowledged_and_the_gateway_recovers_by_itself() {
     let mut redis = RedisServer::start_durable();
     let extra = format!(
-        "{FAST_DELIVERY}\n[redis]\nurl = \"{}\"\nkey_prefix = \"{}\"\npool_wait_timeout = \"500ms\"\n",
-        redis.url(),
-        unique_prefix("restart")
+        "{FAST_DELIVERY}{}pool_wait_timeout = \"500ms\"\n",
+        redis_table(&redis.url(), &unique_prefix("restart"))
     );
     let app = spawn_app_with(
         Setup {
@@ -435,14 +431,7 @@ async fn sigterm_hands_an_unfinished_delivery_back_within_the_grace_period() {
     let redis = shared();
     let prefix = unique_prefix("sigterm");
     let dir = tempfile::tempdir().unwrap();
-    let config = external_config(
-        dir.path(),
-        &sim,
-        &format!(
-            "[redis]\nurl = \"{}\"\nkey_prefix = \"{prefix}\"\n",
-            redis.url()
-        ),
-    );
+    let config = external_config(dir.path(), &sim, &redis_table(&redis.url(), &prefix));
     // Longer timeout and lease than the default test settings, a short grace.
     let toml = std::fs::read_to_string(&config)
         .unwrap()

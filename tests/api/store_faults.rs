@@ -230,10 +230,9 @@ async fn a_full_disk_freed() {
 #[tokio::test]
 async fn a_write_redis_did_not_answer_is_outcome_unknown_and_its_keyed_retry_finds_the_job() {
     let redis = crate::support::redis::RedisServer::start();
-    let extra = format!(
-        "\n[redis]\nurl = \"{}\"\nkey_prefix = \"{}\"\n",
-        redis.url(),
-        crate::support::redis::unique_prefix("unknown")
+    let extra = crate::support::stores::redis_table(
+        &redis.url(),
+        &crate::support::redis::unique_prefix("unknown"),
     );
     let app = spawn_app_with(setup(), &extra).await;
     let token = alpha_token();

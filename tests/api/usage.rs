@@ -600,9 +600,11 @@ async fn a_report_is_delivered_through_a_redis_cluster() {
         .await
         .unwrap();
     let extra = format!(
-        "\n[redis]\nurl = \"{}\"\ncluster = true\nkey_prefix = \"{}\"\n",
-        cluster.url(),
-        crate::support::redis::unique_tagged_prefix("api")
+        "{}cluster = true\n",
+        crate::support::stores::redis_table(
+            &cluster.url(),
+            &crate::support::redis::unique_tagged_prefix("api")
+        )
     );
     let setup = Setup {
         redis: false,

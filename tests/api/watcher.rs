@@ -13,6 +13,7 @@ use crate::helpers::*;
 use crate::receiver::{Mode, Receiver, SECRET_A, verifies};
 use crate::resilience::{GatewayProcess, external_config};
 use crate::support::redis::{shared, unique_prefix};
+use crate::support::stores::redis_table;
 use puhuri_gateway::sim::{self, SimOptions, demo};
 use puhuri_gateway::startup::Workers;
 
@@ -267,10 +268,7 @@ async fn the_leader_killed_another_replica_takes_over_and_nothing_is_lost_or_rep
     let redis = shared();
     let prefix = unique_prefix("watch");
     let dir = tempfile::tempdir().unwrap();
-    let store = format!(
-        "[redis]\nurl = \"{}\"\nkey_prefix = \"{prefix}\"\n",
-        redis.url()
-    );
+    let store = redis_table(&redis.url(), &prefix);
     let config = process_config(dir.path(), &sim, &receiver, &store);
     let mut a = GatewayProcess::start(&config, &dir.path().join("a.log")).await;
     let mut b = GatewayProcess::start(&config, &dir.path().join("b.log")).await;

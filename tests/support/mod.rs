@@ -4,3 +4,4 @@
 pub mod external;
 pub mod poll;
 pub mod redis;
+pub mod stores;
