@@ -17,7 +17,7 @@ use super::jobs::JobView;
 use super::reads::{
     PageParams, QueryParams, list_response, site_order, upstream_page_failed, uuid_in_path,
 };
-use super::responses::{ReadErrors, WriteErrors, WriteHeaders};
+use super::responses::{Queued, ReadErrors, WriteErrors, WriteHeaders};
 use super::submit::submit;
 use super::views::OrderView;
 use crate::auth::SiteIdentity;
@@ -123,8 +123,7 @@ pub async fn approve_order(
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d000000000040008000000000000002"), WriteHeaders),
     request_body(content = RejectRequest, description = "Optional: no body (or an empty one) rejects without a comment", content_type = "application/json", example = json!({})),
     responses(
-        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
-        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        Queued,
         WriteErrors<OrdersWrite>,
     )
 )]
@@ -158,8 +157,7 @@ pub async fn reject_order(
     security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d000000000040008000000000000003"), WriteHeaders),
     responses(
-        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
-        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        Queued,
         WriteErrors<OrdersWrite>,
     )
 )]
@@ -187,8 +185,7 @@ pub async fn order_done(
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d000000000040008000000000000005"), WriteHeaders),
     request_body(content = ErredRequest, content_type = "application/json", example = json!({"message": "No free project quota on the cluster", "traceback": "quota check failed for project_465000005"})),
     responses(
-        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
-        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        Queued,
         WriteErrors<OrdersWrite>,
     )
 )]

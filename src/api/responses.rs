@@ -1,7 +1,8 @@
 //! The error answers of the OpenAPI document, as shared sets rather than a list per route.
 //!
 //! Each set is a type a handler's `responses(...)` names ([`WriteErrors`], [`ReadErrors`],
-//! [`PeopleReadErrors`], [`JobErrors`], [`JobChangeErrors`], [`EventErrors`]). Every error status a route of that kind can answer is in its set, and every
+//! [`PeopleReadErrors`], [`JobErrors`], [`JobChangeErrors`], [`EventErrors`]); [`Queued`] is the same for the
+//! answers of a queued write that succeed. Every error status a route of that kind can answer is in its set, and every
 //! example is the problem document the gateway really sends for that case: it is built from the
 //! same [`ApiError`] the handlers return, so an example cannot drift from the server.
 
@@ -316,6 +317,51 @@ impl IntoResponses for EventErrors {
             "The token lacks `events:read`",
         )]);
         responses
+    }
+}
+
+/// The answers of a queued write that succeed: 202 with the job just stored (`Location` names
+/// it), or 200 with the job of an earlier call with the same `Idempotency-Key`, or one that
+/// finished within `Prefer: wait`. Both bodies are a [`crate::api::jobs::JobView`].
+pub struct Queued;
+
+impl IntoResponses for Queued {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let job = || {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("JobView")))
+                .build()
+        };
+        let location = HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some("The job"))
+            .build();
+        BTreeMap::from([
+            (
+                StatusCode::ACCEPTED.as_str().to_string(),
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description("Stored; delivery follows")
+                        .header("Location", location)
+                        .content("application/json", job())
+                        .build(),
+                ),
+            ),
+            (
+                StatusCode::OK.as_str().to_string(),
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(
+                            "An earlier job with the same Idempotency-Key, or a finished job \
+                             after `Prefer: wait`",
+                        )
+                        .content("application/json", job())
+                        .build(),
+                ),
+            ),
+        ])
     }
 }
 

@@ -21,10 +21,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::jobs::JobView;
 use super::people::on_team_of;
 use super::reads::{MAX_UPSTREAM_PAGES, service_provider_uuid, uuid_in_path};
-use super::responses::{WriteErrors, WriteHeaders};
+use super::responses::{Queued, WriteErrors, WriteHeaders};
 use super::submit::{lookup_failed, submit};
 use crate::auth::SiteIdentity;
 use crate::auth::scoped::{Authorized, UsersWrite};
@@ -91,8 +90,7 @@ pub struct OfferingUserRequest {
     params(WriteHeaders),
     request_body = OfferingUserRequest,
     responses(
-        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
-        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        Queued,
         WriteErrors<UsersWrite>,
     )
 )]
@@ -158,8 +156,7 @@ pub struct UsernameRequest {
     params(("uuid" = String, Path, description = "The user's uuid", example = "a0000000000040008000000000000012"), WriteHeaders),
     request_body = UsernameRequest,
     responses(
-        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
-        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        Queued,
         WriteErrors<UsersWrite>,
     )
 )]

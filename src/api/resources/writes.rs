@@ -10,8 +10,7 @@ use utoipa::ToSchema;
 
 use super::site_resource;
 use crate::api::AppState;
-use crate::api::jobs::JobView;
-use crate::api::responses::{WriteErrors, WriteHeaders};
+use crate::api::responses::{Queued, WriteErrors, WriteHeaders};
 use crate::api::submit::{lookup_failed, refuse_unknown_components, resource_uuid, submit};
 use crate::auth::scoped::{Authorized, ResourcesWrite};
 use crate::domain::operations::{
@@ -40,8 +39,7 @@ pub struct BackendIdRequest {
     params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000003"), WriteHeaders),
     request_body = BackendIdRequest,
     responses(
-        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
-        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        Queued,
         WriteErrors<ResourcesWrite>,
     )
 )]
@@ -87,8 +85,7 @@ pub struct StateRequest {
     params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000004"), WriteHeaders),
     request_body = StateRequest,
     responses(
-        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
-        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        Queued,
         WriteErrors<ResourcesWrite>,
     )
 )]
@@ -151,8 +148,7 @@ pub struct ReportSectionRequest {
     params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000001"), WriteHeaders),
     request_body = ReportRequest,
     responses(
-        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
-        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        Queued,
         WriteErrors<ResourcesWrite>,
     )
 )]
@@ -211,8 +207,7 @@ pub struct LimitsRequest {
     params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000001"), WriteHeaders),
     request_body = LimitsRequest,
     responses(
-        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
-        (status = 200, body = JobView, description = "An earlier job with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        Queued,
         WriteErrors<ResourcesWrite>,
     )
 )]
