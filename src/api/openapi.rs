@@ -164,3 +164,49 @@ pub fn swagger_ui(sandbox: bool) -> SwaggerUi {
         .url("/openapi.json", doc)
         .config(utoipa_swagger_ui::Config::default().validator_url("none"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn annotations(path: &Path) -> usize {
+        if path.is_dir() {
+            std::fs::read_dir(path)
+                .expect("src/api is readable")
+                .map(|entry| annotations(&entry.expect("a directory entry").path()))
+                .sum()
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(path).expect("a source file is readable");
+            text.lines()
+                .filter(|line| line.trim_start().starts_with("#[utoipa::path("))
+                .count()
+        } else {
+            0
+        }
+    }
+
+    /// A handler annotated for the document but left out of `api::routes` would be neither
+    /// served nor documented: each annotation (one method each) is one operation of the document.
+    #[test]
+    fn every_annotated_handler_is_registered() {
+        let annotated = annotations(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api"));
+        let document = serde_json::to_value(super::document()).expect("the document serializes");
+        let operations = document["paths"]
+            .as_object()
+            .expect("the document has paths")
+            .values()
+            .filter_map(|item| item.as_object())
+            .flat_map(|item| item.keys())
+            .filter(|key| {
+                [
+                    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+                ]
+                .contains(&key.as_str())
+            })
+            .count();
+        assert_eq!(
+            annotated, operations,
+            "every `#[utoipa::path]` handler is registered in `api::routes`"
+        );
+    }
+}
