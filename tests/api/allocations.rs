@@ -9,6 +9,7 @@ use puhuri_gateway::sim::demo;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
+use crate::support::client::{Wanted, expect};
 
 fn read_token(app: &TestApp, file: &str) -> String {
     std::fs::read_to_string(app.data_dir().join(file))
@@ -37,11 +38,7 @@ async fn as_provider(
     if let Some(b) = body {
         req = req.json(&b);
     }
-    let r = req.send().await.unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{path}: {status} {v}");
-    v
+    expect(req, Wanted::Success).await.body
 }
 
 /// Waits (polling) for the provider's view of a pending-provider order of `resource_or_project`.
@@ -112,9 +109,8 @@ async fn send(
     if let Some(b) = body {
         req = req.json(&b);
     }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    let answer = crate::support::client::send(req).await;
+    (answer.status.as_u16(), answer.body)
 }
 
 fn create_body() -> Value {

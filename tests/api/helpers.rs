@@ -272,9 +272,7 @@ impl TestApp {
     }
 
     pub async fn job(&self, token: &str, id: &str) -> Value {
-        let response = self.get_as(&format!("/v1/jobs/{id}"), token).await;
-        assert_eq!(response.status(), 200, "GET job {id}");
-        response.json().await.unwrap()
+        crate::support::poll::job_view(&self.client, &self.address, token, id).await
     }
 
     /// Runs delivery steps until nothing is due (bounded).

@@ -22,6 +22,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
+use crate::support::client::{Wanted, expect};
 
 /// Quick retries, a short upstream timeout (a 1.2 s answer is a lost one), one attempt per job
 /// (so lost answers make `dead` jobs an operator can retry), and no trust in knowledge without a
@@ -250,18 +251,15 @@ fn no_limits() -> puhuri_gateway::queue::DeliveryLimits {
 async fn set_in_puhuri(app: &TestApp, component: &str, amount: &str) {
     let api = app.sim.replace("__sim/", "api/");
     let month_start = chrono::Utc::now().format("%Y-%m-01").to_string();
-    let response = app
+    let request = app
         .client
         .post(format!("{api}marketplace-component-usages/set_usage/"))
         .header("Authorization", format!("Token {}", demo::TOKEN))
         .json(
             &json!({"resource": demo::RESOURCE_OK_UUID, "date": month_start,
                       "usages": [{"type": component, "amount": amount}]}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
+        );
+    expect(request, Wanted::Success).await;
 }
 
 /// What Puhuri holds for the demo resource this month, per component.

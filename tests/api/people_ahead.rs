@@ -25,13 +25,10 @@ async fn seeded_sim() -> sim::SimServer {
         },
     )
     .unwrap();
-    let seeded = reqwest::Client::new()
+    let seed = reqwest::Client::new()
         .post(format!("{}bulk", sim.control_url()))
-        .json(&json!({"projects": 40, "users": 400, "resources": 120}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(seeded.status(), 201);
+        .json(&json!({"projects": 40, "users": 400, "resources": 120}));
+    crate::support::client::expect(seed, 201).await;
     sim
 }
 

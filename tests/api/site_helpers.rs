@@ -63,9 +63,7 @@ pub async fn get_json(
     path: &str,
     token: &str,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let response = app.get_as(path, token).await;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.json().await.unwrap_or(Value::Null);
-    (status, headers, body)
+    let answer =
+        crate::support::client::send(app.client.get(app.url(path)).bearer_auth(token)).await;
+    (answer.status.as_u16(), answer.headers, answer.body)
 }

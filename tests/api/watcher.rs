@@ -121,14 +121,10 @@ async fn after_polls(control_url: &str, n: usize) {
 }
 
 async fn new_order(control_url: &str, offering: &str) -> (String, String) {
-    let response = reqwest::Client::new()
+    let request = reqwest::Client::new()
         .post(format!("{control_url}orders"))
-        .json(&json!({ "offering_uuid": offering }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.unwrap();
+        .json(&json!({ "offering_uuid": offering }));
+    let body = crate::support::client::expect(request, 201).await.body;
     (
         body[0]["uuid"].as_str().unwrap().to_owned(),
         body[0]["resource_uuid"].as_str().unwrap().to_owned(),

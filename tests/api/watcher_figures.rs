@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 use crate::receiver::{Mode, Receiver, SECRET_A};
+use crate::support::client::{Wanted, expect};
 use puhuri_gateway::sim::demo;
 use puhuri_gateway::startup::{Application, Workers};
 
@@ -51,13 +52,10 @@ secret_files = ["{secret}"]
 }
 
 async fn control(sim: &str, path: &str, body: Value) {
-    let r = reqwest::Client::new()
+    let request = reqwest::Client::new()
         .post(format!("{sim}{path}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
+        .json(&body);
+    expect(request, Wanted::Success).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

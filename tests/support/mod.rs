@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod client;
 pub mod external;
 pub mod poll;
 pub mod redis;

@@ -31,14 +31,15 @@ where
 
 /// `GET {base}/v1/jobs/{id}` as the site holding `token` sees it (asserting 200).
 pub async fn job_view(client: &reqwest::Client, base: &str, token: &str, id: &str) -> Value {
-    let response = client
+    let request = client
         .get(format!("{}/v1/jobs/{id}", base.trim_end_matches('/')))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("request sent");
-    assert_eq!(response.status(), 200, "GET /v1/jobs/{id}");
-    response.json().await.expect("a job view")
+        .bearer_auth(token);
+    let view = super::client::expect(request, 200).await.body;
+    assert!(
+        view.is_object(),
+        "GET /v1/jobs/{id}: a job view, not {view}"
+    );
+    view
 }
 
 /// The job's view once its state is one `wanted` accepts (a running gateway delivers it),
