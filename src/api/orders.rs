@@ -26,6 +26,7 @@ use crate::domain::WaldurUuid;
 use crate::domain::operations::{Operation, OrderApprove, OrderDone, OrderErred, OrderReject};
 use crate::domain::text::{Comment, ErrorMessage, Traceback};
 use crate::error::{ApiError, FieldError};
+use crate::upstream::Order;
 
 /// Waldur's order states.
 pub const ORDER_STATES: [&str; 9] = [
@@ -281,18 +282,14 @@ pub async fn list_orders(
     let page = state
         .directory
         .client()
-        .get_page("marketplace-orders/", &query)
+        .get_page::<Order>("marketplace-orders/", &query)
         .await
         .map_err(|e| upstream_page_failed(e, &paging))?;
     let items: Vec<OrderView> = page
         .items
         .iter()
         // Puhuri filtered by offering already; check again rather than trust a filter.
-        .filter(|o| {
-            o["offering_uuid"]
-                .as_str()
-                .is_some_and(|x| identity.owns_offering(x))
-        })
+        .filter(|o| identity.owns_offering(&o.offering_uuid))
         .map(OrderView::from_waldur)
         .collect();
     let total = page.total.unwrap_or(items.len() as u64);

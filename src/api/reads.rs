@@ -26,15 +26,14 @@ use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
-use serde_json::Value;
 
 use super::AppState;
 use super::submit::{ResourceRef, lookup_failed};
 use crate::auth::SiteIdentity;
 use crate::domain::{BackendId, WaldurUuid};
 use crate::error::ApiError;
-use crate::upstream::UpstreamError;
 use crate::upstream::directory::{MAX_SCAN_PAGES, SCAN_PAGE_SIZE, ScanError};
+use crate::upstream::{Order, UpstreamError};
 
 use super::upstream_failure::{Purpose, upstream_failure};
 
@@ -78,16 +77,17 @@ pub async fn site_order(
     identity: &SiteIdentity,
     uuid: &WaldurUuid,
     for_write: bool,
-) -> Result<Value, ApiError> {
+) -> Result<Order, ApiError> {
     let order = match state.directory.client().order(uuid.as_str()).await {
         Ok(o) => o,
         Err(e) if e.is_not_found() => return Err(order_not_yours()),
         Err(e) if for_write => return Err(lookup_failed(e)),
         Err(e) => return Err(read_failed(e)),
     };
-    match order["offering_uuid"].as_str() {
-        Some(o) if identity.owns_offering(o) => Ok(order),
-        _ => Err(order_not_yours()),
+    if identity.owns_offering(&order.offering_uuid) {
+        Ok(order)
+    } else {
+        Err(order_not_yours())
     }
 }
 

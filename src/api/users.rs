@@ -30,6 +30,7 @@ use crate::auth::scoped::{Authorized, UsersWrite};
 use crate::domain::operations::{OfferingUsername, Operation, UserUsername};
 use crate::domain::{Username, WaldurUuid};
 use crate::error::{ApiError, FieldError};
+use crate::upstream::Uuid;
 
 fn username(state: &AppState, name: &str) -> Result<Username, FieldError> {
     Username::parse(name, &state.username_rule).map_err(|m| FieldError::new("username", m))
@@ -204,7 +205,7 @@ async fn check_bound_to_every_offering(
         .map_err(lookup_failed)?
         .customer_uuid
         .clone();
-    let offerings = state
+    let offerings: Vec<Uuid> = state
         .directory
         .client()
         .get_all(
@@ -216,8 +217,7 @@ async fn check_bound_to_every_offering(
         .map_err(lookup_failed)?;
     let others = offerings
         .iter()
-        .filter_map(|o| o["uuid"].as_str())
-        .filter(|o| !identity.owns_offering(o))
+        .filter(|o| !identity.owns_offering(&o.uuid))
         .count();
     if others == 0 {
         Ok(())

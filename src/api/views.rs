@@ -3,29 +3,18 @@
 //! Waldur's objects are mapped to smaller gateway objects: uuids instead of Puhuri URLs (which a
 //! site cannot follow with its own token), the fields a site system needs, nothing that only
 //! Puhuri's web UI uses. A field Waldur leaves out or sends with another type is `null` (or empty
-//! for the identifying fields), never an error: a read shows what Puhuri holds.
+//! for the identifying fields), never an error: a read shows what Puhuri holds. That leniency is
+//! the upstream views' ([`crate::upstream::lenient`]); the fields a decision rests on (an
+//! object's `uuid`) are required there, and their absence is a malformed answer.
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-pub fn text(v: &Value, key: &str) -> Option<String> {
-    match &v[key] {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
+use crate::upstream::{Order, Project, ProjectRole, Resource, SshKey, TeamMember, User};
 
-fn text_or_empty(v: &Value, key: &str) -> String {
-    text(v, key).unwrap_or_default()
-}
-
-fn object(v: &Value, key: &str) -> Value {
-    match &v[key] {
-        Value::Object(m) => Value::Object(m.clone()),
-        _ => Value::Object(Default::default()),
-    }
+fn object(map: &Map<String, Value>) -> Value {
+    Value::Object(map.clone())
 }
 
 /// An order, in the gateway's terms.
@@ -75,35 +64,35 @@ pub struct OrderView {
 }
 
 impl OrderView {
-    pub fn from_waldur(v: &Value) -> OrderView {
+    pub fn from_waldur(o: &Order) -> OrderView {
         OrderView {
-            uuid: text_or_empty(v, "uuid"),
-            state: text_or_empty(v, "state"),
-            type_: text_or_empty(v, "type"),
-            resource_uuid: text(v, "marketplace_resource_uuid"),
-            resource_name: text(v, "resource_name"),
-            offering_uuid: text_or_empty(v, "offering_uuid"),
-            offering_name: text(v, "offering_name"),
-            plan_uuid: text(v, "plan_uuid"),
-            plan_name: text(v, "plan_name"),
-            project_uuid: text(v, "project_uuid"),
-            project_name: text(v, "project_name"),
-            customer_uuid: text(v, "customer_uuid"),
-            customer_name: text(v, "customer_name"),
-            attributes: object(v, "attributes"),
-            limits: object(v, "limits"),
-            request_comment: text(v, "request_comment"),
-            created_by_username: text(v, "created_by_username"),
-            created_by_full_name: text(v, "created_by_full_name"),
-            created_by_email: text(v, "created_by_email"),
-            error_message: text(v, "error_message"),
-            provider_rejection_comment: text(v, "provider_rejection_comment"),
-            provider_reviewed_by_username: text(v, "provider_reviewed_by_username"),
-            provider_reviewed_at: text(v, "provider_reviewed_at"),
-            backend_id: text(v, "backend_id"),
-            created: text(v, "created"),
-            modified: text(v, "modified"),
-            completed_at: text(v, "completed_at"),
+            uuid: o.uuid.clone(),
+            state: o.state.clone(),
+            type_: o.type_.clone(),
+            resource_uuid: o.marketplace_resource_uuid.clone(),
+            resource_name: o.resource_name.clone(),
+            offering_uuid: o.offering_uuid.clone(),
+            offering_name: o.offering_name.clone(),
+            plan_uuid: o.plan_uuid.clone(),
+            plan_name: o.plan_name.clone(),
+            project_uuid: o.project_uuid.clone(),
+            project_name: o.project_name.clone(),
+            customer_uuid: o.customer_uuid.clone(),
+            customer_name: o.customer_name.clone(),
+            attributes: object(&o.attributes),
+            limits: object(&o.limits),
+            request_comment: o.request_comment.clone(),
+            created_by_username: o.created_by_username.clone(),
+            created_by_full_name: o.created_by_full_name.clone(),
+            created_by_email: o.created_by_email.clone(),
+            error_message: o.error_message.clone(),
+            provider_rejection_comment: o.provider_rejection_comment.clone(),
+            provider_reviewed_by_username: o.provider_reviewed_by_username.clone(),
+            provider_reviewed_at: o.provider_reviewed_at.clone(),
+            backend_id: o.backend_id.clone(),
+            created: o.created.clone(),
+            modified: o.modified.clone(),
+            completed_at: o.completed_at.clone(),
         }
     }
 }
@@ -155,30 +144,35 @@ pub struct ResourceView {
 }
 
 impl ResourceView {
-    pub fn from_waldur(v: &Value) -> ResourceView {
+    pub fn from_waldur(r: &Resource) -> ResourceView {
         ResourceView {
-            uuid: text_or_empty(v, "uuid"),
-            name: text_or_empty(v, "name"),
-            state: text_or_empty(v, "state"),
-            backend_id: text_or_empty(v, "backend_id"),
-            offering_uuid: text_or_empty(v, "offering_uuid"),
-            offering_name: text(v, "offering_name"),
-            plan_uuid: text(v, "plan_uuid"),
-            plan_name: text(v, "plan_name"),
-            project_uuid: text(v, "project_uuid"),
-            project_name: text(v, "project_name"),
-            customer_uuid: text(v, "customer_uuid"),
-            customer_name: text(v, "customer_name"),
-            limits: object(v, "limits"),
-            attributes: object(v, "attributes"),
-            options: object(v, "options"),
-            current_usages: object(v, "current_usages"),
-            report: serde_json::from_value(v["report"].clone()).unwrap_or_default(),
-            error_message: text(v, "error_message").filter(|m| !m.is_empty()),
-            end_date: text(v, "end_date"),
-            order_in_progress_uuid: text(&v["order_in_progress"], "uuid"),
-            created: text(v, "created"),
-            modified: text(v, "modified"),
+            uuid: r.uuid.clone(),
+            name: r.name.clone(),
+            state: r.state.clone(),
+            backend_id: r.backend_id.clone(),
+            offering_uuid: r.offering_uuid.clone(),
+            offering_name: r.offering_name.clone(),
+            plan_uuid: r.plan_uuid.clone(),
+            plan_name: r.plan_name.clone(),
+            project_uuid: r.project_uuid.clone(),
+            project_name: r.project_name.clone(),
+            customer_uuid: r.customer_uuid.clone(),
+            customer_name: r.customer_name.clone(),
+            limits: object(&r.limits),
+            attributes: object(&r.attributes),
+            options: object(&r.options),
+            current_usages: object(&r.current_usages),
+            report: (r.report.iter())
+                .map(|s| ReportSectionView {
+                    header: s.header.clone(),
+                    body: s.body.clone(),
+                })
+                .collect(),
+            error_message: r.error_message.clone().filter(|m| !m.is_empty()),
+            end_date: r.end_date.clone(),
+            order_in_progress_uuid: r.order_in_progress.uuid.clone(),
+            created: r.created.clone(),
+            modified: r.modified.clone(),
         }
     }
 }
@@ -201,16 +195,16 @@ pub struct TeamMemberView {
 }
 
 impl TeamMemberView {
-    pub fn from_waldur(v: &Value) -> TeamMemberView {
+    pub fn from_waldur(m: &TeamMember) -> TeamMemberView {
         TeamMemberView {
-            user_uuid: text_or_empty(v, "uuid"),
-            username: text_or_empty(v, "username"),
-            full_name: text(v, "full_name"),
-            email: text(v, "email"),
-            role: text(v, "role"),
-            expiration_time: text(v, "expiration_time"),
-            offering_user_username: text(v, "offering_user_username"),
-            offering_user_state: text(v, "offering_user_state"),
+            user_uuid: m.uuid.clone(),
+            username: m.username.clone(),
+            full_name: m.full_name.clone(),
+            email: m.email.clone(),
+            role: m.role.clone(),
+            expiration_time: m.expiration_time.clone(),
+            offering_user_username: m.offering_user_username.clone(),
+            offering_user_state: m.offering_user_state.clone(),
         }
     }
 }
@@ -229,16 +223,16 @@ pub struct UserView {
 }
 
 impl UserView {
-    pub fn from_waldur(v: &Value) -> UserView {
+    pub fn from_waldur(u: &User) -> UserView {
         UserView {
-            uuid: text_or_empty(v, "uuid"),
-            username: text_or_empty(v, "username"),
-            full_name: text(v, "full_name"),
-            first_name: text(v, "first_name"),
-            last_name: text(v, "last_name"),
-            email: text(v, "email"),
-            organization: text(v, "organization"),
-            is_active: v["is_active"].as_bool(),
+            uuid: u.uuid.clone(),
+            username: u.username.clone(),
+            full_name: u.full_name.clone(),
+            first_name: u.first_name.clone(),
+            last_name: u.last_name.clone(),
+            email: u.email.clone(),
+            organization: u.organization.clone(),
+            is_active: u.is_active,
         }
     }
 }
@@ -256,15 +250,15 @@ pub struct SshKeyView {
 }
 
 impl SshKeyView {
-    pub fn from_waldur(v: &Value) -> SshKeyView {
+    pub fn from_waldur(k: &SshKey) -> SshKeyView {
         SshKeyView {
-            uuid: text_or_empty(v, "uuid"),
-            user_uuid: text_or_empty(v, "user_uuid"),
-            name: text(v, "name"),
-            public_key: text_or_empty(v, "public_key"),
-            type_: text(v, "type"),
-            fingerprint_sha256: text(v, "fingerprint_sha256"),
-            is_shared: v["is_shared"].as_bool(),
+            uuid: k.uuid.clone(),
+            user_uuid: k.user_uuid.clone(),
+            name: k.name.clone(),
+            public_key: k.public_key.clone(),
+            type_: k.type_.clone(),
+            fingerprint_sha256: k.fingerprint_sha256.clone(),
+            is_shared: k.is_shared,
         }
     }
 }
@@ -282,16 +276,16 @@ pub struct ProjectView {
 }
 
 impl ProjectView {
-    pub fn from_waldur(v: &Value) -> ProjectView {
+    pub fn from_waldur(p: &Project) -> ProjectView {
         ProjectView {
-            uuid: text_or_empty(v, "uuid"),
-            name: text_or_empty(v, "name"),
-            description: text(v, "description"),
-            customer_uuid: text(v, "customer_uuid"),
-            customer_name: text(v, "customer_name"),
-            start_date: text(v, "start_date"),
-            end_date: text(v, "end_date"),
-            created: text(v, "created"),
+            uuid: p.uuid.clone(),
+            name: p.name.clone(),
+            description: p.description.clone(),
+            customer_uuid: p.customer_uuid.clone(),
+            customer_name: p.customer_name.clone(),
+            start_date: p.start_date.clone(),
+            end_date: p.end_date.clone(),
+            created: p.created.clone(),
         }
     }
 }
@@ -314,19 +308,19 @@ pub struct ProjectPermissionView {
 }
 
 impl ProjectPermissionView {
-    pub fn from_waldur(v: &Value) -> ProjectPermissionView {
+    pub fn from_waldur(r: &ProjectRole) -> ProjectPermissionView {
         ProjectPermissionView {
-            user_uuid: text_or_empty(v, "user_uuid"),
-            user_username: text(v, "user_username"),
-            user_full_name: text(v, "user_full_name"),
-            user_email: text(v, "user_email"),
-            project_uuid: text_or_empty(v, "project_uuid"),
-            project_name: text(v, "project_name"),
-            customer_uuid: text(v, "customer_uuid"),
-            customer_name: text(v, "customer_name"),
-            role: text(v, "role_name").or_else(|| text(v, "role")),
-            created: text(v, "created"),
-            expiration_time: text(v, "expiration_time"),
+            user_uuid: r.user_uuid.clone(),
+            user_username: r.user_username.clone(),
+            user_full_name: r.user_full_name.clone(),
+            user_email: r.user_email.clone(),
+            project_uuid: r.project_uuid.clone(),
+            project_name: r.project_name.clone(),
+            customer_uuid: r.customer_uuid.clone(),
+            customer_name: r.customer_name.clone(),
+            role: r.role_name.clone().or_else(|| r.role.clone()),
+            created: r.created.clone(),
+            expiration_time: r.expiration_time.clone(),
         }
     }
 }

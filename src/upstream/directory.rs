@@ -10,8 +10,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::de::DeserializeOwned;
+
 use super::scans::Scans;
-use super::{OfferingInfo, ResourceInfo, UpstreamError, WaldurClient};
+use super::{OfferingInfo, ResourceInfo, ResourceProjection, UpstreamError, Uuid, WaldurClient};
 
 const RESOURCE_TTL: Duration = Duration::from_secs(24 * 3600);
 const BACKEND_ID_TTL: Duration = Duration::from_secs(60);
@@ -242,7 +244,7 @@ impl Directory {
             return Ok(false);
         };
         let customer = self.offering(first).await?.customer_uuid.clone();
-        let all = self
+        let all: Vec<Uuid> = self
             .client
             .get_bounded(
                 "marketplace-provider-offerings/",
@@ -256,10 +258,7 @@ impl Directory {
                     what: "marketplace-provider-offerings/".into(),
                 })
             })?;
-        let covers = all
-            .iter()
-            .filter_map(|o| o["uuid"].as_str())
-            .all(|o| offerings.iter().any(|x| x == o));
+        let covers = all.iter().all(|o| offerings.contains(&o.uuid));
         self.coverage.put(key, covers);
         Ok(covers)
     }
@@ -286,16 +285,15 @@ impl Directory {
         );
         query.push(("field", "project_uuid".into()));
         let path = "marketplace-provider-resources/";
-        let resources = self
+        let resources: Vec<ResourceProjection> = self
             .client
             .get_bounded(path, &query, SCAN_PAGE_SIZE, MAX_SCAN_PAGES)
             .await?
             .ok_or_else(|| ScanError::TooLarge(TooLarge { what: path.into() }))?;
         let projects: Arc<BTreeSet<String>> = Arc::new(
             resources
-                .iter()
-                .filter_map(|r| r["project_uuid"].as_str())
-                .map(str::to_string)
+                .into_iter()
+                .filter_map(|r| r.project_uuid)
                 .collect(),
         );
         self.site_projects.put(key, projects.clone());
@@ -305,13 +303,14 @@ impl Directory {
     /// Every item of the list at `path` with `query` (in pages of [`SCAN_PAGE_SIZE`], at most
     /// [`MAX_SCAN_PAGES`]), kept for a minute and scanned again in the background while it is
     /// read ([`Scans`]): paging through a list the gateway narrows itself costs one scan a
-    /// minute, not one per page. A list past the bound is [`ScanError::TooLarge`].
-    pub async fn scan(
+    /// minute, not one per page. A list past the bound is [`ScanError::TooLarge`]. Each item is
+    /// read as `T` (a malformed item makes the scan [`UpstreamError::Malformed`]).
+    pub async fn scan<T: DeserializeOwned + Send + Sync + 'static>(
         &self,
         path: &str,
         query: &[(&str, String)],
-    ) -> Result<Arc<Vec<serde_json::Value>>, ScanError> {
-        self.scans.read(&self.client, path, query).await
+    ) -> Result<Arc<Vec<T>>, ScanError> {
+        self.scans.read_as(&self.client, path, query).await
     }
 
     /// Scans again the lists read within `keep_warm_for` that are getting old

@@ -17,13 +17,20 @@ use std::time::Duration;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use url::Url;
 
 pub use error::{TransientCause, UpstreamError};
 pub use link::link_target;
 pub use token::{TokenState, TokenStatus};
-pub use types::{Component, OfferingInfo, OfferingUserInfo, OrderInfo, Page, ResourceInfo};
+pub use types::{
+    ActionAnswer, Component, ComponentUsage, Forwarded, InProgress, Offering, OfferingComponent,
+    OfferingInfo, OfferingUserInfo, Order, Page, Plan, PlanPeriod, PlanPrice, PluginOptions,
+    Project, ProjectRole, ReportSection, Resource, ResourceInfo, ResourceProjection, SshKey,
+    TeamMember, User, Uuid, lenient,
+};
 
 #[derive(Clone)]
 pub struct WaldurClient {
@@ -162,34 +169,42 @@ impl WaldurClient {
         Ok((status, headers, value))
     }
 
-    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, UpstreamError> {
-        self.call(Method::GET, path, query, None)
-            .await
-            .map(|(_, _, v)| v)
-    }
-
-    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, UpstreamError> {
-        self.call(Method::POST, path, &[], Some(body))
-            .await
-            .map(|(_, _, v)| v)
-    }
-
-    /// One page of a list endpoint, with Waldur's `X-Result-Count` and `Link` headers read.
-    pub async fn get_page(
+    /// One object (or any answer) read as `T`; an answer without `T`'s required fields is
+    /// [`UpstreamError::Malformed`].
+    pub async fn get<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
-    ) -> Result<Page, UpstreamError> {
+    ) -> Result<T, UpstreamError> {
+        let (status, _, value) = self.call(Method::GET, path, query, None).await?;
+        parse(status.as_u16(), value)
+    }
+
+    /// POSTs `body`; Waldur's answer read as `T`.
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, UpstreamError> {
+        let (status, _, value) = self.call(Method::POST, path, &[], Some(body)).await?;
+        parse(status.as_u16(), value)
+    }
+
+    /// A list that Waldur does not paginate (a bare array), each item read as `T`.
+    async fn get_list<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, UpstreamError> {
+        let (status, _, value) = self.call(Method::GET, path, &[], None).await?;
+        items(status.as_u16(), value)
+    }
+
+    /// One page of a list endpoint, each item read as `T`, with Waldur's `X-Result-Count` and
+    /// `Link` headers read.
+    pub async fn get_page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Page<T>, UpstreamError> {
         let (status, headers, value) = self.call(Method::GET, path, query, None).await?;
-        let items = match value {
-            Value::Array(items) => items,
-            _ => {
-                return Err(UpstreamError::malformed(
-                    status.as_u16(),
-                    "a list answer was not an array",
-                ));
-            }
-        };
+        let items = items(status.as_u16(), value)?;
         let total = headers
             .get("x-result-count")
             .and_then(|v| v.to_str().ok())
@@ -213,14 +228,16 @@ impl WaldurClient {
 
     // --- resources -------------------------------------------------------------------------
 
-    pub async fn provider_resource(&self, uuid: &str) -> Result<Value, UpstreamError> {
+    /// The resource as the service provider sees it, for the resource view.
+    pub async fn provider_resource(&self, uuid: &str) -> Result<Resource, UpstreamError> {
         self.get(&format!("marketplace-provider-resources/{uuid}/"), &[])
             .await
     }
 
+    /// The resource as the provider sees it, for scoping and delivery.
     pub async fn resource_info(&self, uuid: &str) -> Result<ResourceInfo, UpstreamError> {
-        let value = self.provider_resource(uuid).await?;
-        parse(value)
+        self.get(&format!("marketplace-provider-resources/{uuid}/"), &[])
+            .await
     }
 
     /// Resources of the given offerings with this backend id (Waldur filters exactly).
@@ -240,29 +257,21 @@ impl WaldurClient {
         let page = self
             .get_page("marketplace-provider-resources/", &query)
             .await?;
-        page.items
-            .into_iter()
-            .map(parse)
-            .collect::<Result<Vec<ResourceInfo>, _>>()
+        Ok(page.items)
     }
 
     /// A resource's team (`ProjectUser[]`, not paginated).
-    pub async fn resource_team(&self, uuid: &str) -> Result<Vec<Value>, UpstreamError> {
-        array(
-            self.get(&format!("marketplace-provider-resources/{uuid}/team/"), &[])
-                .await?,
-        )
+    pub async fn resource_team(&self, uuid: &str) -> Result<Vec<TeamMember>, UpstreamError> {
+        self.get_list(&format!("marketplace-provider-resources/{uuid}/team/"))
+            .await
     }
 
     /// A resource's current plan periods with this month's component usages (not paginated).
-    pub async fn plan_periods(&self, uuid: &str) -> Result<Vec<Value>, UpstreamError> {
-        array(
-            self.get(
-                &format!("marketplace-provider-resources/{uuid}/plan_periods/"),
-                &[],
-            )
-            .await?,
-        )
+    pub async fn plan_periods(&self, uuid: &str) -> Result<Vec<PlanPeriod>, UpstreamError> {
+        self.get_list(&format!(
+            "marketplace-provider-resources/{uuid}/plan_periods/"
+        ))
+        .await
     }
 
     /// A provider action on a resource (`set_backend_id`, `submit_report`, `set_as_ok`,
@@ -272,7 +281,7 @@ impl WaldurClient {
         uuid: &str,
         action: &str,
         body: &Value,
-    ) -> Result<(u16, Value), UpstreamError> {
+    ) -> Result<(u16, ActionAnswer), UpstreamError> {
         self.post_action(
             &format!("marketplace-provider-resources/{uuid}/{action}/"),
             body,
@@ -285,26 +294,29 @@ impl WaldurClient {
         &self,
         path: &str,
         body: &Value,
-    ) -> Result<(u16, Value), UpstreamError> {
+    ) -> Result<(u16, ActionAnswer), UpstreamError> {
         self.post_action(path, body).await
     }
 
-    /// POSTs an action's body: the status and Waldur's answer.
-    async fn post_action(&self, path: &str, body: &Value) -> Result<(u16, Value), UpstreamError> {
+    /// POSTs an action's body: the status and Waldur's answer, read leniently
+    /// ([`ActionAnswer`]).
+    async fn post_action(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<(u16, ActionAnswer), UpstreamError> {
         self.call(Method::POST, path, &[], Some(body))
             .await
-            .map(|(status, _, value)| (status.as_u16(), value))
+            .map(|(status, _, value)| {
+                let answer = ActionAnswer::deserialize(value).unwrap_or_default();
+                (status.as_u16(), answer)
+            })
     }
 
     // --- orders ------------------------------------------------------------------------------
 
-    pub async fn order(&self, uuid: &str) -> Result<Value, UpstreamError> {
+    pub async fn order(&self, uuid: &str) -> Result<Order, UpstreamError> {
         self.get(&format!("marketplace-orders/{uuid}/"), &[]).await
-    }
-
-    /// The order, typed.
-    pub async fn order_info(&self, uuid: &str) -> Result<OrderInfo, UpstreamError> {
-        parse(self.order(uuid).await?)
     }
 
     /// An order transition (`approve_by_provider`, `reject_by_provider`, `set_state_done`,
@@ -314,7 +326,7 @@ impl WaldurClient {
         uuid: &str,
         action: &str,
         body: &Value,
-    ) -> Result<(u16, Value), UpstreamError> {
+    ) -> Result<(u16, ActionAnswer), UpstreamError> {
         self.post_action(&format!("marketplace-orders/{uuid}/{action}/"), body)
             .await
     }
@@ -331,12 +343,10 @@ impl WaldurClient {
             ("offering_uuid", offering_uuid.to_string()),
             ("user_uuid", user_uuid.to_string()),
         ];
-        self.get_page("marketplace-offering-users/", &query)
+        Ok(self
+            .get_page("marketplace-offering-users/", &query)
             .await?
-            .items
-            .into_iter()
-            .map(parse)
-            .collect()
+            .items)
     }
 
     pub async fn create_offering_user(
@@ -347,14 +357,16 @@ impl WaldurClient {
     ) -> Result<OfferingUserInfo, UpstreamError> {
         let body =
             json!({"offering_uuid": offering_uuid, "user_uuid": user_uuid, "username": username});
-        parse(self.post("marketplace-offering-users/", &body).await?)
+        self.post("marketplace-offering-users/", &body).await
     }
 
+    /// Renames an offering user (`PATCH marketplace-offering-users/{uuid}/`); Waldur's answer
+    /// is not read.
     pub async fn set_offering_user_username(
         &self,
         uuid: &str,
         username: &str,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<(), UpstreamError> {
         self.call(
             Method::PATCH,
             &format!("marketplace-offering-users/{uuid}/"),
@@ -362,7 +374,7 @@ impl WaldurClient {
             Some(&json!({"username": username})),
         )
         .await
-        .map(|(_, _, v)| v)
+        .map(|_| ())
     }
 
     /// Sets a user's username on every offering of the provider where the user has a resource.
@@ -387,17 +399,13 @@ impl WaldurClient {
         &self,
         customer_uuid: &str,
     ) -> Result<Option<String>, UpstreamError> {
-        let page = self
+        let page: Page<Uuid> = self
             .get_page(
                 "marketplace-service-providers/",
                 &[("customer_uuid", customer_uuid.to_string())],
             )
             .await?;
-        Ok(page
-            .items
-            .first()
-            .and_then(|sp| sp["uuid"].as_str())
-            .map(str::to_string))
+        Ok(page.items.into_iter().next().map(|sp| sp.uuid))
     }
 
     /// Every item of a list in pages of 100 (at most `max_pages` pages), following the
@@ -406,12 +414,12 @@ impl WaldurClient {
     /// it (so its page parameter, its order of keys and whatever else it carries are kept). Only
     /// the query is taken: the request goes to this client's own base URL, so a Waldur that
     /// names itself differently behind a proxy cannot send the token elsewhere.
-    pub async fn get_all(
+    pub async fn get_all<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
         max_pages: usize,
-    ) -> Result<Vec<Value>, UpstreamError> {
+    ) -> Result<Vec<T>, UpstreamError> {
         let mut items = Vec::new();
         let mut next: Vec<(String, String)> = (query.iter())
             .map(|(k, v)| (k.to_string(), v.clone()))
@@ -438,13 +446,13 @@ impl WaldurClient {
     /// Every item of a list in pages of `page_size`, following `rel="next"` as [`Self::get_all`]
     /// does, or `None` when the list is longer than `max_pages` pages: a list too large for
     /// the caller's bound, which is not a failure of Puhuri.
-    pub async fn get_bounded(
+    pub async fn get_bounded<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
         page_size: u64,
         max_pages: usize,
-    ) -> Result<Option<Vec<Value>>, UpstreamError> {
+    ) -> Result<Option<Vec<T>>, UpstreamError> {
         let mut items = Vec::new();
         let mut next: Vec<(String, String)> = (query.iter())
             .map(|(k, v)| (k.to_string(), v.clone()))
@@ -473,13 +481,16 @@ impl WaldurClient {
 
     // --- offerings ---------------------------------------------------------------------------
 
-    pub async fn provider_offering(&self, uuid: &str) -> Result<Value, UpstreamError> {
+    /// The offering as the service provider sees it, for the offering view.
+    pub async fn provider_offering(&self, uuid: &str) -> Result<Offering, UpstreamError> {
         self.get(&format!("marketplace-provider-offerings/{uuid}/"), &[])
             .await
     }
 
+    /// The offering as the provider sees it, for the directory's decisions.
     pub async fn offering_info(&self, uuid: &str) -> Result<OfferingInfo, UpstreamError> {
-        parse(self.provider_offering(uuid).await?)
+        self.get(&format!("marketplace-provider-offerings/{uuid}/"), &[])
+            .await
     }
 
     // --- usage -------------------------------------------------------------------------------
@@ -517,7 +528,7 @@ impl WaldurClient {
         &self,
         resource_uuid: &str,
         billing_period: &str,
-    ) -> Result<Vec<Value>, UpstreamError> {
+    ) -> Result<Vec<ComponentUsage>, UpstreamError> {
         let query = [
             ("resource_uuid", resource_uuid.to_string()),
             ("billing_period", billing_period.to_string()),
@@ -530,20 +541,23 @@ impl WaldurClient {
     }
 }
 
-fn array(value: Value) -> Result<Vec<Value>, UpstreamError> {
+/// A list answer (a JSON array), each item read as `T`.
+fn items<T: DeserializeOwned>(status: u16, value: Value) -> Result<Vec<T>, UpstreamError> {
     match value {
-        Value::Array(items) => Ok(items),
+        Value::Array(_) => parse(status, value),
         _ => Err(UpstreamError::malformed(
-            200,
+            status,
             "a list answer was not an array",
         )),
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, UpstreamError> {
+/// A 2xx answer read as `T`; one without `T`'s required fields, or with another shape, is
+/// [`UpstreamError::Malformed`] (never a panic).
+fn parse<T: DeserializeOwned>(status: u16, value: Value) -> Result<T, UpstreamError> {
     serde_json::from_value(value).map_err(|e| {
         UpstreamError::malformed(
-            200,
+            status,
             format!("the answer did not have the expected shape: {e}"),
         )
     })

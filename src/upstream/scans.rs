@@ -17,14 +17,20 @@
 //! A scan that fails keeps the last answer (a refresh that meets an unreachable Puhuri is tried
 //! again at the next round); a read of a list older than [`SCAN_TTL`] never gets the old answer:
 //! it waits for a new scan, as before these rules.
+//!
+//! Each list is kept as the type its readers read its items as ([`Scans::read_as`]: the type
+//! is part of the list's key), so a read costs no parsing; a refresh reads the items as that
+//! same type.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::WaldurClient;
 use super::directory::{MAX_SCAN_PAGES, SCAN_PAGE_SIZE, ScanError, TooLarge};
+use super::{UpstreamError, WaldurClient};
 
 /// How long a scan answers reads: a list older than this is scanned again before it is read.
 pub const SCAN_TTL: Duration = Duration::from_secs(60);
@@ -35,10 +41,23 @@ pub const REFRESH_AFTER: Duration = Duration::from_secs(40);
 /// The most lists kept at once: each may hold up to 30,000 objects.
 const MAX_SCANS: u64 = 32;
 
+/// A list's items: an `Arc<Vec<T>>` of the type named in the list's key.
+type Items = Arc<dyn Any + Send + Sync>;
+
+/// Reads a list's items (Waldur's JSON) as the type its readers read them as.
+type Parse = fn(Vec<Value>) -> Result<Items, UpstreamError>;
+
+fn parse_as<T: DeserializeOwned + Send + Sync + 'static>(
+    items: Vec<Value>,
+) -> Result<Items, UpstreamError> {
+    let items: Vec<T> = super::parse(200, Value::Array(items))?;
+    Ok(Arc::new(items))
+}
+
 /// One list's last scan.
 #[derive(Clone)]
 struct Scanned {
-    items: Arc<Vec<Value>>,
+    items: Items,
     at: Instant,
 }
 
@@ -47,6 +66,7 @@ struct Scanned {
 struct Reader {
     path: String,
     query: Vec<(String, String)>,
+    parse: Parse,
     last_read: Instant,
 }
 
@@ -82,22 +102,39 @@ impl Scans {
     }
 }
 
-fn scan_key(path: &str, query: &[(&str, String)]) -> String {
+fn scan_key<T>(path: &str, query: &[(&str, String)]) -> String {
     let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!("{path}?{}", query.join("&"))
+    format!("{}:{path}?{}", std::any::type_name::<T>(), query.join("&"))
+}
+
+/// The items of a scan, if they are of type `T` (always, for the scan under a key of `T`).
+fn typed<T: Send + Sync + 'static>(items: Items) -> Option<Arc<Vec<T>>> {
+    items.downcast::<Vec<T>>().ok()
 }
 
 impl Scans {
-    /// Every item of the list at `path` with `query`, from a scan younger than the TTL or
-    /// a new one (shared with the other requests waiting for it). A list past the scan bound
-    /// (`MAX_SCAN_PAGES` pages of `SCAN_PAGE_SIZE`) is [`ScanError::TooLarge`].
+    /// Every item of the list at `path` with `query` as Waldur sent it ([`Self::read_as`]
+    /// with JSON values).
     pub async fn read(
         &self,
         client: &WaldurClient,
         path: &str,
         query: &[(&str, String)],
     ) -> Result<Arc<Vec<Value>>, ScanError> {
-        let key = scan_key(path, query);
+        self.read_as(client, path, query).await
+    }
+
+    /// Every item of the list at `path` with `query`, read as `T`, from a scan younger than the
+    /// TTL or a new one (shared with the other requests waiting for it). A list past the scan
+    /// bound (`MAX_SCAN_PAGES` pages of `SCAN_PAGE_SIZE`) is [`ScanError::TooLarge`]; an item
+    /// that is not a `T` makes the scan [`UpstreamError::Malformed`].
+    pub async fn read_as<T: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        client: &WaldurClient,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Arc<Vec<T>>, ScanError> {
+        let key = scan_key::<T>(path, query);
         self.readers.insert(
             key.clone(),
             Reader {
@@ -106,19 +143,27 @@ impl Scans {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.clone()))
                     .collect(),
+                parse: parse_as::<T>,
                 last_read: Instant::now(),
             },
         );
-        if let Some(items) = self.fresh(&key, self.ttl) {
+        if let Some(items) = self.fresh(&key, self.ttl).and_then(typed) {
             return Ok(items);
         }
         let flight = self.flight(&key);
         let _scanning = flight.lock().await;
         // Another request may have scanned while this one waited.
-        if let Some(items) = self.fresh(&key, self.ttl) {
+        if let Some(items) = self.fresh(&key, self.ttl).and_then(typed) {
             return Ok(items);
         }
-        self.scan(client, &key, path, query).await
+        let items: Arc<Vec<T>> = Arc::new(
+            client
+                .get_bounded(path, query, SCAN_PAGE_SIZE, MAX_SCAN_PAGES)
+                .await?
+                .ok_or_else(|| ScanError::TooLarge(TooLarge { what: path.into() }))?,
+        );
+        self.keep(&key, items.clone());
+        Ok(items)
     }
 
     /// Scans again each list read within `keep_warm_for` whose scan is older than the refresh
@@ -144,7 +189,10 @@ impl Scans {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.clone()))
                 .collect();
-            match self.scan(client, &key, &reader.path, &query).await {
+            match self
+                .scan(client, &key, &reader.path, &query, reader.parse)
+                .await
+            {
                 Ok(_) => scanned += 1,
                 Err(e) => {
                     tracing::warn!(list = %reader.path, error = ?e, "could not refresh a list kept for reads")
@@ -154,7 +202,7 @@ impl Scans {
         scanned
     }
 
-    fn fresh(&self, key: &str, max_age: Duration) -> Option<Arc<Vec<Value>>> {
+    fn fresh(&self, key: &str, max_age: Duration) -> Option<Items> {
         self.scanned
             .get(key)
             .filter(|s| s.at.elapsed() < max_age)
@@ -166,26 +214,30 @@ impl Scans {
             .get_with(key.to_string(), || Arc::new(tokio::sync::Mutex::new(())))
     }
 
+    /// Scans the list again for a refresh, its items read by `parse`.
     async fn scan(
         &self,
         client: &WaldurClient,
         key: &str,
         path: &str,
         query: &[(&str, String)],
-    ) -> Result<Arc<Vec<Value>>, ScanError> {
-        let items = Arc::new(
-            client
-                .get_bounded(path, query, SCAN_PAGE_SIZE, MAX_SCAN_PAGES)
-                .await?
-                .ok_or_else(|| ScanError::TooLarge(TooLarge { what: path.into() }))?,
-        );
+        parse: Parse,
+    ) -> Result<(), ScanError> {
+        let items: Vec<Value> = client
+            .get_bounded(path, query, SCAN_PAGE_SIZE, MAX_SCAN_PAGES)
+            .await?
+            .ok_or_else(|| ScanError::TooLarge(TooLarge { what: path.into() }))?;
+        self.keep(key, parse(items)?);
+        Ok(())
+    }
+
+    fn keep(&self, key: &str, items: Items) {
         self.scanned.insert(
             key.to_string(),
             Scanned {
-                items: items.clone(),
+                items,
                 at: Instant::now(),
             },
         );
-        Ok(items)
     }
 }

@@ -54,7 +54,7 @@ impl Reader {
             self.slot().await?;
             let q: Vec<(&str, String)> =
                 next.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-            let page = self.client.get_page(path, &q).await?;
+            let page = self.client.get_page::<Value>(path, &q).await?;
             items.extend(page.items);
             let Some(query) = page.next_query else {
                 return Ok(items);

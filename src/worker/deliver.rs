@@ -381,7 +381,7 @@ impl Deliverer {
         match self.client.order_action(uuid.as_str(), action, body).await {
             Ok((status, _)) => Ok(done(status, json!({"action": action}))),
             Err(UpstreamError::Conflict { message }) => {
-                let order = self.client.order_info(uuid.as_str()).await?;
+                let order = self.client.order(uuid.as_str()).await?;
                 let state = order.state;
                 if already.contains(&state.as_str()) {
                     Ok(Delivered {
@@ -411,8 +411,8 @@ impl Deliverer {
             .resource_action(uuid.as_str(), action, body)
             .await?;
         let mut result = json!({"action": action});
-        if let Some(s) = answer.get("status") {
-            result["status"] = s.clone();
+        if let Some(s) = answer.status {
+            result["status"] = json!(s);
         }
         Ok(done(status, result))
     }
@@ -481,8 +481,9 @@ impl Deliverer {
             .provider_offering(u.offering_uuid.as_str())
             .await
         {
-            Ok(offering) => offering["plugin_options"]["service_provider_can_create_offering_user"]
-                .as_bool()
+            Ok(offering) => offering
+                .plugin_options
+                .service_provider_can_create_offering_user
                 .unwrap_or(true),
             Err(_) => true,
         };

@@ -27,13 +27,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::domain::{Amount, ComponentType};
 use crate::queue::Known;
 use crate::upstream::directory::Directory;
-use crate::upstream::{UpstreamError, WaldurClient};
+use crate::upstream::{ComponentUsage, UpstreamError, WaldurClient};
 
 /// Most list pages one read follows (100 records a page).
 const MAX_PAGES: usize = 1000;
@@ -167,21 +166,13 @@ impl UsageReads {
             Some(o) => query.push(("offering_uuid", o.clone())),
             None => query.push(("resource_uuid", resource.to_owned())),
         }
-        let records = self
+        let records: Vec<ComponentUsage> = self
             .client
             .get_all("marketplace-component-usages/", &query, MAX_PAGES)
             .await?;
         let values = records
-            .iter()
-            .filter_map(|r: &Value| {
-                Some((
-                    (
-                        r["resource_uuid"].as_str()?.replace('-', ""),
-                        r["type"].as_str()?.to_owned(),
-                    ),
-                    r["usage"].as_str()?.to_owned(),
-                ))
-            })
+            .into_iter()
+            .filter_map(|r| Some(((r.resource_uuid?.replace('-', ""), r.type_?), r.usage?)))
             .collect();
         let snapshot = Arc::new(Snapshot { at, values });
         cache.retain(|_, s| s.at >= now - chrono::Duration::hours(1));

@@ -29,7 +29,7 @@ async fn forward(
     let paging = params.paging()?;
     query.extend(paging.upstream_query());
     let page = client(state, identity)?
-        .get_page(path, &query)
+        .get_page::<Value>(path, &query)
         .await
         .map_err(|e| upstream_page_failed(e, &paging))?;
     let total = page.total.unwrap_or(page.items.len() as u64);
@@ -178,7 +178,7 @@ async fn project_in_scope(
         return Ok(());
     }
     let project = match client(state, identity)?
-        .get(&format!("projects/{}/", scope.1), &[])
+        .get::<Value>(&format!("projects/{}/", scope.1), &[])
         .await
     {
         Ok(p) => p,
@@ -213,7 +213,7 @@ pub async fn list_projects(
 ) -> Result<HttpResponse, ApiError> {
     let paging = QueryParams::parse(&req).paging()?;
     let all = client(&state, &identity)?
-        .get_bounded("projects/", &[], 100, 20)
+        .get_bounded::<Value>("projects/", &[], 100, 20)
         .await
         .map_err(read_failed)?
         .ok_or_else(|| crate::api::reads::list_too_large("projects"))?;

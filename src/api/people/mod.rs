@@ -50,6 +50,7 @@ use super::responses::PeopleReadErrors;
 use super::views::{ProjectPermissionView, ProjectView, SshKeyView, UserView};
 use crate::auth::scoped::{Authorized, Read};
 use crate::error::ApiError;
+use crate::upstream::{Project, ProjectRole, SshKey, User};
 pub(crate) use sources::on_team_of;
 pub use sources::warm;
 use sources::*;
@@ -82,19 +83,16 @@ pub async fn list_users(
     }
     let (items, total) = match people(&state, &identity).await? {
         People::Provider { sp } => {
-            view_page(&state, &sp, "users", &query, USER_FIELDS, &paging).await?
+            view_page::<User>(&state, &sp, "users", &query, USER_FIELDS, &paging).await?
         }
         People::Narrowed { sp, offerings } if username.is_some() => {
             let mut found = Vec::new();
-            for user in view_all(&state, &sp, "users", &query, USER_FIELDS)
+            for user in view_all::<User>(&state, &sp, "users", &query, USER_FIELDS)
                 .await?
                 .iter()
             {
-                let Some(uuid) = user["uuid"].as_str() else {
-                    continue;
-                };
-                if user["username"].as_str() == username
-                    && on_team_of(&state, &sp, uuid, &offerings)
+                if Some(user.username.as_str()) == username
+                    && on_team_of(&state, &sp, &user.uuid, &offerings)
                         .await
                         .map_err(read_failed)?
                 {
@@ -139,7 +137,7 @@ pub async fn list_ssh_keys(
     }
     let (items, total) = match people(&state, &identity).await? {
         People::Provider { sp } => {
-            view_page(&state, &sp, "keys", &query, KEY_FIELDS, &paging).await?
+            view_page::<SshKey>(&state, &sp, "keys", &query, KEY_FIELDS, &paging).await?
         }
         People::Narrowed { sp, offerings } => match &user {
             Some(u) => {
@@ -181,7 +179,7 @@ pub async fn list_projects(
     let paging = params.paging()?;
     let (items, total) = match people(&state, &identity).await? {
         People::Provider { sp } => {
-            view_page(&state, &sp, "projects", &[], PROJECT_FIELDS, &paging).await?
+            view_page::<Project>(&state, &sp, "projects", &[], PROJECT_FIELDS, &paging).await?
         }
         People::Narrowed { sp, offerings } => {
             site_list_page(
@@ -233,7 +231,7 @@ pub async fn list_project_permissions(
     }
     let (items, total) = match people(&state, &identity).await? {
         People::Provider { sp } => {
-            view_page(
+            view_page::<ProjectRole>(
                 &state,
                 &sp,
                 "project_permissions",
@@ -266,16 +264,14 @@ pub async fn list_project_permissions(
             }
             (None, Some(u)) => {
                 let roles = roles_of_user(&state, &sp, u).await.map_err(read_failed)?;
-                let projects: BTreeSet<String> = roles
-                    .iter()
-                    .filter_map(|r| r["project_uuid"].as_str().map(str::to_string))
-                    .collect();
+                let projects: BTreeSet<String> =
+                    roles.iter().map(|r| r.project_uuid.clone()).collect();
                 let mine = projects_with_live_resources(&state, &projects, &offerings)
                     .await
                     .map_err(read_failed)?;
                 let roles = roles
                     .into_iter()
-                    .filter(|r| r["project_uuid"].as_str().is_some_and(|p| mine.contains(p)))
+                    .filter(|r| mine.contains(&r.project_uuid))
                     .collect();
                 paging.slice(roles)?
             }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
 use crate::api::AppState;
 use crate::api::reads::{
@@ -13,8 +13,10 @@ use crate::api::reads::{
 };
 use crate::auth::SiteIdentity;
 use crate::error::ApiError;
-use crate::upstream::UpstreamError;
 use crate::upstream::directory::ScanError;
+use crate::upstream::{
+    Project, ProjectRole, ResourceProjection, SshKey, UpstreamError, User, Uuid,
+};
 
 /// The fields each list takes from Puhuri (`field=`, Waldur 8.0.5's
 /// `MarketplaceServiceProviderUserFieldEnum` and `UserFieldEnum`, `SshKeyFieldEnum`,
@@ -63,6 +65,34 @@ pub(super) const ROLE_FIELDS: &[&str] = &[
     "expiration_time",
 ];
 
+/// An item of a people list, as the upstream views read it ([`User`], [`Project`],
+/// [`crate::upstream::SshKey`], [`ProjectRole`], [`Uuid`]), kept in the directory's scans.
+pub(super) trait Item: DeserializeOwned + Clone + Send + Sync + 'static {}
+impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Item for T {}
+
+/// An item the site's lists narrow and merge by its uuid.
+pub(super) trait Keyed: Item {
+    fn uuid(&self) -> &str;
+}
+
+impl Keyed for User {
+    fn uuid(&self) -> &str {
+        &self.uuid
+    }
+}
+
+impl Keyed for Project {
+    fn uuid(&self) -> &str {
+        &self.uuid
+    }
+}
+
+impl Keyed for Uuid {
+    fn uuid(&self) -> &str {
+        &self.uuid
+    }
+}
+
 /// How a list of people is narrowed to the site.
 pub(super) enum People {
     /// The site is bound to every offering of its provider: Puhuri's provider views are exactly
@@ -94,13 +124,13 @@ fn with_fields<'a>(query: &[(&'a str, String)], fields: &[&str]) -> Vec<(&'a str
 }
 
 /// One page of the list at `path`, as Waldur paginates it: one upstream call.
-async fn upstream_page(
+async fn upstream_page<T: Item>(
     state: &AppState,
     path: &str,
     query: &[(&str, String)],
     fields: &[&str],
     paging: &Paging,
-) -> Result<(Vec<Value>, u64), UpstreamError> {
+) -> Result<(Vec<T>, u64), UpstreamError> {
     let mut q = with_fields(query, fields);
     q.extend(paging.upstream_query());
     let page = state.directory.client().get_page(path, &q).await?;
@@ -109,7 +139,7 @@ async fn upstream_page(
 }
 
 /// A page past the last is a 404, as for every list of the gateway.
-fn checked_page(page: (Vec<Value>, u64), paging: &Paging) -> Result<(Vec<Value>, u64), ApiError> {
+fn checked_page<T>(page: (Vec<T>, u64), paging: &Paging) -> Result<(Vec<T>, u64), ApiError> {
     if paging.page > 1 && page.0.is_empty() {
         return Err(ApiError::NotFound(format!(
             "page {} is after the last page",
@@ -120,14 +150,14 @@ fn checked_page(page: (Vec<Value>, u64), paging: &Paging) -> Result<(Vec<Value>,
 }
 
 /// One page of a provider view (`users`, `keys`, `projects`, `project_permissions`).
-pub(super) async fn view_page(
+pub(super) async fn view_page<T: Item>(
     state: &AppState,
     sp: &str,
     view: &str,
     query: &[(&str, String)],
     fields: &[&str],
     paging: &Paging,
-) -> Result<(Vec<Value>, u64), ApiError> {
+) -> Result<(Vec<T>, u64), ApiError> {
     let path = format!("marketplace-service-providers/{sp}/{view}/");
     let page = upstream_page(state, &path, query, fields, paging)
         .await
@@ -137,13 +167,13 @@ pub(super) async fn view_page(
 
 /// Everything at a provider view, scanned within the bound (else 422 `list_too_large`) and
 /// kept for a minute ([`crate::upstream::directory::Directory::scan`]).
-pub(super) async fn view_all(
+pub(super) async fn view_all<T: Item>(
     state: &AppState,
     sp: &str,
     view: &str,
     query: &[(&str, String)],
     fields: &[&str],
-) -> Result<Arc<Vec<Value>>, ApiError> {
+) -> Result<Arc<Vec<T>>, ApiError> {
     scan(
         state,
         &format!("marketplace-service-providers/{sp}/{view}/"),
@@ -152,11 +182,11 @@ pub(super) async fn view_all(
     .await
 }
 
-async fn scan(
+async fn scan<T: Item>(
     state: &AppState,
     path: &str,
     query: &[(&str, String)],
-) -> Result<Arc<Vec<Value>>, ApiError> {
+) -> Result<Arc<Vec<T>>, ApiError> {
     let what = path.rsplit('/').nth(1).unwrap_or(path);
     state
         .directory
@@ -182,13 +212,13 @@ fn not_owner(e: &UpstreamError) -> bool {
 /// The site's page of an offering view: one upstream page when the site has one offering, else
 /// every offering's view scanned and merged (each item once, by `uuid`, in the order the
 /// offerings and their views give). `None`: Puhuri answered 403 (see [`not_owner`]).
-async fn offering_views_page(
+async fn offering_views_page<T: Keyed>(
     state: &AppState,
     offerings: &[String],
     view: &str,
     fields: &[&str],
     paging: &Paging,
-) -> Result<Option<(Vec<Value>, u64)>, ApiError> {
+) -> Result<Option<(Vec<T>, u64)>, ApiError> {
     if let [offering] = offerings {
         return match upstream_page(state, &offering_view(offering, view), &[], fields, paging).await
         {
@@ -213,14 +243,16 @@ pub(super) enum SiteList {
 /// A page of the site's projects or users: a page of its offerings' views
 /// ([`offering_views_page`]), or where Puhuri refuses those, the provider view narrowed to the
 /// site's projects (from a scan of its resources) or to their members.
-pub(super) async fn site_list_page(
+/// `T` is the list's item: [`Project`] for [`SiteList::Projects`], [`User`] for
+/// [`SiteList::Users`].
+pub(super) async fn site_list_page<T: Keyed>(
     state: &AppState,
     identity: &SiteIdentity,
     sp: &str,
     offerings: &[String],
     list: SiteList,
     paging: &Paging,
-) -> Result<(Vec<Value>, u64), ApiError> {
+) -> Result<(Vec<T>, u64), ApiError> {
     let (offering_view, provider_view, fields) = match list {
         SiteList::Projects => ("list_customer_projects", "projects", PROJECT_FIELDS),
         SiteList::Users => ("list_customer_users", "users", USER_FIELDS),
@@ -233,36 +265,38 @@ pub(super) async fn site_list_page(
         SiteList::Projects => site_projects(state, identity).await?,
         SiteList::Users => Arc::new(members_of(state, identity, sp, offerings).await?),
     };
-    let items = view_all(state, sp, provider_view, &[], fields)
+    let items = view_all::<T>(state, sp, provider_view, &[], fields)
         .await?
         .iter()
-        .filter(|x| x["uuid"].as_str().is_some_and(|u| wanted.contains(u)))
+        .filter(|x| wanted.contains(x.uuid()))
         .cloned()
         .collect();
     paging.slice(items)
 }
 
 /// Every item of the offerings' views, each once (by `uuid`). `None`: Puhuri answered 403.
-async fn offering_views_all(
+async fn offering_views_all<T: Keyed>(
     state: &AppState,
     offerings: &[String],
     view: &str,
     fields: &[&str],
-) -> Result<Option<Vec<Value>>, ApiError> {
+) -> Result<Option<Vec<T>>, ApiError> {
     let mut seen = BTreeSet::new();
     let mut all = Vec::new();
     for offering in offerings {
         let path = offering_view(offering, view);
-        let items = match state.directory.scan(&path, &with_fields(&[], fields)).await {
+        let items = match state
+            .directory
+            .scan::<T>(&path, &with_fields(&[], fields))
+            .await
+        {
             Ok(items) => items,
             Err(ScanError::Upstream(e)) if not_owner(&e) => return Ok(None),
             Err(ScanError::TooLarge(_)) => return Err(list_too_large(&format!("{view}/"))),
             Err(other) => return Err(scan_failed(other)),
         };
         for item in items.iter() {
-            if let Some(uuid) = item["uuid"].as_str()
-                && seen.insert(uuid.to_string())
-            {
+            if seen.insert(item.uuid().to_string()) {
                 all.push(item.clone());
             }
         }
@@ -293,7 +327,7 @@ pub(super) async fn projects_with_live_resources(
     );
     query.push(("field", "offering_uuid".into()));
     query.push(("field", "project_uuid".into()));
-    let resources = state
+    let resources: Vec<ResourceProjection> = state
         .directory
         .client()
         .get_all(
@@ -303,15 +337,14 @@ pub(super) async fn projects_with_live_resources(
         )
         .await?;
     Ok(resources
-        .iter()
+        .into_iter()
         .filter(|r| {
-            r["offering_uuid"]
-                .as_str()
-                .is_some_and(|o| offerings.iter().any(|x| x == o))
+            r.offering_uuid
+                .as_ref()
+                .is_some_and(|o| offerings.contains(o))
         })
-        .filter_map(|r| r["project_uuid"].as_str())
-        .filter(|p| projects.contains(*p))
-        .map(str::to_string)
+        .filter_map(|r| r.project_uuid)
+        .filter(|p| projects.contains(p))
         .collect())
 }
 
@@ -320,8 +353,8 @@ pub(super) async fn roles_of_user(
     state: &AppState,
     sp: &str,
     user: &str,
-) -> Result<Vec<Value>, UpstreamError> {
-    let roles = state
+) -> Result<Vec<ProjectRole>, UpstreamError> {
+    let roles: Vec<ProjectRole> = state
         .directory
         .client()
         .get_all(
@@ -331,10 +364,7 @@ pub(super) async fn roles_of_user(
             MAX_UPSTREAM_PAGES,
         )
         .await?;
-    Ok(roles
-        .into_iter()
-        .filter(|r| r["user_uuid"].as_str() == Some(user))
-        .collect())
+    Ok(roles.into_iter().filter(|r| r.user_uuid == user).collect())
 }
 
 /// Whether `user` holds an active role in a project with a live resource in `offerings`: two
@@ -347,8 +377,8 @@ pub(crate) async fn on_team_of(
 ) -> Result<bool, UpstreamError> {
     let projects: BTreeSet<String> = roles_of_user(state, sp, user)
         .await?
-        .iter()
-        .filter_map(|r| r["project_uuid"].as_str().map(str::to_string))
+        .into_iter()
+        .map(|r| r.project_uuid)
         .collect();
     Ok(!projects_with_live_resources(state, &projects, offerings)
         .await?
@@ -361,16 +391,12 @@ pub(super) async fn roles_in(
     sp: &str,
     projects: &BTreeSet<String>,
     query: &[(&str, String)],
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<ProjectRole>, ApiError> {
     Ok(
-        view_all(state, sp, "project_permissions", query, ROLE_FIELDS)
+        view_all::<ProjectRole>(state, sp, "project_permissions", query, ROLE_FIELDS)
             .await?
             .iter()
-            .filter(|r| {
-                r["project_uuid"]
-                    .as_str()
-                    .is_some_and(|p| projects.contains(p))
-            })
+            .filter(|r| projects.contains(&r.project_uuid))
             .cloned()
             .collect(),
     )
@@ -384,13 +410,8 @@ pub(super) async fn project_set(
     identity: &SiteIdentity,
     offerings: &[String],
 ) -> Result<Arc<BTreeSet<String>>, ApiError> {
-    match offering_views_all(state, offerings, "list_customer_projects", &["uuid"]).await? {
-        Some(projects) => Ok(Arc::new(
-            projects
-                .iter()
-                .filter_map(|p| p["uuid"].as_str().map(str::to_string))
-                .collect(),
-        )),
+    match offering_views_all::<Uuid>(state, offerings, "list_customer_projects", &["uuid"]).await? {
+        Some(projects) => Ok(Arc::new(projects.into_iter().map(|p| p.uuid).collect())),
         None => site_projects(state, identity).await,
     }
 }
@@ -403,22 +424,15 @@ pub(super) async fn members_of(
     sp: &str,
     offerings: &[String],
 ) -> Result<BTreeSet<String>, ApiError> {
-    let uuids = |items: &[Value], key: &str| -> BTreeSet<String> {
-        items
-            .iter()
-            .filter_map(|x| x[key].as_str().map(str::to_string))
-            .collect()
-    };
     if let Some(users) =
-        offering_views_all(state, offerings, "list_customer_users", &["uuid"]).await?
+        offering_views_all::<Uuid>(state, offerings, "list_customer_users", &["uuid"]).await?
     {
-        return Ok(uuids(&users, "uuid"));
+        return Ok(users.into_iter().map(|u| u.uuid).collect());
     }
     let projects = site_projects(state, identity).await?;
-    Ok(uuids(
-        &roles_in(state, sp, &projects, &[]).await?,
-        "user_uuid",
-    ))
+    Ok((roles_in(state, sp, &projects, &[]).await?.into_iter())
+        .map(|r| r.user_uuid)
+        .collect())
 }
 
 /// Every SSH key of the site's members, for a site bound to some of its provider's offerings:
@@ -428,12 +442,12 @@ pub(super) async fn site_keys(
     identity: &SiteIdentity,
     sp: &str,
     offerings: &[String],
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<SshKey>, ApiError> {
     let members = members_of(state, identity, sp, offerings).await?;
-    Ok(view_all(state, sp, "keys", &[], KEY_FIELDS)
+    Ok(view_all::<SshKey>(state, sp, "keys", &[], KEY_FIELDS)
         .await?
         .iter()
-        .filter(|k| k["user_uuid"].as_str().is_some_and(|u| members.contains(u)))
+        .filter(|k| members.contains(&k.user_uuid))
         .cloned()
         .collect())
 }
@@ -445,7 +459,7 @@ pub(super) async fn site_roles(
     identity: &SiteIdentity,
     sp: &str,
     offerings: &[String],
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<ProjectRole>, ApiError> {
     let projects = project_set(state, identity, offerings).await?;
     roles_in(state, sp, &projects, &[]).await
 }

@@ -15,10 +15,11 @@ use crate::api::reads::{
     PageParams, QueryParams, list_response, read_failed, upstream_page_failed, uuid_in_path,
 };
 use crate::api::responses::ReadErrors;
-use crate::api::views::{ResourceView, TeamMemberView, text};
+use crate::api::views::{ResourceView, TeamMemberView};
 use crate::auth::scoped::{Authorized, Read};
 use crate::domain::Month;
 use crate::error::ApiError;
+use crate::upstream::Resource;
 
 /// Resources of the site's offerings.
 ///
@@ -76,17 +77,13 @@ pub async fn list_resources(
     let page = state
         .directory
         .client()
-        .get_page("marketplace-provider-resources/", &query)
+        .get_page::<Resource>("marketplace-provider-resources/", &query)
         .await
         .map_err(|e| upstream_page_failed(e, &paging))?;
     let items: Vec<ResourceView> = page
         .items
         .iter()
-        .filter(|r| {
-            r["offering_uuid"]
-                .as_str()
-                .is_some_and(|x| identity.owns_offering(x))
-        })
+        .filter(|r| identity.owns_offering(&r.offering_uuid))
         .map(ResourceView::from_waldur)
         .collect();
     let total = page.total.unwrap_or(items.len() as u64);
@@ -237,28 +234,28 @@ pub async fn resource_usage(
         v.and_then(|s| NaiveDate::parse_from_str(s.get(..10).unwrap_or(""), "%Y-%m-%d").ok())
     };
     let plan_periods = periods
-        .iter()
+        .into_iter()
         .filter(|p| {
-            day(text(p, "start")).is_none_or(|s| s < next)
-                && day(text(p, "end")).is_none_or(|e| e >= start)
+            day(p.start.clone()).is_none_or(|s| s < next)
+                && day(p.end.clone()).is_none_or(|e| e >= start)
         })
         .map(|p| PlanPeriodView {
-            uuid: text(p, "uuid").unwrap_or_default(),
-            plan_uuid: text(p, "plan_uuid"),
-            plan_name: text(p, "plan_name"),
-            start: text(p, "start"),
-            end: text(p, "end"),
+            uuid: p.uuid,
+            plan_uuid: p.plan_uuid,
+            plan_name: p.plan_name,
+            start: p.start,
+            end: p.end,
         })
         .collect();
     let usages = usages
-        .iter()
+        .into_iter()
         .map(|u| ComponentUsageView {
-            type_: text(u, "type").unwrap_or_default(),
-            name: text(u, "name"),
-            measured_unit: text(u, "measured_unit"),
-            usage: text(u, "usage").unwrap_or_default(),
-            date: text(u, "date"),
-            description: text(u, "description").filter(|d| !d.is_empty()),
+            type_: u.type_.unwrap_or_default(),
+            name: u.name,
+            measured_unit: u.measured_unit,
+            usage: u.usage.unwrap_or_default(),
+            date: u.date,
+            description: u.description.filter(|d| !d.is_empty()),
         })
         .collect();
     Ok(HttpResponse::Ok().json(ResourceUsageView {
@@ -333,39 +330,35 @@ pub async fn get_offering(
         .provider_offering(uuid.as_str())
         .await
         .map_err(read_failed)?;
-    let list = |key: &str| o[key].as_array().cloned().unwrap_or_default();
-    let components = list("components")
-        .iter()
+    let components = o
+        .components
+        .into_iter()
         .map(|c| OfferingComponentView {
-            type_: text(c, "type").unwrap_or_default(),
-            name: text(c, "name"),
-            measured_unit: text(c, "measured_unit"),
-            billing_type: text(c, "billing_type"),
-            limit_period: text(c, "limit_period"),
-            limit_amount: c["limit_amount"].clone(),
+            type_: c.type_,
+            name: c.name,
+            measured_unit: c.measured_unit,
+            billing_type: c.billing_type,
+            limit_period: c.limit_period,
+            limit_amount: c.limit_amount,
         })
         .collect();
-    let plans = list("plans")
-        .iter()
+    let plans = o
+        .plans
+        .into_iter()
         .map(|p| PlanView {
-            uuid: text(p, "uuid").unwrap_or_default(),
-            name: text(p, "name").unwrap_or_default(),
-            unit: text(p, "unit"),
-            prices: p["components"]
-                .as_array()
-                .map(|cs| {
-                    cs.iter()
-                        .filter_map(|c| Some((text(c, "type")?, text(c, "price")?)))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            uuid: p.uuid,
+            name: p.name,
+            unit: p.unit,
+            prices: (p.components.into_iter())
+                .filter_map(|c| Some((c.type_?, c.price?)))
+                .collect(),
         })
         .collect();
     Ok(HttpResponse::Ok().json(OfferingView {
-        uuid: text(&o, "uuid").unwrap_or_default(),
-        name: text(&o, "name").unwrap_or_default(),
-        type_: text(&o, "type"),
-        state: text(&o, "state"),
+        uuid: o.uuid,
+        name: o.name,
+        type_: o.type_,
+        state: o.state,
         components,
         plans,
     }))

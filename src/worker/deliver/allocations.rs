@@ -30,7 +30,7 @@ use crate::domain::operations::{
     AllocationTerminate, AllocationUpdate, ConsumerAction, Operation,
 };
 use crate::queue::JobRecord;
-use crate::upstream::{UpstreamError, WaldurClient};
+use crate::upstream::{Order, Resource, UpstreamError, Uuid, WaldurClient};
 
 /// Order states in which Puhuri is still working (or waiting for someone's review).
 const WORKING: &[&str] = &[
@@ -118,7 +118,7 @@ async fn find_marked_order(
 ) -> Result<Option<String>, UpstreamError> {
     let marker = marker_text(&a.marker);
     let page = client
-        .get_page(
+        .get_page::<Order>(
             "marketplace-orders/",
             &[
                 ("project_uuid", a.project_uuid.to_string()),
@@ -132,8 +132,8 @@ async fn find_marked_order(
     Ok(page
         .items
         .iter()
-        .find(|o| text(o, "request_comment").contains(&marker))
-        .map(|o| text(o, "uuid")))
+        .find(|o| (o.request_comment.as_deref()).is_some_and(|c| c.contains(&marker)))
+        .map(|o| o.uuid.clone()))
 }
 
 /// `POST marketplace-orders/` with the project, offering and plan URLs; the new order's uuid.
@@ -157,8 +157,8 @@ async fn place_order(client: &WaldurClient, a: &AllocationCreate) -> Result<Stri
             a.offering_uuid
         ));
     }
-    let created = client.post("marketplace-orders/", &body).await?;
-    let uuid = text(&created, "uuid");
+    let created: Uuid = client.post("marketplace-orders/", &body).await?;
+    let uuid = created.uuid;
     if uuid.is_empty() {
         return Err(UpstreamError::malformed(201, "the new order has no uuid"));
     }
@@ -178,10 +178,10 @@ async fn follow(
     resource: Option<&str>,
 ) -> Result<Delivered, DeliveryError> {
     let order = client.order(order_uuid).await?;
-    let state = text(&order, "state");
+    let state = order.state.clone();
     let resource_uuid = resource
         .map(str::to_string)
-        .unwrap_or_else(|| text(&order, "marketplace_resource_uuid"));
+        .unwrap_or_else(|| order.marketplace_resource_uuid.clone().unwrap_or_default());
     let progress =
         json!({"order_uuid": order_uuid, "order_state": state, "resource_uuid": resource_uuid});
     match state.as_str() {
@@ -217,13 +217,14 @@ async fn follow(
         }
         _ => {
             let reason = [
-                "provider_rejection_comment",
-                "consumer_rejection_comment",
-                "error_message",
+                &order.provider_rejection_comment,
+                &order.consumer_rejection_comment,
+                &order.error_message,
             ]
-            .iter()
-            .map(|k| text(&order, k))
+            .into_iter()
+            .flatten()
             .find(|r| !r.is_empty())
+            .cloned()
             .unwrap_or_else(|| "no reason given".to_string());
             Err(UpstreamError::Refused {
                 status: 200,
@@ -247,11 +248,14 @@ async fn pending_order(
         ("o", "-created".to_string()),
     ];
     query.extend(WORKING.iter().map(|s| ("state", s.to_string())));
-    let page = client.get_page("marketplace-orders/", &query).await?;
-    Ok(page.items.first().map(|o| text(o, "uuid")))
+    let page = client
+        .get_page::<Order>("marketplace-orders/", &query)
+        .await?;
+    Ok(page.items.into_iter().next().map(|o| o.uuid))
 }
 
-async fn resource(client: &WaldurClient, uuid: &str) -> Result<Value, UpstreamError> {
+/// The resource as the allocator sees it (`marketplace-resources/{uuid}/`).
+async fn resource(client: &WaldurClient, uuid: &str) -> Result<Resource, UpstreamError> {
     client
         .get(&format!("marketplace-resources/{uuid}/"), &[])
         .await
@@ -292,8 +296,7 @@ async fn order_action(
             json!({"action": action, "order_uuid": a.order_uuid}),
         )),
         Err(UpstreamError::Conflict { message }) => {
-            let order = client.order(a.order_uuid.as_str()).await?;
-            let state = text(&order, "state");
+            let state = client.order(a.order_uuid.as_str()).await?.state;
             if target.contains(&state.as_str()) {
                 Ok(done(
                     409,
@@ -321,6 +324,8 @@ async fn update(client: &WaldurClient, a: &AllocationUpdate) -> Result<Delivered
     if let Some(e) = &a.end_date {
         body.insert("end_date".into(), json!(e));
     }
+    // Waldur's answer (the resource) is kept in the job's result as it came: the gateway reads
+    // nothing of it.
     let (status, _, answer) = client
         .call(
             reqwest::Method::PATCH,
@@ -355,7 +360,7 @@ async fn options(
             &json!({"options": a.options}),
         )
         .await?;
-    match answer.get("order_uuid").and_then(Value::as_str) {
+    match answer.order_uuid.as_deref() {
         // The offering creates orders on option changes: follow it.
         Some(order) => follow(job, client, order, true, Some(resource)).await,
         None => Ok(done(
@@ -379,12 +384,7 @@ async fn limits(
     if let Some(order) = order {
         return follow(job, client, &order, true, Some(uuid)).await;
     }
-    let current = resource(client, uuid).await?;
-    let current = current
-        .get("limits")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+    let current = resource(client, uuid).await?.limits;
     let merged = merged_limits(&current, &a.limits);
     if same_limits(&current, &merged) {
         return Ok(done(200, json!({"resource_uuid": uuid, "already": true})));
@@ -395,7 +395,7 @@ async fn limits(
             &json!({"limits": merged}),
         )
         .await?;
-    let order = text(&answer, "order_uuid");
+    let order = answer.order_uuid.unwrap_or_default();
     follow(job, client, &order, true, Some(uuid)).await
 }
 
@@ -436,7 +436,7 @@ async fn terminate(
         return follow(job, client, &order, true, Some(uuid)).await;
     }
     let current = resource(client, uuid).await?;
-    if text(&current, "state") == "Terminated" {
+    if current.state == "Terminated" {
         return Ok(done(
             200,
             json!({"resource_uuid": uuid, "already": true, "resource_state": "Terminated"}),
@@ -448,7 +448,7 @@ async fn terminate(
             &json!({}),
         )
         .await?;
-    let order = text(&answer, "order_uuid");
+    let order = answer.order_uuid.unwrap_or_default();
     follow(job, client, &order, true, Some(uuid)).await
 }
 
