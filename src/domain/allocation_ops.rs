@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::ids::WaldurUuid;
+use super::text::Comment;
 
 /// Create an allocation: a Create order, followed until the resource exists.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -27,7 +28,7 @@ pub struct AllocationCreate {
     pub approve_as_consumer: bool,
     /// Comment for the reviewers (Waldur's `request_comment`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_comment: Option<String>,
+    pub request_comment: Option<Comment>,
     /// A random id written into the order's `request_comment`, by which a delivery repeated
     /// after a lost answer finds the order it already created (32 hex digits).
     pub marker: String,
@@ -41,7 +42,7 @@ pub struct AllocationOrderAction {
     pub order_uuid: WaldurUuid,
     pub action: ConsumerAction,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
+    pub comment: Option<Comment>,
 }
 
 /// What a consumer does to an order, stored by its name (`approve`, `reject`, `cancel`).
@@ -74,21 +75,52 @@ pub struct AllocationUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// `Some(None)`: clear the end date (stored and sent as `"end_date": null`);
-    /// `Some(Some("YYYY-MM-DD"))`: set it; `None` (absent): leave it.
+    /// `Some(Some(date))`: set it; `None` (absent): leave it.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "present_or_null"
     )]
-    pub end_date: Option<Option<String>>,
+    pub end_date: Option<Option<EndDate>>,
+}
+
+/// A resource's end date as the site gave it: `YYYY-MM-DD`, a real calendar date. Stored and
+/// sent to Puhuri as the text the site sent; read back through [`EndDate::parse`].
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct EndDate(String);
+
+impl EndDate {
+    pub fn parse(text: String) -> Result<EndDate, &'static str> {
+        chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+            .map_err(|_| "must be a date, YYYY-MM-DD")?;
+        Ok(EndDate(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for EndDate {
+    type Error = &'static str;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        EndDate::parse(text)
+    }
+}
+
+impl Serialize for EndDate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
 }
 
 /// A field that is present reads as `Some`, `null` as `Some(None)` (serde's default reads a
 /// `null` as absent, which would turn "clear the end date" into "leave it").
 fn present_or_null<'de, D: serde::Deserializer<'de>>(
     d: D,
-) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+) -> Result<Option<Option<EndDate>>, D::Error> {
+    Option::<EndDate>::deserialize(d).map(Some)
 }
 
 /// Change a resource's options (`update_options`): applied at once, or an order followed to
@@ -138,5 +170,21 @@ mod tests {
         let absent: AllocationUpdate =
             serde_json::from_value(json!({"identity": "a", "resource_uuid": r})).unwrap();
         assert_eq!(absent.end_date, None);
+    }
+
+    #[test]
+    fn an_end_date_is_a_calendar_date_kept_as_sent() {
+        let date = EndDate::parse("2027-12-31".into()).unwrap();
+        assert_eq!(serde_json::to_value(&date).unwrap(), json!("2027-12-31"));
+        for bad in ["2027-02-30", "31.12.2027", "2027-12-31T00:00:00Z", ""] {
+            assert_eq!(
+                EndDate::parse(bad.into()),
+                Err("must be a date, YYYY-MM-DD"),
+                "{bad}"
+            );
+        }
+        let stored = json!({"identity": "a", "resource_uuid": "7e000000000040008000000000000001",
+                            "end_date": "2027-02-30"});
+        assert!(serde_json::from_value::<AllocationUpdate>(stored).is_err());
     }
 }

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 pub use super::allocation_ops::{
     AllocationCreate, AllocationLimits, AllocationOptions, AllocationOrderAction,
-    AllocationTerminate, AllocationUpdate, ConsumerAction,
+    AllocationTerminate, AllocationUpdate, ConsumerAction, EndDate,
 };
 pub use super::report::{Report, ReportSection};
 

@@ -44,6 +44,12 @@ impl<const MIN: usize, const MAX: usize> Bounded<MIN, MAX> {
     }
 }
 
+impl<const MIN: usize, const MAX: usize> std::fmt::Display for Bounded<MIN, MAX> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl<const MIN: usize, const MAX: usize> TryFrom<String> for Bounded<MIN, MAX> {
     type Error = String;
     fn try_from(text: String) -> Result<Self, String> {

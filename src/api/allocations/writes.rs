@@ -24,8 +24,9 @@ use crate::domain::allocation::{
 };
 use crate::domain::operations::{
     AllocationCreate, AllocationLimits, AllocationOptions, AllocationOrderAction,
-    AllocationTerminate, AllocationUpdate, ConsumerAction, Operation,
+    AllocationTerminate, AllocationUpdate, ConsumerAction, EndDate, Operation,
 };
+use crate::domain::text::Comment;
 use crate::error::{ApiError, FieldError};
 
 /// A new allocation.
@@ -93,6 +94,15 @@ fn uuid_field(value: &str, field: &str) -> Result<WaldurUuid, ApiError> {
     WaldurUuid::parse(value).map_err(|m| ApiError::field(field, m))
 }
 
+/// A comment for Puhuri's reviewers: a [`Comment`] (at most 2,000 characters), refused in this
+/// API's allocator wording.
+fn comment_field(value: Option<String>, field: &str) -> Result<Option<Comment>, ApiError> {
+    value
+        .map(Comment::parse)
+        .transpose()
+        .map_err(|_| ApiError::field(field, "at most 2,000 characters"))
+}
+
 /// Create an allocation: a Create order in the offering for the project, followed until the
 /// resource exists.
 ///
@@ -132,14 +142,7 @@ pub async fn create_allocation(
         .as_deref()
         .map(|p| uuid_field(p, "plan_uuid"))
         .transpose()?;
-    if let Some(c) = &request.request_comment
-        && c.chars().count() > 2000
-    {
-        return Err(ApiError::field(
-            "request_comment",
-            "at most 2,000 characters",
-        ));
-    }
+    let request_comment = comment_field(request.request_comment, "request_comment")?;
     let attributes = request.attributes.unwrap_or_default();
     let limits = request.limits.unwrap_or_default();
     bound_project(&state, &identity, &project).await?;
@@ -167,7 +170,7 @@ pub async fn create_allocation(
         "plan_uuid": plan.as_ref().map(|p| p.as_str()),
         "attributes": same_numbers(&Value::Object(attributes.clone())),
         "limits": same_numbers(&Value::Object(limits.clone())),
-        "approve_as_consumer": request.approve_as_consumer, "request_comment": request.request_comment,
+        "approve_as_consumer": request.approve_as_consumer, "request_comment": request_comment,
     });
     let op = Operation::AllocationCreate(AllocationCreate {
         identity: identity.site.identity.clone(),
@@ -177,7 +180,7 @@ pub async fn create_allocation(
         attributes,
         limits,
         approve_as_consumer: request.approve_as_consumer,
-        request_comment: request.request_comment,
+        request_comment,
         marker: uuid::Uuid::new_v4().simple().to_string(),
     });
     submit(&state, &identity, &req, op, sent).await
@@ -198,7 +201,7 @@ async fn order_action(
     req: &HttpRequest,
     path: &str,
     action: ConsumerAction,
-    comment: Option<String>,
+    comment: Option<Comment>,
 ) -> Result<HttpResponse, ApiError> {
     let order = uuid_in_path(path, "order")?;
     bound_order(state, identity, &order).await?;
@@ -248,10 +251,7 @@ pub async fn reject_order(
     path: web::Path<String>,
     body: OptionalJsonBody<ConsumerRejectRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let comment = body.0.comment;
-    if comment.as_ref().is_some_and(|c| c.chars().count() > 2000) {
-        return Err(ApiError::field("comment", "at most 2,000 characters"));
-    }
+    let comment = comment_field(body.0.comment, "comment")?;
     order_action(
         &state,
         &identity,
@@ -325,12 +325,15 @@ pub async fn update_allocation(
         )
         .map(|v| FieldError::new(v.field, v.message))
         .collect();
-    if let Some(Some(d)) = &r.end_date
-        && chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err()
-    {
-        errors.push(FieldError::new("end_date", "must be a date, YYYY-MM-DD"));
-    }
-    if r.name.is_none() && r.description.is_none() && r.end_date.is_none() {
+    let nothing = r.name.is_none() && r.description.is_none() && r.end_date.is_none();
+    let end_date = r
+        .end_date
+        .map(|date| date.map(EndDate::parse).transpose())
+        .transpose()
+        .map_err(|m| errors.push(FieldError::new("end_date", m)))
+        .ok()
+        .flatten();
+    if nothing {
         errors.push(FieldError::new(
             "name",
             "give a name, description or end_date",
@@ -340,13 +343,13 @@ pub async fn update_allocation(
         return Err(ApiError::validation(errors));
     }
     bound_resource(&state, &identity, &resource).await?;
-    let sent = json!({"name": r.name, "description": r.description, "end_date": r.end_date});
+    let sent = json!({"name": r.name, "description": r.description, "end_date": end_date});
     let op = Operation::AllocationUpdate(AllocationUpdate {
         identity: identity.site.identity.clone(),
         resource_uuid: resource,
         name: r.name,
         description: r.description,
-        end_date: r.end_date,
+        end_date,
     });
     submit(&state, &identity, &req, op, sent).await
 }

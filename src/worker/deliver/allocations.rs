@@ -141,7 +141,7 @@ async fn place_order(client: &WaldurClient, a: &AllocationCreate) -> Result<Stri
     let base = client.base().as_str().to_string();
     let offering = format!("{base}marketplace-public-offerings/{}/", a.offering_uuid);
     let comment = match &a.request_comment {
-        Some(c) if !c.is_empty() => format!("{c}\n{}", marker_text(&a.marker)),
+        Some(c) if !c.as_str().is_empty() => format!("{c}\n{}", marker_text(&a.marker)),
         _ => marker_text(&a.marker),
     };
     let mut body = json!({
