@@ -298,11 +298,21 @@ pub struct LimitRules {
 impl LimitRules {
     /// From the offering's `components` (each with `type` and `billing_type`).
     pub fn from_components(components: &Value) -> LimitRules {
-        LimitRules {
-            limit_components: (components.as_array().into_iter())
+        LimitRules::from_types(
+            (components.as_array().into_iter())
                 .flatten()
-                .filter(|c| c.get("billing_type").and_then(Value::as_str) == Some("limit"))
-                .filter_map(|c| c.get("type").and_then(Value::as_str).map(String::from))
+                .filter_map(|c| Some((c.get("type")?.as_str()?, c.get("billing_type")?.as_str()))),
+        )
+    }
+
+    /// From the offering's components as (`type`, `billing_type`) pairs.
+    pub fn from_types<'a>(
+        components: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> LimitRules {
+        LimitRules {
+            limit_components: (components.into_iter())
+                .filter(|(_, billing_type)| *billing_type == Some("limit"))
+                .map(|(type_, _)| type_.to_string())
                 .collect(),
         }
     }

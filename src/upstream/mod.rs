@@ -28,8 +28,8 @@ pub use token::{TokenState, TokenStatus};
 pub use types::{
     ActionAnswer, Component, ComponentUsage, Forwarded, InProgress, Offering, OfferingComponent,
     OfferingInfo, OfferingUserInfo, Order, Page, Plan, PlanPeriod, PlanPrice, PluginOptions,
-    Project, ProjectRole, ReportSection, Resource, ResourceInfo, ResourceProjection, SshKey,
-    TeamMember, User, Uuid, lenient,
+    Project, ProjectRole, PublicOffering, ReportSection, Resource, ResourceInfo,
+    ResourceProjection, SshKey, TeamMember, User, Uuid, lenient,
 };
 
 #[derive(Clone)]

@@ -11,14 +11,14 @@
 pub mod reads;
 pub mod writes;
 
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::submit::lookup_failed;
 use crate::auth::SiteIdentity;
 use crate::domain::WaldurUuid;
 use crate::error::ApiError;
-use crate::upstream::WaldurClient;
+use crate::upstream::{Forwarded, Order, Project, PublicOffering, Resource, WaldurClient};
 
 /// The same answer for every object outside the binding, whether it exists or not.
 pub fn not_bound(what: &str) -> ApiError {
@@ -43,17 +43,14 @@ pub fn bound(identity: &SiteIdentity, project: &str, customer: &str) -> bool {
     identity.site.projects.contains(project) || identity.site.customers.contains(customer)
 }
 
-fn text(v: &Value, key: &str) -> String {
-    v.get(key).and_then(Value::as_str).unwrap_or("").to_string()
-}
-
-/// Reads `path` with the site's identity; a 404 (not visible to the allocator) is [`not_bound`].
-async fn read_bound(
+/// Reads `path` with the site's identity as `T`; a 404 (not visible to the allocator) is
+/// [`not_bound`].
+async fn read_bound<T: DeserializeOwned>(
     state: &AppState,
     identity: &SiteIdentity,
     path: &str,
     what: &str,
-) -> Result<Value, ApiError> {
+) -> Result<T, ApiError> {
     match client(state, identity)?.get(path, &[]).await {
         Ok(v) => Ok(v),
         Err(e) if e.is_not_found() => Err(not_bound(what)),
@@ -66,9 +63,14 @@ pub async fn bound_project(
     state: &AppState,
     identity: &SiteIdentity,
     project: &WaldurUuid,
-) -> Result<Value, ApiError> {
-    let p = read_bound(state, identity, &format!("projects/{project}/"), "project").await?;
-    if bound(identity, project.as_str(), &text(&p, "customer_uuid")) {
+) -> Result<Project, ApiError> {
+    let p: Project =
+        read_bound(state, identity, &format!("projects/{project}/"), "project").await?;
+    if bound(
+        identity,
+        project.as_str(),
+        p.customer_uuid.as_deref().unwrap_or(""),
+    ) {
         Ok(p)
     } else {
         Err(not_bound("project"))
@@ -80,8 +82,8 @@ pub async fn bound_resource(
     state: &AppState,
     identity: &SiteIdentity,
     resource: &WaldurUuid,
-) -> Result<Value, ApiError> {
-    let r = read_bound(
+) -> Result<Resource, ApiError> {
+    let r: Resource = read_bound(
         state,
         identity,
         &format!("marketplace-resources/{resource}/"),
@@ -90,8 +92,8 @@ pub async fn bound_resource(
     .await?;
     if bound(
         identity,
-        &text(&r, "project_uuid"),
-        &text(&r, "customer_uuid"),
+        r.project_uuid.as_deref().unwrap_or(""),
+        r.customer_uuid.as_deref().unwrap_or(""),
     ) {
         Ok(r)
     } else {
@@ -104,8 +106,8 @@ pub async fn bound_order(
     state: &AppState,
     identity: &SiteIdentity,
     order: &WaldurUuid,
-) -> Result<Value, ApiError> {
-    let o = read_bound(
+) -> Result<Order, ApiError> {
+    let o: Order = read_bound(
         state,
         identity,
         &format!("marketplace-orders/{order}/"),
@@ -114,8 +116,8 @@ pub async fn bound_order(
     .await?;
     if bound(
         identity,
-        &text(&o, "project_uuid"),
-        &text(&o, "customer_uuid"),
+        o.project_uuid.as_deref().unwrap_or(""),
+        o.customer_uuid.as_deref().unwrap_or(""),
     ) {
         Ok(o)
     } else {
@@ -123,12 +125,13 @@ pub async fn bound_order(
     }
 }
 
-/// The public offering (components, plans, options), if the site may order from it.
+/// The public offering (components, plans, options), if the site may order from it: as Waldur
+/// sent it, for the allocator's offering read, and typed, for the checks of its orders.
 pub async fn bound_offering(
     state: &AppState,
     identity: &SiteIdentity,
     offering: &WaldurUuid,
-) -> Result<Value, ApiError> {
+) -> Result<Forwarded<PublicOffering>, ApiError> {
     if !identity.site.offerings.contains(offering.as_str()) {
         return Err(not_bound("offering"));
     }

@@ -16,8 +16,10 @@ use crate::api::responses::ReadErrors;
 use crate::auth::SiteIdentity;
 use crate::auth::scoped::{AllocationsRead, Authorized};
 use crate::error::ApiError;
+use crate::upstream::{Forwarded, Project};
 
-/// A page of `path` read with the site's identity.
+/// A page of `path` read with the site's identity. The items are Waldur's objects, passed on to
+/// the allocator unchanged (a raw `Value` each, deliberately: the gateway reads nothing of them).
 async fn forward(
     state: &AppState,
     identity: &SiteIdentity,
@@ -177,15 +179,15 @@ async fn project_in_scope(
     if scope.0 != "project_uuid" || identity.site.projects.contains(&scope.1) {
         return Ok(());
     }
-    let project = match client(state, identity)?
-        .get::<Value>(&format!("projects/{}/", scope.1), &[])
+    let project: Project = match client(state, identity)?
+        .get(&format!("projects/{}/", scope.1), &[])
         .await
     {
         Ok(p) => p,
         Err(e) if e.is_not_found() => return Err(not_bound("project")),
         Err(e) => return Err(read_failed(e)),
     };
-    let customer = project["customer_uuid"].as_str().unwrap_or("");
+    let customer = project.customer_uuid.as_deref().unwrap_or("");
     if bound(identity, &scope.1, customer) {
         Ok(())
     } else {
@@ -212,18 +214,19 @@ pub async fn list_projects(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let paging = QueryParams::parse(&req).paging()?;
-    let all = client(&state, &identity)?
-        .get_bounded::<Value>("projects/", &[], 100, 20)
+    let all: Vec<Forwarded<Project>> = client(&state, &identity)?
+        .get_bounded("projects/", &[], 100, 20)
         .await
         .map_err(read_failed)?
         .ok_or_else(|| crate::api::reads::list_too_large("projects"))?;
-    let mine: Vec<Value> = all
+    // Shown as Waldur sent them; only their uuids are read.
+    let mine: Vec<Forwarded<Project>> = all
         .into_iter()
         .filter(|p| {
             bound(
                 &identity,
-                p["uuid"].as_str().unwrap_or(""),
-                p["customer_uuid"].as_str().unwrap_or(""),
+                &p.fields.uuid,
+                p.fields.customer_uuid.as_deref().unwrap_or(""),
             )
         })
         .collect();

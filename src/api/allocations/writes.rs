@@ -28,6 +28,7 @@ use crate::domain::operations::{
 };
 use crate::domain::text::Comment;
 use crate::error::{ApiError, FieldError};
+use crate::upstream::{PublicOffering, Resource};
 
 /// A new allocation.
 #[derive(Deserialize, ToSchema)]
@@ -149,21 +150,18 @@ pub async fn create_allocation(
     let offering = bound_offering(&state, &identity, &offering_uuid).await?;
     let mut found = check_standard_attributes("attributes", &attributes);
     found.extend(
-        OptionRules::for_offering(&offering["options"]).check_attributes("attributes", &attributes),
+        OptionRules::for_offering(&offering.fields.options)
+            .check_attributes("attributes", &attributes),
     );
-    found.extend(LimitRules::from_components(&offering["components"]).check("limits", &limits));
+    found.extend(limit_rules(&offering.fields).check("limits", &limits));
     violations(found)?;
-    if let Some(plan) = &plan {
-        let plans = offering["plans"].as_array().cloned().unwrap_or_default();
-        if !plans
-            .iter()
-            .any(|p| p["uuid"].as_str() == Some(plan.as_str()))
-        {
-            return Err(ApiError::field(
-                "plan_uuid",
-                "is not a plan of the offering",
-            ));
-        }
+    if let Some(plan) = &plan
+        && !(offering.fields.plans.iter()).any(|p| p.uuid == plan.as_str())
+    {
+        return Err(ApiError::field(
+            "plan_uuid",
+            "is not a plan of the offering",
+        ));
     }
     let sent = json!({
         "project_uuid": project.as_str(), "offering_uuid": offering_uuid.as_str(),
@@ -383,7 +381,7 @@ pub async fn update_options(
         field: "options",
         empty: "give at least one option to change",
         rules: |offering, options| {
-            OptionRules::for_offering(&offering["options"]).check_options("options", options)
+            OptionRules::for_offering(&offering.options).check_options("options", options)
         },
         operation: |identity, resource_uuid, options| {
             Operation::AllocationOptions(AllocationOptions {
@@ -429,9 +427,7 @@ pub async fn update_limits(
     let change = Change {
         field: "limits",
         empty: "give at least one limit to change",
-        rules: |offering, limits| {
-            LimitRules::from_components(&offering["components"]).check("limits", limits)
-        },
+        rules: |offering, limits| limit_rules(offering).check("limits", limits),
         operation: |identity, resource_uuid, limits| {
             Operation::AllocationLimits(AllocationLimits {
                 identity,
@@ -453,8 +449,8 @@ struct Change {
     /// The body's field: `options` or `limits`.
     field: &'static str,
     empty: &'static str,
-    /// The offering (Waldur's object) and the asked values -> what breaks its rules.
-    rules: fn(&Value, &Map<String, Value>) -> Vec<RuleViolation>,
+    /// The offering and the asked values -> what breaks its rules.
+    rules: fn(&PublicOffering, &Map<String, Value>) -> Vec<RuleViolation>,
     /// Identity name, resource uuid, values -> the queued operation.
     operation: fn(String, WaldurUuid, Map<String, Value>) -> Operation,
 }
@@ -502,13 +498,22 @@ pub async fn terminate(
     submit(&state, &identity, &req, op, json!({})).await
 }
 
+/// The limit-type components of the offering.
+fn limit_rules(offering: &PublicOffering) -> LimitRules {
+    LimitRules::from_types(
+        (offering.components.iter())
+            .filter(|c| !c.type_.is_empty())
+            .map(|c| (c.type_.as_str(), c.billing_type.as_deref())),
+    )
+}
+
 /// The public offering of a resource (its rules), read with the site's identity.
 async fn offering_of(
     state: &AppState,
     identity: &Authorized<AllocationsWrite>,
-    resource: &Value,
-) -> Result<Value, ApiError> {
-    let uuid = resource["offering_uuid"].as_str().unwrap_or("");
+    resource: &Resource,
+) -> Result<PublicOffering, ApiError> {
+    let uuid = &resource.offering_uuid;
     let client = super::client(state, identity)?;
     client
         .get(&format!("marketplace-public-offerings/{uuid}/"), &[])

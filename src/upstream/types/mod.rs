@@ -23,6 +23,7 @@ use serde_json::Value;
 
 pub use offerings::{
     Component, Offering, OfferingComponent, OfferingInfo, Plan, PlanPrice, PluginOptions,
+    PublicOffering,
 };
 pub use orders::{ActionAnswer, Order};
 pub use people::{OfferingUserInfo, Project, ProjectRole, SshKey, User};

@@ -103,3 +103,21 @@ pub struct PluginOptions {
     #[serde(default, deserialize_with = "lenient::flag")]
     pub service_provider_can_create_offering_user: Option<bool>,
 }
+
+/// An offering as an allocator orders from it (`GET marketplace-public-offerings/{uuid}/`;
+/// schema `PublicOfferingDetails`), read with the allocator's identity: what the checks of a
+/// new allocation and of its changes read. `uuid` is required. The gateway shows the offering
+/// to the allocator as Waldur sent it ([`super::Forwarded`]).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct PublicOffering {
+    pub uuid: String,
+    /// The offering's published option schema (Waldur's `options`: `{"options": {...},
+    /// "order": [...]}`), read by the allocation rules ([`crate::domain::allocation`]), which
+    /// fall back on LUMI's options when it is not one.
+    #[serde(default)]
+    pub options: Value,
+    #[serde(default, deserialize_with = "lenient::items")]
+    pub components: Vec<OfferingComponent>,
+    #[serde(default, deserialize_with = "lenient::items")]
+    pub plans: Vec<Plan>,
+}
