@@ -42,8 +42,8 @@ use crate::config::Config;
 use crate::domain::event::{Event, EventType};
 use crate::events::EventHub;
 use crate::queue::{DeliveryLimits, JobStore};
-use crate::upstream::WaldurClient;
 use crate::upstream::directory::Directory;
+use crate::upstream::{Forwarded, OfferingUserInfo, Order, WaldurClient};
 
 use read::{ReadError, Reader};
 use view::{OPEN_ORDER_STATES, ORDER_FIELDS, Snapshot, View};
@@ -238,11 +238,14 @@ impl Watcher {
                     .chain(OPEN_ORDER_STATES.iter().map(|st| ("state", st.to_string())))
                     .chain(fields())
                     .collect();
-                s.open_orders
-                    .extend(self.reader.all("marketplace-orders/", &query).await?);
+                s.open_orders.extend(
+                    self.reader
+                        .all::<Forwarded<Order>>("marketplace-orders/", &query)
+                        .await?,
+                );
             }
             let open: BTreeSet<String> = (s.open_orders.iter())
-                .filter_map(|o| o.get("uuid").and_then(|u| u.as_str()).map(str::to_owned))
+                .map(|o| o.fields.uuid.clone())
                 .collect();
             let query: Vec<(&str, String)> = fields().collect();
             for uuid in previous.orders.keys().filter(|u| !open.contains(*u)) {
@@ -281,7 +284,7 @@ impl Watcher {
                 let query = [("offering_uuid", offering.clone())];
                 s.offering_users.extend(
                     self.reader
-                        .all("marketplace-offering-users/", &query)
+                        .all::<OfferingUserInfo>("marketplace-offering-users/", &query)
                         .await?,
                 );
             }

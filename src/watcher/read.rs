@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
 use crate::queue::{DeliveryLimits, JobStore, StoreError};
 use crate::upstream::{UpstreamError, WaldurClient};
@@ -43,8 +43,13 @@ impl Reader {
         Ok(())
     }
 
-    /// Every item of the list at `path` (following `rel="next"` as Waldur wrote it).
-    pub async fn all(&self, path: &str, query: &[(&str, String)]) -> Result<Vec<Value>, ReadError> {
+    /// Every item of the list at `path` (following `rel="next"` as Waldur wrote it), each read
+    /// as `T`.
+    pub async fn all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<T>, ReadError> {
         let mut items = Vec::new();
         let mut next: Vec<(String, String)> = (query.iter())
             .map(|(k, v)| (k.to_string(), v.clone()))
@@ -54,7 +59,7 @@ impl Reader {
             self.slot().await?;
             let q: Vec<(&str, String)> =
                 next.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-            let page = self.client.get_page::<Value>(path, &q).await?;
+            let page = self.client.get_page(path, &q).await?;
             items.extend(page.items);
             let Some(query) = page.next_query else {
                 return Ok(items);
@@ -66,12 +71,12 @@ impl Reader {
         Err(ReadError::TooLong(path.to_owned()))
     }
 
-    /// One object; `None` when Puhuri says it does not exist (404).
-    pub async fn one(
+    /// One object, read as `T`; `None` when Puhuri says it does not exist (404).
+    pub async fn one<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
-    ) -> Result<Option<Value>, ReadError> {
+    ) -> Result<Option<T>, ReadError> {
         self.slot().await?;
         match self.client.get(path, query).await {
             Ok(v) => Ok(Some(v)),

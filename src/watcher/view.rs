@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::domain::event::{EventType, event_id};
+use crate::upstream::{Forwarded, OfferingUserInfo, Order, ProjectRole, ResourceProjection};
 
 /// The order states in which an order waits for the provider.
 pub const OPEN_ORDER_STATES: [&str; 2] = ["pending-provider", "executing"];
@@ -74,16 +75,16 @@ pub struct OfferingUserSeen {
 /// What one poll read.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    /// Open orders (their [`ORDER_FIELDS`]).
-    pub open_orders: Vec<Value>,
+    /// Open orders (their [`ORDER_FIELDS`]), each sent in its events as Waldur gave it.
+    pub open_orders: Vec<Forwarded<Order>>,
     /// Orders that were open and are no longer, read again (`None`: gone).
-    pub left_orders: BTreeMap<String, Option<Value>>,
+    pub left_orders: BTreeMap<String, Option<Forwarded<Order>>>,
     /// Resources: uuid, offering_uuid, project_uuid.
-    pub resources: Vec<Value>,
+    pub resources: Vec<ResourceProjection>,
     /// Project role grants: user_uuid, project_uuid.
-    pub grants: Vec<Value>,
+    pub grants: Vec<ProjectRole>,
     /// Offering users: offering_uuid, user_uuid, username, state.
-    pub offering_users: Vec<Value>,
+    pub offering_users: Vec<OfferingUserInfo>,
 }
 
 /// One event to send, about an object of `offering`.
@@ -96,18 +97,28 @@ pub struct Change {
     pub data: Value,
 }
 
-fn text(v: &Value, key: &str) -> Option<String> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+/// A text field that is there and not empty.
+fn text(v: &Option<String>) -> Option<String> {
+    v.clone().filter(|s| !s.is_empty())
 }
 
-fn order_change(o: &Value, event_type: EventType, previous: Option<&str>) -> Option<Change> {
-    let uuid = text(o, "uuid")?;
-    let state = text(o, "state")?;
-    let offering = text(o, "offering_uuid")?;
-    let mut data = o.clone();
+/// An order's uuid, state and offering, when none is empty.
+fn order_key(o: &Order) -> Option<(String, String, String)> {
+    let nonempty = |s: &String| Some(s.clone()).filter(|s| !s.is_empty());
+    Some((
+        nonempty(&o.uuid)?,
+        nonempty(&o.state)?,
+        nonempty(&o.offering_uuid)?,
+    ))
+}
+
+fn order_change(
+    o: &Forwarded<Order>,
+    event_type: EventType,
+    previous: Option<&str>,
+) -> Option<Change> {
+    let (uuid, state, offering) = order_key(&o.fields)?;
+    let mut data = o.raw.clone();
     if let Some(m) = data.as_object_mut() {
         // Waldur's name for the marketplace resource, under the gateway's name for it
         if let Some(r) = m.remove("marketplace_resource_uuid") {
@@ -138,9 +149,7 @@ impl View {
         let mut changes = Vec::new();
         // orders
         for o in &snapshot.open_orders {
-            let (Some(uuid), Some(state), Some(offering)) =
-                (text(o, "uuid"), text(o, "state"), text(o, "offering_uuid"))
-            else {
+            let Some((uuid, state, offering)) = order_key(&o.fields) else {
                 continue;
             };
             match self.orders.get(&uuid) {
@@ -157,24 +166,24 @@ impl View {
                 continue;
             }
             if let Some(Some(o)) = snapshot.left_orders.get(uuid)
-                && text(o, "state").is_some_and(|s| s != *was)
+                && !o.fields.state.is_empty()
+                && o.fields.state != *was
             {
                 changes.extend(order_change(o, EventType::OrderStateChanged, Some(was)));
             }
         }
         // teams
         for g in &snapshot.grants {
-            if let (Some(user), Some(project)) = (text(g, "user_uuid"), text(g, "project_uuid")) {
-                next.projects.entry(project).or_default().insert(user);
+            if !g.user_uuid.is_empty() && !g.project_uuid.is_empty() {
+                (next.projects.entry(g.project_uuid.clone()).or_default())
+                    .insert(g.user_uuid.clone());
             }
         }
         let empty = BTreeSet::new();
         for r in &snapshot.resources {
-            let (Some(uuid), Some(offering), Some(project)) = (
-                text(r, "uuid"),
-                text(r, "offering_uuid"),
-                text(r, "project_uuid"),
-            ) else {
+            let (Some(uuid), Some(offering), Some(project)) =
+                (text(&r.uuid), text(&r.offering_uuid), text(&r.project_uuid))
+            else {
                 continue;
             };
             let mut seen = ResourceSeen {
@@ -208,14 +217,14 @@ impl View {
         }
         // offering users
         for ou in &snapshot.offering_users {
-            let (Some(offering), Some(user)) = (text(ou, "offering_uuid"), text(ou, "user_uuid"))
+            let (Some(offering), Some(user)) = (text(&ou.offering_uuid), text(&ou.user_uuid))
             else {
                 continue;
             };
             let key = format!("{offering}:{user}");
             let mut seen = OfferingUserSeen {
-                username: text(ou, "username"),
-                state: text(ou, "state"),
+                username: text(&ou.username),
+                state: text(&ou.state),
                 changes: 0,
             };
             let before = self.offering_users.get(&key);
@@ -267,14 +276,21 @@ fn offering_user_change(offering: &str, user: &str, seen: &OfferingUserSeen, gon
 mod tests {
     use super::*;
 
-    fn order(uuid: &str, state: &str) -> Value {
-        json!({"uuid": uuid, "state": state, "type": "Create", "offering_uuid": "o1",
-               "marketplace_resource_uuid": "r1"})
+    /// Read as the watcher reads Waldur's answers.
+    fn read<T: serde::de::DeserializeOwned>(v: Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn order(uuid: &str, state: &str) -> Forwarded<Order> {
+        read(
+            json!({"uuid": uuid, "state": state, "type": "Create", "offering_uuid": "o1",
+               "marketplace_resource_uuid": "r1"}),
+        )
     }
 
     #[test]
     fn orders_are_announced_once_per_state() {
-        let snap = |orders: Vec<Value>| Snapshot {
+        let snap = |orders: Vec<Forwarded<Order>>| Snapshot {
             open_orders: orders,
             ..Snapshot::default()
         };
@@ -300,10 +316,12 @@ mod tests {
     #[test]
     fn a_team_change_is_an_event_per_resource_of_the_project() {
         let snap = |users: &[&str]| Snapshot {
-            resources: vec![json!({"uuid": "r1", "offering_uuid": "o1", "project_uuid": "p1"})],
+            resources: vec![read(
+                json!({"uuid": "r1", "offering_uuid": "o1", "project_uuid": "p1"}),
+            )],
             grants: users
                 .iter()
-                .map(|u| json!({"user_uuid": u, "project_uuid": "p1"}))
+                .map(|u| read(json!({"user_uuid": u, "project_uuid": "p1"})))
                 .collect(),
             ..Snapshot::default()
         };
@@ -320,11 +338,15 @@ mod tests {
 
     #[test]
     fn offering_users_are_recorded_first_then_each_change_is_an_event() {
-        let snap = |users: Vec<Value>| Snapshot {
+        let snap = |users: Vec<OfferingUserInfo>| Snapshot {
             offering_users: users,
             ..Snapshot::default()
         };
-        let ou = |name: &str| json!({"offering_uuid": "o1", "user_uuid": "u1", "username": name, "state": "OK"});
+        let ou = |name: &str| -> OfferingUserInfo {
+            read(
+                json!({"uuid": "ou1", "offering_uuid": "o1", "user_uuid": "u1", "username": name, "state": "OK"}),
+            )
+        };
         let (v1, c1) = View::default().next(&snap(vec![ou("alice")]), true);
         assert!(c1.is_empty(), "the first poll only records");
         let (v2, c2) = v1.next(&snap(vec![ou("alice")]), false);
