@@ -100,7 +100,9 @@ impl WaldurClient {
     }
 
     /// One call; any status but 2xx is an error. Returns the status, headers and JSON body
-    /// (`Value::Null` when empty).
+    /// (`Value::Null` when empty), unread: the typed calls below read it as their views, and a
+    /// caller uses this one directly only for an answer it keeps without reading it (an
+    /// allocation's `PATCH marketplace-resources/{uuid}/` answer, kept in the job's result).
     pub async fn call(
         &self,
         method: Method,
