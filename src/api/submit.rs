@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::jobs::{JobView, job_location};
 use crate::auth::SiteIdentity;
+use crate::domain::ids::IdempotencyKey;
 use crate::domain::operations::Operation;
 use crate::domain::{BackendId, WaldurUuid};
 use crate::error::{ApiError, FieldError};
@@ -134,14 +135,10 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
-    let key = value
-        .to_str()
-        .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(|| {
-            ApiError::field("Idempotency-Key", "must be 1-255 visible ASCII characters")
-        })?;
-    Ok(Some(key.to_string()))
+    // A value that is not text at all is refused as one that is not visible ASCII.
+    let key = IdempotencyKey::parse(value.to_str().unwrap_or(""))
+        .map_err(|m| ApiError::field("Idempotency-Key", m))?;
+    Ok(Some(key.into_string()))
 }
 
 /// A fingerprint of the request as the site sent it: the operation, the path it was sent to and

@@ -119,6 +119,31 @@ impl fmt::Display for BackendId {
     }
 }
 
+/// A client's `Idempotency-Key`: 1-255 visible ASCII characters (no spaces or controls); the
+/// same key and request from the same site are the same job. The bound is the gateway's, so a
+/// key always fits in a store key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub const MAX_LEN: usize = 255;
+
+    pub fn parse(s: &str) -> Result<IdempotencyKey, &'static str> {
+        if s.is_empty() || s.len() > Self::MAX_LEN || !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("must be 1-255 visible ASCII characters");
+        }
+        Ok(IdempotencyKey(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +163,20 @@ mod tests {
         ] {
             assert!(WaldurUuid::parse(other).is_err(), "{other}");
         }
+    }
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii_up_to_255() {
+        assert!(IdempotencyKey::parse("report-2026-11-7e01").is_ok());
+        assert!(IdempotencyKey::parse(&"k".repeat(255)).is_ok());
+        for bad in ["", " k", "a b", "k\t", "schlüssel"] {
+            assert_eq!(
+                IdempotencyKey::parse(bad),
+                Err("must be 1-255 visible ASCII characters"),
+                "{bad:?}"
+            );
+        }
+        assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
     }
 
     #[test]
