@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::body::JsonBody;
-use super::responses::EventErrors;
+use super::responses::{EventErrors, EventReplayErrors};
 use crate::auth::scoped::{Authorized, EventsRead};
 use crate::domain::event::{Event, EventType};
-use crate::error::{ApiError, FieldError, Problem};
+use crate::error::{ApiError, FieldError};
 use crate::events::ReplayFrom;
 use crate::queue::{JobFilter, JobState};
 
@@ -222,8 +222,7 @@ pub struct ReplayResult {
     request_body = ReplayRequest,
     responses(
         (status = 200, body = ReplayResult, description = "The deliveries are stored and will be sent"),
-        (status = 422, body = Problem, content_type = "application/problem+json", description = "Neither or both of `since` and `event_id`; an unknown endpoint"),
-        EventErrors,
+        EventReplayErrors,
     )
 )]
 #[post("/events/replay")]

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::body::NoBody;
-use super::responses::{JobChangeErrors, JobErrors};
+use super::responses::{JobChangeErrors, JobErrors, JobListErrors};
 use crate::auth::{Scope, SiteIdentity};
 use crate::error::{ApiError, Problem};
 use crate::queue::{JobFilter, JobRecord, JobState, StoreError};
@@ -277,7 +277,7 @@ pub struct JobList {
     params(ListJobsQuery),
     responses(
         (status = 200, body = JobList),
-        JobErrors,
+        JobListErrors,
     )
 )]
 #[get("/jobs")]
@@ -348,7 +348,7 @@ pub async fn list_jobs(
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The job id, from the answer to a write (no example: a fresh gateway has no jobs)")),
     responses(
-        (status = 202, body = JobView, description = "Queued again"),
+        (status = 202, body = JobView, description = "Queued again", headers(("Location" = String, description = "The job"))),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "Not failed or dead; or a newer job sent the same value (a usage report of the same resource, month and component; the same operation on the same object for backend ids, states, reports, limits and usernames)"),
         JobChangeErrors,
     )

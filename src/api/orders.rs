@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::jobs::JobView;
 use super::reads::{
     PageParams, QueryParams, list_response, site_order, upstream_page_failed, uuid_in_path,
 };
@@ -93,8 +92,7 @@ async fn queue_transition(
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d000000000040008000000000000002"), WriteHeaders),
     request_body(content = ApproveRequest, description = "Optional: no body (or an empty one) approves as is", content_type = "application/json", example = json!({})),
     responses(
-        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
-        (status = 200, body = JobView, description = "The job of an earlier call with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        Queued,
         WriteErrors<OrdersWrite>,
     )
 )]
@@ -243,7 +241,7 @@ pub async fn order_erred(
     ),
     responses(
         (status = 200, body = [OrderView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        ReadErrors,
+        ReadErrors<Read>,
     )
 )]
 #[get("/orders")]
@@ -303,7 +301,7 @@ pub async fn list_orders(
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d000000000040008000000000000002")),
     responses(
         (status = 200, body = OrderView),
-        ReadErrors,
+        ReadErrors<Read>,
     )
 )]
 #[get("/orders/{uuid}")]

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::jobs::JobView;
-use super::responses::{WriteErrors, WriteHeaders};
+use super::responses::{Queued, WriteErrors, WriteHeaders};
 use super::submit::{
     ResourceRef, lookup_failed, refuse_unknown_components, resolve_resource, submit,
 };
@@ -231,8 +231,7 @@ async fn prepare(
     request_body = UsageRequest,
     params(WriteHeaders),
     responses(
-        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
-        (status = 200, body = JobView, description = "The job of an earlier call with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        Queued,
         WriteErrors<UsageWrite>,
     )
 )]

@@ -1208,3 +1208,36 @@ async fn a_refused_allocator_token_is_named_as_that_identitys() {
         "{refused:?}"
     );
 }
+
+/// An allocator's write answers as the document's `Queued` says: 202 with `Location` naming the
+/// job, and the same job again, 200 with the same `Location`, for the same `Idempotency-Key`
+/// (with `Preference-Applied` when the request had `Prefer: wait`).
+#[tokio::test]
+async fn an_allocators_write_answers_202_then_200_with_the_jobs_location() {
+    let app = spawn_manual_app().await;
+    let alloc = read_token(&app, "demo-allocator.token");
+    let create = |prefer: Option<&str>| {
+        let mut req = app
+            .client
+            .post(app.url("/v1/allocations"))
+            .bearer_auth(&alloc)
+            .header("Idempotency-Key", "queued-answers")
+            .json(&create_body());
+        if let Some(p) = prefer {
+            req = req.header("Prefer", p);
+        }
+        req.send()
+    };
+    let first = create(None).await.unwrap();
+    assert_eq!(first.status(), 202);
+    let location = first.headers()["location"].to_str().unwrap().to_string();
+    let job: Value = first.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/v1/jobs/{}", job["job_id"].as_str().unwrap())
+    );
+    let again = create(Some("wait=0")).await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["location"].to_str().unwrap(), location);
+    assert_eq!(again.headers()["preference-applied"], "wait=0");
+}

@@ -84,3 +84,85 @@ fn waldur_enums_equal_waldur_8_0_5() {
         );
     }
 }
+
+/// Each operation's documented `insufficient_scope` example is the answer it gives a token
+/// without that scope: the 403 names the scope the route really requires (`allocations:read`
+/// for an allocator's reads, `events:read` for events...), not another set's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_missing_scope_is_the_routes_answer() {
+    use crate::helpers::{assert_problem, claims, sign, spawn_app};
+    let app = spawn_app().await;
+    let doc: serde_json::Value =
+        serde_json::from_str(&puhuri_gateway::api::openapi::document_json()).unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Some(example) = op["responses"]["403"]["content"]["application/problem+json"]
+                ["examples"]["insufficient_scope"]["value"]
+                .as_object()
+                .or_else(|| {
+                    op["responses"]["403"]["content"]["application/problem+json"]["example"]
+                        .as_object()
+                        .filter(|e| e["code"] == "insufficient_scope")
+                })
+            else {
+                continue;
+            };
+            let detail = example["detail"].as_str().unwrap();
+            // A token with every other scope than the one the example names.
+            let all = [
+                "read",
+                "usage:write",
+                "orders:write",
+                "resources:write",
+                "users:write",
+                "events:read",
+                "allocations:read",
+                "allocations:write",
+            ];
+            let named = all
+                .iter()
+                .find(|s| detail.contains(&format!("`{s}`")))
+                .unwrap_or_else(|| panic!("{method} {path}: {detail} names no known scope"));
+            let mut token_claims = claims("alpha");
+            token_claims["scope"] = all
+                .iter()
+                .filter(|s| *s != named)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .into();
+            let token = sign(
+                jsonwebtoken::Algorithm::EdDSA,
+                "alpha-ed",
+                "ed25519.key",
+                &token_claims,
+            );
+            let url = path
+                .split('/')
+                .map(|s| {
+                    if s.starts_with('{') {
+                        "7e000000000040008000000000000001"
+                    } else {
+                        s
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            let response = app
+                .client
+                .request(method.to_uppercase().parse().unwrap(), app.url(&url))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            let problem = assert_problem(response, 403, "insufficient_scope").await;
+            assert_eq!(problem["detail"], detail, "{method} {path}");
+            checked += 1;
+        }
+    }
+    assert!(
+        checked > 30,
+        "only {checked} operations document a missing scope"
+    );
+}

@@ -12,7 +12,7 @@ use crate::api::AppState;
 use crate::api::reads::{
     PageParams, QueryParams, list_response, read_failed, upstream_page_failed, uuid_in_path,
 };
-use crate::api::responses::ReadErrors;
+use crate::api::responses::{AllocatorProjectsErrors, ReadErrors};
 use crate::auth::SiteIdentity;
 use crate::auth::scoped::{AllocationsRead, Authorized};
 use crate::error::ApiError;
@@ -62,7 +62,7 @@ async fn forward(
     ),
     responses(
         (status = 200, body = [Object], description = "Waldur's public offerings, with components and plans", headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        ReadErrors,
+        ReadErrors<AllocationsRead>,
     )
 )]
 #[get("/allocations/offerings")]
@@ -124,7 +124,7 @@ pub async fn list_offerings(
     tag = "allocations",
     security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The offering's uuid", example = "0f000000000040008000000000000004")),
-    responses((status = 200, body = Object, description = "Waldur's public offering"), ReadErrors)
+    responses((status = 200, body = Object, description = "Waldur's public offering"), ReadErrors<AllocationsRead>)
 )]
 #[get("/allocations/offerings/{uuid}")]
 pub async fn get_offering(
@@ -204,7 +204,7 @@ async fn project_in_scope(
     ),
     responses(
         (status = 200, body = [Object], description = "Waldur's projects", headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        ReadErrors,
+        AllocatorProjectsErrors,
     )
 )]
 #[get("/allocations/projects")]
@@ -247,7 +247,7 @@ pub async fn list_projects(
     ),
     responses(
         (status = 200, body = [Object], description = "Waldur's orders", headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        ReadErrors,
+        ReadErrors<AllocationsRead>,
     )
 )]
 #[get("/allocations/orders")]
@@ -287,7 +287,7 @@ pub async fn list_orders(
     ),
     responses(
         (status = 200, body = [Object], description = "Waldur's resources", headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        ReadErrors,
+        ReadErrors<AllocationsRead>,
     )
 )]
 #[get("/allocations/resources")]

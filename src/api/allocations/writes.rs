@@ -12,9 +12,8 @@ use utoipa::ToSchema;
 use super::{bound_offering, bound_order, bound_project, bound_resource};
 use crate::api::AppState;
 use crate::api::body::{JsonBody, NoBody, OptionalJsonBody};
-use crate::api::jobs::JobView;
 use crate::api::reads::uuid_in_path;
-use crate::api::responses::{KeyedWriteHeaders, WriteErrors, WriteHeaders};
+use crate::api::responses::{KeyedWriteHeaders, Queued, WriteErrors, WriteHeaders};
 use crate::api::submit::{IDEMPOTENCY_KEY, submit};
 use crate::auth::scoped::{AllocationsWrite, Authorized};
 use crate::domain::WaldurUuid;
@@ -117,8 +116,7 @@ fn comment_field(value: Option<String>, field: &str) -> Result<Option<Comment>, 
     params(KeyedWriteHeaders),
     request_body = CreateAllocationRequest,
     responses(
-        (status = 202, body = JobView, description = "Stored; delivery follows", headers(("Location" = String, description = "The job"))),
-        (status = 200, body = JobView, description = "The job of an earlier call with the same Idempotency-Key, or a finished job after `Prefer: wait`"),
+        Queued,
         WriteErrors<AllocationsWrite>,
     )
 )]
@@ -216,7 +214,7 @@ async fn order_action(
 /// Approve an order as consumer (`approve_by_consumer`).
 #[utoipa::path(tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d00000000004000800000000000000b"), WriteHeaders),
-    responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
+    responses(Queued, WriteErrors<AllocationsWrite>))]
 #[post("/allocations/orders/{uuid}/approve")]
 pub async fn approve_order(
     identity: Authorized<AllocationsWrite>,
@@ -240,7 +238,7 @@ pub async fn approve_order(
 #[utoipa::path(tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d00000000004000800000000000000c"), WriteHeaders),
     request_body(content = ConsumerRejectRequest, content_type = "application/json", example = json!({"comment": "not this year"})),
-    responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
+    responses(Queued, WriteErrors<AllocationsWrite>))]
 #[post("/allocations/orders/{uuid}/reject")]
 pub async fn reject_order(
     identity: Authorized<AllocationsWrite>,
@@ -264,7 +262,7 @@ pub async fn reject_order(
 /// Cancel an order (`cancel`; Basic and Support offerings only).
 #[utoipa::path(tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d00000000004000800000000000000d"), WriteHeaders),
-    responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
+    responses(Queued, WriteErrors<AllocationsWrite>))]
 #[post("/allocations/orders/{uuid}/cancel")]
 pub async fn cancel_order(
     identity: Authorized<AllocationsWrite>,
@@ -303,7 +301,7 @@ fn some_or_null<'de, D: serde::Deserializer<'de>>(
 #[utoipa::path(tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The resource's uuid", example = "7e00000000004000800000000000000a"), WriteHeaders),
     request_body = UpdateAllocationRequest,
-    responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
+    responses(Queued, WriteErrors<AllocationsWrite>))]
 #[patch("/allocations/resources/{uuid}")]
 pub async fn update_allocation(
     identity: Authorized<AllocationsWrite>,
@@ -368,7 +366,7 @@ pub struct OptionsRequest {
 #[utoipa::path(tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The resource's uuid", example = "7e00000000004000800000000000000a"), WriteHeaders),
     request_body = OptionsRequest,
-    responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
+    responses(Queued, WriteErrors<AllocationsWrite>))]
 #[post("/allocations/resources/{uuid}/options")]
 pub async fn update_options(
     identity: Authorized<AllocationsWrite>,
@@ -415,7 +413,7 @@ pub struct LimitsRequest {
 #[utoipa::path(tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The resource's uuid", example = "7e00000000004000800000000000000a"), WriteHeaders),
     request_body = LimitsRequest,
-    responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
+    responses(Queued, WriteErrors<AllocationsWrite>))]
 #[post("/allocations/resources/{uuid}/limits")]
 pub async fn update_limits(
     identity: Authorized<AllocationsWrite>,
@@ -480,7 +478,7 @@ impl Change {
 /// Terminate a resource: a Terminate order, followed until the resource is `Terminated`.
 #[utoipa::path(tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The resource's uuid", example = "7e00000000004000800000000000000a"), WriteHeaders),
-    responses((status = 202, body = JobView, description = "Stored; delivery follows"), WriteErrors<AllocationsWrite>))]
+    responses(Queued, WriteErrors<AllocationsWrite>))]
 #[post("/allocations/resources/{uuid}/terminate")]
 pub async fn terminate(
     identity: Authorized<AllocationsWrite>,

@@ -14,7 +14,7 @@ use crate::api::AppState;
 use crate::api::reads::{
     PageParams, QueryParams, list_response, read_failed, upstream_page_failed, uuid_in_path,
 };
-use crate::api::responses::ReadErrors;
+use crate::api::responses::{ReadErrors, ResourceReadErrors};
 use crate::api::views::{ResourceView, TeamMemberView};
 use crate::auth::scoped::{Authorized, Read};
 use crate::domain::Month;
@@ -37,7 +37,7 @@ use crate::upstream::Resource;
     ),
     responses(
         (status = 200, body = [ResourceView], headers(("X-Result-Count" = u64, description = "Total across pages"), ("Link" = String, description = "first/prev/next/last pages"))),
-        ReadErrors,
+        ReadErrors<Read>,
     )
 )]
 #[get("/resources")]
@@ -97,7 +97,7 @@ pub async fn list_resources(
     params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000001")),
     responses(
         (status = 200, body = ResourceView),
-        ReadErrors,
+        ResourceReadErrors,
     )
 )]
 #[get("/resources/{resource}")]
@@ -125,7 +125,7 @@ pub async fn get_resource(
     params(("resource" = String, Path, description = "The resource's uuid, or `backend_id:<id>`", example = "7e000000000040008000000000000001")),
     responses(
         (status = 200, body = [TeamMemberView]),
-        ReadErrors,
+        ResourceReadErrors,
     )
 )]
 #[get("/resources/{resource}/team")]
@@ -200,7 +200,7 @@ pub struct UsageQuery {
     ),
     responses(
         (status = 200, body = ResourceUsageView),
-        ReadErrors,
+        ResourceReadErrors,
     )
 )]
 #[get("/resources/{resource}/usage")]
@@ -309,7 +309,7 @@ pub struct OfferingView {
     params(("uuid" = String, Path, description = "The offering's uuid", example = "0f000000000040008000000000000001")),
     responses(
         (status = 200, body = OfferingView),
-        ReadErrors,
+        ReadErrors<Read>,
     )
 )]
 #[get("/offerings/{uuid}")]

@@ -1,8 +1,11 @@
 //! The error answers of the OpenAPI document, as shared sets rather than a list per route.
 //!
 //! Each set is a type a handler's `responses(...)` names ([`WriteErrors`], [`ReadErrors`],
-//! [`PeopleReadErrors`], [`JobErrors`], [`JobChangeErrors`], [`EventErrors`]); [`Queued`] is the same for the
-//! answers of a queued write that succeed. Every error status a route of that kind can answer is in its set, and every
+//! [`ResourceReadErrors`], [`PeopleReadErrors`], [`AllocatorProjectsErrors`], and in [`store`]
+//! [`JobErrors`], [`JobListErrors`], [`JobChangeErrors`], [`EventErrors`],
+//! [`EventReplayErrors`]); [`Queued`] is the same for the answers of a queued write that succeed.
+//! A set that needs a scope takes it as a type (`WriteErrors<UsageWrite>`,
+//! `ReadErrors<AllocationsRead>`), so its 403 example names that scope. Every error status a route of that kind can answer is in its set, and every
 //! example is the problem document the gateway really sends for that case: it is built from the
 //! same [`ApiError`] the handlers return, so an example cannot drift from the server.
 
@@ -16,6 +19,9 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 
 use crate::auth::{Scope, TokenRejection};
 use crate::error::{ApiError, FieldError, PROBLEM_JSON};
+
+mod store;
+pub use store::{EventErrors, EventReplayErrors, JobChangeErrors, JobErrors, JobListErrors};
 
 /// One status: what it means, and the problems the gateway answers with it (each an example).
 struct Status {
@@ -69,14 +75,27 @@ fn forbidden(scope: Option<Scope>) -> Status {
     if let Some(scope) = scope {
         examples.push(ApiError::MissingScope(scope));
     }
-    examples.push(ApiError::Forbidden(
-        "the resource is not in one of this site's offerings, or does not exist".into(),
-    ));
+    examples.push(match scope {
+        // An allocator's objects are checked against its binding, not offerings.
+        Some(Scope::AllocationsRead | Scope::AllocationsWrite) => {
+            crate::api::allocations::not_bound("project")
+        }
+        _ => ApiError::Forbidden(
+            "the resource is not in one of this site's offerings, or does not exist".into(),
+        ),
+    });
     Status {
-        description: "The token lacks the operation's scope, or the object is not in the \
-                      site's offerings (the same answer whether or not it exists)",
+        description: "The token lacks the operation's scope, or the object is not the site's \
+                      (not in its offerings; for an allocator, not in a project or customer it \
+                      allocates for): the same answer whether or not it exists",
         examples,
     }
+}
+
+/// 400 `invalid_query` for a query string sent to an operation that takes none (the query is
+/// checked against the documented parameters before any route runs: `middleware`).
+fn no_query_taken() -> ApiError {
+    ApiError::InvalidQuery("unknown query parameter `dry_run`; this operation takes none".into())
 }
 
 /// A resource named by a backend id that several of the site's resources carry.
@@ -124,7 +143,7 @@ pub struct PeopleReadErrors;
 
 impl IntoResponses for PeopleReadErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        let mut responses = ReadErrors::responses();
+        let mut responses = ReadErrors::<crate::auth::scoped::Read>::responses();
         responses.extend(build(vec![Status {
             description: "The list is longer than the gateway narrows for a site bound to only \
                           some of its provider's offerings; a retry meets the same bound",
@@ -136,51 +155,60 @@ impl IntoResponses for PeopleReadErrors {
     }
 }
 
+/// The errors of an allocator's project list (`/v1/allocations/projects`): those of
+/// [`ReadErrors`] with `allocations:read`, and 422 `list_too_large` when Puhuri shows the
+/// allocator more projects than the gateway reads to pick the site's (20 pages of 100).
+pub struct AllocatorProjectsErrors;
+
+impl IntoResponses for AllocatorProjectsErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut responses = ReadErrors::<crate::auth::scoped::AllocationsRead>::responses();
+        responses.extend(build(vec![Status {
+            description: "Puhuri shows the allocator's identity more projects than the gateway \
+                          reads to pick the site's; a retry meets the same bound",
+            examples: vec![crate::api::reads::list_too_large("projects")],
+        }]));
+        responses
+    }
+}
+
 /// The errors of a queued write (a body-taking `POST`/`PUT`): token, scope, body, fields, and a
 /// store or Puhuri lookup that cannot answer. Nothing is stored when any of these is answered.
 pub struct WriteErrors<S: crate::auth::scoped::RequiredScope>(std::marker::PhantomData<S>);
 
 impl<S: crate::auth::scoped::RequiredScope> IntoResponses for WriteErrors<S> {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        build(vec![
-            Status {
-                description: "The body is not JSON, not the documented shape (an object where \
-                              an object is documented, at the top or inside), or has a field the \
-                              operation does not take (named); or the request states its length \
-                              twice (the connection is then closed)",
-                examples: vec![
-                    ApiError::InvalidJson(
-                        "the body does not match this operation: unknown field `usage`, expected \
-                         one of `resource_uuid`, `resource_backend_id`, `month`, `usages`, \
-                         `description` at line 1 column 8"
-                            .into(),
-                    ),
-                    ApiError::AmbiguousFraming,
-                ],
-            },
+        // Only usage reports and resource writes name a resource by backend id (in the body
+        // or as `backend_id:<id>` in the path); the other writes take uuids.
+        let by_backend_id = matches!(S::SCOPE, Scope::UsageWrite | Scope::ResourcesWrite);
+        let mut statuses = vec![
+            bad_body(),
             unauthorized(),
             forbidden(Some(S::SCOPE)),
-            Status {
-                description: "The object is not named correctly in the path, or no resource of \
-                              the site's offerings has that backend id",
-                examples: vec![ApiError::NotFound(
-                    "no resource of this site's offerings has backend_id `project_465000999`"
-                        .into(),
-                )],
+            if by_backend_id {
+                Status {
+                    description: "The object is not named correctly in the path, or no resource \
+                                  of the site's offerings has that backend id",
+                    examples: vec![ApiError::NotFound(
+                        "no resource of this site's offerings has backend_id `project_465000999`"
+                            .into(),
+                    )],
+                }
+            } else {
+                Status {
+                    description: "The object is not named correctly in the path",
+                    examples: vec![ApiError::NotFound(format!(
+                        "the {} in the path must be a uuid",
+                        match S::SCOPE {
+                            Scope::OrdersWrite => "order",
+                            Scope::UsersWrite => "user",
+                            _ => "resource",
+                        }
+                    ))],
+                }
             },
-            ambiguous_backend_id(),
-            Status {
-                description: "The body is larger than `limits.max_body_bytes`",
-                examples: vec![ApiError::PayloadTooLarge { limit: 1_048_576 }],
-            },
-            Status {
-                description: "The body is not `application/json` (UTF-8), or its \
-                              `Content-Encoding` is not `gzip` or `identity` (the answer's \
-                              `Accept-Encoding` lists those)",
-                examples: vec![ApiError::UnsupportedMediaType(
-                    "send the body with `Content-Type: application/json`".into(),
-                )],
-            },
+            body_too_large(),
+            body_media_type(),
             Status {
                 description: "Fields are not valid (each named in `errors`), or the \
                               `Idempotency-Key` was used before with another request",
@@ -216,14 +244,58 @@ impl<S: crate::auth::scoped::RequiredScope> IntoResponses for WriteErrors<S> {
                     ApiError::OutcomeUnknown { retry_after: 1 },
                 ],
             },
-        ])
+        ];
+        if by_backend_id {
+            statuses.push(ambiguous_backend_id());
+        }
+        build(statuses)
     }
 }
 
-/// The errors of a forwarded read: token, scope, query, the object, and Puhuri.
-pub struct ReadErrors;
+/// 400 for a request body that cannot be read as the operation's (or a query string, which no
+/// body-taking operation takes, or ambiguous framing).
+fn bad_body() -> Status {
+    Status {
+        description: "The body is not JSON, not the documented shape (an object where an object \
+                      is documented, at the top or inside), or has a field the operation does \
+                      not take (named); the query string has a parameter (the operation takes \
+                      none); or the request states its length twice (the connection is then \
+                      closed)",
+        examples: vec![
+            ApiError::InvalidJson(
+                "the body does not match this operation: unknown field `usage`, expected one of \
+                 `resource_uuid`, `resource_backend_id`, `month`, `usages`, `description` at \
+                 line 1 column 8"
+                    .into(),
+            ),
+            no_query_taken(),
+            ApiError::AmbiguousFraming,
+        ],
+    }
+}
 
-impl IntoResponses for ReadErrors {
+fn body_too_large() -> Status {
+    Status {
+        description: "The body is larger than `limits.max_body_bytes`",
+        examples: vec![ApiError::PayloadTooLarge { limit: 1_048_576 }],
+    }
+}
+
+fn body_media_type() -> Status {
+    Status {
+        description: "The body is not `application/json` (UTF-8), or its `Content-Encoding` is \
+                      not `gzip` or `identity` (the answer's `Accept-Encoding` lists those)",
+        examples: vec![ApiError::UnsupportedMediaType(
+            "send the body with `Content-Type: application/json`".into(),
+        )],
+    }
+}
+
+/// The errors of a forwarded read that needs the scope `S` (`read`, or an allocator's
+/// `allocations:read`): token, scope (the 403 names `S`), query, the object, and Puhuri.
+pub struct ReadErrors<S: crate::auth::scoped::RequiredScope>(std::marker::PhantomData<S>);
+
+impl<S: crate::auth::scoped::RequiredScope> IntoResponses for ReadErrors<S> {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         let mut statuses = vec![
             Status {
@@ -233,132 +305,74 @@ impl IntoResponses for ReadErrors {
                 )],
             },
             unauthorized(),
-            forbidden(Some(Scope::Read)),
+            forbidden(Some(S::SCOPE)),
             Status {
                 description: "The object is not named correctly in the path, or a page after \
                               the last",
                 examples: vec![ApiError::NotFound("page 7 is after the last page".into())],
             },
-            ambiguous_backend_id(),
         ];
         statuses.extend(upstream_read());
         build(statuses)
     }
 }
 
-/// The errors of the job endpoints, which read the gateway's own store.
-pub struct JobErrors;
+/// The errors of a read of one resource named in the path by uuid or `backend_id:<id>`: those
+/// of [`ReadErrors`] with `read`, and 409 when that backend id is several resources'.
+pub struct ResourceReadErrors;
 
-impl IntoResponses for JobErrors {
+impl IntoResponses for ResourceReadErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        build(vec![
-            Status {
-                description: "A query parameter is unknown or not valid",
-                examples: vec![ApiError::InvalidQuery(
-                    "`limit` must be a number from 1 to 500".into(),
-                )],
-            },
-            unauthorized(),
-            Status {
-                description: "No such job, or not the site's",
-                examples: vec![ApiError::NotFound("no such job".into())],
-            },
-            Status {
-                description: "The job store cannot answer now; retry after `Retry-After`",
-                examples: vec![ApiError::Unavailable {
-                    detail: "the job store cannot be reached; retry later".into(),
-                    retry_after: 1,
-                }],
-            },
-        ])
-    }
-}
-
-/// A status answered with a problem document, without an example (the problem depends on the
-/// object: a job's operation names the scope it lacks).
-fn described(status: StatusCode, description: &str) -> (String, RefOr<Response>) {
-    let content = ContentBuilder::new()
-        .schema(Some(Ref::from_schema_name("Problem")))
-        .build();
-    let response = ResponseBuilder::new()
-        .description(description)
-        .content(PROBLEM_JSON, content)
-        .build();
-    (status.as_str().to_string(), RefOr::T(response))
-}
-
-/// The errors of a job's retry or cancel: those of [`JobErrors`], and 403 when the token lacks
-/// the scope that queues the job's operation. That scope is the job's, so it is checked once the
-/// job is read, not in the handler's signature. (A body sent to these actions is a 400 too;
-/// the 400 documented is [`JobErrors`]'s, for the query.)
-pub struct JobChangeErrors;
-
-impl IntoResponses for JobChangeErrors {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        let mut responses = JobErrors::responses();
-        responses.extend([described(
-            StatusCode::FORBIDDEN,
-            "The token lacks the scope that queues the job's operation (`usage:write` for \
-             `usage.report`...)",
-        )]);
+        let mut responses = ReadErrors::<crate::auth::scoped::Read>::responses();
+        responses.extend(build(vec![ambiguous_backend_id()]));
         responses
     }
 }
 
-/// The errors of the event endpoints, which read the gateway's own store like the job
-/// endpoints: those of [`JobErrors`], and 403 without `events:read`.
-pub struct EventErrors;
-
-impl IntoResponses for EventErrors {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        let mut responses = JobErrors::responses();
-        responses.extend([described(
-            StatusCode::FORBIDDEN,
-            "The token lacks `events:read`",
-        )]);
-        responses
-    }
-}
-
-/// The answers of a queued write that succeed: 202 with the job just stored (`Location` names
-/// it), or 200 with the job of an earlier call with the same `Idempotency-Key`, or one that
-/// finished within `Prefer: wait`. Both bodies are a [`crate::api::jobs::JobView`].
+/// The answers of a queued write that succeed: 202 with the job just stored, or 200 with the
+/// job of an earlier call with the same `Idempotency-Key`, or one that finished within
+/// `Prefer: wait`. Both bodies are a [`crate::api::jobs::JobView`]; both carry `Location` (the
+/// job) and, after `Prefer: wait`, `Preference-Applied` (`api::submit::submit`).
 pub struct Queued;
 
 impl IntoResponses for Queued {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::header::{Header, HeaderBuilder};
         use utoipa::openapi::schema::{ObjectBuilder, Type};
         let job = || {
             ContentBuilder::new()
                 .schema(Some(Ref::from_schema_name("JobView")))
                 .build()
         };
-        let location = HeaderBuilder::new()
-            .schema(ObjectBuilder::new().schema_type(Type::String))
-            .description(Some("The job"))
-            .build();
+        let header = |description: &str| -> Header {
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::String))
+                .description(Some(description))
+                .build()
+        };
+        let answer = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .header("Location", header("The job"))
+                    .header(
+                        "Preference-Applied",
+                        header("`wait=N`, the wait used, when the request had `Prefer: wait`"),
+                    )
+                    .content("application/json", job())
+                    .build(),
+            )
+        };
         BTreeMap::from([
             (
                 StatusCode::ACCEPTED.as_str().to_string(),
-                RefOr::T(
-                    ResponseBuilder::new()
-                        .description("Stored; delivery follows")
-                        .header("Location", location)
-                        .content("application/json", job())
-                        .build(),
-                ),
+                answer("Stored; delivery follows (or it had not finished within `Prefer: wait`)"),
             ),
             (
                 StatusCode::OK.as_str().to_string(),
-                RefOr::T(
-                    ResponseBuilder::new()
-                        .description(
-                            "An earlier job with the same Idempotency-Key, or a finished job \
-                             after `Prefer: wait`",
-                        )
-                        .content("application/json", job())
-                        .build(),
+                answer(
+                    "The job of an earlier call with the same `Idempotency-Key`, or one that \
+                     finished within `Prefer: wait`",
                 ),
             ),
         ])
