@@ -9,18 +9,12 @@ use puhuri_gateway::sim::demo;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::support::client::{Wanted, expect};
 
 fn read_token(app: &TestApp, file: &str) -> String {
     std::fs::read_to_string(app.data_dir().join(file))
         .unwrap()
         .trim()
         .to_string()
-}
-
-/// The simulator's API root (beside its control API).
-fn sim_api(app: &TestApp) -> String {
-    app.sim.replace("/__sim/", "/api/")
 }
 
 /// As the allocation offering's provider (the simulator's other demo provider), straight at
@@ -31,14 +25,8 @@ async fn as_provider(
     path: &str,
     body: Option<Value>,
 ) -> Value {
-    let mut req = app
-        .client
-        .request(method, format!("{}{path}", sim_api(app)))
-        .header("Authorization", format!("Token {}", demo::OTHER_SP_TOKEN));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    expect(req, Wanted::Success).await.body
+    app.puhuri(method, path, demo::OTHER_SP_TOKEN, body.as_ref())
+        .await
 }
 
 /// Waits (polling) for the provider's view of a pending-provider order of `resource_or_project`.

@@ -288,6 +288,32 @@ impl TestApp {
         panic!("the queue did not drain in 1000 steps");
     }
 
+    /// The simulator's Waldur API root, beside its control API (`.../api/`).
+    pub fn puhuri_url(&self) -> String {
+        self.sim.replace("/__sim/", "/api/")
+    }
+
+    /// A call straight at "Puhuri" (the simulator's Waldur API) with the Waldur `token`, as a
+    /// provider or another client would make it; asserts a 2xx answer and returns its body
+    /// (`Null` when there is none).
+    pub async fn puhuri(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> Value {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.puhuri_url()))
+            .header("Authorization", format!("Token {token}"));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let wanted = crate::support::client::Wanted::Success;
+        crate::support::client::expect(request, wanted).await.body
+    }
+
     /// The simulator's control API.
     pub async fn sim_get(&self, path: &str) -> Value {
         self.client

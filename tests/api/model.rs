@@ -22,7 +22,6 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::support::client::{Wanted, expect};
 
 /// Quick retries, a short upstream timeout (a 1.2 s answer is a lost one), one attempt per job
 /// (so lost answers make `dead` jobs an operator can retry), and no trust in knowledge without a
@@ -249,17 +248,16 @@ fn no_limits() -> puhuri_gateway::queue::DeliveryLimits {
 }
 
 async fn set_in_puhuri(app: &TestApp, component: &str, amount: &str) {
-    let api = app.sim.replace("__sim/", "api/");
     let month_start = chrono::Utc::now().format("%Y-%m-01").to_string();
-    let request = app
-        .client
-        .post(format!("{api}marketplace-component-usages/set_usage/"))
-        .header("Authorization", format!("Token {}", demo::TOKEN))
-        .json(
-            &json!({"resource": demo::RESOURCE_OK_UUID, "date": month_start,
-                      "usages": [{"type": component, "amount": amount}]}),
-        );
-    expect(request, Wanted::Success).await;
+    let usage = json!({"resource": demo::RESOURCE_OK_UUID, "date": month_start,
+                       "usages": [{"type": component, "amount": amount}]});
+    app.puhuri(
+        reqwest::Method::POST,
+        "marketplace-component-usages/set_usage/",
+        demo::TOKEN,
+        Some(&usage),
+    )
+    .await;
 }
 
 /// What Puhuri holds for the demo resource this month, per component.

@@ -54,7 +54,7 @@ async fn whole_list(app: &TestApp, path: &str, token: &str, key: &str) -> Vec<St
 async fn a_page_of_people_costs_one_upstream_page_for_a_site_with_one_offering() {
     let app = seeded_app().await;
     let token = alpha_token();
-    let api = app.sim.replace("/__sim/", "/api/");
+    let api = app.puhuri_url();
     let offering = demo::LUMI_OFFERING_UUID;
     // Warm the caches (the provider, whether the site has every offering).
     let (status, _, _) = get_json(&app, "/v1/projects", &token).await;

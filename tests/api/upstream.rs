@@ -6,7 +6,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 use crate::site_helpers::*;
-use crate::support::client::{Wanted, expect};
 
 async fn usage(app: &TestApp, token: &str, amount: &str) -> reqwest::Response {
     app.post_usage(
@@ -413,13 +412,8 @@ async fn fact_9_paging_follows_waldurs_link_in_either_form() {
 
 /// Calls the simulator's API as the demo service provider (what Puhuri itself would be asked).
 async fn puhuri_post(app: &TestApp, path: &str, body: &Value) -> Value {
-    let api = app.sim.replace("/__sim/", "/api/");
-    let request = app
-        .client
-        .post(format!("{api}{path}"))
-        .header("Authorization", format!("Token {}", demo::TOKEN))
-        .json(body);
-    expect(request, Wanted::Success).await.body
+    app.puhuri(reqwest::Method::POST, path, demo::TOKEN, Some(body))
+        .await
 }
 
 /// Fact 3: a Basic offering's order has `resource_uuid: null`; the marketplace resource is only

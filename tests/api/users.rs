@@ -505,7 +505,7 @@ async fn a_page_of_people_costs_one_upstream_page_for_a_site_with_every_offering
         .await;
     assert_eq!(seeded.status(), 201);
     let sp = demo::SERVICE_PROVIDER_UUID;
-    let api = app.sim.replace("/__sim/", "/api/");
+    let api = app.puhuri_url();
     // Warm the caches (the provider, whether the site has every offering).
     let (status, _, _) = get_json(&app, "/v1/projects", &token).await;
     assert_eq!(status, 200);
