@@ -68,18 +68,13 @@ async fn provider_reviews(app: &TestApp) {
     assert_eq!(r.status(), 200);
 }
 
-/// Polls the job until it is terminal.
+/// Polls the job until it is terminal (at most 15 s).
 async fn finished(app: &TestApp, token: &str, id: &str) -> Value {
-    for _ in 0..600 {
-        let job = app.job(token, id).await;
-        if ["succeeded", "failed", "dead", "canceled"]
-            .contains(&job["state"].as_str().unwrap_or(""))
-        {
-            return job;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("job {id} did not finish");
+    let within = Duration::from_secs(15);
+    crate::support::poll::job_where(&app.client, &app.address, token, id, within, |state| {
+        ["succeeded", "failed", "dead", "canceled"].contains(&state)
+    })
+    .await
 }
 
 async fn send(

@@ -48,30 +48,13 @@ async fn every_documented_example_works_against_a_fresh_sandbox() {
     assert_eq!(alone, 1);
 }
 
-/// The job's final state, after it is terminal (at most 30 s).
+/// Waits until the job is terminal (at most 30 s).
 async fn wait_until_finished(client: &reqwest::Client, sandbox: &Sandbox, token: &str, id: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let job: Value = client
-            .get(format!("{}/v1/jobs/{id}", sandbox.address))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if ["succeeded", "superseded", "failed", "dead", "canceled"]
-            .contains(&job["state"].as_str().unwrap_or(""))
-        {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "job {id} stayed {job}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let within = std::time::Duration::from_secs(30);
+    crate::support::poll::job_where(client, &sandbox.address, token, id, within, |state| {
+        ["succeeded", "superseded", "failed", "dead", "canceled"].contains(&state)
+    })
+    .await;
 }
 
 /// Sends the documented example of every operation `wanted` picks to a fresh sandbox, checks
