@@ -314,6 +314,17 @@ impl TestApp {
         crate::support::client::expect(request, wanted).await.body
     }
 
+    /// Someone other than the gateway sets the demo resource's usage of `component` for this
+    /// month in "Puhuri" (`set_usage` with the service provider's token), asserting a 2xx.
+    pub async fn set_usage_in_puhuri(&self, component: &str, amount: &str) {
+        let month_start = Utc::now().format("%Y-%m-01").to_string();
+        let usage = json!({"resource": demo::RESOURCE_OK_UUID, "date": month_start,
+                           "usages": [{"type": component, "amount": amount}]});
+        let set_usage = "marketplace-component-usages/set_usage/";
+        self.puhuri(reqwest::Method::POST, set_usage, demo::TOKEN, Some(&usage))
+            .await;
+    }
+
     /// The simulator's control API.
     pub async fn sim_get(&self, path: &str) -> Value {
         self.client

@@ -95,17 +95,8 @@ async fn path_2_another_writer(redis: bool) {
     assert_eq!(report_and_deliver(&app, 10).await["state"], "succeeded");
 
     // Someone else sets another value in Puhuri.
-    let month_start = chrono::Utc::now().format("%Y-%m-01").to_string();
-    let usage = json!({"resource": demo::RESOURCE_OK_UUID, "date": month_start,
-                       "usages": [{"type": "cpu_k_hours", "amount": "33.00"}]});
     // (asserts Puhuri took it: a 2xx)
-    app.puhuri(
-        reqwest::Method::POST,
-        "marketplace-component-usages/set_usage/",
-        demo::TOKEN,
-        Some(&usage),
-    )
-    .await;
+    app.set_usage_in_puhuri("cpu_k_hours", "33.00").await;
     assert_eq!(held(&app).await.as_deref(), Some("33.00"));
 
     // The site's total, sent again, is what Puhuri ends with.

@@ -130,7 +130,7 @@ impl Model<'_> {
     /// Another writer sets a value in Puhuri.
     async fn other_writer(&mut self, component: &str, amount: &str) {
         self.log.push(format!("other writer {component}={amount}"));
-        set_in_puhuri(self.app, component, amount).await;
+        self.app.set_usage_in_puhuri(component, amount).await;
     }
 
     /// A worker leases a job, its call lands in Puhuri, and it dies: the lease is reclaimed.
@@ -146,7 +146,9 @@ impl Model<'_> {
         };
         if let Some(usages) = job.payload["usages"].as_object() {
             for (component, amount) in usages {
-                set_in_puhuri(self.app, component, amount.as_str().unwrap()).await;
+                self.app
+                    .set_usage_in_puhuri(component, amount.as_str().unwrap())
+                    .await;
             }
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -245,19 +247,6 @@ fn no_limits() -> puhuri_gateway::queue::DeliveryLimits {
         max_per_second: 0,
         jitter_allowance_us: 0,
     }
-}
-
-async fn set_in_puhuri(app: &TestApp, component: &str, amount: &str) {
-    let month_start = chrono::Utc::now().format("%Y-%m-01").to_string();
-    let usage = json!({"resource": demo::RESOURCE_OK_UUID, "date": month_start,
-                       "usages": [{"type": component, "amount": amount}]});
-    app.puhuri(
-        reqwest::Method::POST,
-        "marketplace-component-usages/set_usage/",
-        demo::TOKEN,
-        Some(&usage),
-    )
-    .await;
 }
 
 /// What Puhuri holds for the demo resource this month, per component.
