@@ -35,11 +35,31 @@ pub struct Operation {
     pub query: Vec<QueryParameter>,
 }
 
-/// Every served path pattern with its operations, e.g. `/v1/jobs/{id}` → `GET`.
-static ROUTES: LazyLock<Vec<(ResourceDef, Vec<Operation>)>> = LazyLock::new(|| {
+/// A served path pattern with its operations, e.g. `/v1/jobs/{id}` → `GET`.
+struct Route {
+    def: ResourceDef,
+    /// The pattern's text before its first variable part (all of a fixed path): a path the
+    /// pattern matches starts with it, so most patterns are ruled out without running `def`'s
+    /// matcher (a regular expression for every pattern with a variable part).
+    literal: String,
+    operations: Vec<Operation>,
+}
+
+impl Route {
+    fn new(path: &str, operations: Vec<Operation>) -> Route {
+        Route {
+            def: ResourceDef::new(path),
+            literal: path.split('{').next().unwrap_or_default().to_string(),
+            operations,
+        }
+    }
+}
+
+/// Every served path pattern with its operations.
+static ROUTES: LazyLock<Vec<Route>> = LazyLock::new(|| {
     let document =
         serde_json::to_value(super::openapi::document()).expect("the OpenAPI document serializes");
-    let mut routes: Vec<(ResourceDef, Vec<Operation>)> = document["paths"]
+    let mut routes: Vec<Route> = document["paths"]
         .as_object()
         .into_iter()
         .flatten()
@@ -61,7 +81,7 @@ static ROUTES: LazyLock<Vec<(ResourceDef, Vec<Operation>)>> = LazyLock::new(|| {
                     Some(Operation { method, query })
                 })
                 .collect();
-            (ResourceDef::new(path.as_str()), operations)
+            Route::new(path, operations)
         })
         .collect();
     let get = || {
@@ -70,27 +90,27 @@ static ROUTES: LazyLock<Vec<(ResourceDef, Vec<Operation>)>> = LazyLock::new(|| {
             query: Vec::new(),
         }]
     };
-    routes.push((ResourceDef::new("/openapi.json"), get()));
-    routes.push((ResourceDef::new("/docs/{_:.*}"), get()));
+    routes.push(Route::new("/openapi.json", get()));
+    routes.push(Route::new("/docs/{_:.*}", get()));
     routes
 });
 
-/// The documented operation `method` on `path`, if there is one.
-pub fn operation(method: &str, path: &str) -> Option<&'static Operation> {
+/// The operations of every route whose pattern matches `path`.
+fn operations_of(path: &str) -> impl Iterator<Item = &'static Operation> {
     ROUTES
         .iter()
-        .filter(|(def, _)| def.is_match(path))
-        .flat_map(|(_, operations)| operations.iter())
-        .find(|o| o.method == method)
+        .filter(move |r| path.starts_with(&r.literal) && r.def.is_match(path))
+        .flat_map(|r| r.operations.iter())
+}
+
+/// The documented operation `method` on `path`, if there is one.
+pub fn operation(method: &str, path: &str) -> Option<&'static Operation> {
+    operations_of(path).find(|o| o.method == method)
 }
 
 /// The methods `path` is served with, empty when no route has that path.
 pub fn allowed_methods(path: &str) -> Vec<&'static str> {
-    let mut allowed: Vec<&'static str> = ROUTES
-        .iter()
-        .filter(|(def, _)| def.is_match(path))
-        .flat_map(|(_, operations)| operations.iter().map(|o| o.method))
-        .collect();
+    let mut allowed: Vec<&'static str> = operations_of(path).map(|o| o.method).collect();
     // A path served with GET is also served with HEAD (RFC 9110 §9.3.2; the middleware answers
     // it as the GET without the body).
     if allowed.contains(&"GET") {

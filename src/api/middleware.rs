@@ -148,6 +148,10 @@ const SINGLETON_HEADERS: [&str; 4] = ["host", "authorization", "content-type", "
 /// that takes one value given twice. `None` when the path is not a documented route (the
 /// router answers 404 or 405).
 fn query_problem(req: &ServiceRequest) -> Option<ApiError> {
+    // Nothing to check (most requests): the route table is not consulted at all.
+    if req.query_string().is_empty() {
+        return None;
+    }
     let operation = super::fallback::operation(req.method().as_str(), req.path())?;
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
         .into_owned()
