@@ -5,9 +5,15 @@
 //! generated from this module ([`lua_prelude`]), committed as `redis/protocol.lua` so that tools
 //! outside the gateway (the ingest benchmark loads the enqueue script into Redis itself) see the
 //! same text; a unit test fails when the committed file and this module disagree, and another when
-//! a script names a state or a key that is not defined here or spells one as a literal. The
-//! prelude's tables raise an error on an unknown name, so a misspelt reference fails the script at
-//! run time instead of reading `nil`.
+//! a script names a state or a key that is not defined here, spells one as a literal, or builds a
+//! fixed key with a variable part (or a key family's without one).
+//!
+//! Redis runs a script's whole text on every call, prelude included, so the prelude builds
+//! nothing: the names are plain locals (`STATE_queued`, `K_ready`, `K_job`) and a key is built
+//! where a script uses it (`key(K_ready)`, `key(K_job, id)`). A table of keys and states, or a
+//! function per key family, would cost every call (the enqueue script's most of all) more than
+//! some of the commands it sends. A misspelt name is a global, and Redis refuses a script that
+//! reads an undefined global, so it fails at run time instead of reading `nil`.
 //!
 //! The rate-limit rule ([`start_spacing_us`]) is computed in Rust and handed to the lease script as
 //! arguments, so the embedded store and Redis space starts by the same formula.
@@ -20,7 +26,7 @@ use super::JobState;
 /// segment that follows the prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeyName {
-    /// The name scripts use (`K.ready`, `job_key(id)`).
+    /// The name scripts use after `K_` (`key(K_ready)`, `key(K_job, id)`).
     pub lua: &'static str,
     /// The key text after the prefix (fixed keys) or before the variable part (key families).
     pub segment: &'static str,
@@ -66,36 +72,36 @@ pub const FIXED_KEYS: [KeyName; 8] = [
 /// Key families: a segment followed by one variable part.
 pub const KEY_FAMILIES: [KeyName; 8] = [
     KeyName {
-        lua: "job_key",
+        lua: "job",
         segment: "job:",
     },
     KeyName {
-        lua: "line_key",
+        lua: "line",
         segment: "obj:",
     },
     KeyName {
-        lua: "site_key",
+        lua: "site",
         segment: "site:",
     },
     KeyName {
-        lua: "delivered_key",
+        lua: "delivered",
         segment: "delivered:",
     },
     KeyName {
-        lua: "worker_key",
+        lua: "worker",
         segment: "worker:",
     },
     KeyName {
-        lua: "newest_key",
+        lua: "newest",
         segment: "newest:",
     },
     // a single-leader task's lease, and its saved view (`JobStore::lead`, `save_state`)
     KeyName {
-        lua: "leader_key",
+        lua: "leader",
         segment: "leader:",
     },
     KeyName {
-        lua: "state_key",
+        lua: "state",
         segment: "state:",
     },
 ];
@@ -160,31 +166,29 @@ pub fn start_spacing_us(rate: u32, jitter_us: u32) -> (i64, bool) {
 pub fn lua_prelude() -> String {
     let mut s = String::from(
         "-- Generated from src/queue/protocol.rs (lua_prelude): do not edit by hand.\n\
-         -- ARGV[1] is the key prefix. STATE and K raise an error on a name they do not define.\n\
-         local P = ARGV[1]\n\
-         local function strict(t, what)\n  \
-           return setmetatable(t, { __index = function(_, k) error('unknown ' .. what .. ' ' .. tostring(k)) end })\n\
-         end\n\
-         local STATE = strict({\n",
+         -- ARGV[1] is the key prefix. Plain locals, since Redis runs this on every call: a key is\n\
+         -- built where it is used, key(K_ready) or key(K_job, id). A misspelt name is a global,\n\
+         -- which Redis refuses.\n\
+         local P = ARGV[1]\n",
     );
     for state in JobState::ALL {
-        let _ = writeln!(s, "  {0} = '{0}',", state.as_str());
+        let _ = writeln!(s, "local STATE_{0} = '{0}'", state.as_str());
     }
-    s.push_str("}, 'job state')\nlocal K = strict({\n");
-    for k in FIXED_KEYS {
-        let _ = writeln!(s, "  {} = P .. '{}',", k.lua, k.segment);
+    for k in FIXED_KEYS.iter().chain(&KEY_FAMILIES) {
+        let _ = writeln!(s, "local K_{} = '{}'", k.lua, k.segment);
     }
-    s.push_str("}, 'key')\n");
-    for k in KEY_FAMILIES {
-        let _ = writeln!(
-            s,
-            "local function {}(x)\n  return P .. '{}' .. x\nend",
-            k.lua, k.segment
-        );
-    }
+    s.push_str(
+        "-- The key of a fixed key's segment, or of a key family's segment and its variable part.\n\
+         local function key(segment, x)\n  \
+           if x then\n    \
+             return P .. segment .. x\n  \
+           end\n  \
+           return P .. segment\n\
+         end\n",
+    );
     let _ = writeln!(
         s,
-        "local function idem_key(site, key)\n  return P .. '{IDEM_SEGMENT}' .. #site .. ':' .. site .. ':' .. key\nend"
+        "local function idem_key(site, k)\n  return P .. '{IDEM_SEGMENT}' .. #site .. ':' .. site .. ':' .. k\nend"
     );
     s
 }
@@ -226,12 +230,12 @@ mod tests {
         );
     }
 
-    /// Names following `marker` (`STATE.` or `K.`) in a script.
+    /// Names following `marker` (`STATE_` or `K_`) in a script.
     fn references<'a>(script: &'a str, marker: &str) -> Vec<&'a str> {
         script
             .match_indices(marker)
             .filter(|(at, _)| {
-                // `K.` must not be the end of another identifier
+                // `K_` must not be the end of another identifier
                 *at == 0
                     || !script.as_bytes()[at - 1].is_ascii_alphanumeric()
                         && script.as_bytes()[at - 1] != b'_'
@@ -265,14 +269,39 @@ mod tests {
     fn scripts_name_only_states_and_keys_the_protocol_defines() {
         let states: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
         for (name, script) in SCRIPTS {
-            for r in references(script, "STATE.") {
+            for r in references(script, "STATE_") {
                 assert!(states.contains(&r), "{name} names an unknown state `{r}`");
             }
-            for r in references(script, "K.") {
+            for r in references(script, "K_") {
                 assert!(
-                    FIXED_KEYS.iter().any(|k| k.lua == r),
+                    FIXED_KEYS.iter().chain(&KEY_FAMILIES).any(|k| k.lua == r),
                     "{name} names an unknown key `{r}`"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn scripts_build_fixed_keys_alone_and_family_keys_with_their_part() {
+        for (name, script) in SCRIPTS {
+            for (at, _) in script.match_indices("key(K_") {
+                let rest = &script[at + "key(K_".len()..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                let (key, after) = rest.split_at(end);
+                if FIXED_KEYS.iter().any(|k| k.lua == key) {
+                    assert!(after.starts_with(')'), "{name}: key(K_{key}) takes no part");
+                } else {
+                    assert!(
+                        KEY_FAMILIES.iter().any(|k| k.lua == key),
+                        "{name} names an unknown key `{key}`"
+                    );
+                    assert!(
+                        after.starts_with(", "),
+                        "{name}: key(K_{key}, ...) needs its part"
+                    );
+                }
             }
         }
     }
@@ -301,11 +330,29 @@ mod tests {
     fn prelude_defines_every_state_and_key() {
         let prelude = lua_prelude();
         for state in JobState::ALL {
-            assert!(prelude.contains(&format!("  {0} = '{0}',", state.as_str())));
+            assert!(prelude.contains(&format!("\nlocal STATE_{0} = '{0}'\n", state.as_str())));
         }
         for k in FIXED_KEYS.iter().chain(&KEY_FAMILIES) {
-            assert!(prelude.contains(k.lua), "{}", k.lua);
+            let line = format!("\nlocal K_{} = '{}'\n", k.lua, k.segment);
+            assert!(prelude.contains(&line), "{}", k.lua);
         }
+    }
+
+    /// Redis runs the prelude on every call: it builds no table and no string (see the module
+    /// doc). Its only concatenations are inside the key functions.
+    #[test]
+    fn prelude_builds_nothing_per_call() {
+        let prelude = lua_prelude();
+        let outside_functions: String = prelude
+            .split("\nlocal function ")
+            .next()
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with("--"))
+            .collect();
+        assert!(!outside_functions.contains('{'), "{outside_functions}");
+        assert!(!outside_functions.contains(".."), "{outside_functions}");
+        assert!(!prelude.contains("setmetatable"));
     }
 
     #[test]

@@ -13,43 +13,45 @@ do
 end
 
 local function with_status(status, id)
-  local r = redis.call('HGETALL', job_key(id))
+  local r = redis.call('HGETALL', key(K_job, id))
   table.insert(r, 1, status)
   return r
 end
 
 -- Whether a job in `state` waits for a worker (coalescing, cancel and lease take only these).
 local function is_pending(state)
-  return state == STATE.queued or state == STATE.retrying
+  return state == STATE_queued or state == STATE_retrying
 end
 
 -- Change a job's state, keeping the per-state counters in step.
 local function set_state(id, old, new)
   if old ~= new then
-    redis.call('HINCRBY', K.counts, old, -1)
-    redis.call('HINCRBY', K.counts, new, 1)
+    local counts = key(K_counts)
+    redis.call('HINCRBY', counts, old, -1)
+    redis.call('HINCRBY', counts, new, 1)
   end
-  redis.call('HSET', job_key(id), 'state', new, 'updated_at', ms(NOW))
+  redis.call('HSET', key(K_job, id), 'state', new, 'updated_at', ms(NOW))
 end
 
 -- Only the head of an object's line may be in the ready set: put it there if it is pending.
 local function promote_head(object_key)
-  local head = redis.call('LINDEX', line_key(object_key), 0)
+  local head = redis.call('LINDEX', key(K_line, object_key), 0)
   if not head then
     return
   end
-  local f = redis.call('HMGET', job_key(head), 'state', 'next_attempt_at')
-  if is_pending(f[1]) and not redis.call('ZSCORE', K.ready, head) then
+  local f = redis.call('HMGET', key(K_job, head), 'state', 'next_attempt_at')
+  local ready = key(K_ready)
+  if is_pending(f[1]) and not redis.call('ZSCORE', ready, head) then
     local due = tonumber(f[2]) or NOW
-    redis.call('ZADD', K.ready, ms(due), head)
+    redis.call('ZADD', ready, ms(due), head)
   end
 end
 
 -- A job leaves its object's line (terminal, or re-queued elsewhere); the next one moves up.
 local function leave_line(id, object_key)
-  redis.call('LREM', line_key(object_key), 0, id)
-  redis.call('ZREM', K.ready, id)
-  redis.call('ZREM', K.leases, id)
+  redis.call('LREM', key(K_line, object_key), 0, id)
+  redis.call('ZREM', key(K_ready), id)
+  redis.call('ZREM', key(K_leases), id)
   promote_head(object_key)
 end
 
@@ -63,8 +65,9 @@ end
 
 -- Bookkeeping for a job that just reached a terminal state (purge works from `finished`).
 local function finish(id)
-  redis.call('RPUSH', K.finished, finished_entry(ms(NOW), id))
-  redis.call('HSET', job_key(id), 'finished_at', ms(NOW))
-  redis.call('HDEL', job_key(id), 'worker', 'lease_until', 'next_attempt_at')
+  local k = key(K_job, id)
+  redis.call('RPUSH', key(K_finished), finished_entry(ms(NOW), id))
+  redis.call('HSET', k, 'finished_at', ms(NOW))
+  redis.call('HDEL', k, 'worker', 'lease_until', 'next_attempt_at')
 end
 

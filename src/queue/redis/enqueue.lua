@@ -1,5 +1,6 @@
 -- ARGV: prefix, id, site, operation, object_key, coalesce_key|'', payload (without usages),
---       usages JSON object|'', idempotency key|'', fingerprint, ms to keep `newest:<ck>`
+--       usages JSON object|'', idempotency key|'', fingerprint, ms to keep `newest:<ck>`, then
+--       the names of the usages' components
 -- Returns { 'created', id, created_at ms, merged usages|'' } for a new job (the caller knows the
 -- rest of the record), { 'existing', field, value, ... } or { 'conflict', id }.
 -- This runs once per accepted request: every redis.call costs about a microsecond on top of the
@@ -10,7 +11,7 @@ local payload, usages, ikey, ifp = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 if ikey ~= '' then
   local idem = idem_key(site, ikey)
   local ex = redis.call('HMGET', idem, 'id', 'fp')
-  if ex[1] and redis.call('EXISTS', job_key(ex[1])) == 1 then
+  if ex[1] and redis.call('EXISTS', key(K_job, ex[1])) == 1 then
     if ex[2] == ifp then
       return with_status('existing', ex[1])
     end
@@ -19,7 +20,7 @@ if ikey ~= '' then
   redis.call('HSET', idem, 'id', id, 'fp', ifp)
 end
 
-local line = line_key(okey)
+local line = key(K_line, okey)
 local now = ms(NOW)
 -- Changes to the per-state counters, applied once at the end. The new job is queued.
 local queued_delta, retrying_delta, superseded = 1, 0, 0
@@ -36,8 +37,10 @@ local absorbed_usages = nil
 if ckey ~= '' then
   local ids = redis.call('LRANGE', line, 0, -1)
   line_length = #ids
+  local ready = key(K_ready)
   for i, old in ipairs(ids) do
-    local f = redis.call('HMGET', job_key(old), 'state', 'coalesce_key', 'usages')
+    local ok = key(K_job, old)
+    local f = redis.call('HMGET', ok, 'state', 'coalesce_key', 'usages')
     if f[2] == ckey and is_pending(f[1]) then
       if f[3] then
         absorbed_usages = absorbed_usages or {}
@@ -51,18 +54,18 @@ if ckey ~= '' then
       else
         redis.call('LREM', line, 1, old)
       end
-      if redis.call('ZREM', K.ready, old) == 1 then
+      if redis.call('ZREM', ready, old) == 1 then
         ready_removed = true
       end
-      if f[1] == STATE.queued then
+      if f[1] == STATE_queued then
         queued_delta = queued_delta - 1
       else
         retrying_delta = retrying_delta - 1
         -- the only lease-era field a pending job can hold
-        redis.call('HDEL', job_key(old), 'next_attempt_at')
+        redis.call('HDEL', ok, 'next_attempt_at')
       end
       superseded = superseded + 1
-      redis.call('HSET', job_key(old), 'superseded_by', id, 'state', STATE.superseded,
+      redis.call('HSET', ok, 'superseded_by', id, 'state', STATE_superseded,
         'updated_at', now, 'finished_at', now)
       finished[#finished + 1] = finished_entry(now, old)
     end
@@ -79,7 +82,7 @@ if absorbed_usages then
 end
 
 local fields = { 'id', id, 'site', site, 'operation', op, 'object_key', okey, 'payload', payload,
-  'state', STATE.queued, 'attempts', '0', 'created_at', now, 'updated_at', now }
+  'state', STATE_queued, 'attempts', '0', 'created_at', now, 'updated_at', now }
 local function field(name, value)
   fields[#fields + 1] = name
   fields[#fields + 1] = value
@@ -94,45 +97,54 @@ if ikey ~= '' then
   field('idempotency_key', ikey)
   field('idempotency_fp', ifp)
 end
-redis.call('HSET', job_key(id), unpack(fields))
+redis.call('HSET', key(K_job, id), unpack(fields))
 
-local counts = K.counts
+local counts = key(K_counts)
 if queued_delta ~= 0 then
-  redis.call('HINCRBY', counts, STATE.queued, queued_delta)
+  redis.call('HINCRBY', counts, STATE_queued, queued_delta)
 end
 if retrying_delta ~= 0 then
-  redis.call('HINCRBY', counts, STATE.retrying, retrying_delta)
+  redis.call('HINCRBY', counts, STATE_retrying, retrying_delta)
 end
 if superseded ~= 0 then
-  redis.call('HINCRBY', counts, STATE.superseded, superseded)
-  redis.call('RPUSH', K.finished, unpack(finished))
+  redis.call('HINCRBY', counts, STATE_superseded, superseded)
+  redis.call('RPUSH', key(K_finished), unpack(finished))
 end
--- The newest job per component of the key, for an operator's retry of an older one (retry.lua).
+-- The newest job per component of the key, for an operator's retry of an older one (retry.lua):
+-- the components of the merged usages when jobs were absorbed, else those the caller named (so
+-- the usages are not decoded again).
 if ckey ~= '' and usages ~= '' then
-  local nk, newest = newest_key(ckey), {}
-  for k in pairs(cjson.decode(usages)) do
-    newest[#newest + 1] = k
-    newest[#newest + 1] = id
+  local nk, newest = key(K_newest, ckey), {}
+  if absorbed_usages then
+    for k in pairs(absorbed_usages) do
+      newest[#newest + 1] = k
+      newest[#newest + 1] = id
+    end
+  else
+    for i = 12, #ARGV do
+      newest[#newest + 1] = ARGV[i]
+      newest[#newest + 1] = id
+    end
   end
   if #newest > 0 then
     redis.call('HSET', nk, unpack(newest))
     redis.call('PEXPIRE', nk, ARGV[11])
   end
 end
-redis.call('SADD', K.sites, site)
-redis.call('ZADD', site_key(site), 0, id)
+redis.call('SADD', key(K_sites), site)
+redis.call('ZADD', key(K_site, site), 0, id)
 
 -- Only the head of a line is ever in the ready set.
 if replaced_last then
   if line_length == 1 then
     -- the line was the absorbed job alone: its replacement is the head, due now
-    redis.call('ZADD', K.ready, now, id)
+    redis.call('ZADD', key(K_ready), now, id)
   elseif ready_removed then
     -- the head was absorbed: whichever job is first now moves up
     promote_head(okey)
   end
 elseif redis.call('RPUSH', line, id) == 1 then
-  redis.call('ZADD', K.ready, now, id)
+  redis.call('ZADD', key(K_ready), now, id)
 elseif superseded > 0 then
   promote_head(okey)
 end

@@ -1,10 +1,11 @@
 -- ARGV: prefix, id, worker, lease ms
 local id, worker = ARGV[2], ARGV[3]
-local f = redis.call('HMGET', job_key(id), 'state', 'worker')
-if f[1] ~= STATE.running or f[2] ~= worker then
+local k = key(K_job, id)
+local f = redis.call('HMGET', k, 'state', 'worker')
+if f[1] ~= STATE_running or f[2] ~= worker then
   return 0
 end
 local until_ms = NOW + tonumber(ARGV[4])
-redis.call('ZADD', K.leases, ms(until_ms), id)
-redis.call('HSET', job_key(id), 'lease_until', ms(until_ms), 'updated_at', ms(NOW))
+redis.call('ZADD', key(K_leases), ms(until_ms), id)
+redis.call('HSET', k, 'lease_until', ms(until_ms), 'updated_at', ms(NOW))
 return 1

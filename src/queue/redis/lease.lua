@@ -5,7 +5,7 @@
 local worker, lease_ms = ARGV[2], tonumber(ARGV[3])
 local max_flight, spacing, keep_grid = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
 local fence, previous_lost = tonumber(ARGV[7] or '0'), ARGV[8] == '1'
-local ready = K.ready
+local ready = key(K_ready)
 
 -- Fencing: `worker:<w>` holds "<number>:<job id or empty>" of the worker's latest lease call.
 -- A call with a number not above it is one the worker gave up on: it changes nothing. When the
@@ -13,7 +13,7 @@ local ready = K.ready
 -- worker is a lease it never heard of: it goes back in line, its attempt given back.
 local wk
 if fence > 0 then
-  wk = worker_key(worker)
+  wk = key(K_worker, worker)
   local held = redis.call('GET', wk)
   if held then
     local sep = string.find(held, ':', 1, true)
@@ -22,14 +22,14 @@ if fence > 0 then
       return { 'idle', '-1' }
     end
     if previous_lost and held_id ~= '' then
-      local hk = job_key(held_id)
+      local hk = key(K_job, held_id)
       local h = redis.call('HMGET', hk, 'state', 'worker', 'attempts')
-      if h[1] == STATE.running and h[2] == worker then
+      if h[1] == STATE_running and h[2] == worker then
         local attempts = math.max(0, tonumber(h[3]) - 1)
-        redis.call('ZREM', K.leases, held_id)
+        redis.call('ZREM', key(K_leases), held_id)
         redis.call('HSET', hk, 'attempts', ms(attempts))
         redis.call('HDEL', hk, 'worker', 'lease_until', 'next_attempt_at')
-        set_state(held_id, STATE.running, attempts > 0 and STATE.retrying or STATE.queued)
+        set_state(held_id, STATE_running, attempts > 0 and STATE_retrying or STATE_queued)
         redis.call('ZADD', ready, ms(NOW), held_id)
       end
     end
@@ -45,7 +45,7 @@ for _ = 1, 16 do
   if #due == 0 then
     break
   end
-  f = redis.call('HMGET', job_key(due[1]), 'state', 'attempts')
+  f = redis.call('HMGET', key(K_job, due[1]), 'state', 'attempts')
   if is_pending(f[1]) then
     id = due[1]
     break
@@ -61,14 +61,14 @@ if not id then
   return { 'idle', ms(math.max(0, tonumber(nxt[2]) - NOW)) }
 end
 
-if max_flight > 0 and redis.call('ZCARD', K.leases) >= max_flight then
+if max_flight > 0 and redis.call('ZCARD', key(K_leases)) >= max_flight then
   return { 'throttled', '100' }
 end
 -- Starts are spaced evenly with no burst, by the rule of protocol::start_spacing_us: `rate_next`
 -- is the next free slot; without `keep_grid` each start restarts the spacing, with it a late
 -- start keeps the grid (late wake-ups cost no throughput).
 if spacing > 0 then
-  local rk = K.rate_next
+  local rk = key(K_rate_next)
   local slot = tonumber(redis.call('GET', rk) or '0')
   if slot > NOW_US then
     return { 'throttled', ms(math.max(1, math.ceil((slot - NOW_US) / 1000))) }
@@ -84,11 +84,12 @@ if wk then
   redis.call('SET', wk, ms(fence) .. ':' .. id, 'PX', ms(math.max(4 * lease_ms, 600000)))
 end
 redis.call('ZREM', ready, id)
-redis.call('ZADD', K.leases, ms(until_ms), id)
-redis.call('HSET', job_key(id), 'worker', worker, 'lease_until', ms(until_ms),
+local k = key(K_job, id)
+redis.call('ZADD', key(K_leases), ms(until_ms), id)
+redis.call('HSET', k, 'worker', worker, 'lease_until', ms(until_ms),
   'attempts', ms(tonumber(f[2]) + 1))
-redis.call('HDEL', job_key(id), 'next_attempt_at')
-set_state(id, f[1], STATE.running)
+redis.call('HDEL', k, 'next_attempt_at')
+set_state(id, f[1], STATE_running)
 local reply = with_status('leased', id)
 -- What is known about the job's coalesce key (read from the record just fetched), so the worker
 -- needs no second call. The attempt that starts now may change the job's components without a
@@ -103,7 +104,7 @@ for i = 2, #reply, 2 do
   end
 end
 if ck then
-  local dk = delivered_key(ck)
+  local dk = key(K_delivered, ck)
   local d = redis.call('HGETALL', dk)
   local m = {}
   for i = 1, #d, 2 do

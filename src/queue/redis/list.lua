@@ -7,7 +7,7 @@ local site, state, op, before = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local limit, cap = tonumber(ARGV[6]), tonumber(ARGV[7])
 local sites = { site }
 if site == '' then
-  sites = redis.call('SMEMBERS', K.sites)
+  sites = redis.call('SMEMBERS', key(K_sites))
 end
 local start = '+'
 if before ~= '' then
@@ -17,7 +17,7 @@ end
 -- One reader per site: a buffer of ids (newest first) refilled 200 at a time.
 local readers = {}
 for i, s in ipairs(sites) do
-  readers[i] = { idx = site_key(s), max = start, buf = {}, pos = 1, done = false }
+  readers[i] = { idx = key(K_site, s), max = start, buf = {}, pos = 1, done = false }
 end
 local function peek(r)
   if r.pos > #r.buf and not r.done then
@@ -50,7 +50,7 @@ while scanned < cap do
   best.pos = best.pos + 1
   scanned = scanned + 1
   last = best_id
-  local f = redis.call('HMGET', job_key(best_id), 'state', 'operation')
+  local f = redis.call('HMGET', key(K_job, best_id), 'state', 'operation')
   if f[1] and (state == '' or f[1] == state) and (op == '' or f[2] == op) then
     table.insert(out, best_id)
     if #out > limit + 1 then

@@ -3,7 +3,7 @@
 -- Takes one start slot of the shared rate limit, as lease.lua does for a job: 0 when taken,
 -- otherwise the milliseconds until the next free slot.
 local spacing, keep_grid = tonumber(ARGV[2]), ARGV[3] == '1'
-local rk = K.rate_next
+local rk = key(K_rate_next)
 local slot = tonumber(redis.call('GET', rk) or '0')
 if slot > NOW_US then
   return math.max(1, math.ceil((slot - NOW_US) / 1000))

@@ -106,14 +106,23 @@ pub(super) fn created_record(
     Ok(JobRecord::queued(id, &job, payload, created_at))
 }
 
-/// Split the coalesced `usages` object off the payload (see the module doc).
-pub(super) fn split_usages(payload: &serde_json::Value) -> (serde_json::Value, Option<String>) {
+/// Split the coalesced `usages` object off the payload (see the module doc): the rest of the
+/// payload, the usages as JSON text, and their component names (the enqueue script notes the
+/// newest job per component without decoding the text again).
+pub(super) fn split_usages(
+    payload: &serde_json::Value,
+) -> (serde_json::Value, Option<String>, Vec<String>) {
     let mut rest = payload.clone();
     let usages = rest
         .as_object_mut()
         .filter(|o| o.get(COALESCE_FIELD).is_some_and(|u| u.is_object()))
         .and_then(|o| o.remove(COALESCE_FIELD));
-    (rest, usages.map(|u| u.to_string()))
+    let names = usages
+        .as_ref()
+        .and_then(|u| u.as_object())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    (rest, usages.map(|u| u.to_string()), names)
 }
 
 /// A delivered map as stored (component -> [`Known::encode`]).

@@ -2,12 +2,12 @@
 -- Refused ({ 'outdated', newer id }) when a newer job of the same coalesce key carries one of
 -- its components: delivered now, its older total would replace the newer one in Puhuri.
 local id = ARGV[2]
-local k = job_key(id)
+local k = key(K_job, id)
 local f = redis.call('HMGET', k, 'state', 'object_key', 'coalesce_key', 'usages')
 if not f[1] then
   return { 'notfound' }
 end
-if f[1] ~= STATE.failed and f[1] ~= STATE.dead then
+if f[1] ~= STATE_failed and f[1] ~= STATE_dead then
   return { 'invalid', f[1] }
 end
 if f[3] and f[4] then
@@ -16,7 +16,7 @@ if f[3] and f[4] then
     names[#names + 1] = name
   end
   if #names > 0 then
-    for _, newer in ipairs(redis.call('HMGET', newest_key(f[3]), unpack(names))) do
+    for _, newer in ipairs(redis.call('HMGET', key(K_newest, f[3]), unpack(names))) do
       if newer and newer > id then
         return { 'outdated', newer }
       end
@@ -25,7 +25,7 @@ if f[3] and f[4] then
 end
 redis.call('HSET', k, 'attempts', '0')
 redis.call('HDEL', k, 'finished_at', 'next_attempt_at', 'worker', 'lease_until')
-set_state(id, f[1], STATE.queued)
-redis.call('RPUSH', line_key(f[2]), id)
+set_state(id, f[1], STATE_queued)
+redis.call('RPUSH', key(K_line, f[2]), id)
 promote_head(f[2])
 return with_status('ok', id)

@@ -41,12 +41,12 @@ fn opt_str(s: Option<&str>) -> String {
 impl JobStore for RedisStore {
     async fn enqueue(&self, job: NewJob) -> StoreResult<EnqueueOutcome> {
         let id = Uuid::now_v7();
-        let (payload, usages) = split_usages(&job.payload);
+        let (payload, usages, names) = split_usages(&job.payload);
         let (ikey, ifp) = match &job.idempotency {
             Some(i) => (i.key.clone(), i.fingerprint.clone()),
             None => (String::new(), String::new()),
         };
-        let args = vec![
+        let mut args = vec![
             id.to_string(),
             job.site.clone(),
             job.operation.clone(),
@@ -58,6 +58,7 @@ impl JobStore for RedisStore {
             ifp,
             dur_ms(self.delivered_ttl.max(Duration::from_millis(1))),
         ];
+        args.extend(names);
         let reply: Vec<String> = self.run(Call::Write, &ENQUEUE, args).await?;
         let (status, rest) = Self::split_status(reply)?;
         match status.as_str() {
