@@ -45,9 +45,7 @@ if new_state == STATE_succeeded then
   redis.call('HDEL', k, 'last_error')
   if f[4] and #ARGV > 10 then
     local dk = key(K_delivered, f[4])
-    for i = 11, #ARGV, 2 do
-      redis.call('HSET', dk, ARGV[i], ARGV[i + 1])
-    end
+    redis.call('HSET', dk, unpack(ARGV, 11))
     -- a map is only useful while its period can still be reported: expire it after the last write
     redis.call('PEXPIRE', dk, ARGV[9])
   end
