@@ -84,6 +84,16 @@ impl ParsedUsage {
             "description": self.description,
         })
     }
+
+    /// [`ParsedUsage::sent`] when the request has an `Idempotency-Key` (its only use), else
+    /// `null`: a report without one does not build it.
+    fn sent_if_keyed(&self, request: &UsageRequest, req: &HttpRequest) -> serde_json::Value {
+        if req.headers().contains_key(super::submit::IDEMPOTENCY_KEY) {
+            self.sent(request)
+        } else {
+            serde_json::Value::Null
+        }
+    }
 }
 
 /// Checks every field and reports every problem at once, each with its path. A report without
@@ -243,7 +253,7 @@ pub async fn report_usage(
     body: JsonBody<UsageRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let parsed = parse(&body, "", state.clock.now()).map_err(ApiError::validation)?;
-    let sent = parsed.sent(&body);
+    let sent = parsed.sent_if_keyed(&body, &req);
     let op = prepare(&state, &identity, parsed, "").await?;
     submit(&state, &identity, &req, op, sent).await
 }
@@ -320,7 +330,7 @@ pub async fn report_usage_batch(
     let mut malformed: Vec<FieldError> = Vec::new();
     for (index, Object(report)) in reports.iter().enumerate() {
         match parse(report, &format!("reports[{index}]."), now) {
-            Ok(p) => parsed.push((p.sent(report), p)),
+            Ok(p) => parsed.push((p.sent_if_keyed(report, &req), p)),
             Err(errors) => malformed.extend(errors),
         }
     }
