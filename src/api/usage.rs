@@ -22,10 +22,12 @@ use crate::auth::SiteIdentity;
 use crate::auth::scoped::{Authorized, UsageWrite};
 use crate::domain::operations::{Operation, UsageReport};
 use crate::domain::text::Description;
+use crate::domain::usage;
 use crate::domain::{Amount, BackendId, ComponentType, Month, WaldurUuid};
 use crate::error::{ApiError, FieldError, Problem};
 
-pub const MAX_COMPONENTS: usize = 100;
+/// The most components one report names ([`usage::check_component_count`]).
+pub const MAX_COMPONENTS: usize = usage::MAX_COMPONENTS;
 
 /// A usage report for one resource and month.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
@@ -152,17 +154,8 @@ fn parse(
             }
         },
     };
-    if request.usages.is_empty() {
-        errors.push(FieldError::new(
-            field("usages"),
-            "must name at least one component",
-        ));
-    }
-    if request.usages.len() > MAX_COMPONENTS {
-        errors.push(FieldError::new(
-            field("usages"),
-            "must name at most 100 components",
-        ));
+    if let Err(m) = usage::check_component_count(request.usages.len()) {
+        errors.push(FieldError::new(field("usages"), m));
     }
     let mut usages = BTreeMap::new();
     for (type_, value) in &request.usages {

@@ -254,6 +254,19 @@ impl<'de> Deserialize<'de> for Amount {
     }
 }
 
+/// The most components one usage report names.
+pub const MAX_COMPONENTS: usize = 100;
+
+/// `Err` with the reason when a usage report names `n` components: at least one, at most
+/// [`MAX_COMPONENTS`].
+pub fn check_component_count(n: usize) -> Result<(), &'static str> {
+    match n {
+        0 => Err("must name at least one component"),
+        n if n > MAX_COMPONENTS => Err("must name at most 100 components"),
+        _ => Ok(()),
+    }
+}
+
 /// A component's limit as a request gives it: a whole number as JSON Schema counts it (RFC 8259
 /// numbers: `2000` and `2000.0` alike), not negative; a number with a fraction at most 2^53 (the
 /// largest a double holds exactly).
@@ -436,6 +449,20 @@ mod tests {
         }
         assert_eq!(t("-1").unwrap_err(), "must not be negative");
         assert_eq!(t("\"-0.01\"").unwrap_err(), "must not be negative");
+    }
+
+    #[test]
+    fn a_report_names_one_to_a_hundred_components() {
+        assert_eq!(
+            check_component_count(0),
+            Err("must name at least one component")
+        );
+        assert!(check_component_count(1).is_ok());
+        assert!(check_component_count(100).is_ok());
+        assert_eq!(
+            check_component_count(101),
+            Err("must name at most 100 components")
+        );
     }
 
     #[test]
