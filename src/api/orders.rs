@@ -16,7 +16,7 @@ use super::AppState;
 use super::reads::{
     PageParams, QueryParams, list_response, site_order, upstream_page_failed, uuid_in_path,
 };
-use super::responses::{Queued, ReadErrors, WriteErrors, WriteHeaders};
+use super::responses::{OneReadErrors, Queued, ReadErrors, WriteErrors, WriteHeaders};
 use super::submit::submit;
 use super::views::OrderView;
 use crate::auth::SiteIdentity;
@@ -301,7 +301,7 @@ pub async fn list_orders(
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d000000000040008000000000000002")),
     responses(
         (status = 200, body = OrderView),
-        ReadErrors<Read>,
+        OneReadErrors<Read>,
     )
 )]
 #[get("/orders/{uuid}")]

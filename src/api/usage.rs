@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::jobs::JobView;
-use super::responses::{Queued, WriteErrors, WriteHeaders};
+use super::responses::{BatchErrors, Queued, WriteErrors, WriteHeaders};
 use super::submit::{
     ResourceRef, lookup_failed, refuse_unknown_components, resolve_resource, submit,
 };
@@ -297,7 +297,7 @@ pub struct BatchResponse {
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry of the batch safe: report `i` uses the key `K#i`")),
     responses(
         (status = 200, body = BatchResponse),
-        WriteErrors<UsageWrite>,
+        BatchErrors,
     )
 )]
 #[post("/usage/batch")]

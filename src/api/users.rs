@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::people::on_team_of;
 use super::reads::{MAX_UPSTREAM_PAGES, service_provider_uuid, uuid_in_path};
-use super::responses::{Queued, WriteErrors, WriteHeaders};
+use super::responses::{PathlessWriteErrors, Queued, WriteErrors, WriteHeaders};
 use super::submit::{lookup_failed, submit};
 use crate::auth::SiteIdentity;
 use crate::auth::scoped::{Authorized, UsersWrite};
@@ -92,7 +92,7 @@ pub struct OfferingUserRequest {
     request_body = OfferingUserRequest,
     responses(
         Queued,
-        WriteErrors<UsersWrite>,
+        PathlessWriteErrors<UsersWrite>,
     )
 )]
 #[post("/offering-users")]

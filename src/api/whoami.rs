@@ -36,7 +36,7 @@ pub struct WhoAmI {
     security(("bearer" = [])),
     responses(
         (status = 200, body = WhoAmI),
-        (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+        super::responses::TokenErrors,
     )
 )]
 #[get("/whoami")]

@@ -166,3 +166,62 @@ async fn every_documented_missing_scope_is_the_routes_answer() {
         "only {checked} operations document a missing scope"
     );
 }
+
+/// Each operation whose 400 gives the example of a query it does not take answers that query
+/// with exactly that problem (the query is checked before any route runs), and every operation
+/// that takes no query parameter documents it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_unknown_query_is_the_routes_answer() {
+    use crate::helpers::{alpha_token, assert_problem, spawn_app};
+    let app = spawn_app().await;
+    let doc: serde_json::Value =
+        serde_json::from_str(&puhuri_gateway::api::openapi::document_json()).unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        for (method, op) in item.as_object().unwrap() {
+            let takes_a_query = op["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
+            if takes_a_query {
+                continue;
+            }
+            let content = &op["responses"]["400"]["content"]["application/problem+json"];
+            let example = content["examples"]["invalid_query"]["value"]
+                .as_object()
+                .or_else(|| content["example"].as_object())
+                .unwrap_or_else(|| {
+                    panic!("{method} {path} takes no query and does not document the 400 for one")
+                });
+            let detail = example["detail"].as_str().unwrap();
+            let key = detail.split('`').nth(1).unwrap();
+            let url = path
+                .split('/')
+                .map(|s| {
+                    if s.starts_with('{') {
+                        "7e000000000040008000000000000001"
+                    } else {
+                        s
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            let response = app
+                .client
+                .request(
+                    method.to_uppercase().parse().unwrap(),
+                    app.url(&format!("{url}?{key}=1")),
+                )
+                .bearer_auth(alpha_token())
+                .send()
+                .await
+                .unwrap();
+            let problem = assert_problem(response, 400, "invalid_query").await;
+            assert_eq!(problem["detail"], detail, "{method} {path}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "only {checked} operations take no query");
+}

@@ -12,7 +12,7 @@ use crate::api::AppState;
 use crate::api::reads::{
     PageParams, QueryParams, list_response, read_failed, upstream_page_failed, uuid_in_path,
 };
-use crate::api::responses::{AllocatorProjectsErrors, ReadErrors};
+use crate::api::responses::{AllocatorProjectsErrors, OneReadErrors, ReadErrors};
 use crate::auth::SiteIdentity;
 use crate::auth::scoped::{AllocationsRead, Authorized};
 use crate::error::ApiError;
@@ -124,7 +124,7 @@ pub async fn list_offerings(
     tag = "allocations",
     security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The offering's uuid", example = "0f000000000040008000000000000004")),
-    responses((status = 200, body = Object, description = "Waldur's public offering"), ReadErrors<AllocationsRead>)
+    responses((status = 200, body = Object, description = "Waldur's public offering"), OneReadErrors<AllocationsRead>)
 )]
 #[get("/allocations/offerings/{uuid}")]
 pub async fn get_offering(

@@ -13,7 +13,9 @@ use super::{bound_offering, bound_order, bound_project, bound_resource};
 use crate::api::AppState;
 use crate::api::body::{JsonBody, NoBody, OptionalJsonBody};
 use crate::api::reads::uuid_in_path;
-use crate::api::responses::{KeyedWriteHeaders, Queued, WriteErrors, WriteHeaders};
+use crate::api::responses::{
+    KeyedWriteHeaders, PathlessWriteErrors, Queued, WriteErrors, WriteHeaders,
+};
 use crate::api::submit::{IDEMPOTENCY_KEY, submit};
 use crate::auth::scoped::{AllocationsWrite, Authorized};
 use crate::domain::WaldurUuid;
@@ -117,7 +119,7 @@ fn comment_field(value: Option<String>, field: &str) -> Result<Option<Comment>, 
     request_body = CreateAllocationRequest,
     responses(
         Queued,
-        WriteErrors<AllocationsWrite>,
+        PathlessWriteErrors<AllocationsWrite>,
     )
 )]
 #[post("/allocations")]

@@ -14,7 +14,7 @@ use crate::api::AppState;
 use crate::api::reads::{
     PageParams, QueryParams, list_response, read_failed, upstream_page_failed, uuid_in_path,
 };
-use crate::api::responses::{ReadErrors, ResourceReadErrors};
+use crate::api::responses::{OneReadErrors, ReadErrors, ResourceReadErrors, ResourceUsageErrors};
 use crate::api::views::{ResourceView, TeamMemberView};
 use crate::auth::scoped::{Authorized, Read};
 use crate::domain::Month;
@@ -200,7 +200,7 @@ pub struct UsageQuery {
     ),
     responses(
         (status = 200, body = ResourceUsageView),
-        ResourceReadErrors,
+        ResourceUsageErrors,
     )
 )]
 #[get("/resources/{resource}/usage")]
@@ -309,7 +309,7 @@ pub struct OfferingView {
     params(("uuid" = String, Path, description = "The offering's uuid", example = "0f000000000040008000000000000001")),
     responses(
         (status = 200, body = OfferingView),
-        ReadErrors<Read>,
+        OneReadErrors<Read>,
     )
 )]
 #[get("/offerings/{uuid}")]

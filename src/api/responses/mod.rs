@@ -252,6 +252,65 @@ impl<S: crate::auth::scoped::RequiredScope> IntoResponses for WriteErrors<S> {
     }
 }
 
+/// The errors of a queued write whose path names no object (`POST /v1/allocations`,
+/// `POST /v1/offering-users`): those of [`WriteErrors`] but 404, which only a path (or a backend
+/// id, which these take none of) can answer.
+pub struct PathlessWriteErrors<S: crate::auth::scoped::RequiredScope>(std::marker::PhantomData<S>);
+
+impl<S: crate::auth::scoped::RequiredScope> IntoResponses for PathlessWriteErrors<S> {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut responses = WriteErrors::<S>::responses();
+        responses.remove(StatusCode::NOT_FOUND.as_str());
+        responses
+    }
+}
+
+/// The errors of a usage batch (`POST /v1/usage/batch`) as a whole: its body, the token, the
+/// scope, and 422 for a report outside the grammar (or too many). What a single report would
+/// have answered otherwise (a resource that is not the site's, a backend id not found, Puhuri or
+/// the store failing) is that report's `status` and `error` in the 200.
+pub struct BatchErrors;
+
+impl IntoResponses for BatchErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        build(vec![
+            bad_body(),
+            unauthorized(),
+            Status {
+                description: "The token lacks `usage:write`",
+                examples: vec![ApiError::MissingScope(Scope::UsageWrite)],
+            },
+            body_too_large(),
+            body_media_type(),
+            Status {
+                description: "A report breaks the documented grammar (each such field named, \
+                              as `reports[3].month`), `reports` holds none or more than \
+                              `limits.max_batch`, or the `Idempotency-Key` is not 1-255 \
+                              visible ASCII characters; nothing is stored",
+                examples: vec![ApiError::validation(vec![FieldError::new(
+                    "reports",
+                    "must hold 1 to 1000 reports",
+                )])],
+            },
+        ])
+    }
+}
+
+/// The errors of a route that needs only a valid token and takes no query (`/v1/whoami`).
+pub struct TokenErrors;
+
+impl IntoResponses for TokenErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        build(vec![
+            Status {
+                description: "The query string has a parameter (the operation takes none)",
+                examples: vec![no_query_taken()],
+            },
+            unauthorized(),
+        ])
+    }
+}
+
 /// 400 for a request body that cannot be read as the operation's (or a query string, which no
 /// body-taking operation takes, or ambiguous framing).
 fn bad_body() -> Status {
@@ -317,14 +376,73 @@ impl<S: crate::auth::scoped::RequiredScope> IntoResponses for ReadErrors<S> {
     }
 }
 
+/// The errors of a read of one object named in the path, which takes no query (`GET
+/// /v1/orders/{uuid}`, `/v1/offerings/{uuid}`...): the token, the scope `S`, the path, Puhuri.
+pub struct OneReadErrors<S: crate::auth::scoped::RequiredScope>(std::marker::PhantomData<S>);
+
+impl<S: crate::auth::scoped::RequiredScope> IntoResponses for OneReadErrors<S> {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut statuses = vec![
+            Status {
+                description: "The query string has a parameter (the operation takes none)",
+                examples: vec![no_query_taken()],
+            },
+            unauthorized(),
+            forbidden(Some(S::SCOPE)),
+            Status {
+                description: "The object is not named correctly in the path",
+                examples: vec![ApiError::NotFound(format!(
+                    "the {} in the path must be a uuid",
+                    // the allocator's one such read is an offering's; the site's, an order's
+                    // or an offering's
+                    if S::SCOPE == Scope::AllocationsRead {
+                        "offering"
+                    } else {
+                        "order"
+                    }
+                ))],
+            },
+        ];
+        statuses.extend(upstream_read());
+        build(statuses)
+    }
+}
+
 /// The errors of a read of one resource named in the path by uuid or `backend_id:<id>`: those
-/// of [`ReadErrors`] with `read`, and 409 when that backend id is several resources'.
+/// of [`OneReadErrors`] with `read`, and 409 when that backend id is several resources'.
 pub struct ResourceReadErrors;
 
 impl IntoResponses for ResourceReadErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        let mut responses = ReadErrors::<crate::auth::scoped::Read>::responses();
-        responses.extend(build(vec![ambiguous_backend_id()]));
+        let mut responses = OneReadErrors::<crate::auth::scoped::Read>::responses();
+        responses.extend(build(vec![
+            Status {
+                description: "The resource is not named correctly in the path, or no resource \
+                              of the site's offerings has that backend id",
+                examples: vec![ApiError::NotFound(
+                    "no resource of this site's offerings has backend_id `project_465000999`"
+                        .into(),
+                )],
+            },
+            ambiguous_backend_id(),
+        ]));
+        responses
+    }
+}
+
+/// The errors of a resource's usage (`GET /v1/resources/{resource}/usage`): those of
+/// [`ResourceReadErrors`], with the 400 of its one query parameter, `month`.
+pub struct ResourceUsageErrors;
+
+impl IntoResponses for ResourceUsageErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut responses = ResourceReadErrors::responses();
+        responses.extend(build(vec![Status {
+            description: "A query parameter is unknown or not valid",
+            examples: vec![ApiError::InvalidQuery(
+                "`month` must be a month as YYYY-MM".into(),
+            )],
+        }]));
         responses
     }
 }
