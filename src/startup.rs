@@ -132,7 +132,8 @@ impl Application {
         // One record of whether Puhuri accepts the token, whichever client heard it.
         let lookup_client = new_client()?.with_token_status(client.token_status().clone());
         // The request path's lookups; the deliverer only forgets entries it made stale.
-        let directory = Arc::new(Directory::new(lookup_client));
+        let directory =
+            Arc::new(Directory::new(lookup_client).serving_stale_for(config.reads.serve_stale_for));
         let config = Arc::new(config);
         let sites = web::Data::new(SiteRegistry::from_config(&config).map_err(anyhow::Error::msg)?);
         let wake = Arc::new(Notify::new());
@@ -230,7 +231,9 @@ impl Application {
             clock,
             stopping: stopping_rx,
         });
-        keep_reads_ready(state.clone(), sites.clone(), config.reads.clone());
+        if config.reads.warm_at_start {
+            read_ahead(state.clone(), sites.clone());
+        }
         let max_body = config.limits.max_body_bytes;
         let sandboxed = sandbox.is_some();
         let in_flight = web::Data::new(crate::api::middleware::InFlight::default());
@@ -423,39 +426,23 @@ async fn shutdown_signal() {
     }
 }
 
-/// How often the lists kept for reads are checked for age ([`crate::upstream::scans`]).
-const READS_REFRESH_ROUND: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Warms every site's scanned people lists once (`reads.warm_at_start`), then keeps the lists
-/// being read fresh (`reads.keep_warm_for`), until the gateway begins to stop.
-fn keep_reads_ready(
-    state: web::Data<AppState>,
-    sites: web::Data<SiteRegistry>,
-    reads: crate::config::ReadsConfig,
-) {
+/// Reads every site's scanned people lists once, in the background (`reads.warm_at_start`),
+/// unless the gateway begins to stop first.
+fn read_ahead(state: web::Data<AppState>, sites: web::Data<SiteRegistry>) {
     let mut stopping = state.stopping.clone();
     tokio::spawn(async move {
         let work = async {
-            if reads.warm_at_start {
-                for site in sites.sites() {
-                    let identity = crate::auth::SiteIdentity::of_gateway_for(site.clone());
-                    match api::people::warm(&state, &identity).await {
-                        Ok(true) => {
-                            tracing::info!(site = %site.id, "site's people lists read ahead")
-                        }
-                        Ok(false) => {}
-                        Err(e) => {
-                            tracing::warn!(site = %site.id, error = %e, "could not read the site's people lists ahead")
-                        }
-                    }
+            for site in sites.sites() {
+                let identity = crate::auth::SiteIdentity::of_gateway_for(site.clone());
+                match api::people::warm(&state, &identity).await {
+                    Ok(true) => tracing::info!(site = %site.id, "site's people lists read ahead"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(
+                        site = %site.id,
+                        error = %e,
+                        "could not read the site's people lists ahead; its first read scans them"
+                    ),
                 }
-            }
-            if reads.keep_warm_for.is_zero() {
-                return std::future::pending().await;
-            }
-            loop {
-                tokio::time::sleep(READS_REFRESH_ROUND).await;
-                state.directory.refresh_scans(reads.keep_warm_for).await;
             }
         };
         tokio::select! {

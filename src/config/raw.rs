@@ -186,23 +186,25 @@ pub struct DeliveryConfig {
 
 /// `[reads]`: the people lists Waldur 8.0.5 cannot narrow to a site bound to some of its
 /// provider's offerings (`/v1/ssh-keys` and `/v1/project-permissions` without a filter) are
-/// assembled from whole Puhuri lists, kept for a minute (the `upstream::scans` module).
+/// assembled from whole Puhuri lists, each fresh for a minute (the `upstream::scans` module).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadsConfig {
-    /// Such a list read within this time is scanned again in the background before it grows
-    /// old, so its readers never wait for a scan (default 15 min; `0s`: scanned only when read).
+    /// A list older than a minute but younger than this is answered at once from its copy
+    /// while one new scan runs in the background (RFC 5861's stale-while-revalidate); an older
+    /// one makes its reader wait for a new scan. Default 10 min; `1m` turns serving stale
+    /// copies off.
     #[serde(with = "humantime_serde")]
-    pub keep_warm_for: Duration,
-    /// Read those lists of every site once when the gateway starts (default on), so the first
-    /// read after a start does not wait for a scan either.
+    pub serve_stale_for: Duration,
+    /// Read those lists of every service provider's site once when the gateway starts
+    /// (default on), so the first reads after a start do not wait for a scan.
     pub warm_at_start: bool,
 }
 
 impl Default for ReadsConfig {
     fn default() -> Self {
         ReadsConfig {
-            keep_warm_for: Duration::from_secs(15 * 60),
+            serve_stale_for: Duration::from_secs(10 * 60),
             warm_at_start: true,
         }
     }

@@ -90,8 +90,11 @@ pub struct Directory {
     coverage: Cache<bool>,
     /// A site's offerings (sorted, joined) -> the projects with a live resource in them.
     site_projects: Cache<Arc<BTreeSet<String>>>,
-    /// Whole lists, kept for a minute and fresh while read ([`Directory::scan`]).
-    scans: Scans,
+    /// Whole lists kept for reads ([`Directory::scan`]).
+    scans: Arc<Scans>,
+    /// The client for an offering's own people views, where a 403 is an expected answer
+    /// ([`WaldurClient::expecting_refusal`]).
+    owner_views: WaldurClient,
 }
 
 /// A scan that would read more than [`MAX_SCAN_PAGES`] pages.
@@ -114,6 +117,20 @@ impl From<UpstreamError> for ScanError {
     }
 }
 
+impl std::fmt::Display for ScanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScanError::Upstream(e) => e.fmt(f),
+            ScanError::TooLarge(t) => write!(
+                f,
+                "Puhuri's {} is longer than {} objects",
+                t.what,
+                MAX_SCAN_PAGES as u64 * SCAN_PAGE_SIZE
+            ),
+        }
+    }
+}
+
 fn offerings_key(offerings: &[String]) -> String {
     let mut sorted: Vec<&str> = offerings.iter().map(String::as_str).collect();
     sorted.sort_unstable();
@@ -121,8 +138,10 @@ fn offerings_key(offerings: &[String]) -> String {
 }
 
 impl Directory {
+    /// Lookups through `client`; whole lists are kept for reads as [`Scans::default`] says.
     pub fn new(client: WaldurClient) -> Directory {
         Directory {
+            owner_views: client.expecting_refusal(),
             client,
             resources: Cache::new(RESOURCE_TTL),
             backend_ids: Cache::new(BACKEND_ID_TTL),
@@ -130,8 +149,23 @@ impl Directory {
             providers: Cache::new(RESOURCE_TTL),
             coverage: Cache::new(OFFERING_TTL),
             site_projects: Cache::new(SITE_PROJECTS_TTL),
-            scans: Scans::default(),
+            scans: Arc::new(Scans::default()),
         }
+    }
+
+    /// Whole lists served while a new scan runs until they are `serve_stale_for` old
+    /// (`reads.serve_stale_for`; see [`Scans`]).
+    pub fn serving_stale_for(mut self, serve_stale_for: Duration) -> Directory {
+        self.scans = Arc::new(Scans::with_ages(super::scans::SCAN_TTL, serve_stale_for));
+        self
+    }
+
+    /// The client for an offering's own people views (`marketplace-provider-offerings/{uuid}/
+    /// list_customer_projects/`, `list_customer_users/`), which Waldur lets only an owner of the
+    /// provider's organisation read: the gateway reads another way where they answer 403, so
+    /// that 403 does not mark the token refused ([`WaldurClient::expecting_refusal`]).
+    pub fn owner_views_client(&self) -> &WaldurClient {
+        &self.owner_views
     }
 
     pub fn client(&self) -> &WaldurClient {
@@ -301,10 +335,10 @@ impl Directory {
     }
 
     /// Every item of the list at `path` with `query` (in pages of [`SCAN_PAGE_SIZE`], at most
-    /// [`MAX_SCAN_PAGES`]), kept for a minute and scanned again in the background while it is
-    /// read ([`Scans`]): paging through a list the gateway narrows itself costs one scan a
-    /// minute, not one per page. A list past the bound is [`ScanError::TooLarge`]. Each item is
-    /// read as `T` (a malformed item makes the scan [`UpstreamError::Malformed`]).
+    /// [`MAX_SCAN_PAGES`]), kept for reads ([`Scans`]: fresh for a minute, then served while a
+    /// new scan runs): paging through a list the gateway narrows itself costs one scan a
+    /// minute at most, not one per page. A list past the bound is [`ScanError::TooLarge`]. Each
+    /// item is read as `T` (a malformed item makes the scan [`UpstreamError::Malformed`]).
     pub async fn scan<T: DeserializeOwned + Send + Sync + 'static>(
         &self,
         path: &str,
@@ -313,9 +347,13 @@ impl Directory {
         self.scans.read_as(&self.client, path, query).await
     }
 
-    /// Scans again the lists read within `keep_warm_for` that are getting old
-    /// ([`Scans::refresh`]); the number scanned.
-    pub async fn refresh_scans(&self, keep_warm_for: Duration) -> usize {
-        self.scans.refresh(&self.client, keep_warm_for).await
+    /// [`Directory::scan`] of an offering's own people view, through
+    /// [`Directory::owner_views_client`].
+    pub async fn scan_owner_view<T: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Arc<Vec<T>>, ScanError> {
+        self.scans.read_as(&self.owner_views, path, query).await
     }
 }

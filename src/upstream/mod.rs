@@ -37,6 +37,8 @@ pub struct WaldurClient {
     http: reqwest::Client,
     base: Url,
     token_status: Arc<TokenStatus>,
+    /// A 403 is an answer the caller expects and handles ([`WaldurClient::expecting_refusal`]).
+    refusal_expected: bool,
 }
 
 impl std::fmt::Debug for WaldurClient {
@@ -75,6 +77,7 @@ impl WaldurClient {
             http,
             base,
             token_status: Arc::default(),
+            refusal_expected: false,
         })
     }
 
@@ -85,6 +88,18 @@ impl WaldurClient {
     }
 
     /// Whether Puhuri is accepting this client's identity's token.
+    /// The same client for calls where Puhuri's 403 is an answer the caller expects and reads
+    /// another way (an offering's people views, which only an owner of the provider's
+    /// organisation may read): such a 403 neither marks the token refused (`/readyz`, the
+    /// `puhuri_gateway_upstream_token_refused_total` counter an operator alerts on) nor logs an
+    /// error. A 401 still does: it says the token itself is not accepted.
+    pub fn expecting_refusal(&self) -> WaldurClient {
+        WaldurClient {
+            refusal_expected: true,
+            ..self.clone()
+        }
+    }
+
     pub fn token_status(&self) -> &Arc<TokenStatus> {
         &self.token_status
     }
@@ -122,8 +137,17 @@ impl WaldurClient {
             .await
             .map_err(|e| UpstreamError::from_transport(&e))?;
         let status = response.status();
-        self.token_status.record(status.as_u16());
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        if self.refusal_expected && status == StatusCode::FORBIDDEN {
+            tracing::debug!(
+                path,
+                "Puhuri answered 403 where the caller reads another way"
+            );
+        } else {
+            self.token_status.record(status.as_u16());
+        }
+        if status == StatusCode::UNAUTHORIZED
+            || (status == StatusCode::FORBIDDEN && !self.refusal_expected)
+        {
             let identity = self.token_status.identity();
             if identity == error::SP_IDENTITY {
                 tracing::error!(

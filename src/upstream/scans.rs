@@ -1,26 +1,27 @@
-//! Whole lists read from Puhuri and kept for a minute: the scans behind the people lists that
+//! Whole lists read from Puhuri and kept for reads: the scans behind the people lists that
 //! Waldur 8.0.5 cannot narrow to a site bound to some of its provider's offerings (SSH keys and
 //! project roles have no per-offering view).
 //!
-//! Three rules keep a scan's cost off the request path:
-//! - **one scan at a time per list**: requests that find a list missing or older than
-//!   [`SCAN_TTL`] wait for one scan and share its answer (a burst of cold reads is one scan, not
-//!   one per request);
-//! - **kept fresh while read**: [`Scans::refresh`] (run every few seconds by the gateway) scans
-//!   again each list read within the last `keep_warm_for` (`reads.keep_warm_for`, default
-//!   15 min) once it is older than [`REFRESH_AFTER`], so a site that reads the list at least once
-//!   every `keep_warm_for` never waits for a scan after its first read; a list nobody reads
-//!   costs nothing;
-//! - **warmed at start** (`reads.warm_at_start`): the gateway reads each such list of every
-//!   site once when it starts, so even the first read after a start is answered from memory.
+//! The rules keep a scan's cost off the request path without adding scans nobody asked for:
+//! - **fresh for a minute** ([`SCAN_TTL`]): a read of a list scanned less than a minute ago
+//!   costs no upstream call;
+//! - **stale while revalidating** (the rule of RFC 5861's `stale-while-revalidate`): a read of
+//!   an older list that is younger than `serve_stale_for` (`reads.serve_stale_for`, default
+//!   10 min) is answered at once from that copy, and one scan starts in the background, so the
+//!   next read gets the new list. A list is scanned only because someone read it: at most once
+//!   a minute while it is read, never when it is not;
+//! - **one scan at a time per list**: requests that find a list missing, or older than
+//!   `serve_stale_for`, wait for one scan and share its answer (a burst of cold reads is one
+//!   scan, not one per request); a background scan is not started while one runs;
+//! - **read at start** (`reads.warm_at_start`, in `api::people::warm`): the gateway reads each
+//!   site's lists once when it starts, so the first reads after a start are answered from
+//!   memory.
 //!
-//! A scan that fails keeps the last answer (a refresh that meets an unreachable Puhuri is tried
-//! again at the next round); a read of a list older than [`SCAN_TTL`] never gets the old answer:
-//! it waits for a new scan, as before these rules.
+//! A background scan that fails keeps the copy and is logged; the next read past the TTL tries
+//! again. A copy older than `serve_stale_for` is never served: that read waits for a new scan.
 //!
-//! Each list is kept as the type its readers read its items as ([`Scans::read_as`]: the type
-//! is part of the list's key), so a read costs no parsing; a refresh reads the items as that
-//! same type.
+//! Each list is kept as the type its readers read its items as (the type is part of the list's
+//! key), so a read costs no parsing.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -29,30 +30,18 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::WaldurClient;
 use super::directory::{MAX_SCAN_PAGES, SCAN_PAGE_SIZE, ScanError, TooLarge};
-use super::{UpstreamError, WaldurClient};
 
-/// How long a scan answers reads: a list older than this is scanned again before it is read.
+/// How long a scan answers reads without a new one being started.
 pub const SCAN_TTL: Duration = Duration::from_secs(60);
-/// How old a scan that is still being read gets before [`Scans::refresh`] replaces it: early
-/// enough that a scan of 100 pages (a few seconds against a real Puhuri) ends before
-/// [`SCAN_TTL`].
-pub const REFRESH_AFTER: Duration = Duration::from_secs(40);
+/// How old a copy may be served while a new scan runs (`reads.serve_stale_for`'s default).
+pub const SERVE_STALE_FOR: Duration = Duration::from_secs(600);
 /// The most lists kept at once: each may hold up to 30,000 objects.
 const MAX_SCANS: u64 = 32;
 
 /// A list's items: an `Arc<Vec<T>>` of the type named in the list's key.
 type Items = Arc<dyn Any + Send + Sync>;
-
-/// Reads a list's items (Waldur's JSON) as the type its readers read them as.
-type Parse = fn(Vec<Value>) -> Result<Items, UpstreamError>;
-
-fn parse_as<T: DeserializeOwned + Send + Sync + 'static>(
-    items: Vec<Value>,
-) -> Result<Items, UpstreamError> {
-    let items: Vec<T> = super::parse(200, Value::Array(items))?;
-    Ok(Arc::new(items))
-}
 
 /// One list's last scan.
 #[derive(Clone)]
@@ -61,44 +50,21 @@ struct Scanned {
     at: Instant,
 }
 
-/// What [`Scans::refresh`] needs to scan a list again, and when it was last read.
-#[derive(Clone)]
-struct Reader {
-    path: String,
-    query: Vec<(String, String)>,
-    parse: Parse,
-    last_read: Instant,
-}
-
-/// The scans kept in memory (bounded: [`MAX_SCANS`] lists, least useful evicted first).
+/// The scans kept in memory (bounded: [`MAX_SCANS`] lists, least useful evicted first). Shared
+/// (`Arc`) so that a background scan can outlive the read that started it.
 pub struct Scans {
-    /// How long a scan answers reads ([`SCAN_TTL`]).
+    /// How long a scan answers reads without a new one ([`SCAN_TTL`]).
     ttl: Duration,
-    /// How old a scan still being read gets before it is replaced ([`REFRESH_AFTER`]).
-    refresh_after: Duration,
+    /// How old a copy may be served while a new scan runs.
+    serve_stale_for: Duration,
     scanned: moka::sync::Cache<String, Scanned>,
-    readers: moka::sync::Cache<String, Reader>,
-    /// One lock per list: the scan in flight, if any.
+    /// One lock per list: held by the scan in flight, if any.
     flights: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Default for Scans {
     fn default() -> Self {
-        Scans::with_ages(SCAN_TTL, REFRESH_AFTER)
-    }
-}
-
-impl Scans {
-    /// Scans that answer reads for `ttl` and are replaced after `refresh_after` while read
-    /// (the gateway uses [`SCAN_TTL`] and [`REFRESH_AFTER`]; tests shorter ones).
-    pub fn with_ages(ttl: Duration, refresh_after: Duration) -> Scans {
-        Scans {
-            ttl,
-            refresh_after,
-            scanned: moka::sync::Cache::new(MAX_SCANS),
-            readers: moka::sync::Cache::new(MAX_SCANS),
-            flights: moka::sync::Cache::new(MAX_SCANS),
-        }
+        Scans::with_ages(SCAN_TTL, SERVE_STALE_FOR)
     }
 }
 
@@ -107,16 +73,33 @@ fn scan_key<T>(path: &str, query: &[(&str, String)]) -> String {
     format!("{}:{path}?{}", std::any::type_name::<T>(), query.join("&"))
 }
 
-/// The items of a scan, if they are of type `T` (always, for the scan under a key of `T`).
-fn typed<T: Send + Sync + 'static>(items: Items) -> Option<Arc<Vec<T>>> {
-    items.downcast::<Vec<T>>().ok()
+fn owned(query: &[(&str, String)]) -> Vec<(String, String)> {
+    query
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn borrowed(query: &[(String, String)]) -> Vec<(&str, String)> {
+    query.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()
 }
 
 impl Scans {
+    /// Scans fresh for `ttl`, served while a new scan runs until `serve_stale_for` (at least
+    /// `ttl`; the gateway uses [`SCAN_TTL`] and `reads.serve_stale_for`, tests shorter ones).
+    pub fn with_ages(ttl: Duration, serve_stale_for: Duration) -> Scans {
+        Scans {
+            ttl,
+            serve_stale_for: serve_stale_for.max(ttl),
+            scanned: moka::sync::Cache::new(MAX_SCANS),
+            flights: moka::sync::Cache::new(MAX_SCANS),
+        }
+    }
+
     /// Every item of the list at `path` with `query` as Waldur sent it ([`Self::read_as`]
     /// with JSON values).
     pub async fn read(
-        &self,
+        self: &Arc<Self>,
         client: &WaldurClient,
         path: &str,
         query: &[(&str, String)],
@@ -124,89 +107,73 @@ impl Scans {
         self.read_as(client, path, query).await
     }
 
-    /// Every item of the list at `path` with `query`, read as `T`, from a scan younger than the
-    /// TTL or a new one (shared with the other requests waiting for it). A list past the scan
-    /// bound (`MAX_SCAN_PAGES` pages of `SCAN_PAGE_SIZE`) is [`ScanError::TooLarge`]; an item
-    /// that is not a `T` makes the scan [`UpstreamError::Malformed`].
+    /// Every item of the list at `path` with `query`, read as `T`: from a copy younger than the
+    /// TTL; from an older copy younger than `serve_stale_for`, starting one scan in the
+    /// background; or from a new scan, shared with the other requests waiting for it. A list
+    /// past the scan bound (`MAX_SCAN_PAGES` pages of `SCAN_PAGE_SIZE`) is
+    /// [`ScanError::TooLarge`]; an item that is not a `T` makes the scan
+    /// [`super::UpstreamError::Malformed`].
     pub async fn read_as<T: DeserializeOwned + Send + Sync + 'static>(
-        &self,
+        self: &Arc<Self>,
         client: &WaldurClient,
         path: &str,
         query: &[(&str, String)],
     ) -> Result<Arc<Vec<T>>, ScanError> {
         let key = scan_key::<T>(path, query);
-        self.readers.insert(
-            key.clone(),
-            Reader {
-                path: path.to_string(),
-                query: query
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.clone()))
-                    .collect(),
-                parse: parse_as::<T>,
-                last_read: Instant::now(),
-            },
-        );
-        if let Some(items) = self.fresh(&key, self.ttl).and_then(typed) {
-            return Ok(items);
+        if let Some((items, age)) = self.copy::<T>(&key) {
+            if age < self.ttl {
+                return Ok(items);
+            }
+            if age < self.serve_stale_for {
+                self.rescan_in_background::<T>(client, &key, path, query);
+                return Ok(items);
+            }
         }
         let flight = self.flight(&key);
         let _scanning = flight.lock().await;
         // Another request may have scanned while this one waited.
-        if let Some(items) = self.fresh(&key, self.ttl).and_then(typed) {
+        if let Some((items, age)) = self.copy::<T>(&key)
+            && age < self.ttl
+        {
             return Ok(items);
         }
-        let items: Arc<Vec<T>> = Arc::new(
-            client
-                .get_bounded(path, query, SCAN_PAGE_SIZE, MAX_SCAN_PAGES)
-                .await?
-                .ok_or_else(|| ScanError::TooLarge(TooLarge { what: path.into() }))?,
-        );
-        self.keep(&key, items.clone());
-        Ok(items)
+        self.scan(client, &key, path, query).await
     }
 
-    /// Scans again each list read within `keep_warm_for` whose scan is older than the refresh
-    /// age (one at a time). Returns how many were scanned; a failed scan keeps the
-    /// previous answer and is logged.
-    pub async fn refresh(&self, client: &WaldurClient, keep_warm_for: Duration) -> usize {
-        let due: Vec<(String, Reader)> = self
-            .readers
-            .iter()
-            .filter(|(_, r)| r.last_read.elapsed() < keep_warm_for)
-            .map(|(k, r)| ((*k).clone(), r))
-            .filter(|(k, _)| self.fresh(k, self.refresh_after).is_none())
-            .collect();
-        let mut scanned = 0;
-        for (key, reader) in due {
-            let flight = self.flight(&key);
-            let _scanning = flight.lock().await;
-            if self.fresh(&key, self.refresh_after).is_some() {
-                continue;
+    /// Starts one scan of the list in the background, unless one is in flight.
+    fn rescan_in_background<T: DeserializeOwned + Send + Sync + 'static>(
+        self: &Arc<Self>,
+        client: &WaldurClient,
+        key: &str,
+        path: &str,
+        query: &[(&str, String)],
+    ) {
+        let Ok(scanning) = self.flight(key).try_lock_owned() else {
+            return;
+        };
+        let (scans, client) = (self.clone(), client.clone());
+        let (key, path, query) = (key.to_string(), path.to_string(), owned(query));
+        tokio::spawn(async move {
+            let _scanning = scanning;
+            let result = scans
+                .scan::<T>(&client, &key, &path, &borrowed(&query))
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(
+                    list = %path,
+                    error = %e,
+                    "could not scan again a list kept for reads; its copy is served until a read \
+                     finds it older than reads.serve_stale_for"
+                );
             }
-            let query: Vec<(&str, String)> = reader
-                .query
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.clone()))
-                .collect();
-            match self
-                .scan(client, &key, &reader.path, &query, reader.parse)
-                .await
-            {
-                Ok(_) => scanned += 1,
-                Err(e) => {
-                    tracing::warn!(list = %reader.path, error = ?e, "could not refresh a list kept for reads")
-                }
-            }
-        }
-        scanned
+        });
     }
 
-    fn fresh(&self, key: &str, max_age: Duration) -> Option<Items> {
-        self.scanned
-            .get(key)
-            .filter(|s| s.at.elapsed() < max_age)
-            .map(|s| s.items)
+    /// The list's copy read as `T`, and its age.
+    fn copy<T: Send + Sync + 'static>(&self, key: &str) -> Option<(Arc<Vec<T>>, Duration)> {
+        let scanned = self.scanned.get(key)?;
+        let items = scanned.items.downcast::<Vec<T>>().ok()?;
+        Some((items, scanned.at.elapsed()))
     }
 
     fn flight(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -214,30 +181,27 @@ impl Scans {
             .get_with(key.to_string(), || Arc::new(tokio::sync::Mutex::new(())))
     }
 
-    /// Scans the list again for a refresh, its items read by `parse`.
-    async fn scan(
+    /// Scans the list and keeps it (the caller holds the list's flight lock).
+    async fn scan<T: DeserializeOwned + Send + Sync + 'static>(
         &self,
         client: &WaldurClient,
         key: &str,
         path: &str,
         query: &[(&str, String)],
-        parse: Parse,
-    ) -> Result<(), ScanError> {
-        let items: Vec<Value> = client
-            .get_bounded(path, query, SCAN_PAGE_SIZE, MAX_SCAN_PAGES)
-            .await?
-            .ok_or_else(|| ScanError::TooLarge(TooLarge { what: path.into() }))?;
-        self.keep(key, parse(items)?);
-        Ok(())
-    }
-
-    fn keep(&self, key: &str, items: Items) {
+    ) -> Result<Arc<Vec<T>>, ScanError> {
+        let items: Arc<Vec<T>> = Arc::new(
+            client
+                .get_bounded(path, query, SCAN_PAGE_SIZE, MAX_SCAN_PAGES)
+                .await?
+                .ok_or_else(|| ScanError::TooLarge(TooLarge { what: path.into() }))?,
+        );
         self.scanned.insert(
             key.to_string(),
             Scanned {
-                items,
+                items: items.clone(),
                 at: Instant::now(),
             },
         );
+        Ok(items)
     }
 }

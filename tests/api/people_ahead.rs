@@ -1,8 +1,7 @@
 //! The lists a site bound to some of its provider's offerings gets from whole Puhuri lists (its
-//! SSH keys and roles: Waldur 8.0.5 has no per-offering view of them) are read ahead: once at
-//! start (`reads.warm_at_start`) and again in the background while they are read
-//! (`reads.keep_warm_for`), so a reader does not wait for the scans; concurrent cold reads share
-//! one scan.
+//! SSH keys and roles: Waldur 8.0.5 has no per-offering view of them) are read ahead at start
+//! (`reads.warm_at_start`) and served while a new scan runs (`reads.serve_stale_for`), so a
+//! reader does not wait for the scans; concurrent cold reads share one scan.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,8 +9,8 @@ use std::time::{Duration, Instant};
 use puhuri_gateway::config::{Config, Overrides};
 use puhuri_gateway::sim::{self, SimOptions, demo};
 use puhuri_gateway::startup::{Application, Workers};
-use puhuri_gateway::upstream::WaldurClient;
 use puhuri_gateway::upstream::scans::Scans;
+use puhuri_gateway::upstream::{TokenState, UpstreamError, WaldurClient};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -200,24 +199,8 @@ async fn concurrent_cold_reads_of_a_list_share_one_scan() {
     assert_eq!(calls.len(), 2, "{calls:?}");
 }
 
-/// A list read within `keep_warm_for` is scanned again once older than the refresh age; a list
-/// not read within it is left alone; a read in between costs no call and sees the new scan.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_list_being_read_is_scanned_again_in_the_background() {
-    let sim = seeded_sim().await;
-    let client = reqwest::Client::new();
-    let upstream = sim_client(&sim);
-    let scans = Scans::with_ages(Duration::from_secs(60), Duration::from_millis(300));
-    let before = scans.read(&upstream, &keys_path(), &[]).await.unwrap();
-    // Not old enough yet: nothing to do.
-    assert_eq!(scans.refresh(&upstream, Duration::from_secs(60)).await, 0);
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    // Read too long ago (keep_warm_for shorter than the time since): left alone.
-    assert_eq!(
-        scans.refresh(&upstream, Duration::from_millis(100)).await,
-        0
-    );
-    // A user added meanwhile (with a key, in a project with a resource): the new scan has it.
+/// The simulator's keys: one more user (with a key, in a project with a resource).
+async fn add_user_with_key(client: &reqwest::Client, sim: &sim::SimServer) {
     let added = client
         .post(format!("{}bulk", sim.control_url()))
         .json(&json!({"projects": 1, "users": 1, "resources": 1}))
@@ -225,11 +208,97 @@ async fn a_list_being_read_is_scanned_again_in_the_background() {
         .await
         .unwrap();
     assert_eq!(added.status(), 201);
+}
+
+/// A copy past the TTL but within `serve_stale_for` is answered at once, and one scan starts in
+/// the background: the read after it sees the new list, at no call. Past `serve_stale_for` a
+/// read waits for a new scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_copy_is_served_at_once_while_one_scan_runs_in_the_background() {
+    let sim = seeded_sim().await;
+    let client = reqwest::Client::new();
+    let upstream = sim_client(&sim);
+    let scans = Arc::new(Scans::with_ages(
+        Duration::from_millis(300),
+        Duration::from_secs(30),
+    ));
+    let before = scans.read(&upstream, &keys_path(), &[]).await.unwrap();
+    add_user_with_key(&client, &sim).await;
     forget_calls(&client, &sim).await;
-    assert_eq!(scans.refresh(&upstream, Duration::from_secs(60)).await, 1);
+    // Fresh: the copy, no call.
+    assert_eq!(
+        scans
+            .read(&upstream, &keys_path(), &[])
+            .await
+            .unwrap()
+            .len(),
+        before.len()
+    );
+    assert!(api_calls(&client, &sim).await.is_empty());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Stale: the copy at once (three reads, one background scan of two pages).
+    for _ in 0..3 {
+        let stale = scans.read(&upstream, &keys_path(), &[]).await.unwrap();
+        assert_eq!(stale.len(), before.len());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while api_calls(&client, &sim).await.len() < 2 {
+        assert!(Instant::now() < deadline, "no scan in the background");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(api_calls(&client, &sim).await.len(), 2);
     forget_calls(&client, &sim).await;
     let after = scans.read(&upstream, &keys_path(), &[]).await.unwrap();
     assert!(api_calls(&client, &sim).await.is_empty());
     assert_eq!(after.len(), before.len() + 1);
+
+    // No copy is served once it is older than serve_stale_for.
+    let strict = Arc::new(Scans::with_ages(
+        Duration::from_millis(100),
+        Duration::from_millis(200),
+    ));
+    let first = strict.read(&upstream, &keys_path(), &[]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    add_user_with_key(&client, &sim).await;
+    forget_calls(&client, &sim).await;
+    let waited = strict.read(&upstream, &keys_path(), &[]).await.unwrap();
+    assert_eq!(waited.len(), first.len() + 1);
+    assert_eq!(api_calls(&client, &sim).await.len(), 2);
+}
+
+/// Puhuri's 403 on an offering's people views (Waldur's `is_owner`: the token's user is not an
+/// owner of the provider's organisation) is an answer the gateway reads around: through the
+/// client that expects it, it neither counts as the token refused nor marks it refused; the same
+/// answer to any other call does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expected_403_does_not_mark_the_token_refused() {
+    let sim = seeded_sim().await;
+    let set = reqwest::Client::new()
+        .post(format!("{}settings", sim.control_url()))
+        .json(&json!({"read_only_offerings": [demo::LUMI_OFFERING_UUID]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let view = format!(
+        "marketplace-provider-offerings/{}/list_customer_users/",
+        demo::LUMI_OFFERING_UUID
+    );
+    let upstream = sim_client(&sim);
+    let expecting = upstream.expecting_refusal();
+    let refused = expecting.get::<Value>(&view, &[]).await.unwrap_err();
+    assert!(
+        matches!(refused, UpstreamError::Forbidden { .. }),
+        "{refused:?}"
+    );
+    assert_eq!(upstream.token_status().refusals(), 0);
+    assert_eq!(upstream.token_status().current(), TokenState::Accepted);
+    // The same 403 to a caller that does not expect it is a refusal of the token.
+    upstream.get::<Value>(&view, &[]).await.unwrap_err();
+    assert_eq!(upstream.token_status().refusals(), 1);
+    assert_eq!(
+        upstream.token_status().current(),
+        TokenState::Refused { status: 403 }
+    );
 }

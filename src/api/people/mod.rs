@@ -26,10 +26,10 @@
 //!     (2), `?user_uuid=` alone the user's roles and a check of their projects (2);
 //!   - unfiltered `/v1/ssh-keys` and `/v1/project-permissions` have no per-offering view in
 //!     Waldur 8.0.5, so the site's members (or projects) and the provider view are scanned in
-//!     pages of 300 and narrowed. The scans are kept for a minute, scanned again in the
-//!     background while the list is read (`reads.keep_warm_for`) and made once at start
-//!     (`reads.warm_at_start`, [`warm`]): a read costs no upstream call unless nothing has read
-//!     the list for longer than `keep_warm_for` ([`crate::upstream::scans`]). A scan longer than
+//!     pages of 300 and narrowed. The scans are fresh for a minute, served while one new scan
+//!     runs until `reads.serve_stale_for` (stale-while-revalidate), and made once at start
+//!     (`reads.warm_at_start`, [`warm`]): a read waits for a scan only when nothing has read the
+//!     list for longer than `serve_stale_for` ([`crate::upstream::scans`]). A scan longer than
 //!     100 pages (30,000 objects) is a 422 `list_too_large`, never a 503: a retry would meet the
 //!     same bound.
 //!

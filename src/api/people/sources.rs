@@ -15,7 +15,7 @@ use crate::auth::SiteIdentity;
 use crate::error::ApiError;
 use crate::upstream::directory::ScanError;
 use crate::upstream::{
-    Project, ProjectRole, ResourceProjection, SshKey, UpstreamError, User, Uuid,
+    Project, ProjectRole, ResourceProjection, SshKey, UpstreamError, User, Uuid, WaldurClient,
 };
 
 /// The fields each list takes from Puhuri (`field=`, Waldur 8.0.5's
@@ -125,7 +125,7 @@ fn with_fields<'a>(query: &[(&'a str, String)], fields: &[&str]) -> Vec<(&'a str
 
 /// One page of the list at `path`, as Waldur paginates it: one upstream call.
 async fn upstream_page<T: Item>(
-    state: &AppState,
+    client: &WaldurClient,
     path: &str,
     query: &[(&str, String)],
     fields: &[&str],
@@ -133,7 +133,7 @@ async fn upstream_page<T: Item>(
 ) -> Result<(Vec<T>, u64), UpstreamError> {
     let mut q = with_fields(query, fields);
     q.extend(paging.upstream_query());
-    let page = state.directory.client().get_page(path, &q).await?;
+    let page = client.get_page(path, &q).await?;
     let total = page.total.unwrap_or(page.items.len() as u64);
     Ok((page.items, total))
 }
@@ -159,7 +159,7 @@ pub(super) async fn view_page<T: Item>(
     paging: &Paging,
 ) -> Result<(Vec<T>, u64), ApiError> {
     let path = format!("marketplace-service-providers/{sp}/{view}/");
-    let page = upstream_page(state, &path, query, fields, paging)
+    let page = upstream_page(state.directory.client(), &path, query, fields, paging)
         .await
         .map_err(|e| upstream_page_failed(e, paging))?;
     checked_page(page, paging)
@@ -220,7 +220,14 @@ async fn offering_views_page<T: Keyed>(
     paging: &Paging,
 ) -> Result<Option<(Vec<T>, u64)>, ApiError> {
     if let [offering] = offerings {
-        return match upstream_page(state, &offering_view(offering, view), &[], fields, paging).await
+        return match upstream_page(
+            state.directory.owner_views_client(),
+            &offering_view(offering, view),
+            &[],
+            fields,
+            paging,
+        )
+        .await
         {
             Ok(page) => checked_page(page, paging).map(Some),
             Err(e) if not_owner(&e) => Ok(None),
@@ -287,7 +294,7 @@ async fn offering_views_all<T: Keyed>(
         let path = offering_view(offering, view);
         let items = match state
             .directory
-            .scan::<T>(&path, &with_fields(&[], fields))
+            .scan_owner_view::<T>(&path, &with_fields(&[], fields))
             .await
         {
             Ok(items) => items,
@@ -469,7 +476,8 @@ pub(super) async fn site_roles(
 /// (`reads.warm_at_start`). `Ok(false)`: the site needs none (bound to every offering, or an
 /// allocator's site).
 pub async fn warm(state: &AppState, identity: &SiteIdentity) -> Result<bool, ApiError> {
-    if identity.site.offerings.is_empty() {
+    // An allocator's site reads no people lists (its offerings are the ones it allocates from).
+    if identity.site.offerings.is_empty() || identity.site.identity != crate::config::SP_IDENTITY {
         return Ok(false);
     }
     let People::Narrowed { sp, offerings } = people(state, identity).await? else {
