@@ -16,7 +16,9 @@ use super::AppState;
 use super::reads::{
     PageParams, QueryParams, list_response, site_order, upstream_page_failed, uuid_in_path,
 };
-use super::responses::{OneReadErrors, Queued, ReadErrors, WriteErrors, WriteHeaders};
+use super::responses::{
+    BodilessWriteErrors, OneReadErrors, Queued, ReadErrors, WriteErrors, WriteHeaders,
+};
 use super::submit::submit;
 use super::views::OrderView;
 use crate::auth::SiteIdentity;
@@ -157,7 +159,7 @@ pub async fn reject_order(
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d000000000040008000000000000003"), WriteHeaders),
     responses(
         Queued,
-        WriteErrors<OrdersWrite>,
+        BodilessWriteErrors<OrdersWrite>,
     )
 )]
 #[post("/orders/{uuid}/done")]

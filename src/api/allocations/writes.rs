@@ -14,7 +14,7 @@ use crate::api::AppState;
 use crate::api::body::{JsonBody, NoBody, OptionalJsonBody};
 use crate::api::reads::uuid_in_path;
 use crate::api::responses::{
-    KeyedWriteHeaders, PathlessWriteErrors, Queued, WriteErrors, WriteHeaders,
+    BodilessWriteErrors, KeyedWriteHeaders, PathlessWriteErrors, Queued, WriteErrors, WriteHeaders,
 };
 use crate::api::submit::{IDEMPOTENCY_KEY, submit};
 use crate::auth::scoped::{AllocationsWrite, Authorized};
@@ -216,7 +216,7 @@ async fn order_action(
 /// Approve an order as consumer (`approve_by_consumer`).
 #[utoipa::path(tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d00000000004000800000000000000b"), WriteHeaders),
-    responses(Queued, WriteErrors<AllocationsWrite>))]
+    responses(Queued, BodilessWriteErrors<AllocationsWrite>))]
 #[post("/allocations/orders/{uuid}/approve")]
 pub async fn approve_order(
     identity: Authorized<AllocationsWrite>,
@@ -264,7 +264,7 @@ pub async fn reject_order(
 /// Cancel an order (`cancel`; Basic and Support offerings only).
 #[utoipa::path(tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The order's uuid", example = "0d00000000004000800000000000000d"), WriteHeaders),
-    responses(Queued, WriteErrors<AllocationsWrite>))]
+    responses(Queued, BodilessWriteErrors<AllocationsWrite>))]
 #[post("/allocations/orders/{uuid}/cancel")]
 pub async fn cancel_order(
     identity: Authorized<AllocationsWrite>,
@@ -480,7 +480,7 @@ impl Change {
 /// Terminate a resource: a Terminate order, followed until the resource is `Terminated`.
 #[utoipa::path(tag = "allocations", security(("bearer" = [])),
     params(("uuid" = String, Path, description = "The resource's uuid", example = "7e00000000004000800000000000000a"), WriteHeaders),
-    responses(Queued, WriteErrors<AllocationsWrite>))]
+    responses(Queued, BodilessWriteErrors<AllocationsWrite>))]
 #[post("/allocations/resources/{uuid}/terminate")]
 pub async fn terminate(
     identity: Authorized<AllocationsWrite>,
