@@ -1,7 +1,7 @@
 //! Text a site sends on to Puhuri: what a person reads must be what is stored. Control
 //! characters other than tab and line breaks (NUL, escape sequences...) and invisible formatting
 //! characters (bidirectional overrides, zero-width characters, the soft hyphen, the byte-order
-//! mark) are refused wherever a site writes text: in every string of a request body, its keys
+//! mark, the tag characters that can hide text, noncharacters) are refused wherever a site writes text: in every string of a request body, its keys
 //! included, and in usernames. Texts Puhuri keeps within a length are [`Bounded`] (and a
 //! [`Traceback`], bounded in bytes).
 
@@ -99,11 +99,18 @@ impl Serialize for Traceback {
 
 /// An invisible formatting character: Unicode's format controls that change how text is shown
 /// or joined without being seen (bidirectional embeddings, overrides and isolates, zero-width
-/// characters, the soft hyphen, the byte-order mark, interlinear annotation marks).
+/// characters, the soft hyphen, the byte-order mark, interlinear annotation marks), the
+/// combining grapheme joiner (U+034F, default-ignorable: shown as nothing), the whole tag block
+/// (U+E0000-U+E007F: invisible copies of ASCII that can carry hidden text, "ASCII smuggling"),
+/// and the noncharacters (U+FDD0-U+FDEF and the last two code points of every plane, U+FFFE,
+/// U+FFFF...; Unicode reserves them for a program's internal use, never for interchange).
 pub fn is_format(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+    let noncharacter = matches!(c, '\u{FDD0}'..='\u{FDEF}') || (c as u32) & 0xFFFE == 0xFFFE;
+    noncharacter
+        || matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}')
 }
 
 /// Whether `c` may stand in text a site writes: not a control character other than tab, line
@@ -173,6 +180,42 @@ mod tests {
             "\u{feff}x",
         ] {
             assert!(check(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// Characters shown as nothing that can hide text: the tag block (an invisible copy of
+    /// ASCII), noncharacters and the combining grapheme joiner.
+    #[test]
+    fn tags_noncharacters_and_the_grapheme_joiner_are_refused() {
+        let hidden: String = "ignore this"
+            .chars()
+            .map(|c| char::from_u32(0xE0000 + c as u32).unwrap())
+            .collect();
+        for bad in [
+            format!("ok{hidden}"),
+            "\u{E0000}".into(),
+            "\u{E0001}".into(),
+            "\u{E007F}".into(),
+            "a\u{FFFE}".into(),
+            "a\u{FFFF}".into(),
+            "\u{FDD0}".into(),
+            "\u{FDEF}".into(),
+            "\u{1FFFE}".into(),
+            "\u{10FFFF}".into(),
+            "a\u{034F}b".into(),
+        ] {
+            assert!(check(&bad).is_err(), "{bad:?}");
+        }
+        // Their neighbours are ordinary text.
+        for ok in [
+            "\u{034E}",
+            "\u{FDCF}",
+            "\u{FDF0}",
+            "\u{FFFD}",
+            "\u{E0100}",
+            "\u{1FFFD}",
+        ] {
+            assert!(check(ok).is_ok(), "{ok:?}");
         }
     }
 }
