@@ -137,19 +137,23 @@ impl Amount {
         {
             return Err(bad);
         }
-        // The exponent moves the decimal point; past a few thousand places the value is zero
-        // (after rounding) or far over the maximum, so it is clamped rather than parsed whole.
-        let shift: i64 = match exponent {
+        // The exponent moves the decimal point. It is read whole into an i128, or, past 30
+        // digits, held at +-10^30: no body has that many digits, so the value is then zero
+        // after rounding or far over the maximum exactly as the true exponent would make it
+        // (the digits and the exponent are weighed together below, never the exponent alone).
+        let shift: i128 = match exponent {
             None => 0,
             Some(e) => {
                 let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
                 if digits.is_empty() || !all_digits(digits) {
                     return Err(bad);
                 }
-                let magnitude: i64 = digits
-                    .trim_start_matches('0')
-                    .get(..6)
-                    .map_or_else(|| digits.parse().unwrap_or(0), |_| 100_000);
+                let significant = digits.trim_start_matches('0');
+                let magnitude: i128 = if significant.len() > 30 {
+                    10i128.pow(30)
+                } else {
+                    significant.parse().unwrap_or(0)
+                };
                 if e.starts_with('-') {
                     -magnitude
                 } else {
@@ -163,7 +167,7 @@ impl Amount {
             .chain(frac_part.bytes())
             .map(|b| b - b'0')
             .collect();
-        let point = int_part.len() as i64 + shift;
+        let point = int_part.len() as i128 + shift;
         let first_nonzero = digits.iter().position(|&d| d != 0);
         let Some(first_nonzero) = first_nonzero else {
             return Ok(Amount(Decimal::new(0, 2)));
@@ -171,19 +175,19 @@ impl Amount {
         if negative {
             return Err("must not be negative");
         }
-        if point - first_nonzero as i64 > i64::from(Self::MAX_INTEGER_DIGITS) {
+        if point - first_nonzero as i128 > i128::from(Self::MAX_INTEGER_DIGITS) {
             return Err(TOO_MANY_DIGITS);
         }
         // The value in hundredths, rounded half-to-even on the digits after the second place.
-        let digit_at = |i: i64| -> u8 {
-            if i < 0 || i >= digits.len() as i64 {
+        let digit_at = |i: i128| -> u8 {
+            if i < 0 || i >= digits.len() as i128 {
                 0
             } else {
                 digits[i as usize]
             }
         };
         let mut hundredths: i128 = 0;
-        for i in (point - i64::from(Self::MAX_INTEGER_DIGITS))..(point + 2) {
+        for i in (point - i128::from(Self::MAX_INTEGER_DIGITS))..(point + 2) {
             hundredths = hundredths * 10 + i128::from(digit_at(i));
         }
         let next = digit_at(point + 2);
@@ -449,6 +453,38 @@ mod tests {
         }
         assert_eq!(t("-1").unwrap_err(), "must not be negative");
         assert_eq!(t("\"-0.01\"").unwrap_err(), "must not be negative");
+    }
+
+    /// A long exponent is weighed with the digits it moves: `0.000…1e100001` is 1, whatever the
+    /// exponent's length.
+    #[test]
+    fn a_huge_exponent_is_exact_when_the_digits_balance_it() {
+        let t = |raw: String| Amount::from_json_text(&raw).map(|a| a.to_waldur());
+        let zeros = "0".repeat(100_000);
+        assert_eq!(t(format!("0.{zeros}1e100001")).unwrap(), "1.00");
+        assert_eq!(t(format!("1{zeros}0e-100001")).unwrap(), "1.00");
+        assert_eq!(t(format!("5{zeros}0e-100003")).unwrap(), "0.05");
+        assert_eq!(t(format!("\"5{zeros}0e-100003\"")).unwrap(), "0.05");
+        assert_eq!(t(format!("12345{zeros}e-100004")).unwrap(), "1.23");
+        assert_eq!(t(format!("0.{zeros}125e100001")).unwrap(), "1.25");
+        assert_eq!(
+            t(format!("0.{zeros}1e100018")).unwrap(),
+            "100000000000000000.00"
+        );
+        assert_eq!(
+            t(format!("0.{zeros}1e100019")).unwrap_err(),
+            TOO_MANY_DIGITS
+        );
+        assert_eq!(t(format!("1{zeros}e-100006")).unwrap(), "0.00");
+        assert_eq!(t(format!("6{zeros}e-100003")).unwrap(), "0.01");
+        let huge = "9".repeat(40);
+        assert_eq!(t(format!("1e{huge}")).unwrap_err(), TOO_MANY_DIGITS);
+        assert_eq!(t(format!("1e-{huge}")).unwrap(), "0.00");
+        assert_eq!(t(format!("0e{huge}")).unwrap(), "0.00");
+        assert_eq!(
+            t("1e0000000000000000000000000000000000003".into()).unwrap(),
+            "1000.00"
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod sandbox;
 mod site_helpers;
 mod store_faults;
 mod strict;
+mod strict_numbers;
 #[path = "../support/mod.rs"]
 mod support;
 mod tls;
