@@ -697,8 +697,17 @@ async fn reports_accepted_across_a_sentinel_failover_are_all_delivered() {
     let wait_until = std::time::Instant::now() + std::time::Duration::from_secs(30);
     for id in &accepted {
         loop {
-            let job = app.job(&token, id).await;
-            let state = job["state"].as_str().unwrap_or("").to_string();
+            // The store may still be settling after the failover: 503 "retry later" is the
+            // documented answer then, and the job is read again.
+            let response = app.get_as(&format!("/v1/jobs/{id}"), &token).await;
+            let status = response.status().as_u16();
+            assert!(status == 200 || status == 503, "GET job {id}: {status}");
+            let job: Value = response.json().await.unwrap();
+            let state = if status == 200 {
+                job["state"].as_str().unwrap_or("").to_string()
+            } else {
+                String::new()
+            };
             if state == "succeeded" || state == "superseded" {
                 break;
             }
