@@ -13,7 +13,7 @@ pub struct Health {
 }
 
 /// The process is alive.
-#[utoipa::path(tag = "health", responses((status = 200, body = Health)))]
+#[utoipa::path(tag = "health", responses((status = 200, body = Health), super::responses::QueryErrors))]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
@@ -63,6 +63,7 @@ fn upstream_token_check(state: &AppState) -> Check {
 #[utoipa::path(tag = "health", responses(
     (status = 200, body = Readiness),
     (status = 503, body = Readiness, description = "A check failed"),
+    super::responses::QueryErrors,
 ))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {

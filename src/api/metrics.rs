@@ -35,7 +35,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 }
 
 /// Prometheus metrics.
-#[utoipa::path(tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), super::responses::QueryErrors))]
 #[get("/metrics")]
 pub async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
     match state.store.counts().await {

@@ -282,13 +282,22 @@ pub struct TokenErrors;
 
 impl IntoResponses for TokenErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        build(vec![
-            Status {
-                description: "The query string has a parameter (the operation takes none)",
-                examples: vec![no_query_taken()],
-            },
-            unauthorized(),
-        ])
+        let mut responses = QueryErrors::responses();
+        responses.extend(build(vec![unauthorized()]));
+        responses
+    }
+}
+
+/// The one error of a route that needs no token and takes no query (`/healthz`, `/readyz`,
+/// `/metrics`): a query string, refused before any route runs (`middleware`).
+pub struct QueryErrors;
+
+impl IntoResponses for QueryErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        build(vec![Status {
+            description: "The query string has a parameter (the operation takes none)",
+            examples: vec![no_query_taken()],
+        }])
     }
 }
 
