@@ -88,6 +88,15 @@ fn forbidden(scope: Option<Scope>) -> Status {
         Some(Scope::AllocationsRead | Scope::AllocationsWrite) => {
             crate::api::allocations::not_bound("project")
         }
+        // The objects each kind of write checks (`reads::site_order`, `users::not_yours`).
+        Some(Scope::OrdersWrite) => ApiError::Forbidden(
+            "the order is not in one of this site's offerings, or does not exist".into(),
+        ),
+        Some(Scope::UsersWrite) => ApiError::Forbidden(
+            "the user is not on the team of a resource of this site's offerings, or does not \
+             exist"
+                .into(),
+        ),
         _ => ApiError::Forbidden(
             "the resource is not in one of this site's offerings, or does not exist".into(),
         ),
