@@ -43,6 +43,9 @@ pub mod metrics {
     pub const HTTP_DURATION: &str = "puhuri_gateway_http_request_duration_seconds";
     /// Counter: jobs stored, by `operation` (an idempotent replay is not counted again).
     pub const JOBS_ACCEPTED: &str = "puhuri_gateway_jobs_accepted_total";
+    /// Counter: pending jobs a newer job of the same coalescing key replaced before delivery
+    /// (a usage report's totals superseded by the next report of the month), by `operation`.
+    pub const JOBS_SUPERSEDED: &str = "puhuri_gateway_jobs_superseded_total";
     /// Counter: jobs that reached a final state through delivery, by `operation` and `outcome`
     /// (`succeeded`, `failed`, `dead`).
     pub const JOBS_FINISHED: &str = "puhuri_gateway_jobs_finished_total";
@@ -126,6 +129,15 @@ pub mod metrics {
 
     /// One delivery attempt of an event (`event_type`, a bounded set) was stored, leaving its
     /// delivery in `state`.
+    /// A job stored by the site API, and the pending jobs it superseded.
+    pub fn job_accepted(operation: &'static str, superseded: u32) {
+        metrics::counter!(JOBS_ACCEPTED, "operation" => operation).increment(1);
+        if superseded > 0 {
+            metrics::counter!(JOBS_SUPERSEDED, "operation" => operation)
+                .increment(u64::from(superseded));
+        }
+    }
+
     pub fn event_attempt(event_type: &str, state: JobState) {
         metrics::counter!(EVENT_ATTEMPTS, "type" => event_type.to_owned(), "outcome" => state.as_str())
             .increment(1);

@@ -40,7 +40,7 @@ fn job(site: &str, operation: &str, object: &str) -> NewJob {
 
 async fn add(store: &dyn JobStore, j: NewJob) -> JobRecord {
     match store.enqueue(j).await.unwrap() {
-        EnqueueOutcome::Created(r) => r,
+        EnqueueOutcome::Created(r, _) => r,
         other => panic!("expected Created, got {other:?}"),
     }
 }

@@ -23,6 +23,7 @@ const METRIC_FAMILIES: &[&str] = &[
     "puhuri_gateway_http_requests_total",
     "puhuri_gateway_http_request_duration_seconds",
     "puhuri_gateway_jobs_accepted_total",
+    "puhuri_gateway_jobs_superseded_total",
     "puhuri_gateway_jobs_finished_total",
     "puhuri_gateway_jobs",
     "puhuri_gateway_queue_oldest_ready_age_seconds",
@@ -1211,6 +1212,88 @@ async fn wait_for_state(
 }
 
 const RESOURCE_OK: &str = puhuri_gateway::sim::demo::RESOURCE_OK_UUID;
+
+/// A usage report waiting behind the in-flight limit is superseded by the next report of the
+/// same resource and month: `puhuri_gateway_jobs_superseded_total` counts it, by operation, and
+/// the newer report is delivered (the embedded store; Redis's enqueue answers the same count,
+/// `cargo test --test queue`).
+#[test]
+fn superseded_jobs_are_counted_by_operation() {
+    let env = [("PUHURI_GATEWAY_DELIVERY__MAX_IN_FLIGHT", "1")];
+    let gateway = Gateway::start_with(&env);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    let token = gateway.token();
+    let sim = gateway.simulator();
+    rt.block_on(async {
+        let seeded: serde_json::Value = client
+            .post(format!("{sim}resources"))
+            .json(&serde_json::json!({"count": 1}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let other = seeded[0]["uuid"].as_str().unwrap().to_string();
+        // a slow call holds the only in-flight place...
+        let slow = serde_json::json!({"kind": "latency", "latency_ms": 2500, "times": 1,
+            "path_prefix": "marketplace-component-usages/set_usage/"});
+        let set = client
+            .post(format!("{sim}faults"))
+            .json(&slow)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(set.status(), 201);
+        let slow_job: serde_json::Value =
+            post_usage(&client, &gateway, &token, RESOURCE_OK, 1.0, false)
+                .await
+                .json()
+                .await
+                .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // ...while two reports of another resource's month arrive: the second replaces the first
+        let first: serde_json::Value = post_usage(&client, &gateway, &token, &other, 1.0, false)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let second: serde_json::Value = post_usage(&client, &gateway, &token, &other, 2.0, false)
+            .await
+            .json()
+            .await
+            .unwrap();
+        for (job, state) in [
+            (&first, "superseded"),
+            (&second, "succeeded"),
+            (&slow_job, "succeeded"),
+        ] {
+            wait_for_state(
+                &client,
+                &gateway,
+                &token,
+                job["job_id"].as_str().unwrap(),
+                state,
+            )
+            .await;
+        }
+        let s = Scrape::of(&client, &gateway).await;
+        let usage = ("operation", "usage.report");
+        assert_eq!(s.value("puhuri_gateway_jobs_accepted_total", &[usage]), 3.0);
+        assert_eq!(
+            s.value("puhuri_gateway_jobs_superseded_total", &[usage]),
+            1.0
+        );
+        assert_eq!(
+            s.value(
+                "puhuri_gateway_jobs_finished_total",
+                &[usage, ("outcome", "succeeded")]
+            ),
+            2.0
+        );
+    });
+}
 
 /// Two gateway processes on one Redis, each with its own simulator, scraped after: site API
 /// calls (good, unauthenticated, unknown routes), deliveries that succeed, one Puhuri refuses

@@ -119,6 +119,7 @@ conformance!(
     coalescing_skips_running_job,
     coalescing_two_pending_jobs,
     coalescing_keeps_the_order_of_other_jobs,
+    enqueue_answers_how_many_it_superseded,
     limit_in_flight,
     limit_per_second,
     limit_per_second_window,
@@ -219,7 +220,7 @@ async fn other_month_report(store: &dyn JobStore) -> JobRecord {
 
 async fn add(store: &dyn JobStore, j: NewJob) -> JobRecord {
     match store.enqueue(j).await.expect("enqueue") {
-        EnqueueOutcome::Created(r) => r,
+        EnqueueOutcome::Created(r, _) => r,
         other => panic!("expected Created, got {other:?}"),
     }
 }
@@ -757,6 +758,30 @@ async fn coalescing_two_pending_jobs(store: &dyn JobStore) {
     assert_idle(store).await;
 }
 
+/// Enqueue answers how many pending jobs the new one superseded (the site API counts them in
+/// `puhuri_gateway_jobs_superseded_total`): none for a first job, one for the next of its key,
+/// none while the older one is running (it is not replaced) or for another key, one again once
+/// a job of the key waits.
+async fn enqueue_answers_how_many_it_superseded(store: &dyn JobStore) {
+    let ck = "usage:resource:1:2025-01";
+    let enqueue = |cpu: &str, key: &str| {
+        let job = usage_job("resource:1", key, json!({ "cpu": cpu }));
+        async {
+            match store.enqueue(job).await.expect("enqueue") {
+                EnqueueOutcome::Created(_, n) => n,
+                other => panic!("expected Created, got {other:?}"),
+            }
+        }
+    };
+    assert_eq!(enqueue("1", ck).await, 0);
+    assert_eq!(enqueue("2", ck).await, 1);
+    let running = lease(store, "w1").await;
+    assert_eq!(running.coalesce_key.as_deref(), Some(ck));
+    assert_eq!(enqueue("3", ck).await, 0);
+    assert_eq!(enqueue("1", "usage:resource:1:2025-02").await, 0);
+    assert_eq!(enqueue("4", ck).await, 1);
+}
+
 /// Absorbing the head and the last job of a line whose middle job has another key: the middle
 /// job becomes the head and goes first; the newcomer waits behind it.
 async fn coalescing_keeps_the_order_of_other_jobs(store: &dyn JobStore) {
@@ -1268,7 +1293,7 @@ async fn sentinel_failover_loses_nothing_acknowledged_and_the_store_recovers() {
         }
         n += 1;
         match store.enqueue(job("alpha", "usage", &format!("r{n}"))).await {
-            Ok(EnqueueOutcome::Created(r)) => acknowledged.push(r.id),
+            Ok(EnqueueOutcome::Created(r, _)) => acknowledged.push(r.id),
             Ok(other) => panic!("{other:?}"),
             Err(_) => {
                 not_acknowledged += 1;

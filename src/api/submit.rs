@@ -180,9 +180,8 @@ pub async fn enqueue(
     let outcome = state.store.enqueue(job).await?;
     state.wake.notify_one();
     Ok(match outcome {
-        EnqueueOutcome::Created(job) => {
-            metrics::counter!("puhuri_gateway_jobs_accepted_total", "operation" => op.name())
-                .increment(1);
+        EnqueueOutcome::Created(job, superseded) => {
+            crate::telemetry::metrics::job_accepted(op.name(), superseded);
             (job, true)
         }
         EnqueueOutcome::Existing(job) => (job, false),

@@ -178,7 +178,7 @@ impl EventHub {
             .filter(|l| l.endpoint.wants(event.event_type))
         {
             match enqueue(lane, object_key, event, true).await {
-                Ok(EnqueueOutcome::Created(_)) => stored += 1,
+                Ok(EnqueueOutcome::Created(..)) => stored += 1,
                 Ok(EnqueueOutcome::Existing(_)) => {}
                 Err(e) => {
                     tracing::warn!(site, endpoint = %lane.endpoint.name, event = %event.id, error = %e, "could not store an event");

@@ -285,8 +285,9 @@ impl JobRecord {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum EnqueueOutcome {
-    /// A new job was stored (possibly superseding older ones).
-    Created(JobRecord),
+    /// A new job was stored, and how many pending jobs of its coalescing key it superseded
+    /// (0 when none).
+    Created(JobRecord, u32),
     /// The same idempotency key and fingerprint were seen before: this is that job.
     Existing(JobRecord),
 }
@@ -294,7 +295,7 @@ pub enum EnqueueOutcome {
 impl EnqueueOutcome {
     pub fn job(&self) -> &JobRecord {
         match self {
-            EnqueueOutcome::Created(j) | EnqueueOutcome::Existing(j) => j,
+            EnqueueOutcome::Created(j, _) | EnqueueOutcome::Existing(j) => j,
         }
     }
 }

@@ -63,6 +63,7 @@ impl JobStore for EmbeddedStore {
             }
             let mut payload = std::mem::take(&mut job.payload);
             let mut absorbed = None;
+            let mut superseded = 0;
             // coalescing: absorb pending jobs of this object with the same key
             if let Some(ck) = &job.coalesce_key {
                 let line: Vec<JobId> = idx
@@ -81,6 +82,7 @@ impl JobStore for EmbeddedStore {
                     }
                     idx.remove_ready(old);
                     s.record.superseded_by = Some(id);
+                    superseded += 1;
                     set_state(idx, &mut s, JobState::Superseded, now);
                     finish(idx, &mut s, now);
                     tx.put(&s)?;
@@ -105,7 +107,7 @@ impl JobStore for EmbeddedStore {
                 .or_default()
                 .push_back(id);
             promote_head(idx, tx, &job.object_key, now)?;
-            Ok(Done::Commit(EnqueueOutcome::Created(s.record)))
+            Ok(Done::Commit(EnqueueOutcome::Created(s.record, superseded)))
         })
         .await
     }

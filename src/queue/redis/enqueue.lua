@@ -1,8 +1,8 @@
 -- ARGV: prefix, id, site, operation, object_key, coalesce_key|'', payload (without usages),
 --       usages JSON object|'', idempotency key|'', fingerprint, ms to keep `newest:<ck>`, then
 --       the names of the usages' components
--- Returns { 'created', id, created_at ms, merged usages|'' } for a new job (the caller knows the
--- rest of the record), { 'existing', field, value, ... } or { 'conflict', id }.
+-- Returns { 'created', id, created_at ms, merged usages|'', jobs superseded } for a new job (the
+-- caller knows the rest of the record), { 'existing', field, value, ... } or { 'conflict', id }.
 -- This runs once per accepted request: every redis.call costs about a microsecond on top of the
 -- command itself, so the bookkeeping of set_state and finish is inlined and netted out.
 local id, site, op, okey, ckey = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -148,4 +148,4 @@ elseif redis.call('RPUSH', line, id) == 1 then
 elseif superseded > 0 then
   promote_head(okey)
 end
-return { 'created', id, now, absorbed_usages and usages or '' }
+return { 'created', id, now, absorbed_usages and usages or '', tostring(superseded) }

@@ -87,10 +87,13 @@ pub(super) fn created_record(
     id: JobId,
     mut job: NewJob,
     reply: &[String],
-) -> StoreResult<JobRecord> {
-    let [reply_id, created_at, merged] = reply else {
+) -> StoreResult<(JobRecord, u32)> {
+    let [reply_id, created_at, merged, superseded] = reply else {
         return Err(corrupt("bad enqueue reply"));
     };
+    let superseded: u32 = superseded
+        .parse()
+        .map_err(|_| corrupt("bad enqueue reply: superseded count"))?;
     if *reply_id != id.to_string() {
         return Err(corrupt("enqueue replied for another job"));
     }
@@ -103,7 +106,7 @@ pub(super) fn created_record(
             obj.insert(COALESCE_FIELD.to_owned(), usages);
         }
     }
-    Ok(JobRecord::queued(id, &job, payload, created_at))
+    Ok((JobRecord::queued(id, &job, payload, created_at), superseded))
 }
 
 /// Split the coalesced `usages` object off the payload (see the module doc): the rest of the

@@ -62,7 +62,8 @@ impl JobStore for RedisStore {
         let reply: Vec<String> = self.run(Call::Write, &ENQUEUE, args).await?;
         let (status, rest) = Self::split_status(reply)?;
         match status.as_str() {
-            "created" => created_record(id, job, &rest).map(EnqueueOutcome::Created),
+            "created" => created_record(id, job, &rest)
+                .map(|(job, superseded)| EnqueueOutcome::Created(job, superseded)),
             "existing" => Ok(EnqueueOutcome::Existing(parse_job(&rest)?)),
             "conflict" => {
                 let existing = rest
