@@ -11,12 +11,20 @@
 //!   `is_commercial` (booleans) and `used_ai_tech` (a list of the exact choices below).
 //! - limits: the offering's components ([`LimitRules`]): a limit may be given only for a component
 //!   whose `billing_type` is `limit` (Waldur keeps limits for those only), as a non-negative
-//!   number.
+//!   whole number. Waldur 8.0.5 reads each limit with an integer field ("A valid integer is
+//!   required."), so a limit is read from the number's text exactly ([`whole_limits`]) and sent
+//!   as an integer: `2000.0` and `2e3` are 2000, and a fraction however small
+//!   (`1.0000000000000000001`, `1e-400`) is refused rather than rounded.
 //!
 //! `name` and `description` are always allowed in creation attributes: Waldur reads them as the
 //! new resource's name and description, whatever the offering publishes.
 
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use super::number::{NotWhole, whole_number};
 
 /// LUMI's `used_ai_tech` choices, exactly as spelled in the guide.
 pub const LUMI_AI_TECH_CHOICES: &[&str] = &[
@@ -45,6 +53,42 @@ pub const DESCRIPTION_MAX_CHARS: usize = 4096;
 /// (Waldur's included, which keeps limits as JSON numbers) holds exactly. A larger one would be
 /// stored rounded (`1.2345678901234568e+29`), so it is refused instead.
 pub const LIMIT_MAX: f64 = 9_007_199_254_740_991.0;
+
+/// Limits as a request spelled them (`at` is the field path, e.g. `limits`), read exactly: a
+/// whole number becomes an integer (`2000.0`, `2e3` -> 2000, `-0` -> 0); a number with a
+/// fraction is a violation, "must be a whole number"; anything else (a string, a number too
+/// large for 64 bits) is kept as JSON reads it, for [`LimitRules::check`] to name.
+pub fn whole_limits(
+    at: &str,
+    raw: &BTreeMap<String, Box<RawValue>>,
+) -> Result<Map<String, Value>, Vec<RuleViolation>> {
+    let mut out = Map::new();
+    let mut fractions = vec![];
+    for (name, value) in raw {
+        let text = value.get();
+        let read = match whole_number(text) {
+            Ok(n) => u64::try_from(n)
+                .map(Value::from)
+                .or_else(|_| i64::try_from(n).map(Value::from))
+                .ok(),
+            Err(NotWhole::Fraction) => {
+                fractions.push(RuleViolation::new(
+                    format!("{at}.{name}"),
+                    "must be a whole number",
+                ));
+                continue;
+            }
+            Err(NotWhole::NotANumber | NotWhole::TooLarge { .. }) => None,
+        };
+        let read = read.map_or_else(|| serde_json::from_str(text), Ok);
+        out.insert(name.clone(), read.unwrap_or(Value::Null));
+    }
+    if fractions.is_empty() {
+        Ok(out)
+    } else {
+        Err(fractions)
+    }
+}
 
 /// Checks a resource name (`field` names it): 1-150 characters, not only blanks.
 pub fn check_name(field: &str, name: &str) -> Option<RuleViolation> {
@@ -474,6 +518,39 @@ mod tests {
                     &obj(json!({"cpu_k_hours": 9_007_199_254_740_991u64}))
                 )
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn limits_are_read_from_their_text_as_whole_numbers() {
+        let raw =
+            |text: &str| -> BTreeMap<String, Box<RawValue>> { serde_json::from_str(text).unwrap() };
+        let read = whole_limits(
+            "limits",
+            &raw(r#"{"a": 2000.0, "b": 1e3, "c": -0, "d": 7, "e": "ten", "f": -3}"#),
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&read).unwrap(),
+            r#"{"a":2000,"b":1000,"c":0,"d":7,"e":"ten","f":-3}"#
+        );
+        let huge = whole_limits("limits", &raw(r#"{"a": 123456789012345678901234567890}"#));
+        assert_eq!(huge.unwrap()["a"].as_f64(), Some(1.2345678901234568e29));
+        let refused = whole_limits(
+            "limits",
+            &raw(
+                r#"{"a": 1.0000000000000000001, "b": 0.99999999999999999999, "c": 1e-400, "d": 1}"#,
+            ),
+        )
+        .unwrap_err();
+        assert_eq!(
+            fields(refused.clone()),
+            ["limits.a", "limits.b", "limits.c"]
+        );
+        assert!(
+            refused
+                .iter()
+                .all(|v| v.message == "must be a whole number")
         );
     }
 

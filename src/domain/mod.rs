@@ -9,6 +9,7 @@ pub mod allocation_ops;
 pub mod clock;
 pub mod event;
 pub mod ids;
+pub mod number;
 pub mod operations;
 pub mod report;
 pub mod retry;

@@ -10,6 +10,8 @@ use std::fmt;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use rust_decimal::Decimal;
+
+use super::number::{DecimalText, whole_number};
 use serde::{Deserialize, Serialize};
 
 /// A calendar month, `YYYY-MM`.
@@ -117,57 +119,9 @@ impl Amount {
     /// (after the exponent is applied) is refused.
     pub fn parse_text(text: &str) -> Result<Amount, &'static str> {
         let bad = "must be a decimal number such as 12.5, 1520.25 or 1e3";
-        let (negative, unsigned) = match text.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, text),
-        };
-        let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
-            Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
-            None => (unsigned, None),
-        };
-        let (int_part, frac_part) = match mantissa.split_once('.') {
-            Some((i, f)) => (i, f),
-            None => (mantissa, ""),
-        };
-        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if int_part.is_empty()
-            || !all_digits(int_part)
-            || !all_digits(frac_part)
-            || (mantissa.contains('.') && frac_part.is_empty())
-        {
-            return Err(bad);
-        }
-        // The exponent moves the decimal point. It is read whole into an i128, or, past 30
-        // digits, held at +-10^30: no body has that many digits, so the value is then zero
-        // after rounding or far over the maximum exactly as the true exponent would make it
-        // (the digits and the exponent are weighed together below, never the exponent alone).
-        let shift: i128 = match exponent {
-            None => 0,
-            Some(e) => {
-                let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
-                if digits.is_empty() || !all_digits(digits) {
-                    return Err(bad);
-                }
-                let significant = digits.trim_start_matches('0');
-                let magnitude: i128 = if significant.len() > 30 {
-                    10i128.pow(30)
-                } else {
-                    significant.parse().unwrap_or(0)
-                };
-                if e.starts_with('-') {
-                    -magnitude
-                } else {
-                    magnitude
-                }
-            }
-        };
-        // All digits, and where the point falls among them.
-        let digits: Vec<u8> = int_part
-            .bytes()
-            .chain(frac_part.bytes())
-            .map(|b| b - b'0')
-            .collect();
-        let point = int_part.len() as i128 + shift;
+        let number = DecimalText::parse(text).ok_or(bad)?;
+        let (negative, point) = (number.negative, number.point);
+        let digits = &number.digits;
         let first_nonzero = digits.iter().position(|&d| d != 0);
         let Some(first_nonzero) = first_nonzero else {
             return Ok(Amount(Decimal::new(0, 2)));
@@ -179,13 +133,7 @@ impl Amount {
             return Err(TOO_MANY_DIGITS);
         }
         // The value in hundredths, rounded half-to-even on the digits after the second place.
-        let digit_at = |i: i128| -> u8 {
-            if i < 0 || i >= digits.len() as i128 {
-                0
-            } else {
-                digits[i as usize]
-            }
-        };
+        let digit_at = |i: i128| number.digit_at(i);
         let mut hundredths: i128 = 0;
         for i in (point - i128::from(Self::MAX_INTEGER_DIGITS))..(point + 2) {
             hundredths = hundredths * 10 + i128::from(digit_at(i));
@@ -271,19 +219,25 @@ pub fn check_component_count(n: usize) -> Result<(), &'static str> {
     }
 }
 
-/// A component's limit as a request gives it: a whole number as JSON Schema counts it (RFC 8259
-/// numbers: `2000` and `2000.0` alike), not negative; a number with a fraction at most 2^53 (the
-/// largest a double holds exactly).
+/// A component's limit as a request gives it: a whole number as JSON Schema counts it (the
+/// value, not its spelling: `2000`, `2000.0` and `2e3` alike), not negative, at most
+/// `u64::MAX`. Read from the number's text exactly ([`whole_limit_text`]), so a fraction however
+/// small (`1.0000000000000000001`, `1e-400`) is refused, never rounded.
 pub fn whole_limit(value: &serde_json::Value) -> Result<u64, &'static str> {
-    value
-        .as_u64()
-        .or_else(|| {
-            value
-                .as_f64()
-                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 9_007_199_254_740_992.0)
-                .map(|f| f as u64)
-        })
-        .ok_or("must be a whole number, not negative")
+    match value {
+        serde_json::Value::Number(n) => whole_limit_text(&n.to_string()),
+        _ => Err(NOT_WHOLE),
+    }
+}
+
+const NOT_WHOLE: &str = "must be a whole number, not negative";
+
+/// [`whole_limit`] from the JSON text of a value as the client sent it (a string, `"5"`, is
+/// not a number).
+pub fn whole_limit_text(raw: &str) -> Result<u64, &'static str> {
+    (whole_number(raw).ok())
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or(NOT_WHOLE)
 }
 
 /// An offering component's `type` (the key Waldur's usage reports use), e.g. `cpu_k_hours`.
@@ -520,6 +474,25 @@ mod tests {
                 Err("must be a whole number, not negative"),
                 "{bad}"
             );
+        }
+    }
+
+    /// The text as sent: a fraction however small is not rounded away.
+    #[test]
+    fn a_limit_with_any_fraction_is_refused_from_its_text() {
+        assert_eq!(whole_limit_text("2000.0"), Ok(2000));
+        assert_eq!(whole_limit_text("2e3"), Ok(2000));
+        assert_eq!(whole_limit_text("-0"), Ok(0));
+        assert_eq!(whole_limit_text("18446744073709551615"), Ok(u64::MAX));
+        for bad in [
+            "1.0000000000000000001",
+            "0.99999999999999999999",
+            "1e-400",
+            "18446744073709551616",
+            "-1",
+            "\"5\"",
+        ] {
+            assert_eq!(whole_limit_text(bad), Err(NOT_WHOLE), "{bad}");
         }
     }
 

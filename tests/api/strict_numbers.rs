@@ -83,3 +83,110 @@ async fn tag_characters_noncharacters_and_the_grapheme_joiner_are_refused() {
     }
     no_jobs(&app, &token).await;
 }
+
+fn file_token(app: &TestApp, file: &str) -> String {
+    std::fs::read_to_string(app.data_dir().join(file))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn allocation_body(limit: &str) -> String {
+    format!(
+        r#"{{"project_uuid": "{}", "offering_uuid": "{}", "plan_uuid": "{}",
+            "attributes": {{"name": "Climate 2027", "is_industry": false, "is_training": false,
+                            "is_commercial": false, "used_ai_tech": ["Other"]}},
+            "limits": {{"cpu_k_hours": {limit}, "gpu_k_hours": 5}}}}"#,
+        demo::ALLOCATOR_REVIEW_PROJECT_UUID,
+        demo::ALLOCATION_OFFERING_UUID,
+        demo::ALLOCATION_PLAN_UUID,
+    )
+}
+
+async fn create_allocation(app: &TestApp, token: &str, key: &str, body: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/allocations"))
+        .bearer_auth(token)
+        .header("Content-Type", "application/json")
+        .header("Idempotency-Key", key)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request sent")
+}
+
+/// A limit is a whole number read from its text: a fraction however small is a 422, never
+/// rounded away, on a resource's limits and on an allocation's alike.
+#[tokio::test]
+async fn a_limit_with_any_fraction_is_refused_not_rounded() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let alloc = file_token(&app, "demo-allocator.token");
+    let path = format!("/v1/resources/{}/limits", demo::RESOURCE_OK_UUID);
+    for limit in [
+        "1.0000000000000000001",
+        "0.99999999999999999999",
+        "1e-400",
+        "2000.5",
+    ] {
+        let body = format!(r#"{{"limits": {{"cpu_k_hours": {limit}}}}}"#);
+        let problem = assert_problem(
+            send_raw(&app, reqwest::Method::PUT, &path, &token, &body).await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(
+            problem["errors"][0]["field"], "limits.cpu_k_hours",
+            "{limit}: {problem}"
+        );
+        assert!(
+            problem["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("must be a whole number"),
+            "{problem}"
+        );
+        let problem = assert_problem(
+            create_allocation(&app, &alloc, &format!("k-{limit}"), &allocation_body(limit)).await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(
+            problem["errors"],
+            json!([{"field": "limits.cpu_k_hours", "message": "must be a whole number"}]),
+            "{limit}"
+        );
+    }
+    no_jobs(&app, &token).await;
+    no_jobs(&app, &alloc).await;
+}
+
+/// Waldur reads limits as integers: `1e3` and `-0` reach it as 1000 and 0, never `1000.0` or
+/// `-0.0`.
+#[tokio::test]
+async fn whole_limits_reach_puhuri_as_integers() {
+    let app = spawn_manual_app().await;
+    let alloc = file_token(&app, "demo-allocator.token");
+    for (i, (limit, sent)) in [("1e3", 1000u64), ("-0", 0), ("2000.0", 2000)]
+        .into_iter()
+        .enumerate()
+    {
+        let response =
+            create_allocation(&app, &alloc, &format!("int-{i}"), &allocation_body(limit)).await;
+        let job = accepted(response).await;
+        app.drain().await;
+        let orders: Vec<Value> = app
+            .sim_calls("/api/marketplace-orders/")
+            .await
+            .into_iter()
+            .filter(|c| c["method"] == "POST" && c["body"]["limits"].is_object())
+            .collect();
+        let body = &orders.last().unwrap_or_else(|| panic!("{job}: no order"))["body"];
+        let value = &body["limits"]["cpu_k_hours"];
+        assert!(value.is_u64(), "{limit}: {body}");
+        assert_eq!(value.as_u64(), Some(sent), "{limit}: {body}");
+        assert_eq!(body["limits"]["gpu_k_hours"], 5, "{body}");
+    }
+}

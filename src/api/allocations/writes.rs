@@ -6,6 +6,9 @@
 
 use actix_web::{HttpRequest, HttpResponse, patch, post, web};
 use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
@@ -21,7 +24,7 @@ use crate::auth::scoped::{AllocationsWrite, Authorized};
 use crate::domain::WaldurUuid;
 use crate::domain::allocation::{
     LimitRules, OptionRules, RuleViolation, check_description, check_name,
-    check_standard_attributes,
+    check_standard_attributes, whole_limits,
 };
 use crate::domain::operations::{
     AllocationCreate, AllocationLimits, AllocationOptions, AllocationOrderAction,
@@ -54,9 +57,10 @@ pub struct CreateAllocationRequest {
     /// `is_commercial`, `used_ai_tech`).
     #[schema(value_type = Option<Object>)]
     pub attributes: Option<Map<String, Value>>,
-    /// Component type -> limit, for the offering's limit-type components (non-negative numbers).
+    /// Component type -> limit, for the offering's limit-type components (whole numbers, not
+    /// negative; `2000.0` is 2000, a fraction is refused).
     #[schema(value_type = Option<Object>)]
-    pub limits: Option<Map<String, Value>>,
+    pub limits: Option<BTreeMap<String, Box<RawValue>>>,
     /// Approve the order as consumer when it waits for the consumer's review (default false).
     #[serde(default)]
     pub approve_as_consumer: bool,
@@ -69,11 +73,16 @@ fn violations(v: Vec<RuleViolation>) -> Result<(), ApiError> {
     if v.is_empty() {
         return Ok(());
     }
-    Err(ApiError::validation(
+    Err(refused(v))
+}
+
+/// The 422 naming each violation.
+fn refused(v: Vec<RuleViolation>) -> ApiError {
+    ApiError::validation(
         v.into_iter()
             .map(|v| FieldError::new(v.field, v.message))
             .collect(),
-    ))
+    )
 }
 
 /// `value` with every number spelled one way (`100`, `100.0` and `1e2` alike), for the
@@ -145,7 +154,7 @@ pub async fn create_allocation(
         .transpose()?;
     let request_comment = comment_field(request.request_comment, "request_comment")?;
     let attributes = request.attributes.unwrap_or_default();
-    let limits = request.limits.unwrap_or_default();
+    let limits = whole_limits("limits", &request.limits.unwrap_or_default()).map_err(refused)?;
     bound_project(&state, &identity, &project).await?;
     let offering = bound_offering(&state, &identity, &offering_uuid).await?;
     let mut found = check_standard_attributes("attributes", &attributes);
@@ -401,9 +410,10 @@ pub async fn update_options(
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"limits": {"cpu_k_hours": 200, "gpu_k_hours": 5, "gb_k_hours": 10}}))]
 pub struct LimitsRequest {
-    /// Component type -> limit (limit-type components, non-negative numbers).
+    /// Component type -> limit (limit-type components, whole numbers, not negative; `2000.0` is
+    /// 2000, a fraction is refused).
     #[schema(value_type = Object)]
-    pub limits: Map<String, Value>,
+    pub limits: BTreeMap<String, Box<RawValue>>,
 }
 
 /// Change a resource's limits (`update_limits`): an Update order, followed to its end.
@@ -436,9 +446,8 @@ pub async fn update_limits(
             })
         },
     };
-    change
-        .submit(&state, &identity, &req, &path, body.into_inner().limits)
-        .await
+    let limits = whole_limits("limits", &body.into_inner().limits).map_err(refused)?;
+    change.submit(&state, &identity, &req, &path, limits).await
 }
 
 /// A change of a resource's options or limits: what differs between the two. The steps are the

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::api::body::{JsonBody, Object};
 use actix_web::{HttpRequest, HttpResponse, post, put, web};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::site_resource;
@@ -17,7 +17,7 @@ use crate::domain::operations::{
     Operation, Report, ReportSection, ResourceBackendId, ResourceLimits, ResourceReport,
     ResourceState, SettableState,
 };
-use crate::domain::usage::whole_limit;
+use crate::domain::usage::whole_limit_text;
 use crate::domain::{BackendId, ComponentType};
 use crate::error::{ApiError, FieldError};
 
@@ -197,7 +197,7 @@ pub async fn submit_report(
 pub struct LimitsRequest {
     /// Component type → a whole number ≥ 0. Each type must be a component of the offering.
     #[schema(value_type = crate::api::component_maps::ComponentLimits)]
-    pub limits: BTreeMap<String, Value>,
+    pub limits: BTreeMap<String, Box<RawValue>>,
 }
 
 /// Set a resource's limits (`set_limits`; no order is created).
@@ -226,7 +226,7 @@ pub async fn set_limits(
     }
     let mut limits = BTreeMap::new();
     for (type_, value) in &request.limits {
-        match whole_limit(value) {
+        match whole_limit_text(value.get()) {
             Ok(n) => {
                 limits.insert(type_.as_str(), n);
             }
