@@ -26,6 +26,8 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .install_recorder()
                 .ok()?;
             metrics::counter!(m::LEASE_RECLAIMS).increment(0);
+            // Only usage reports coalesce (the one operation with a coalescing key).
+            metrics::counter!(m::JOBS_SUPERSEDED, "operation" => "usage.report").increment(0);
             for source in ["api", "worker"] {
                 metrics::counter!(m::STORE_ERRORS, "source" => source).increment(0);
             }
