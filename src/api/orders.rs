@@ -6,9 +6,10 @@
 //! leads (approve: `executing`, `done` or `pending-start-date`; reject: `rejected`; done: `done`;
 //! erred: `erred`) is success, anything else fails the job with Waldur's reason and the state.
 
-use crate::api::body::{JsonBody, NoBody, OptionalJsonBody};
+use crate::api::body::{JsonBody, NoBody, Object, OptionalJsonBody};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -46,9 +47,11 @@ pub const ORDER_TYPES: [&str; 4] = ["Create", "Update", "Terminate", "Restore"];
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveRequest {
-    /// Merged into the order's attributes in Puhuri.
+    /// Merged into the order's attributes in Puhuri. Numbers go on exactly as written, so one a
+    /// JSON value would change (`1e3`, `-0`, `1.50`, more digits than a double holds) is a 422
+    /// naming it and the spelling it would become.
     #[schema(value_type = Option<Object>)]
-    pub attributes: Option<Map<String, Value>>,
+    pub attributes: Option<Object<Box<RawValue>>>,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -106,15 +109,33 @@ pub async fn approve_order(
     path: web::Path<String>,
     body: OptionalJsonBody<ApproveRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let request = body.0;
-    let sent = serde_json::json!({ "attributes": request.attributes });
+    let attributes = match body.0.attributes {
+        None => None,
+        Some(Object(raw)) => Some(exact_attributes(raw.get())?),
+    };
+    let sent = serde_json::json!({ "attributes": attributes });
     queue_transition(&state, &identity, &req, &path, sent, |order_uuid| {
         Operation::OrderApprove(OrderApprove {
             order_uuid,
-            attributes: request.attributes,
+            attributes,
         })
     })
     .await
+}
+
+/// An approval's `attributes` from their JSON text (an object, checked by the body reader), if
+/// every number in them is kept as written; otherwise a 422 naming the first that is not.
+fn exact_attributes(raw: &str) -> Result<Map<String, Value>, ApiError> {
+    if let Some((field, kept)) = crate::domain::number::first_changed_number("attributes", raw) {
+        return Err(ApiError::field(
+            field,
+            format!(
+                "must be a number kept as written: it would be sent as {kept}; write it so, or \
+                 send the value as a string"
+            ),
+        ));
+    }
+    serde_json::from_str(raw).map_err(|e| ApiError::InvalidJson(super::describe_serde_error(&e)))
 }
 
 /// Reject an order waiting for the provider (`reject_by_provider`).

@@ -6,6 +6,15 @@
 //! leading `-`, nothing else (no spaces, `+`, `_`, thousands separators, `NaN`, `Infinity`, `.5`
 //! or `5.`). JSON's own number grammar (RFC 8259 §6) is inside it, so a JSON number's text is
 //! read as written, at any length.
+//!
+//! Values a site hands on without a rule of their own (an order approval's `attributes`) are
+//! held as JSON values, whose numbers are 64-bit integers or doubles: serde_json's
+//! `arbitrary_precision` would keep every spelling, but it changes how every number in the
+//! crate compares and reads (amounts, limits, the simulator), so it is not used. Such a value
+//! instead keeps only numbers that come back as they were written ([`first_changed_number`]):
+//! `5`, `-3`, `1.5`, `1000.0` go through; `1e3` (kept as `1000.0`), `-0` (`-0.0`), `1.50`
+//! (`1.5`) or `123456789012345678901234567890` (`1.2345678901234568e+29`) are a 422 naming the
+//! field and the spelling that would be kept, so what Puhuri receives is what was sent.
 
 /// A decimal as its digits and the place of its point: the value is
 /// `0.d₀d₁d₂… × 10^point`, negated when `negative`. The exponent is weighed with the digits it
@@ -133,6 +142,42 @@ pub fn whole_number(text: &str) -> Result<i128, NotWhole> {
     Ok(if number.negative { -value } else { value })
 }
 
+/// The first number in the JSON text `raw` (a value, at path `at`) that a JSON value would not
+/// keep as written: its path (`attributes.sizes[2]`) and the spelling it would have become.
+/// `raw` must be well-formed JSON (a body already read); anything else is `None`.
+pub fn first_changed_number(at: &str, raw: &str) -> Option<(String, String)> {
+    use serde_json::value::RawValue;
+    let text = raw.trim_start();
+    match text.as_bytes().first()? {
+        b'{' => {
+            let map: std::collections::BTreeMap<String, Box<RawValue>> =
+                serde_json::from_str(text).ok()?;
+            map.iter().find_map(|(key, value)| {
+                let field = if at.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{at}.{key}")
+                };
+                first_changed_number(&field, value.get())
+            })
+        }
+        b'[' => {
+            let items: Vec<Box<RawValue>> = serde_json::from_str(text).ok()?;
+            items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| first_changed_number(&format!("{at}[{i}]"), item.get()))
+        }
+        b'-' | b'0'..=b'9' => {
+            let kept = serde_json::from_str::<serde_json::Value>(text)
+                .ok()?
+                .to_string();
+            (kept != text.trim_end()).then(|| (at.to_string(), kept))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +226,37 @@ mod tests {
             "\"5\"", "true", "null", "1_000", "+1", ".5", "5.", "1e", "NaN", "",
         ] {
             assert_eq!(whole_number(text), Err(NotWhole::NotANumber), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_number_a_json_value_would_change_is_found_with_its_path() {
+        let found = |raw: &str| first_changed_number("attributes", raw);
+        assert_eq!(
+            found(
+                r#"{"a": 5, "b": -3, "c": 1.5, "d": 1000.0, "e": [0, 0.1, "1e3"], "f": {"g": null}}"#
+            ),
+            None
+        );
+        for (raw, field, kept) in [
+            (
+                r#"{"big": 123456789012345678901234567890}"#,
+                "attributes.big",
+                "1.2345678901234568e+29",
+            ),
+            (r#"{"x": 1e3}"#, "attributes.x", "1000.0"),
+            (r#"{"neg0": -0}"#, "attributes.neg0", "-0.0"),
+            (
+                r#"{"a": 1, "n": {"list": [1, 1.50]}}"#,
+                "attributes.n.list[1]",
+                "1.5",
+            ),
+        ] {
+            assert_eq!(
+                found(raw),
+                Some((field.to_string(), kept.to_string())),
+                "{raw}"
+            );
         }
     }
 }

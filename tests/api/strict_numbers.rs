@@ -190,3 +190,51 @@ async fn whole_limits_reach_puhuri_as_integers() {
         assert_eq!(body["limits"]["gpu_k_hours"], 5, "{body}");
     }
 }
+
+/// An approval's attributes reach Puhuri with their numbers as written: one a JSON value would
+/// change (`1e3` -> `1000.0`, `-0` -> `-0.0`, a 30-digit integer -> a double) is a 422 naming it.
+#[tokio::test]
+async fn approval_attributes_keep_their_numbers_as_written_or_are_refused() {
+    let app = spawn_manual_app().await;
+    let token = alpha_token();
+    let approve = format!("/v1/orders/{}/approve", demo::ORDER_PENDING_UUID);
+    for (attributes, field, kept) in [
+        (
+            r#"{"big": 123456789012345678901234567890}"#,
+            "attributes.big",
+            "1.2345678901234568e+29",
+        ),
+        (r#"{"x": 1e3}"#, "attributes.x", "1000.0"),
+        (r#"{"neg0": -0}"#, "attributes.neg0", "-0.0"),
+        (
+            r#"{"ok": 1, "deep": {"list": [2, 1.50]}}"#,
+            "attributes.deep.list[1]",
+            "1.5",
+        ),
+    ] {
+        let body = format!(r#"{{"attributes": {attributes}}}"#);
+        let problem = assert_problem(
+            send_raw(&app, reqwest::Method::POST, &approve, &token, &body).await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+        let message = problem["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(kept), "{problem}");
+    }
+    no_jobs(&app, &token).await;
+    let body = r#"{"attributes": {"n": 5, "f": 1.5, "neg": -3, "big": "123456789012345678901234567890", "x": "1e3"}}"#;
+    let job = accepted(send_raw(&app, reqwest::Method::POST, &approve, &token, body).await).await;
+    let done = delivered(&app, &token, &job).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let calls = app.sim_calls("approve_by_provider").await;
+    assert_eq!(
+        calls[0]["body"]["attributes"],
+        json!({"n": 5, "f": 1.5, "neg": -3, "big": "123456789012345678901234567890", "x": "1e3"})
+    );
+    assert_eq!(
+        calls[0]["body"]["attributes"].to_string(),
+        r#"{"big":"123456789012345678901234567890","f":1.5,"n":5,"neg":-3,"x":"1e3"}"#
+    );
+}
