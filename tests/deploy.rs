@@ -1213,6 +1213,25 @@ async fn wait_for_state(
 
 const RESOURCE_OK: &str = puhuri_gateway::sim::demo::RESOURCE_OK_UUID;
 
+/// One more resource in the gateway's simulator (`sim`: its control URL); its uuid.
+async fn another_resource(client: &reqwest::Client, sim: &str) -> String {
+    let seeded = support::client::expect(
+        client
+            .post(format!("{sim}resources"))
+            .json(&serde_json::json!({"count": 1})),
+        201,
+    )
+    .await;
+    seeded.body[0]["uuid"].as_str().unwrap().to_string()
+}
+
+/// The simulator's next `set_usage` answers after 2.5 s (holding an in-flight place).
+async fn slow_next_set_usage(client: &reqwest::Client, sim: &str) {
+    let slow = serde_json::json!({"kind": "latency", "latency_ms": 2500, "times": 1,
+        "path_prefix": "marketplace-component-usages/set_usage/"});
+    support::client::expect(client.post(format!("{sim}faults")).json(&slow), 201).await;
+}
+
 /// A usage report waiting behind the in-flight limit is superseded by the next report of the
 /// same resource and month: `puhuri_gateway_jobs_superseded_total` counts it, by operation, and
 /// the newer report is delivered (the embedded store; Redis's enqueue answers the same count,
@@ -1226,26 +1245,9 @@ fn superseded_jobs_are_counted_by_operation() {
     let token = gateway.token();
     let sim = gateway.simulator();
     rt.block_on(async {
-        let seeded: serde_json::Value = client
-            .post(format!("{sim}resources"))
-            .json(&serde_json::json!({"count": 1}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let other = seeded[0]["uuid"].as_str().unwrap().to_string();
+        let other = another_resource(&client, &sim).await;
         // a slow call holds the only in-flight place...
-        let slow = serde_json::json!({"kind": "latency", "latency_ms": 2500, "times": 1,
-            "path_prefix": "marketplace-component-usages/set_usage/"});
-        let set = client
-            .post(format!("{sim}faults"))
-            .json(&slow)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(set.status(), 201);
+        slow_next_set_usage(&client, &sim).await;
         let slow_job: serde_json::Value =
             post_usage(&client, &gateway, &token, RESOURCE_OK, 1.0, false)
                 .await
@@ -1318,16 +1320,7 @@ fn metrics_after_a_scripted_flow() {
     let token = first.token();
     let sim = first.simulator();
     rt.block_on(async {
-        let seeded: serde_json::Value = client
-            .post(format!("{sim}resources"))
-            .json(&serde_json::json!({"count": 1}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let other = seeded[0]["uuid"].as_str().unwrap().to_string();
+        let other = another_resource(&client, &sim).await;
 
         // the site API: one good call, three refused at authentication, one unknown route
         assert_eq!(
@@ -1378,18 +1371,7 @@ fn metrics_after_a_scripted_flow() {
         assert_eq!(refused["state"], "failed", "{refused}");
 
         // a slow call holds the only in-flight place while another resource's job waits
-        let slow = serde_json::json!({"kind": "latency", "latency_ms": 2500, "times": 1,
-            "path_prefix": "marketplace-component-usages/set_usage/"});
-        assert_eq!(
-            client
-                .post(format!("{sim}faults"))
-                .json(&slow)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            201
-        );
+        slow_next_set_usage(&client, &sim).await;
         let a: serde_json::Value = post_usage(&client, &first, &token, RESOURCE_OK, 3.0, false)
             .await
             .json()
