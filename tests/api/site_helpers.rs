@@ -14,6 +14,31 @@ pub fn alpha_token_with(scope: &str) -> String {
     sign(Algorithm::EdDSA, "alpha-ed", "ed25519.key", &c)
 }
 
+/// A request with `body` sent as it is, as `application/json` (for bodies a JSON value could not
+/// hold, such as numbers longer than a float).
+pub async fn send_raw(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> reqwest::Response {
+    app.client
+        .request(method, app.url(path))
+        .bearer_auth(token)
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request sent")
+}
+
+/// The site of `token` has no job: what was refused stored nothing.
+pub async fn no_jobs(app: &TestApp, token: &str) {
+    let jobs: Value = app.get_as("/v1/jobs", token).await.json().await.unwrap();
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
+}
+
 pub async fn post_empty(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
     app.client
         .post(app.url(path))

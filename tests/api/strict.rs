@@ -7,22 +7,6 @@ use crate::helpers::*;
 use crate::site_helpers::*;
 use puhuri_gateway::sim::demo;
 
-async fn post_raw(app: &TestApp, token: &str, body: &str) -> reqwest::Response {
-    app.client
-        .post(app.url("/v1/usage"))
-        .bearer_auth(token)
-        .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("request sent")
-}
-
-async fn no_jobs(app: &TestApp, token: &str) {
-    let jobs: Value = app.get_as("/v1/jobs", token).await.json().await.unwrap();
-    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
-}
-
 /// JSON-number amounts are read from their digits, never through a float.
 #[tokio::test]
 async fn number_amounts_are_exact_for_any_number_of_digits() {
@@ -32,7 +16,8 @@ async fn number_amounts_are_exact_for_any_number_of_digits() {
         r#"{{"resource_uuid": "{}", "usages": {{"cpu_k_hours": 99999999999999.99, "gpu_k_hours": 123456789012345678.125}}}}"#,
         demo::RESOURCE_OK_UUID
     );
-    let job = accepted(post_raw(&app, &token, &body).await).await;
+    let job =
+        accepted(send_raw(&app, reqwest::Method::POST, "/v1/usage", &token, &body).await).await;
     let done = delivered(&app, &token, &job).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(
@@ -68,7 +53,7 @@ async fn amounts_and_months_accept_exactly_the_documented_grammar() {
             demo::RESOURCE_OK_UUID
         );
         let problem = assert_problem(
-            post_raw(&app, &token, &body).await,
+            send_raw(&app, reqwest::Method::POST, "/v1/usage", &token, &body).await,
             422,
             "validation_failed",
         )
@@ -168,8 +153,7 @@ async fn approve_and_reject_take_no_body_or_a_json_object() {
             assert_problem(response, status, code).await;
         }
     }
-    let jobs: Value = app.get_as("/v1/jobs", &token).await.json().await.unwrap();
-    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
+    no_jobs(&app, &token).await;
     // No body at all, as a generated client sends it.
     let response = send(approve.clone(), None, "").await.unwrap();
     assert_eq!(response.status(), 202);

@@ -7,28 +7,6 @@ use crate::helpers::*;
 use crate::site_helpers::*;
 use puhuri_gateway::sim::demo;
 
-async fn send_raw(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    body: &str,
-) -> reqwest::Response {
-    app.client
-        .request(method, app.url(path))
-        .bearer_auth(token)
-        .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("request sent")
-}
-
-async fn no_jobs(app: &TestApp, token: &str) {
-    let jobs: Value = app.get_as("/v1/jobs", token).await.json().await.unwrap();
-    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
-}
-
 /// An exponent as long as the digits it moves gives the true value, not one clamped.
 #[tokio::test]
 async fn an_amount_with_a_huge_exponent_is_delivered_exactly() {

@@ -241,9 +241,7 @@ async fn a_provider_wide_username_needs_every_offering_of_the_provider() {
         );
     }
     assert!(app.sim_calls("set_offerings_username").await.is_empty());
-    let jobs = app.get_as("/v1/jobs", &alpha_token()).await;
-    let jobs: Value = jobs.json().await.unwrap();
-    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
+    no_jobs(&app, &alpha_token()).await;
 }
 
 /// Usernames follow the POSIX portable rule by default: path separators, shell metacharacters
@@ -278,8 +276,7 @@ async fn unsafe_usernames_are_refused_and_nothing_is_stored() {
         .await;
         assert_problem(response, 422, "validation_failed").await;
     }
-    let jobs: Value = app.get_as("/v1/jobs", &token).await.json().await.unwrap();
-    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "{jobs}");
+    no_jobs(&app, &token).await;
     assert!(app.sim_calls("marketplace-offering-users").await.is_empty());
 }
 
