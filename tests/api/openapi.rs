@@ -138,17 +138,7 @@ async fn every_documented_missing_scope_is_the_routes_answer() {
                 "ed25519.key",
                 &token_claims,
             );
-            let url = path
-                .split('/')
-                .map(|s| {
-                    if s.starts_with('{') {
-                        "7e000000000040008000000000000001"
-                    } else {
-                        s
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("/");
+            let url = filled(path);
             let response = app
                 .client
                 .request(method.to_uppercase().parse().unwrap(), app.url(&url))
@@ -165,6 +155,20 @@ async fn every_documented_missing_scope_is_the_routes_answer() {
         checked > 30,
         "only {checked} operations document a missing scope"
     );
+}
+
+/// A documented path with each `{parameter}` filled with one uuid (the demo resource's).
+fn filled(path: &str) -> String {
+    path.split('/')
+        .map(|s| {
+            if s.starts_with('{') {
+                "7e000000000040008000000000000001"
+            } else {
+                s
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Each operation whose 400 gives the example of a query it does not take answers that query
@@ -194,17 +198,7 @@ async fn every_documented_unknown_query_is_the_routes_answer() {
                 });
             let detail = example["detail"].as_str().unwrap();
             let key = detail.split('`').nth(1).unwrap();
-            let url = path
-                .split('/')
-                .map(|s| {
-                    if s.starts_with('{') {
-                        "7e000000000040008000000000000001"
-                    } else {
-                        s
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("/");
+            let url = filled(path);
             let response = app
                 .client
                 .request(
