@@ -68,6 +68,14 @@ async fn follow_keeps_progress_and_gives_the_attempt_back(store: &dyn JobStore) 
 mod coordination_case;
 use coordination_case::coordination;
 
+#[path = "queue_cases/retry_rule.rs"]
+mod retry_rule_cases;
+use retry_rule_cases::{
+    a_newer_job_that_ended_first_still_refuses_the_retry,
+    a_retry_is_allowed_when_newer_jobs_carry_other_components,
+    a_retry_is_refused_while_a_newer_job_of_its_key_carries_a_component,
+};
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod redis_backend {
@@ -133,6 +141,9 @@ conformance!(
     fenced_leases,
     coordination,
     follow_keeps_progress_and_gives_the_attempt_back,
+    a_retry_is_refused_while_a_newer_job_of_its_key_carries_a_component,
+    a_retry_is_allowed_when_newer_jobs_carry_other_components,
+    a_newer_job_that_ended_first_still_refuses_the_retry,
 );
 
 /// Why the prefix needs a hash tag on Redis Cluster: without one, a script's keys fall in

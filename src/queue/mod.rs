@@ -40,8 +40,9 @@
 //! Puhuri's own ordering of requests), or Puhuri held that very value within the bound. (5) An
 //! operator's retry puts a job at the back of its line, after newer jobs of its key: it is
 //! refused ([`StoreError::Outdated`]) when a newer job of the key carries one of its components
-//! (the stores note the newest job per component of each key at enqueue), so a retry never
-//! sends an older total after a newer one.
+//! (a newer job still in the object's line, or one that ended: the stores note, when a job
+//! ends, the newest ended job per component of each key), so a retry never sends an older
+//! total after a newer one.
 //! - The shared delivery limits (in-flight leases and leases started per second) are enforced inside
 //!   `lease`, across every process that shares the store.
 //!

@@ -26,22 +26,18 @@ pub(super) struct Index {
     /// Per worker, the fencing number of its latest lease call and the job that call leased
     /// ("Fenced leases" in queue/mod.rs). In memory only: a worker's id is its process's.
     pub(super) fences: HashMap<String, (u64, Option<JobId>)>,
-    /// Per coalesce key, the newest job carrying each component, for an operator's retry of an
-    /// older one (see [`JobStore::retry`](crate::queue::JobStore::retry)). Rebuilt from the
-    /// records at load.
+    /// Per coalesce key, the newest ended job carrying each component, for an operator's retry
+    /// of an older one (see [`JobStore::retry`](crate::queue::JobStore::retry)); jobs still in
+    /// a line are found there. Noted when a job ends rather than at enqueue, as in the Redis
+    /// store, so accepting a report does not pay for it. Rebuilt from the records at load.
     pub(super) newest: HashMap<String, BTreeMap<String, JobId>>,
 }
 
 impl Index {
-    /// Notes `id` as the newest job of its coalesce key for each component its payload carries.
+    /// Notes an ended job as the newest of its coalesce key for each component its payload
+    /// carries, unless a newer one is noted (a retried job can end after a newer one).
     pub(super) fn note_newest(&mut self, record: &crate::queue::JobRecord) {
-        let (Some(ck), Some(usages)) = (
-            &record.coalesce_key,
-            record
-                .payload
-                .get(crate::queue::COALESCE_FIELD)
-                .and_then(|u| u.as_object()),
-        ) else {
+        let (Some(ck), Some(usages)) = (&record.coalesce_key, usages_of(record)) else {
             return;
         };
         let newest = self.newest.entry(ck.clone()).or_default();
@@ -53,18 +49,46 @@ impl Index {
         }
     }
 
-    /// A newer job of `record`'s coalesce key that carries one of its components.
-    pub(super) fn newer_than(&self, record: &crate::queue::JobRecord) -> Option<JobId> {
-        let newest = self.newest.get(record.coalesce_key.as_ref()?)?;
-        let usages = record
-            .payload
-            .get(crate::queue::COALESCE_FIELD)?
-            .as_object()?;
-        usages
-            .keys()
-            .filter_map(|name| newest.get(name).copied())
-            .find(|newer| *newer > record.id)
+    /// A newer job of `record`'s coalesce key that carries one of its components: one that
+    /// ended, or one still in the line of `record`'s object.
+    pub(super) fn newer_than(
+        &self,
+        tx: &Tx<'_>,
+        record: &crate::queue::JobRecord,
+    ) -> StoreResult<Option<JobId>> {
+        let (Some(ck), Some(usages)) = (&record.coalesce_key, usages_of(record)) else {
+            return Ok(None);
+        };
+        if let Some(newest) = self.newest.get(ck)
+            && let Some(newer) = usages
+                .keys()
+                .filter_map(|name| newest.get(name).copied())
+                .find(|newer| *newer > record.id)
+        {
+            return Ok(Some(newer));
+        }
+        let line = self.lines.get(&record.object_key).into_iter().flatten();
+        for other in line.filter(|other| **other > record.id) {
+            let s = tx.must(*other)?;
+            let shares = s.record.coalesce_key.as_ref() == Some(ck)
+                && usages_of(&s.record)
+                    .is_some_and(|theirs| theirs.keys().any(|name| usages.contains_key(name)));
+            if shares {
+                return Ok(Some(*other));
+            }
+        }
+        Ok(None)
     }
+}
+
+/// The coalesced `usages` object of a job's payload, if it has one.
+fn usages_of(
+    record: &crate::queue::JobRecord,
+) -> Option<&serde_json::Map<String, serde_json::Value>> {
+    record
+        .payload
+        .get(crate::queue::COALESCE_FIELD)
+        .and_then(|u| u.as_object())
 }
 
 impl Index {
@@ -105,7 +129,6 @@ impl Index {
         for entry in jobs.iter().map_err(storage)? {
             let (_, v) = entry.map_err(storage)?;
             let s = decode(v.value())?;
-            idx.note_newest(&s.record);
             let r = &s.record;
             idx.seq = idx.seq.max(s.seq);
             idx.count(r.state, 1);
@@ -113,6 +136,7 @@ impl Index {
                 idx.idem.insert((r.site.clone(), key.clone()), r.id);
             }
             if r.state.is_terminal() {
+                idx.note_newest(r);
                 let at = s
                     .finished_at
                     .unwrap_or_else(|| r.updated_at.timestamp_millis());

@@ -97,7 +97,6 @@ impl JobStore for EmbeddedStore {
                 finished_at: None,
             };
             tx.put(&s)?;
-            idx.note_newest(&s.record);
             if let Some(i) = job.idempotency {
                 idx.idem.insert((job.site, i.key), id);
             }
@@ -290,6 +289,7 @@ impl JobStore for EmbeddedStore {
             };
             set_state(idx, &mut s, state, now);
             finish(idx, &mut s, now);
+            idx.note_newest(&s.record);
             tx.put(&s)?;
             leave_line(idx, tx, id, &s.record.object_key, now)?;
             Ok(Done::Commit(true))
@@ -356,7 +356,7 @@ impl JobStore for EmbeddedStore {
             |st| matches!(st, JobState::Failed | JobState::Dead),
             |idx, tx, s, now| {
                 let id = s.record.id;
-                if let Some(newer) = idx.newer_than(&s.record) {
+                if let Some(newer) = idx.newer_than(tx, &s.record)? {
                     return Err(StoreError::Outdated { newer });
                 }
                 if let Some(at) = s.finished_at.take() {
@@ -385,6 +385,8 @@ impl JobStore for EmbeddedStore {
         self.transition(id, is_pending, |idx, tx, s, now| {
             set_state(idx, s, JobState::Canceled, now);
             finish(idx, s, now);
+            // a canceled report is still one the site sent: an older one is not retried over it
+            idx.note_newest(&s.record);
             tx.put(s)?;
             leave_line(idx, tx, s.record.id, &s.record.object_key, now)
         })

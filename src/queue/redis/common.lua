@@ -71,3 +71,35 @@ local function finish(id)
   redis.call('HDEL', k, 'worker', 'lease_until', 'next_attempt_at')
 end
 
+
+-- An operator's retry is refused when a newer job of the same coalesce key carries one of its
+-- components (retry.lua). A job still in its object's line is found there; a job that ended is
+-- noted here, when it ends: per component of its usages, the newest ended job carrying it. The
+-- map lives `ttl` ms after its last write, like the delivered map. Noting at the end rather than
+-- at enqueue keeps the accepting path (one script call per request) free of it.
+local function note_newest(id, ckey, usages, ttl)
+  if not ckey or not usages then
+    return
+  end
+  local names = {}
+  for name in pairs(cjson.decode(usages)) do
+    names[#names + 1] = name
+  end
+  if #names == 0 then
+    return
+  end
+  local nk = key(K_newest, ckey)
+  local noted = redis.call('HMGET', nk, unpack(names))
+  local newer = {}
+  for i, name in ipairs(names) do
+    -- ids sort by creation time; a retried job can end after a newer one
+    if not noted[i] or noted[i] < id then
+      newer[#newer + 1] = name
+      newer[#newer + 1] = id
+    end
+  end
+  if #newer > 0 then
+    redis.call('HSET', nk, unpack(newer))
+  end
+  redis.call('PEXPIRE', nk, ttl)
+end

@@ -1,10 +1,11 @@
 -- ARGV: prefix, id, worker, the job's new state (succeeded, failed, dead or retrying, or
 --       'following': retrying with the attempt given back and the progress as the result),
---       status|'', error, result JSON, retry at ms, delivered map time to live ms, failure code|'',
---       then delivered pairs (name, value, ...)
+--       status|'', error, result JSON, retry at ms, time to live ms of the delivered and newest
+--       maps (for an outcome that ends the job), failure code|'', then delivered pairs (name,
+--       value, ...)
 local id, worker, new_state, status, err = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local k = key(K_job, id)
-local f = redis.call('HMGET', k, 'state', 'worker', 'object_key', 'coalesce_key')
+local f = redis.call('HMGET', k, 'state', 'worker', 'object_key', 'coalesce_key', 'usages')
 if f[1] ~= STATE_running or f[2] ~= worker then
   return 0
 end
@@ -56,5 +57,6 @@ else
 end
 set_state(id, STATE_running, new_state)
 finish(id)
+note_newest(id, f[4], f[5], ARGV[9])
 leave_line(id, f[3])
 return 1

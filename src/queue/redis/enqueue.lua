@@ -1,6 +1,5 @@
 -- ARGV: prefix, id, site, operation, object_key, coalesce_key|'', payload (without usages),
---       usages JSON object|'', idempotency key|'', fingerprint, ms to keep `newest:<ck>`, then
---       the names of the usages' components
+--       usages JSON object|'', idempotency key|'', fingerprint
 -- Returns { 'created', id, created_at ms, merged usages|'', jobs superseded } for a new job (the
 -- caller knows the rest of the record), { 'existing', field, value, ... } or { 'conflict', id }.
 -- This runs once per accepted request: every redis.call costs about a microsecond on top of the
@@ -109,27 +108,6 @@ end
 if superseded ~= 0 then
   redis.call('HINCRBY', counts, STATE_superseded, superseded)
   redis.call('RPUSH', key(K_finished), unpack(finished))
-end
--- The newest job per component of the key, for an operator's retry of an older one (retry.lua):
--- the components of the merged usages when jobs were absorbed, else those the caller named (so
--- the usages are not decoded again).
-if ckey ~= '' and usages ~= '' then
-  local nk, newest = key(K_newest, ckey), {}
-  if absorbed_usages then
-    for k in pairs(absorbed_usages) do
-      newest[#newest + 1] = k
-      newest[#newest + 1] = id
-    end
-  else
-    for i = 12, #ARGV do
-      newest[#newest + 1] = ARGV[i]
-      newest[#newest + 1] = id
-    end
-  end
-  if #newest > 0 then
-    redis.call('HSET', nk, unpack(newest))
-    redis.call('PEXPIRE', nk, ARGV[11])
-  end
 end
 redis.call('SADD', key(K_sites), site)
 redis.call('ZADD', key(K_site, site), 0, id)

@@ -21,7 +21,7 @@
 //! | `P delivered:<ck>`      | hash   | values last delivered for a coalesce key                    |
 //! | `P counts`              | hash   | jobs per state                                              |
 //! | `P worker:<w>`          | string | `<n>:<job id>` of worker w's latest fenced lease call       |
-//! | `P newest:<ck>`         | hash   | component -> the newest job of a coalesce key carrying it   |
+//! | `P newest:<ck>`         | hash   | component -> newest ended job of the key carrying it        |
 //! | `P rate:next`           | string | earliest time (us) the next lease may start, for the rate   |
 //!
 //! The layout is defined once, in [`protocol`](super::protocol): the scripts take every key name

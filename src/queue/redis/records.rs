@@ -109,23 +109,23 @@ pub(super) fn created_record(
     Ok((JobRecord::queued(id, &job, payload, created_at), superseded))
 }
 
-/// Split the coalesced `usages` object off the payload (see the module doc): the rest of the
-/// payload, the usages as JSON text, and their component names (the enqueue script notes the
-/// newest job per component without decoding the text again).
-pub(super) fn split_usages(
-    payload: &serde_json::Value,
-) -> (serde_json::Value, Option<String>, Vec<String>) {
-    let mut rest = payload.clone();
-    let usages = rest
+/// The payload as the enqueue script takes it (see the module doc): the payload without its
+/// coalesced `usages` object, as JSON text, and that object as JSON text (`""` when it has none).
+/// The payload is left as it was; it is not copied to split it.
+pub(super) fn payload_args(payload: &mut serde_json::Value) -> (String, String) {
+    let usages = payload
         .as_object_mut()
         .filter(|o| o.get(COALESCE_FIELD).is_some_and(|u| u.is_object()))
         .and_then(|o| o.remove(COALESCE_FIELD));
-    let names = usages
-        .as_ref()
-        .and_then(|u| u.as_object())
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default();
-    (rest, usages.map(|u| u.to_string()), names)
+    let rest = payload.to_string();
+    let Some(usages) = usages else {
+        return (rest, String::new());
+    };
+    let text = usages.to_string();
+    if let Some(o) = payload.as_object_mut() {
+        o.insert(COALESCE_FIELD.to_owned(), usages);
+    }
+    (rest, text)
 }
 
 /// A delivered map as stored (component -> [`Known::encode`]).

@@ -11,14 +11,29 @@ if f[1] ~= STATE_failed and f[1] ~= STATE_dead then
   return { 'invalid', f[1] }
 end
 if f[3] and f[4] then
-  local names = {}
+  local names, mine = {}, {}
   for name in pairs(cjson.decode(f[4])) do
     names[#names + 1] = name
+    mine[name] = true
   end
   if #names > 0 then
+    -- a newer job of the key that ended (noted by note_newest)
     for _, newer in ipairs(redis.call('HMGET', key(K_newest, f[3]), unpack(names))) do
       if newer and newer > id then
         return { 'outdated', newer }
+      end
+    end
+    -- a newer job of the key still in the object's line
+    for _, other in ipairs(redis.call('LRANGE', key(K_line, f[2]), 0, -1)) do
+      if other > id then
+        local g = redis.call('HMGET', key(K_job, other), 'coalesce_key', 'usages')
+        if g[1] == f[3] and g[2] then
+          for name in pairs(cjson.decode(g[2])) do
+            if mine[name] then
+              return { 'outdated', other }
+            end
+          end
+        end
       end
     end
   end

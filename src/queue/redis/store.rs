@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::records::{created_record, decode_known, parse_job, split_usages};
+use super::records::{created_record, decode_known, parse_job, payload_args};
 use super::scripts::{
     CANCEL, COMPLETE, ENQUEUE, HEARTBEAT, LEAD, LEASE, LIST, PURGE, RATE_SLOT, RECLAIM, RELEASE,
     RETRY, SAVE_STATE,
@@ -37,28 +37,34 @@ fn opt_str(s: Option<&str>) -> String {
     s.unwrap_or("").to_owned()
 }
 
+impl RedisStore {
+    /// How long the delivered and newest maps of a coalesce key live after their last write, in
+    /// ms as the scripts take it (at least 1: `PEXPIRE 0` would delete the map at once).
+    fn map_ttl_ms(&self) -> String {
+        dur_ms(self.delivered_ttl.max(Duration::from_millis(1)))
+    }
+}
+
 #[async_trait]
 impl JobStore for RedisStore {
-    async fn enqueue(&self, job: NewJob) -> StoreResult<EnqueueOutcome> {
+    async fn enqueue(&self, mut job: NewJob) -> StoreResult<EnqueueOutcome> {
         let id = Uuid::now_v7();
-        let (payload, usages, names) = split_usages(&job.payload);
+        let (payload, usages) = payload_args(&mut job.payload);
         let (ikey, ifp) = match &job.idempotency {
             Some(i) => (i.key.clone(), i.fingerprint.clone()),
             None => (String::new(), String::new()),
         };
-        let mut args = vec![
+        let args = vec![
             id.to_string(),
             job.site.clone(),
             job.operation.clone(),
             job.object_key.clone(),
             opt_str(job.coalesce_key.as_deref()),
-            payload.to_string(),
-            usages.unwrap_or_default(),
+            payload,
+            usages,
             ikey,
             ifp,
-            dur_ms(self.delivered_ttl.max(Duration::from_millis(1))),
         ];
-        args.extend(names);
         let reply: Vec<String> = self.run(Call::Write, &ENQUEUE, args).await?;
         let (status, rest) = Self::split_status(reply)?;
         match status.as_str() {
@@ -197,7 +203,7 @@ impl JobStore for RedisStore {
                     String::new(),
                     result.to_string(),
                     "0".to_owned(),
-                    dur_ms(self.delivered_ttl.max(Duration::from_millis(1))),
+                    self.map_ttl_ms(),
                     String::new(),
                 ]);
                 for (k, v) in delivered {
@@ -219,7 +225,7 @@ impl JobStore for RedisStore {
                 error,
                 "null".to_owned(),
                 "0".to_owned(),
-                "0".to_owned(),
+                self.map_ttl_ms(),
                 code.unwrap_or_default(),
             ]),
             Completion::Follow { at, progress } => args.extend([
@@ -279,7 +285,8 @@ impl JobStore for RedisStore {
     }
 
     async fn cancel(&self, id: JobId) -> StoreResult<JobRecord> {
-        let reply: Vec<String> = self.run(Call::Write, &CANCEL, vec![id.to_string()]).await?;
+        let args = vec![id.to_string(), self.map_ttl_ms()];
+        let reply: Vec<String> = self.run(Call::Write, &CANCEL, args).await?;
         self.state_reply(reply)
     }
 
