@@ -135,6 +135,28 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Object<T> {
     }
 }
 
+/// A JSON object of free-form values from its text (`raw`, already read as an object by
+/// [`Object`]), if every number in it is kept as written: one a JSON value would change (`1e3`
+/// becomes `1000.0`, `-0` becomes `-0.0`, `1.50` becomes `1.5`, a 30-digit integer a double) is a
+/// 422 naming its path under `field` (`attributes.deep.list[1]`) and the spelling it would become,
+/// so what reaches Puhuri is exactly what the client wrote (issue 11; the rule is
+/// [`first_changed_number`](crate::domain::number::first_changed_number)).
+pub fn exact_object(
+    field: &str,
+    raw: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    if let Some((at, kept)) = crate::domain::number::first_changed_number(field, raw) {
+        return Err(ApiError::field(
+            at,
+            format!(
+                "must be a number kept as written: it would be sent as {kept}; write it so, or \
+                 send the value as a string"
+            ),
+        ));
+    }
+    serde_json::from_str(raw).map_err(|e| ApiError::InvalidJson(super::describe_serde_error(&e)))
+}
+
 /// `Ok` when the request says its body is `application/json` (with no charset, or UTF-8).
 fn json_media_type(req: &HttpRequest) -> Result<(), ApiError> {
     let value = req

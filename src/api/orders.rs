@@ -6,11 +6,11 @@
 //! leads (approve: `executing`, `done` or `pending-start-date`; reject: `rejected`; done: `done`;
 //! erred: `erred`) is success, anything else fails the job with Waldur's reason and the state.
 
-use crate::api::body::{JsonBody, NoBody, Object, OptionalJsonBody};
+use crate::api::body::{JsonBody, NoBody, Object, OptionalJsonBody, exact_object};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::AppState;
@@ -111,7 +111,7 @@ pub async fn approve_order(
 ) -> Result<HttpResponse, ApiError> {
     let attributes = match body.0.attributes {
         None => None,
-        Some(Object(raw)) => Some(exact_attributes(raw.get())?),
+        Some(Object(raw)) => Some(exact_object("attributes", raw.get())?),
     };
     let sent = serde_json::json!({ "attributes": attributes });
     queue_transition(&state, &identity, &req, &path, sent, |order_uuid| {
@@ -121,21 +121,6 @@ pub async fn approve_order(
         })
     })
     .await
-}
-
-/// An approval's `attributes` from their JSON text (an object, checked by the body reader), if
-/// every number in them is kept as written; otherwise a 422 naming the first that is not.
-fn exact_attributes(raw: &str) -> Result<Map<String, Value>, ApiError> {
-    if let Some((field, kept)) = crate::domain::number::first_changed_number("attributes", raw) {
-        return Err(ApiError::field(
-            field,
-            format!(
-                "must be a number kept as written: it would be sent as {kept}; write it so, or \
-                 send the value as a string"
-            ),
-        ));
-    }
-    serde_json::from_str(raw).map_err(|e| ApiError::InvalidJson(super::describe_serde_error(&e)))
 }
 
 /// Reject an order waiting for the provider (`reject_by_provider`).

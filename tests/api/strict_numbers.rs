@@ -216,3 +216,44 @@ async fn approval_attributes_keep_their_numbers_as_written_or_are_refused() {
         r#"{"big":"123456789012345678901234567890","f":1.5,"n":5,"neg":-3,"x":"1e3"}"#
     );
 }
+
+/// An allocation's attributes and a resource's new options reach Puhuri with their numbers as
+/// written, as an approval's do: one a JSON value would change is a 422 naming it (checked before
+/// the offering's option rules, which would otherwise name the option), and nothing is stored.
+#[tokio::test]
+async fn allocation_attributes_and_options_keep_their_numbers_as_written_or_are_refused() {
+    let app = spawn_manual_app().await;
+    let alloc = file_token(&app, "demo-allocator.token");
+    let body = allocation_body("100").replace(
+        r#""used_ai_tech": ["Other"]"#,
+        r#""used_ai_tech": ["Other"], "nodes": 1e3"#,
+    );
+    let problem = assert_problem(
+        create_allocation(&app, &alloc, "exact-1", &body).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(
+        problem["errors"][0]["field"], "attributes.nodes",
+        "{problem}"
+    );
+    let message = problem["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("1000.0"), "{problem}");
+
+    let path = format!(
+        "/v1/allocations/resources/{}/options",
+        demo::ALLOCATOR_RESOURCE_UUID
+    );
+    let body = r#"{"options": {"is_training": true, "share": 1.50}}"#;
+    let problem = assert_problem(
+        send_raw(&app, reqwest::Method::POST, &path, &alloc, body).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "options.share", "{problem}");
+    let message = problem["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("1.5"), "{problem}");
+    no_jobs(&app, &alloc).await;
+}

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::{bound_offering, bound_order, bound_project, bound_resource};
 use crate::api::AppState;
-use crate::api::body::{JsonBody, NoBody, OptionalJsonBody};
+use crate::api::body::{JsonBody, NoBody, Object, OptionalJsonBody, exact_object};
 use crate::api::reads::uuid_in_path;
 use crate::api::responses::{
     BodilessWriteErrors, KeyedWriteHeaders, PathlessWriteErrors, Queued, WriteErrors, WriteHeaders,
@@ -54,9 +54,11 @@ pub struct CreateAllocationRequest {
     /// One of the offering's plans.
     pub plan_uuid: Option<String>,
     /// `name`, `description` and the offering's options (LUMI's: `is_industry`, `is_training`,
-    /// `is_commercial`, `used_ai_tech`).
+    /// `is_commercial`, `used_ai_tech`). Numbers go on exactly as written, so one a JSON value
+    /// would change (`1e3`, `-0`, `1.50`, more digits than a double holds) is a 422 naming it and
+    /// the spelling it would become.
     #[schema(value_type = Option<Object>)]
-    pub attributes: Option<Map<String, Value>>,
+    pub attributes: Option<Object<Box<RawValue>>>,
     /// Component type -> limit, for the offering's limit-type components (whole numbers, not
     /// negative; `2000.0` is 2000, a fraction is refused).
     #[schema(value_type = Option<Object>)]
@@ -85,12 +87,18 @@ fn refused(v: Vec<RuleViolation>) -> ApiError {
     )
 }
 
-/// `value` with every number spelled one way (`100`, `100.0` and `1e2` alike), for the
-/// request's fingerprint: an `Idempotency-Key` retried with another spelling of the same amounts
-/// is the same request.
+/// `value` with every number spelled one way, for the request's fingerprint: an
+/// `Idempotency-Key` retried with `100.0` where it first said `100` is the same request. Only a
+/// whole number a double holds exactly (below 2^53) changes spelling; other numbers keep their
+/// own, so two different values never share a fingerprint. (The numbers were checked at the door:
+/// kept as written, [`exact_object`], or whole limits.)
 fn same_numbers(value: &Value) -> Value {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
     match value {
-        Value::Number(n) => n.as_f64().map_or_else(|| value.clone(), |f| json!(f)),
+        Value::Number(n) if n.is_f64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < EXACT => json!(f as i64),
+            _ => value.clone(),
+        },
         Value::Array(items) => Value::Array(items.iter().map(same_numbers).collect()),
         Value::Object(map) => Value::Object(
             map.iter()
@@ -153,7 +161,10 @@ pub async fn create_allocation(
         .map(|p| uuid_field(p, "plan_uuid"))
         .transpose()?;
     let request_comment = comment_field(request.request_comment, "request_comment")?;
-    let attributes = request.attributes.unwrap_or_default();
+    let attributes = match request.attributes {
+        Some(Object(raw)) => exact_object("attributes", raw.get())?,
+        None => Map::new(),
+    };
     let limits = whole_limits("limits", &request.limits.unwrap_or_default()).map_err(refused)?;
     bound_project(&state, &identity, &project).await?;
     let offering = bound_offering(&state, &identity, &offering_uuid).await?;
@@ -366,9 +377,10 @@ pub async fn update_allocation(
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"options": {"is_training": true, "used_ai_tech": ["Machine Learning"]}}))]
 pub struct OptionsRequest {
-    /// Option name -> value, by the offering's rules.
+    /// Option name -> value, by the offering's rules. Numbers go on exactly as written (a
+    /// number a JSON value would change is a 422, as in an allocation's `attributes`).
     #[schema(value_type = Object)]
-    pub options: Map<String, Value>,
+    pub options: Object<Box<RawValue>>,
 }
 
 /// Change a resource's options (`update_options`): applied at once, or, where the offering
@@ -400,9 +412,9 @@ pub async fn update_options(
             })
         },
     };
-    change
-        .submit(&state, &identity, &req, &path, body.into_inner().options)
-        .await
+    let Object(raw) = body.into_inner().options;
+    let options = exact_object("options", raw.get())?;
+    change.submit(&state, &identity, &req, &path, options).await
 }
 
 /// New limits for a resource.
@@ -528,4 +540,27 @@ async fn offering_of(
         .get(&format!("marketplace-public-offerings/{uuid}/"), &[])
         .await
         .map_err(crate::api::submit::lookup_failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_numbers;
+    use serde_json::{Value, json};
+
+    fn text(json: &str) -> String {
+        same_numbers(&serde_json::from_str::<Value>(json).unwrap()).to_string()
+    }
+
+    #[test]
+    fn a_fingerprint_spells_a_whole_number_one_way_and_keeps_different_values_apart() {
+        assert_eq!(
+            text(r#"{"a": 100.0, "b": [-0.0]}"#),
+            text(r#"{"a": 100, "b": [0]}"#)
+        );
+        assert_eq!(text("1.5"), "1.5");
+        // above 2^53 a double no longer tells neighbours apart: each keeps its own spelling
+        assert_ne!(text("9007199254740993"), text("9007199254740992"));
+        assert_ne!(text("12345678901234567891"), text("12345678901234567890"));
+        assert_eq!(same_numbers(&json!("100")), json!("100"));
+    }
 }
