@@ -137,23 +137,9 @@ fn parse(
             None
         }
     };
-    let month = match request.month.as_deref() {
-        None => Some(Month::of(now)),
-        Some(m) => match Month::parse(m) {
-            Ok(month) if !month.has_begun(now) => {
-                errors.push(FieldError::new(
-                    field("month"),
-                    "has not begun yet; report a month once it has",
-                ));
-                None
-            }
-            Ok(month) => Some(month),
-            Err(e) => {
-                errors.push(FieldError::new(field("month"), e));
-                None
-            }
-        },
-    };
+    let month = Month::reported(request.month.as_deref(), now)
+        .map_err(|m| errors.push(FieldError::new(field("month"), m)))
+        .ok();
     if let Err(m) = usage::check_component_count(request.usages.len()) {
         errors.push(FieldError::new(field("usages"), m));
     }

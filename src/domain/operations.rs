@@ -94,6 +94,14 @@ pub enum SettableState {
     Erred,
 }
 
+impl SettableState {
+    /// The state a site asks for (`ok` or `erred`, as Waldur's `set_state_ok` /
+    /// `set_state_erred` name them); anything else is refused with the reason.
+    pub fn parse(text: &str) -> Result<SettableState, &'static str> {
+        text.parse().map_err(|_| "must be `ok` or `erred`")
+    }
+}
+
 /// A resource set OK or erred (with the site's message for `erred`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceState {
@@ -336,6 +344,19 @@ mod tests {
     const F1: &str = "0f000000000040008000000000000001";
     const U1: &str = "a0000000000040008000000000000001";
     const S1: &str = "5e000000000040008000000000000001";
+
+    #[test]
+    fn a_settable_state_is_ok_or_erred_as_waldur_names_them() {
+        assert_eq!(SettableState::parse("ok"), Ok(SettableState::Ok));
+        assert_eq!(SettableState::parse("erred"), Ok(SettableState::Erred));
+        for bad in ["OK", "Erred", "", "terminated"] {
+            assert_eq!(
+                SettableState::parse(bad),
+                Err("must be `ok` or `erred`"),
+                "{bad}"
+            );
+        }
+    }
 
     fn uuid(s: &str) -> WaldurUuid {
         WaldurUuid::parse(s).unwrap()

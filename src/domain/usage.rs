@@ -37,6 +37,20 @@ impl Month {
         Ok(Month { year, month })
     }
 
+    /// The month a usage report is for, at `now`: the one `text` spells (`YYYY-MM`), or the
+    /// current month (UTC) when the report names none. A month that has not begun anywhere
+    /// ([`Month::has_begun`]) cannot have been measured and is refused.
+    pub fn reported(text: Option<&str>, now: DateTime<Utc>) -> Result<Month, &'static str> {
+        let Some(text) = text else {
+            return Ok(Month::of(now));
+        };
+        let month = Month::parse(text)?;
+        if !month.has_begun(now) {
+            return Err("has not begun yet; report a month once it has");
+        }
+        Ok(month)
+    }
+
     /// The month (UTC) of the system clock now.
     pub fn current() -> Month {
         Month::of(Utc::now())
@@ -219,6 +233,15 @@ pub fn check_component_count(n: usize) -> Result<(), &'static str> {
     }
 }
 
+/// `Err` with the reason when a resource's new limits (`set_limits`) name `n` components: at
+/// least one, at most [`MAX_COMPONENTS`], as a usage report.
+pub fn check_limit_count(n: usize) -> Result<(), &'static str> {
+    match n {
+        1..=MAX_COMPONENTS => Ok(()),
+        _ => Err("must name 1 to 100 components"),
+    }
+}
+
 /// A component's limit as a request gives it: a whole number as JSON Schema counts it (the
 /// value, not its spelling: `2000`, `2000.0` and `2e3` alike), not negative, at most
 /// `u64::MAX`. Read from the number's text exactly ([`whole_limit_text`]), so a fraction however
@@ -291,6 +314,40 @@ impl fmt::Display for ComponentType {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_reported_month_defaults_to_now_and_must_have_begun_somewhere() {
+        let now = DateTime::parse_from_rfc3339("2026-05-31T09:59:59Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(Month::reported(None, now).unwrap().to_string(), "2026-05");
+        assert_eq!(
+            Month::reported(Some("2026-04"), now).unwrap().to_string(),
+            "2026-04"
+        );
+        // 2026-06 begins in UTC+14 at 10:00 UTC on May 31st
+        assert_eq!(
+            Month::reported(Some("2026-06"), now),
+            Err("has not begun yet; report a month once it has")
+        );
+        let later = now + chrono::Duration::seconds(1);
+        assert_eq!(
+            Month::reported(Some("2026-06"), later).unwrap().to_string(),
+            "2026-06"
+        );
+        assert_eq!(
+            Month::reported(Some("2026-6"), now),
+            Err("must be a month as YYYY-MM")
+        );
+    }
+
+    #[test]
+    fn new_limits_name_one_to_a_hundred_components() {
+        assert!(check_limit_count(0).is_err());
+        assert!(check_limit_count(1).is_ok());
+        assert!(check_limit_count(100).is_ok());
+        assert_eq!(check_limit_count(101), Err("must name 1 to 100 components"));
+    }
 
     #[test]
     fn months_parse_strictly() {

@@ -17,7 +17,7 @@ use crate::domain::operations::{
     Operation, Report, ReportSection, ResourceBackendId, ResourceLimits, ResourceReport,
     ResourceState, SettableState,
 };
-use crate::domain::usage::whole_limit_text;
+use crate::domain::usage::{check_limit_count, whole_limit_text};
 use crate::domain::{BackendId, ComponentType};
 use crate::error::{ApiError, FieldError};
 
@@ -99,10 +99,9 @@ pub async fn set_state(
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
     let mut errors = Vec::new();
-    let target = request.state.parse::<SettableState>().ok();
-    if target.is_none() {
-        errors.push(FieldError::new("state", "must be `ok` or `erred`"));
-    }
+    let target = SettableState::parse(&request.state)
+        .map_err(|m| errors.push(FieldError::new("state", m)))
+        .ok();
     let message = ResourceState::message(target, request.message)
         .map_err(|m| errors.push(FieldError::new("message", m)))
         .ok();
@@ -221,8 +220,8 @@ pub async fn set_limits(
 ) -> Result<HttpResponse, ApiError> {
     let request = body.into_inner();
     let mut errors = Vec::new();
-    if request.limits.is_empty() || request.limits.len() > 100 {
-        errors.push(FieldError::new("limits", "must name 1 to 100 components"));
+    if let Err(m) = check_limit_count(request.limits.len()) {
+        errors.push(FieldError::new("limits", m));
     }
     let mut limits = BTreeMap::new();
     for (type_, value) in &request.limits {
