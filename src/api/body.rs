@@ -229,7 +229,7 @@ fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut reader = serde_json::Deserializer::from_slice(bytes);
     let walked = serde::de::DeserializeSeed::deserialize(
         Walk {
-            at: String::new(),
+            at: Path::Root,
             found: &found,
         },
         &mut reader,
@@ -257,29 +257,41 @@ enum Finding {
     DuplicateKey { field: String },
 }
 
-/// One pass over a JSON value without building it, recording the first [`Finding`] in `found`
-/// and stopping there (with an error whose text is not used). `at` is the path so far
-/// (`report[0].body`).
-struct Walk<'a> {
-    at: String,
-    found: &'a std::cell::RefCell<Option<Finding>>,
+/// Where a value sits in the body: the chain of keys and indexes to it, spelled
+/// (`report[0].body`) only when a [`Finding`] names it, so a body without one costs no path.
+#[derive(Clone, Copy)]
+enum Path<'p> {
+    Root,
+    Key(&'p Path<'p>, &'p str),
+    Index(&'p Path<'p>, usize),
 }
 
-impl Walk<'_> {
-    fn stop<E: serde::de::Error>(&self, finding: Finding) -> E {
-        *self.found.borrow_mut() = Some(finding);
-        E::custom("stopped")
-    }
-
-    fn inner(&self, at: String) -> Walk<'_> {
-        Walk {
-            at,
-            found: self.found,
+impl Path<'_> {
+    fn spell(&self) -> String {
+        match self {
+            Path::Root => String::new(),
+            Path::Key(Path::Root, key) => (*key).to_owned(),
+            Path::Key(parent, key) => format!("{}.{key}", parent.spell()),
+            Path::Index(parent, i) => format!("{}[{i}]", parent.spell()),
         }
     }
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for Walk<'_> {
+/// One pass over a JSON value without building it, recording the first [`Finding`] in `found`
+/// and stopping there (with an error whose text is not used). `at` is where the value sits.
+struct Walk<'a, 'p> {
+    at: Path<'p>,
+    found: &'a std::cell::RefCell<Option<Finding>>,
+}
+
+impl Walk<'_, '_> {
+    fn stop<E: serde::de::Error>(&self, finding: Finding) -> E {
+        *self.found.borrow_mut() = Some(finding);
+        E::custom("stopped")
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Walk<'_, '_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -287,7 +299,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for Walk<'_> {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for Walk<'_> {
+impl<'de> serde::de::Visitor<'de> for Walk<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -314,7 +326,7 @@ impl<'de> serde::de::Visitor<'de> for Walk<'_> {
         match crate::domain::text::check(text) {
             Ok(()) => Ok(()),
             Err(reason) => Err(self.stop(Finding::Text {
-                field: self.at.clone(),
+                field: self.at.spell(),
                 reason,
             })),
         }
@@ -322,32 +334,100 @@ impl<'de> serde::de::Visitor<'de> for Walk<'_> {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
         let mut i = 0;
-        while items
-            .next_element_seed(self.inner(format!("{}[{i}]", self.at)))?
-            .is_some()
-        {
+        loop {
+            let item = Walk {
+                at: Path::Index(&self.at, i),
+                found: self.found,
+            };
+            if items.next_element_seed(item)?.is_none() {
+                return Ok(());
+            }
             i += 1;
         }
-        Ok(())
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = std::collections::HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let field = if self.at.is_empty() {
-                key.clone()
+        // A body's objects mostly hold a few keys, compared in turn more cheaply than hashed; an
+        // object with many (a body may hold thousands) moves them to a hash set, so that the walk
+        // stays linear in the body's size.
+        let mut few: Vec<Key<'de>> = Vec::new();
+        let mut many: std::collections::HashSet<Key<'de>> = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let at = Path::Key(&self.at, key.as_str());
+            if let Err(reason) = crate::domain::text::check(key.as_str()) {
+                return Err(self.stop(Finding::Text {
+                    field: at.spell(),
+                    reason,
+                }));
+            }
+            let given_before = if many.is_empty() {
+                few.iter().any(|k| k.as_str() == key.as_str())
             } else {
-                format!("{}.{key}", self.at)
+                many.contains(&key)
             };
-            if let Err(reason) = crate::domain::text::check(&key) {
-                return Err(self.stop(Finding::Text { field, reason }));
+            if given_before {
+                return Err(self.stop(Finding::DuplicateKey { field: at.spell() }));
             }
-            if !seen.insert(key) {
-                return Err(self.stop(Finding::DuplicateKey { field }));
+            map.next_value_seed(Walk {
+                at,
+                found: self.found,
+            })?;
+            if many.is_empty() && few.len() < 16 {
+                few.push(key);
+            } else {
+                many.extend(few.drain(..));
+                many.insert(key);
             }
-            map.next_value_seed(self.inner(field))?;
         }
         Ok(())
+    }
+}
+
+/// An object's key as the body spells it: borrowed from the body when it has no escapes.
+enum Key<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Key<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Key<'_> {}
+
+impl std::hash::Hash for Key<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(s))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(s.to_owned()))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -404,11 +484,20 @@ mod tests {
         use crate::error::ApiError;
         type Body = std::collections::BTreeMap<String, serde_json::Value>;
         let ok: Body = parse_object(br#"{"a": {"b": [1, {"c": "x"}], "d": null}}"#).unwrap();
+        let keys: Vec<String> = (0..40).map(|i| format!(r#""k{i}": {i}"#)).collect();
+        let many_keys = format!(r#"{{"o": {{{}, "k3": 0}}}}"#, keys.join(", "));
+        let fine = format!(r#"{{"o": {{{}}}}}"#, keys.join(", "));
+        assert!(parse_object::<Body>(fine.as_bytes()).is_ok());
         assert_eq!(ok["a"]["b"][1]["c"], "x");
         for (body, field) in [
             (&br#"{"a": 1, "a": 2}"#[..], "a"),
             (br#"{"limits": {"cpu": -1, "cpu": 1}}"#, "limits.cpu"),
             (br#"{"r": [{"x": 1}, {"y": 1, "y": 2}]}"#, "r[1].y"),
+            // the same key spelled with an escape, and a key with an escape given twice
+            (br#"{"o": {"a": 1, "\u0061": 2}}"#, "o.a"),
+            (br#"{"\u00e9": 1, "\u00e9": 2}"#, "\u{e9}"),
+            // past the first sixteen keys of an object
+            (many_keys.as_bytes(), "o.k3"),
         ] {
             match parse_object::<Body>(body) {
                 Err(ApiError::InvalidJson(shown)) => {

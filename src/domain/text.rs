@@ -122,7 +122,9 @@ pub fn is_allowed_in_text(c: char) -> bool {
 
 /// `Err` with the reason when `text` holds a character [`is_allowed_in_text`] refuses.
 pub fn check(text: &str) -> Result<(), &'static str> {
-    if text.chars().all(is_allowed_in_text) {
+    // Printable ASCII (most text a site sends) needs no decoding to be allowed.
+    let printable_ascii = text.bytes().all(|b| matches!(b, b' '..=b'~'));
+    if printable_ascii || text.chars().all(is_allowed_in_text) {
         Ok(())
     } else {
         Err(
