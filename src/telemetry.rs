@@ -111,17 +111,24 @@ pub mod metrics {
         }
     }
 
-    /// One site API request answered.
-    pub fn http_request(route: &str, method: &str, status: u16, elapsed: Duration) {
-        let route = route.to_owned();
+    /// One site API request answered: `route` is the matched pattern (`/v1/usage`) or
+    /// `unmatched`, `method` the request line's method.
+    pub fn http_request(route: String, method: &str, status: u16, elapsed: Duration) {
         // The method is the client's text: any token is a valid HTTP method, so only the
         // standard ones (RFC 9110 §9) become label values, keeping the series bounded.
-        let method = match method {
-            "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE"
-            | "PATCH" => method.to_owned(),
-            _ => "other".to_owned(),
+        let method: &'static str = match method {
+            "GET" => "GET",
+            "HEAD" => "HEAD",
+            "POST" => "POST",
+            "PUT" => "PUT",
+            "DELETE" => "DELETE",
+            "CONNECT" => "CONNECT",
+            "OPTIONS" => "OPTIONS",
+            "TRACE" => "TRACE",
+            "PATCH" => "PATCH",
+            _ => "other",
         };
-        metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method.clone(), "status_class" => status_class(status))
+        metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status_class" => status_class(status))
             .increment(1);
         metrics::histogram!(HTTP_DURATION, "route" => route, "method" => method)
             .record(elapsed.as_secs_f64());

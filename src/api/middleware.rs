@@ -110,7 +110,7 @@ pub async fn request_context(
     let elapsed = started.elapsed();
     let route = response.request().match_pattern();
     crate::telemetry::metrics::http_request(
-        route.as_deref().unwrap_or("unmatched"),
+        route.unwrap_or_else(|| "unmatched".to_owned()),
         method.as_str(),
         status,
         elapsed,

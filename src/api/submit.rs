@@ -24,7 +24,16 @@ use crate::error::{ApiError, FieldError};
 use crate::queue::{EnqueueOutcome, Idempotency, JobRecord, NewJob};
 use crate::upstream::{ResourceInfo, UpstreamError};
 
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The `Idempotency-Key` request header (a name built once, not parsed from text on every
+/// request).
+pub const IDEMPOTENCY_KEY: header::HeaderName = header::HeaderName::from_static("idempotency-key");
+
+/// The `Prefer` request header (RFC 7240).
+const PREFER: header::HeaderName = header::HeaderName::from_static("prefer");
+
+/// The `Preference-Applied` response header (RFC 7240 §3).
+const PREFERENCE_APPLIED: header::HeaderName =
+    header::HeaderName::from_static("preference-applied");
 
 /// How a site names a resource: Puhuri's uuid or the site's own backend id.
 #[derive(Clone, Debug)]
@@ -132,7 +141,7 @@ pub fn lookup_failed(e: UpstreamError) -> ApiError {
 
 /// The `Idempotency-Key` header, if any: 1-255 visible ASCII characters.
 pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+    let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     // A value that is not text at all is refused as one that is not visible ASCII.
@@ -216,7 +225,7 @@ pub async fn submit(
     };
     response.insert_header((header::LOCATION, job_location(job.id)));
     if let Some(wait) = wait {
-        response.insert_header(("Preference-Applied", format!("wait={}", wait.as_secs())));
+        response.insert_header((PREFERENCE_APPLIED, format!("wait={}", wait.as_secs())));
     }
     Ok(response.json(JobView::from(job)))
 }
@@ -224,7 +233,7 @@ pub async fn submit(
 /// `Prefer: wait=N` (RFC 7240), N in seconds.
 pub fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
     headers
-        .get_all("prefer")
+        .get_all(&PREFER)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|p| {

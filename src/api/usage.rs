@@ -90,7 +90,7 @@ impl ParsedUsage {
     /// [`ParsedUsage::sent`] when the request has an `Idempotency-Key` (its only use), else
     /// `null`: a report without one does not build it.
     fn sent_if_keyed(&self, request: &UsageRequest, req: &HttpRequest) -> serde_json::Value {
-        if req.headers().contains_key(super::submit::IDEMPOTENCY_KEY) {
+        if req.headers().contains_key(&super::submit::IDEMPOTENCY_KEY) {
             self.sent(request)
         } else {
             serde_json::Value::Null

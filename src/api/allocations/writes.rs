@@ -146,7 +146,7 @@ pub async fn create_allocation(
     req: HttpRequest,
     body: JsonBody<CreateAllocationRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    if !req.headers().contains_key(IDEMPOTENCY_KEY) {
+    if !req.headers().contains_key(&IDEMPOTENCY_KEY) {
         return Err(ApiError::field(
             "Idempotency-Key",
             "is required to create an allocation (a retry with the same key and body is the same job)",
