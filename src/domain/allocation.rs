@@ -21,6 +21,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -90,16 +91,80 @@ pub fn whole_limits(
     }
 }
 
-/// Checks a resource name (`field` names it): 1-150 characters, not only blanks.
-pub fn check_name(field: &str, name: &str) -> Option<RuleViolation> {
-    (name.trim().is_empty() || name.chars().count() > NAME_MAX_CHARS)
-        .then(|| RuleViolation::new(field.to_string(), "must be 1-150 characters"))
+/// A resource's name as an allocator sets it (a rename, and creation `attributes.name`): 1 to
+/// [`NAME_MAX_CHARS`] characters, not only blanks (the characters themselves were checked with
+/// the request body, [`super::text::check`]).
+///
+/// Serialized as the text (what a job stored before the type existed); read back through
+/// [`ResourceName::parse`].
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ResourceName(String);
+
+impl ResourceName {
+    /// `text` when it is a name; otherwise `Err` with the rule.
+    pub fn parse(text: String) -> Result<ResourceName, &'static str> {
+        if text.trim().is_empty() || text.chars().count() > NAME_MAX_CHARS {
+            return Err("must be 1-150 characters");
+        }
+        Ok(ResourceName(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-/// Checks a resource description (`field` names it): at most 4,096 characters.
+/// A resource's description as an allocator sets it: at most [`DESCRIPTION_MAX_CHARS`]
+/// characters. Serialized as the text; read back through [`ResourceDescription::parse`].
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ResourceDescription(String);
+
+impl ResourceDescription {
+    /// `text` when it is a description; otherwise `Err` with the rule.
+    pub fn parse(text: String) -> Result<ResourceDescription, &'static str> {
+        if text.chars().count() > DESCRIPTION_MAX_CHARS {
+            return Err("at most 4,096 characters");
+        }
+        Ok(ResourceDescription(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+macro_rules! text_value {
+    ($t:ty) => {
+        impl TryFrom<String> for $t {
+            type Error = &'static str;
+            fn try_from(text: String) -> Result<Self, Self::Error> {
+                <$t>::parse(text)
+            }
+        }
+
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_value!(ResourceName);
+text_value!(ResourceDescription);
+
+/// Checks a resource name (`field` names it): [`ResourceName`]'s rule.
+pub fn check_name(field: &str, name: &str) -> Option<RuleViolation> {
+    let refused = ResourceName::parse(name.to_owned()).err()?;
+    Some(RuleViolation::new(field.to_string(), refused))
+}
+
+/// Checks a resource description (`field` names it): [`ResourceDescription`]'s rule.
 pub fn check_description(field: &str, description: &str) -> Option<RuleViolation> {
-    (description.chars().count() > DESCRIPTION_MAX_CHARS)
-        .then(|| RuleViolation::new(field.to_string(), "at most 4,096 characters"))
+    let refused = ResourceDescription::parse(description.to_owned()).err()?;
+    Some(RuleViolation::new(field.to_string(), refused))
 }
 
 /// Checks creation `attributes`' `name` (required, as a rename's) and `description` (as a
@@ -393,6 +458,70 @@ impl LimitRules {
         }
         out
     }
+
+    /// `limits` as read by [`whole_limits`] (`at` is the field path), when they break none of
+    /// the offering's rules ([`LimitRules::check`]); otherwise every violation.
+    pub fn limits(
+        &self,
+        at: &str,
+        limits: Map<String, Value>,
+    ) -> Result<Limits, Vec<RuleViolation>> {
+        let found = self.check(at, &limits);
+        if !found.is_empty() {
+            return Err(found);
+        }
+        let mut out = BTreeMap::new();
+        for (name, value) in limits {
+            // whole, not negative and at most LIMIT_MAX: what `check` just allowed
+            let n = value.as_u64().ok_or_else(|| {
+                vec![RuleViolation::new(
+                    format!("{at}.{name}"),
+                    "must be a whole number",
+                )]
+            })?;
+            out.insert(name, n);
+        }
+        Ok(Limits(out))
+    }
+}
+
+/// Limits an allocator asks for, each allowed by the offering ([`LimitRules::limits`]):
+/// component type, as the offering names it -> a whole number from 0 to [`LIMIT_MAX`].
+///
+/// Serialized as a JSON object of integers, what Waldur's `limits` take. Read back from a stored
+/// job accepting a whole number written with a fraction part (`2000.0`), as jobs stored before
+/// limits were read exactly may hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Limits(BTreeMap<String, u64>);
+
+impl Limits {
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &u64)> {
+        self.0.iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'de> Deserialize<'de> for Limits {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let stored = BTreeMap::<String, Value>::deserialize(deserializer)?;
+        let mut out = BTreeMap::new();
+        for (name, value) in stored {
+            let n = match (value.as_u64(), value.as_f64()) {
+                (Some(n), _) => n,
+                (None, Some(f)) if f.fract() == 0.0 && (0.0..=LIMIT_MAX).contains(&f) => f as u64,
+                _ => {
+                    return Err(serde::de::Error::custom(format!(
+                        "limit {name}: {value} is not a whole number from 0 to 2^53 - 1"
+                    )));
+                }
+            };
+            out.insert(name, n);
+        }
+        Ok(Limits(out))
+    }
 }
 
 #[cfg(test)]
@@ -406,6 +535,55 @@ mod tests {
 
     fn fields(v: Vec<RuleViolation>) -> Vec<String> {
         v.into_iter().map(|v| v.field).collect()
+    }
+
+    #[test]
+    fn a_name_is_1_to_150_characters_not_only_blanks_and_a_description_at_most_4096() {
+        assert!(ResourceName::parse("Climate 2027".into()).is_ok());
+        assert!(ResourceName::parse("é".repeat(150)).is_ok());
+        for bad in ["", "   ", &"a".repeat(151)] {
+            assert_eq!(
+                ResourceName::parse(bad.to_string()),
+                Err("must be 1-150 characters")
+            );
+        }
+        assert!(ResourceDescription::parse(String::new()).is_ok());
+        assert!(ResourceDescription::parse("é".repeat(4096)).is_ok());
+        assert_eq!(
+            ResourceDescription::parse("a".repeat(4097)),
+            Err("at most 4,096 characters")
+        );
+        // stored as the text, read back through the rule
+        let name = ResourceName::parse("n".into()).unwrap();
+        assert_eq!(serde_json::to_string(&name).unwrap(), r#""n""#);
+        assert!(serde_json::from_str::<ResourceName>(r#"" ""#).is_err());
+    }
+
+    #[test]
+    fn limits_are_the_offerings_limit_components_as_whole_numbers() {
+        let rules = LimitRules::from_types([("cpu", Some("limit")), ("gpu", Some("usage"))]);
+        let asked = |text: &str| {
+            let raw: BTreeMap<String, Box<RawValue>> = serde_json::from_str(text).unwrap();
+            whole_limits("limits", &raw).unwrap()
+        };
+        let limits = rules.limits("limits", asked(r#"{"cpu": 2e3}"#)).unwrap();
+        assert_eq!(serde_json::to_value(&limits).unwrap(), json!({"cpu": 2000}));
+        let refused = rules
+            .limits("limits", asked(r#"{"cpu": -1, "gpu": 1}"#))
+            .unwrap_err();
+        assert_eq!(fields(refused), ["limits.cpu", "limits.gpu"]);
+        // a stored job's limits, including a whole number written with a fraction part
+        let stored: Limits = serde_json::from_value(json!({"cpu": 100.0, "gpu": 5})).unwrap();
+        assert_eq!(
+            serde_json::to_value(&stored).unwrap(),
+            json!({"cpu": 100, "gpu": 5})
+        );
+        for bad in [json!({"cpu": 1.5}), json!({"cpu": -1}), json!({"cpu": "1"})] {
+            assert!(
+                serde_json::from_value::<Limits>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

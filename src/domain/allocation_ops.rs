@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::allocation::{Limits, ResourceDescription, ResourceName};
 use super::ids::WaldurUuid;
 use super::text::Comment;
 
@@ -22,7 +23,7 @@ pub struct AllocationCreate {
     /// `name`, `description` and the offering's options.
     pub attributes: Map<String, Value>,
     /// Component type -> limit.
-    pub limits: Map<String, Value>,
+    pub limits: Limits,
     /// Approve the order as consumer when it waits for the consumer's review.
     #[serde(default)]
     pub approve_as_consumer: bool,
@@ -71,9 +72,9 @@ pub struct AllocationUpdate {
     pub identity: String,
     pub resource_uuid: WaldurUuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<ResourceName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
+    pub description: Option<ResourceDescription>,
     /// `Some(None)`: clear the end date (stored and sent as `"end_date": null`);
     /// `Some(Some(date))`: set it; `None` (absent): leave it.
     #[serde(
@@ -137,7 +138,8 @@ pub struct AllocationOptions {
 pub struct AllocationLimits {
     pub identity: String,
     pub resource_uuid: WaldurUuid,
-    pub limits: Map<String, Value>,
+    /// The components asked to change; the others keep their limits.
+    pub limits: Limits,
 }
 
 /// Terminate a resource: a Terminate order followed until the resource is `Terminated`.

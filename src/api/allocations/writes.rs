@@ -23,7 +23,7 @@ use crate::api::submit::{IDEMPOTENCY_KEY, submit};
 use crate::auth::scoped::{AllocationsWrite, Authorized};
 use crate::domain::WaldurUuid;
 use crate::domain::allocation::{
-    LimitRules, OptionRules, RuleViolation, check_description, check_name,
+    LimitRules, OptionRules, ResourceDescription, ResourceName, RuleViolation,
     check_standard_attributes, whole_limits,
 };
 use crate::domain::operations::{
@@ -69,13 +69,6 @@ pub struct CreateAllocationRequest {
     /// A comment for the reviewers (at most 2,000 characters).
     #[schema(max_length = 2000)]
     pub request_comment: Option<String>,
-}
-
-fn violations(v: Vec<RuleViolation>) -> Result<(), ApiError> {
-    if v.is_empty() {
-        return Ok(());
-    }
-    Err(refused(v))
 }
 
 /// The 422 naming each violation.
@@ -173,8 +166,12 @@ pub async fn create_allocation(
         OptionRules::for_offering(&offering.fields.options)
             .check_attributes("attributes", &attributes),
     );
-    found.extend(limit_rules(&offering.fields).check("limits", &limits));
-    violations(found)?;
+    let sent_limits = same_numbers(&Value::Object(limits.clone()));
+    let limits = match limit_rules(&offering.fields).limits("limits", limits) {
+        Ok(limits) if found.is_empty() => limits,
+        Ok(_) => return Err(refused(found)),
+        Err(more) => return Err(refused(found.into_iter().chain(more).collect())),
+    };
     if let Some(plan) = &plan
         && !(offering.fields.plans.iter()).any(|p| p.uuid == plan.as_str())
     {
@@ -187,7 +184,7 @@ pub async fn create_allocation(
         "project_uuid": project.as_str(), "offering_uuid": offering_uuid.as_str(),
         "plan_uuid": plan.as_ref().map(|p| p.as_str()),
         "attributes": same_numbers(&Value::Object(attributes.clone())),
-        "limits": same_numbers(&Value::Object(limits.clone())),
+        "limits": sent_limits,
         "approve_as_consumer": request.approve_as_consumer, "request_comment": request_comment,
     });
     let op = Operation::AllocationCreate(AllocationCreate {
@@ -334,16 +331,18 @@ pub async fn update_allocation(
 ) -> Result<HttpResponse, ApiError> {
     let resource = uuid_in_path(&path, "resource")?;
     let r = body.into_inner();
-    let mut errors: Vec<FieldError> = (r.name.as_deref().and_then(|n| check_name("name", n)))
-        .into_iter()
-        .chain(
-            r.description
-                .as_deref()
-                .and_then(|d| check_description("description", d)),
-        )
-        .map(|v| FieldError::new(v.field, v.message))
-        .collect();
+    let mut errors: Vec<FieldError> = Vec::new();
     let nothing = r.name.is_none() && r.description.is_none() && r.end_date.is_none();
+    let sent_name = r.name.clone();
+    let sent_description = r.description.clone();
+    let name = (r.name.map(ResourceName::parse).transpose())
+        .map_err(|m| errors.push(FieldError::new("name", m)))
+        .ok()
+        .flatten();
+    let description = (r.description.map(ResourceDescription::parse).transpose())
+        .map_err(|m| errors.push(FieldError::new("description", m)))
+        .ok()
+        .flatten();
     let end_date = r
         .end_date
         .map(|date| date.map(EndDate::parse).transpose())
@@ -361,12 +360,12 @@ pub async fn update_allocation(
         return Err(ApiError::validation(errors));
     }
     bound_resource(&state, &identity, &resource).await?;
-    let sent = json!({"name": r.name, "description": r.description, "end_date": end_date});
+    let sent = json!({"name": sent_name, "description": sent_description, "end_date": end_date});
     let op = Operation::AllocationUpdate(AllocationUpdate {
         identity: identity.site.identity.clone(),
         resource_uuid: resource,
-        name: r.name,
-        description: r.description,
+        name,
+        description,
         end_date,
     });
     submit(&state, &identity, &req, op, sent).await
@@ -401,15 +400,17 @@ pub async fn update_options(
     let change = Change {
         field: "options",
         empty: "give at least one option to change",
-        rules: |offering, options| {
-            OptionRules::for_offering(&offering.options).check_options("options", options)
-        },
-        operation: |identity, resource_uuid, options| {
-            Operation::AllocationOptions(AllocationOptions {
+        operation: |offering, identity, resource_uuid, options| {
+            let found =
+                OptionRules::for_offering(&offering.options).check_options("options", &options);
+            if !found.is_empty() {
+                return Err(found);
+            }
+            Ok(Operation::AllocationOptions(AllocationOptions {
                 identity,
                 resource_uuid,
                 options,
-            })
+            }))
         },
     };
     let Object(raw) = body.into_inner().options;
@@ -449,13 +450,13 @@ pub async fn update_limits(
     let change = Change {
         field: "limits",
         empty: "give at least one limit to change",
-        rules: |offering, limits| limit_rules(offering).check("limits", limits),
-        operation: |identity, resource_uuid, limits| {
-            Operation::AllocationLimits(AllocationLimits {
+        operation: |offering, identity, resource_uuid, limits| {
+            let limits = limit_rules(offering).limits("limits", limits)?;
+            Ok(Operation::AllocationLimits(AllocationLimits {
                 identity,
                 resource_uuid,
                 limits,
-            })
+            }))
         },
     };
     let limits = whole_limits("limits", &body.into_inner().limits).map_err(refused)?;
@@ -470,11 +471,17 @@ struct Change {
     /// The body's field: `options` or `limits`.
     field: &'static str,
     empty: &'static str,
-    /// The offering and the asked values -> what breaks its rules.
-    rules: fn(&PublicOffering, &Map<String, Value>) -> Vec<RuleViolation>,
-    /// Identity name, resource uuid, values -> the queued operation.
-    operation: fn(String, WaldurUuid, Map<String, Value>) -> Operation,
+    operation: ChangeOperation,
 }
+
+/// The offering, identity name, resource uuid and the asked values -> the queued operation, or
+/// what breaks the offering's rules.
+type ChangeOperation = fn(
+    &PublicOffering,
+    String,
+    WaldurUuid,
+    Map<String, Value>,
+) -> Result<Operation, Vec<RuleViolation>>;
 
 impl Change {
     async fn submit(
@@ -491,9 +498,9 @@ impl Change {
         }
         let r = bound_resource(state, identity, &resource).await?;
         let offering = offering_of(state, identity, &r).await?;
-        violations((self.rules)(&offering, &values))?;
         let sent = json!({ self.field: same_numbers(&Value::Object(values.clone())) });
-        let op = (self.operation)(identity.site.identity.clone(), resource, values);
+        let op = (self.operation)(&offering, identity.site.identity.clone(), resource, values)
+            .map_err(refused)?;
         submit(state, identity, req, op, sent).await
     }
 }

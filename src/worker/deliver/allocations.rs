@@ -25,6 +25,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::{Delivered, Deliverer, DeliveryError, done};
+use crate::domain::allocation::Limits;
 use crate::domain::operations::{
     AllocationCreate, AllocationLimits, AllocationOptions, AllocationOrderAction,
     AllocationTerminate, AllocationUpdate, ConsumerAction, Operation,
@@ -316,10 +317,10 @@ async fn order_action(
 async fn update(client: &WaldurClient, a: &AllocationUpdate) -> Result<Delivered, DeliveryError> {
     let mut body = Map::new();
     if let Some(n) = &a.name {
-        body.insert("name".into(), json!(n));
+        body.insert("name".into(), json!(n.as_str()));
     }
     if let Some(d) = &a.description {
-        body.insert("description".into(), json!(d));
+        body.insert("description".into(), json!(d.as_str()));
     }
     if let Some(e) = &a.end_date {
         body.insert("end_date".into(), json!(e));
@@ -403,12 +404,9 @@ async fn limits(
 /// the whole set, so a change naming only some components would drop the others; the gateway
 /// reads the current limits at delivery (after every earlier change of the resource, which are
 /// delivered in order) and sends them all, changed ones replaced.
-pub fn merged_limits(
-    current: &Map<String, Value>,
-    asked: &Map<String, Value>,
-) -> Map<String, Value> {
+pub fn merged_limits(current: &Map<String, Value>, asked: &Limits) -> Map<String, Value> {
     let mut merged = current.clone();
-    merged.extend(asked.iter().map(|(k, v)| (k.clone(), v.clone())));
+    merged.extend(asked.iter().map(|(k, v)| (k.clone(), Value::from(*v))));
     merged
 }
 
@@ -460,19 +458,24 @@ mod tests {
         v.as_object().unwrap().clone()
     }
 
+    /// Limits as a stored job holds them.
+    fn limits(v: Value) -> Limits {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn a_change_of_some_limits_keeps_the_others() {
         let current = obj(json!({"cpu_k_hours": 100, "gpu_k_hours": 5, "gb_k_hours": 10}));
-        let merged = merged_limits(&current, &obj(json!({"cpu_k_hours": 200})));
+        let merged = merged_limits(&current, &limits(json!({"cpu_k_hours": 200})));
         assert_eq!(
             Value::Object(merged),
             json!({"cpu_k_hours": 200, "gpu_k_hours": 5, "gb_k_hours": 10})
         );
-        let same = merged_limits(&current, &obj(json!({"cpu_k_hours": 100.0})));
+        let same = merged_limits(&current, &limits(json!({"cpu_k_hours": 100.0})));
         assert!(same_limits(&current, &same));
         assert!(!same_limits(
             &current,
-            &merged_limits(&current, &obj(json!({"x": 1})))
+            &merged_limits(&current, &limits(json!({"x": 1})))
         ));
     }
 }
