@@ -12,6 +12,6 @@ end
 set_state(id, f[1], STATE_canceled)
 finish(id)
 -- a canceled report is still one the site sent: an older one is not retried over it
-note_newest(id, f[3], f[4], ARGV[3])
+note_newest(id, f[3], f[4], ARGV[3], true)
 leave_line(id, f[2])
 return with_status('ok', id)

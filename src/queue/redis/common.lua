@@ -77,8 +77,18 @@ end
 -- noted here, when it ends: per component of its usages, the newest ended job carrying it. The
 -- map lives `ttl` ms after its last write, like the delivered map. Noting at the end rather than
 -- at enqueue keeps the accepting path (one script call per request) free of it.
-local function note_newest(id, ckey, usages, ttl)
+--
+-- Only a failed, dead or canceled job can be retried or refused, so only those create the map
+-- (`always`); a job that succeeded is noted only in a map that exists. That misses nothing: a
+-- newer job that succeeded before an older one of its key failed would have to have run before
+-- it, and jobs of an object run in acceptance order (a canceled one, which can end first, is
+-- always noted).
+local function note_newest(id, ckey, usages, ttl, always)
   if not ckey or not usages then
+    return
+  end
+  local nk = key(K_newest, ckey)
+  if not always and redis.call('EXISTS', nk) == 0 then
     return
   end
   local names = {}
@@ -88,7 +98,6 @@ local function note_newest(id, ckey, usages, ttl)
   if #names == 0 then
     return
   end
-  local nk = key(K_newest, ckey)
   local noted = redis.call('HMGET', nk, unpack(names))
   local newer = {}
   for i, name in ipairs(names) do

@@ -57,6 +57,6 @@ else
 end
 set_state(id, STATE_running, new_state)
 finish(id)
-note_newest(id, f[4], f[5], ARGV[9])
+note_newest(id, f[4], f[5], ARGV[9], new_state ~= STATE_succeeded)
 leave_line(id, f[3])
 return 1
