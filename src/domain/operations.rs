@@ -299,11 +299,29 @@ impl Operation {
         }
     }
 
+    /// The operation's payload as a job stores it: the variant's value, what serde's `payload`
+    /// content holds (serialized directly, without the tagged wrapper around it).
     pub fn payload(&self) -> Value {
-        match serde_json::to_value(self) {
-            Ok(Value::Object(mut map)) => map.remove("payload").unwrap_or(Value::Null),
-            _ => Value::Null,
-        }
+        let value = match self {
+            Operation::UsageReport(p) => serde_json::to_value(p),
+            Operation::OrderApprove(p) => serde_json::to_value(p),
+            Operation::OrderReject(p) => serde_json::to_value(p),
+            Operation::OrderDone(p) => serde_json::to_value(p),
+            Operation::OrderErred(p) => serde_json::to_value(p),
+            Operation::ResourceBackendId(p) => serde_json::to_value(p),
+            Operation::ResourceState(p) => serde_json::to_value(p),
+            Operation::ResourceReport(p) => serde_json::to_value(p),
+            Operation::ResourceLimits(p) => serde_json::to_value(p),
+            Operation::OfferingUsername(p) => serde_json::to_value(p),
+            Operation::UserUsername(p) => serde_json::to_value(p),
+            Operation::AllocationCreate(p) => serde_json::to_value(p),
+            Operation::AllocationOrder(p) => serde_json::to_value(p),
+            Operation::AllocationUpdate(p) => serde_json::to_value(p),
+            Operation::AllocationOptions(p) => serde_json::to_value(p),
+            Operation::AllocationLimits(p) => serde_json::to_value(p),
+            Operation::AllocationTerminate(p) => serde_json::to_value(p),
+        };
+        value.unwrap_or(Value::Null)
     }
 
     /// The Puhuri identity an allocator operation is delivered with; `None` for the service
@@ -422,6 +440,8 @@ mod tests {
         ];
         for (op, key) in ops.iter().zip(keys) {
             assert_eq!(&Operation::from_job(op.name(), &op.payload()).unwrap(), op);
+            // what serde's tagged form holds as the payload
+            assert_eq!(serde_json::to_value(op).unwrap()["payload"], op.payload());
             assert_eq!(op.object_key(), key);
             assert!(op.coalesce_key().is_none());
         }

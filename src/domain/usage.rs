@@ -209,7 +209,7 @@ impl fmt::Display for Amount {
 /// through [`Amount::parse_text`], which gives the same amount.
 impl Serialize for Amount {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(&self.to_waldur())
     }
 }
 
