@@ -142,7 +142,12 @@ pub fn on_connect(_connection: &dyn Any, data: &mut actix_web::dev::Extensions) 
 /// Headers a request may carry at most once (RFC 9110 §5.3: a field that is not a list); two
 /// copies leave the gateway to guess which one the client meant.
 /// (`Prefer` may repeat: RFC 7240 §2.)
-const SINGLETON_HEADERS: [&str; 4] = ["host", "authorization", "content-type", "idempotency-key"];
+const SINGLETON_HEADERS: [HeaderName; 4] = [
+    header::HOST,
+    header::AUTHORIZATION,
+    header::CONTENT_TYPE,
+    crate::api::submit::IDEMPOTENCY_KEY,
+];
 
 /// A query string the operation does not document: an unknown key, an empty value, or a key
 /// that takes one value given twice. `None` when the path is not a documented route (the
@@ -214,10 +219,10 @@ fn refusal_at_the_door(req: &ServiceRequest) -> Option<actix_web::HttpResponse> 
             .set_connection_type(actix_web::http::ConnectionType::Close);
         return Some(response);
     }
-    let codings: Vec<&HeaderValue> = headers.get_all(header::CONTENT_ENCODING).collect();
-    let decodable = match codings.as_slice() {
-        [] => true,
-        [one] => one.to_str().is_ok_and(|v| {
+    let mut codings = headers.get_all(header::CONTENT_ENCODING);
+    let decodable = match (codings.next(), codings.next()) {
+        (None, _) => true,
+        (Some(one), None) => one.to_str().is_ok_and(|v| {
             let v = v.trim();
             v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("identity")
         }),
@@ -253,7 +258,7 @@ fn refusal_at_the_door(req: &ServiceRequest) -> Option<actix_web::HttpResponse> 
     }
     if let Some(name) = SINGLETON_HEADERS
         .iter()
-        .find(|name| headers.get_all(**name).count() > 1)
+        .find(|name| headers.get_all(*name).nth(1).is_some())
     {
         return Some(
             ApiError::MalformedRequest(format!("the `{name}` header is given more than once"))
