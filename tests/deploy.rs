@@ -263,17 +263,28 @@ fn systemd_unit_sandbox_allows_every_system_call_the_gateway_makes() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start strace");
-    // the traced gateway is strace's only child
+    // The traced gateway is the child of strace whose command line holds its address: strace
+    // also forks short-lived children of its own at start (to test what ptrace offers), which a
+    // signal must not be sent to.
+    let listen = format!("127.0.0.1:{port}");
     let gateway_pid = {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let children =
                 std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", strace.id()))
                     .unwrap_or_default();
-            if let Some(pid) = children.split_whitespace().next() {
+            let gateway = children.split_whitespace().find(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(&listen))
+            });
+            if let Some(pid) = gateway {
                 break pid.to_string();
             }
-            assert!(Instant::now() < deadline, "strace started no gateway");
+            if Instant::now() >= deadline {
+                let _ = strace.kill();
+                let _ = strace.wait();
+                panic!("strace started no gateway");
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     };
