@@ -360,11 +360,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn obj(v: Value) -> Map<String, Value> {
+    /// A JSON object literal as a map (shared with the limits' tests).
+    pub(super) fn obj(v: Value) -> Map<String, Value> {
         v.as_object().expect("an object").clone()
     }
 
-    fn fields(v: Vec<RuleViolation>) -> Vec<String> {
+    /// The fields the violations name, in order (shared with the limits' tests).
+    pub(super) fn fields(v: Vec<RuleViolation>) -> Vec<String> {
         v.into_iter().map(|v| v.field).collect()
     }
 

@@ -181,15 +181,8 @@ impl<'de> Deserialize<'de> for Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::allocation::tests::{fields, obj};
     use serde_json::json;
-
-    fn obj(v: Value) -> Map<String, Value> {
-        v.as_object().expect("an object").clone()
-    }
-
-    fn fields(v: Vec<RuleViolation>) -> Vec<String> {
-        v.into_iter().map(|v| v.field).collect()
-    }
 
     #[test]
     fn limits_are_the_offerings_limit_components_as_whole_numbers() {
