@@ -17,22 +17,18 @@ fn the_committed_openapi_document_matches_the_code() {
 
 #[test]
 fn every_v1_operation_declares_bearer_security_and_problem_errors() {
-    let doc: serde_json::Value =
-        serde_json::from_str(&puhuri_gateway::api::openapi::document_json()).unwrap();
-    for (path, item) in doc["paths"].as_object().unwrap() {
+    for (path, method, op) in documented_operations() {
         if !path.starts_with("/v1/") {
             continue;
         }
-        for (method, op) in item.as_object().unwrap() {
-            assert!(
-                op["security"].as_array().is_some_and(|s| !s.is_empty()),
-                "{method} {path} has no security requirement"
-            );
-            assert!(
-                op["responses"]["401"].is_object(),
-                "{method} {path} does not document 401"
-            );
-        }
+        assert!(
+            op["security"].as_array().is_some_and(|s| !s.is_empty()),
+            "{method} {path} has no security requirement"
+        );
+        assert!(
+            op["responses"]["401"].is_object(),
+            "{method} {path} does not document 401"
+        );
     }
 }
 
@@ -92,12 +88,9 @@ fn waldur_enums_equal_waldur_8_0_5() {
 async fn every_documented_missing_scope_is_the_routes_answer() {
     use crate::helpers::{assert_problem, claims, sign, spawn_app};
     let app = spawn_app().await;
-    let doc: serde_json::Value =
-        serde_json::from_str(&puhuri_gateway::api::openapi::document_json()).unwrap();
     let mut checked = 0;
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        for (method, op) in item.as_object().unwrap() {
-            let Some(example) = op["responses"]["403"]["content"]["application/problem+json"]
+    for (path, method, op) in documented_operations() {
+        let Some(example) = op["responses"]["403"]["content"]["application/problem+json"]
                 ["examples"]["insufficient_scope"]["value"]
                 .as_object()
                 .or_else(|| {
@@ -108,48 +101,47 @@ async fn every_documented_missing_scope_is_the_routes_answer() {
             else {
                 continue;
             };
-            let detail = example["detail"].as_str().unwrap();
-            // A token with every other scope than the one the example names.
-            let all = [
-                "read",
-                "usage:write",
-                "orders:write",
-                "resources:write",
-                "users:write",
-                "events:read",
-                "allocations:read",
-                "allocations:write",
-            ];
-            let named = all
-                .iter()
-                .find(|s| detail.contains(&format!("`{s}`")))
-                .unwrap_or_else(|| panic!("{method} {path}: {detail} names no known scope"));
-            let mut token_claims = claims("alpha");
-            token_claims["scope"] = all
-                .iter()
-                .filter(|s| *s != named)
-                .copied()
-                .collect::<Vec<_>>()
-                .join(" ")
-                .into();
-            let token = sign(
-                jsonwebtoken::Algorithm::EdDSA,
-                "alpha-ed",
-                "ed25519.key",
-                &token_claims,
-            );
-            let url = filled(path);
-            let response = app
-                .client
-                .request(method.to_uppercase().parse().unwrap(), app.url(&url))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap();
-            let problem = assert_problem(response, 403, "insufficient_scope").await;
-            assert_eq!(problem["detail"], detail, "{method} {path}");
-            checked += 1;
-        }
+        let detail = example["detail"].as_str().unwrap();
+        // A token with every other scope than the one the example names.
+        let all = [
+            "read",
+            "usage:write",
+            "orders:write",
+            "resources:write",
+            "users:write",
+            "events:read",
+            "allocations:read",
+            "allocations:write",
+        ];
+        let named = all
+            .iter()
+            .find(|s| detail.contains(&format!("`{s}`")))
+            .unwrap_or_else(|| panic!("{method} {path}: {detail} names no known scope"));
+        let mut token_claims = claims("alpha");
+        token_claims["scope"] = all
+            .iter()
+            .filter(|s| *s != named)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .into();
+        let token = sign(
+            jsonwebtoken::Algorithm::EdDSA,
+            "alpha-ed",
+            "ed25519.key",
+            &token_claims,
+        );
+        let url = filled(&path);
+        let response = app
+            .client
+            .request(method.to_uppercase().parse().unwrap(), app.url(&url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(response, 403, "insufficient_scope").await;
+        assert_eq!(problem["detail"], detail, "{method} {path}");
+        checked += 1;
     }
     assert!(
         checked > 30,
@@ -178,41 +170,50 @@ fn filled(path: &str) -> String {
 async fn every_documented_unknown_query_is_the_routes_answer() {
     use crate::helpers::{alpha_token, assert_problem, spawn_app};
     let app = spawn_app().await;
-    let doc: serde_json::Value =
-        serde_json::from_str(&puhuri_gateway::api::openapi::document_json()).unwrap();
     let mut checked = 0;
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        for (method, op) in item.as_object().unwrap() {
-            let takes_a_query = op["parameters"]
-                .as_array()
-                .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
-            if takes_a_query {
-                continue;
-            }
-            let content = &op["responses"]["400"]["content"]["application/problem+json"];
-            let example = content["examples"]["invalid_query"]["value"]
-                .as_object()
-                .or_else(|| content["example"].as_object())
-                .unwrap_or_else(|| {
-                    panic!("{method} {path} takes no query and does not document the 400 for one")
-                });
-            let detail = example["detail"].as_str().unwrap();
-            let key = detail.split('`').nth(1).unwrap();
-            let url = filled(path);
-            let response = app
-                .client
-                .request(
-                    method.to_uppercase().parse().unwrap(),
-                    app.url(&format!("{url}?{key}=1")),
-                )
-                .bearer_auth(alpha_token())
-                .send()
-                .await
-                .unwrap();
-            let problem = assert_problem(response, 400, "invalid_query").await;
-            assert_eq!(problem["detail"], detail, "{method} {path}");
-            checked += 1;
+    for (path, method, op) in documented_operations() {
+        let takes_a_query = op["parameters"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
+        if takes_a_query {
+            continue;
         }
+        let content = &op["responses"]["400"]["content"]["application/problem+json"];
+        let example = content["examples"]["invalid_query"]["value"]
+            .as_object()
+            .or_else(|| content["example"].as_object())
+            .unwrap_or_else(|| {
+                panic!("{method} {path} takes no query and does not document the 400 for one")
+            });
+        let detail = example["detail"].as_str().unwrap();
+        let key = detail.split('`').nth(1).unwrap();
+        let url = filled(&path);
+        let response = app
+            .client
+            .request(
+                method.to_uppercase().parse().unwrap(),
+                app.url(&format!("{url}?{key}=1")),
+            )
+            .bearer_auth(alpha_token())
+            .send()
+            .await
+            .unwrap();
+        let problem = assert_problem(response, 400, "invalid_query").await;
+        assert_eq!(problem["detail"], detail, "{method} {path}");
+        checked += 1;
     }
     assert!(checked > 20, "only {checked} operations take no query");
+}
+
+/// Every operation of the generated document: its path, method and operation object.
+fn documented_operations() -> Vec<(String, String, serde_json::Value)> {
+    let doc: serde_json::Value =
+        serde_json::from_str(&puhuri_gateway::api::openapi::document_json()).unwrap();
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            out.push((path.clone(), method.clone(), op.clone()));
+        }
+    }
+    out
 }
