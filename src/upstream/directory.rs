@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use super::flights::Flights;
 use super::scans::Scans;
 use super::{OfferingInfo, ResourceInfo, ResourceProjection, UpstreamError, Uuid, WaldurClient};
 
@@ -40,16 +41,25 @@ struct Entry<T> {
 /// when their TTL passes: a stale answer is what the directory falls back on while Puhuri cannot
 /// be reached. moka bounds the memory, evicting the least useful entries (TinyLFU) one at a time
 /// instead of emptying the map when it is full.
-struct Cache<T> {
+struct Cache<T, E = UpstreamError> {
     ttl: Duration,
     entries: moka::sync::Cache<String, Entry<T>>,
+    /// Concurrent lookups of one cold key make one call ([`Cache::fresh_or_fetch`]).
+    flights: Flights,
+    /// A key's last failed fetch and when it ended, for the callers that waited for it.
+    failures: moka::sync::Cache<String, (E, Instant)>,
 }
 
-impl<T: Clone + Send + Sync + 'static> Cache<T> {
+impl<T: Clone + Send + Sync + 'static, E: Clone + Send + Sync + 'static> Cache<T, E> {
     fn new(ttl: Duration) -> Self {
         Cache {
             ttl,
             entries: moka::sync::Cache::new(MAX_ENTRIES),
+            flights: Flights::new(MAX_ENTRIES),
+            failures: moka::sync::Cache::builder()
+                .max_capacity(MAX_ENTRIES)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
         }
     }
 
@@ -58,6 +68,41 @@ impl<T: Clone + Send + Sync + 'static> Cache<T> {
         self.entries
             .get(key)
             .map(|e| (e.value, e.at.elapsed() < self.ttl))
+    }
+
+    /// The fresh value of `key`, or else `fetch`'s answer, the value kept. Callers that find
+    /// the key cold at once make one call: the others wait for it and take its value, or its
+    /// error when it failed while they waited (rather than each waiting out its own call to an
+    /// unreachable Puhuri, one after the other). A caller that did not wait always fetches.
+    async fn fresh_or_fetch<F, Fut>(&self, key: &str, fetch: F) -> Result<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        if let Some((value, true)) = self.get(key) {
+            return Ok(value);
+        }
+        let asked = Instant::now();
+        let _fetching = self.flights.join(key).await;
+        if let Some((value, true)) = self.get(key) {
+            return Ok(value);
+        }
+        if let Some((error, at)) = self.failures.get(key)
+            && at >= asked
+        {
+            return Err(error);
+        }
+        match fetch().await {
+            Ok(value) => {
+                self.put(key.to_string(), value.clone());
+                Ok(value)
+            }
+            Err(error) => {
+                self.failures
+                    .insert(key.to_string(), (error.clone(), Instant::now()));
+                Err(error)
+            }
+        }
     }
 
     fn put(&self, key: String, value: T) {
@@ -87,9 +132,9 @@ pub struct Directory {
     /// Organisation uuid -> its service provider's uuid (never changes).
     providers: Cache<String>,
     /// A site's offerings (sorted, joined) -> whether they are every offering of their provider.
-    coverage: Cache<bool>,
+    coverage: Cache<bool, ScanError>,
     /// A site's offerings (sorted, joined) -> the projects with a live resource in them.
-    site_projects: Cache<Arc<BTreeSet<String>>>,
+    site_projects: Cache<Arc<BTreeSet<String>>, ScanError>,
     /// Whole lists kept for reads ([`Directory::scan`]).
     scans: Arc<Scans>,
     /// The client for an offering's own people views, where a 403 is an expected answer
@@ -98,14 +143,14 @@ pub struct Directory {
 }
 
 /// A scan that would read more than [`MAX_SCAN_PAGES`] pages.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct TooLarge {
     /// What was being listed, e.g. `marketplace-provider-resources/`.
     pub what: String,
 }
 
 /// What a directory lookup that scans a list can answer besides its value.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum ScanError {
     Upstream(UpstreamError),
     TooLarge(TooLarge),
@@ -174,19 +219,16 @@ impl Directory {
 
     /// The resource as the service provider sees it (404 when it is not the provider's).
     pub async fn resource(&self, uuid: &str) -> Result<ResourceInfo, UpstreamError> {
-        if let Some((info, true)) = self.resources.get(uuid) {
-            return Ok(info);
-        }
-        match self.client.resource_info(uuid).await {
-            Ok(info) => {
-                self.resources.put(uuid.to_string(), info.clone());
-                Ok(info)
-            }
+        let found = self
+            .resources
+            .fresh_or_fetch(uuid, || self.client.resource_info(uuid))
+            .await;
+        match found {
             // Offering membership never changes: a stale entry is still right.
             Err(e @ UpstreamError::Transient { .. }) => {
                 self.resources.get(uuid).map(|(info, _)| info).ok_or(e)
             }
-            Err(e) => Err(e),
+            found => found,
         }
     }
 
@@ -248,19 +290,17 @@ impl Directory {
     }
 
     pub async fn offering(&self, uuid: &str) -> Result<Arc<OfferingInfo>, UpstreamError> {
-        if let Some((info, true)) = self.offerings.get(uuid) {
-            return Ok(info);
-        }
-        match self.client.offering_info(uuid).await {
-            Ok(info) => {
-                let info = Arc::new(info);
-                self.offerings.put(uuid.to_string(), info.clone());
-                Ok(info)
-            }
+        let found = self
+            .offerings
+            .fresh_or_fetch(uuid, || async {
+                self.client.offering_info(uuid).await.map(Arc::new)
+            })
+            .await;
+        match found {
             Err(e @ UpstreamError::Transient { .. }) => {
                 self.offerings.get(uuid).map(|(i, _)| i).ok_or(e)
             }
-            Err(e) => Err(e),
+            found => found,
         }
     }
 
@@ -270,31 +310,30 @@ impl Directory {
     /// upstream page. Kept for the offering TTL (10 min): one call for the offering (cached)
     /// and one scan of the provider's offerings (one page for any real provider).
     pub async fn offerings_cover_provider(&self, offerings: &[String]) -> Result<bool, ScanError> {
-        let key = offerings_key(offerings);
-        if let Some((covers, true)) = self.coverage.get(&key) {
-            return Ok(covers);
-        }
         let Some(first) = offerings.first() else {
             return Ok(false);
         };
-        let customer = self.offering(first).await?.customer_uuid.clone();
-        let all: Vec<Uuid> = self
-            .client
-            .get_bounded(
-                "marketplace-provider-offerings/",
-                &[("customer_uuid", customer), ("field", "uuid".into())],
-                SCAN_PAGE_SIZE,
-                MAX_SCAN_PAGES,
-            )
-            .await?
-            .ok_or_else(|| {
-                ScanError::TooLarge(TooLarge {
-                    what: "marketplace-provider-offerings/".into(),
-                })
-            })?;
-        let covers = all.iter().all(|o| offerings.contains(&o.uuid));
-        self.coverage.put(key, covers);
-        Ok(covers)
+        let key = offerings_key(offerings);
+        self.coverage
+            .fresh_or_fetch(&key, || async {
+                let customer = self.offering(first).await?.customer_uuid.clone();
+                let all: Vec<Uuid> = self
+                    .client
+                    .get_bounded(
+                        "marketplace-provider-offerings/",
+                        &[("customer_uuid", customer), ("field", "uuid".into())],
+                        SCAN_PAGE_SIZE,
+                        MAX_SCAN_PAGES,
+                    )
+                    .await?
+                    .ok_or_else(|| {
+                        ScanError::TooLarge(TooLarge {
+                            what: "marketplace-provider-offerings/".into(),
+                        })
+                    })?;
+                Ok(all.iter().all(|o| offerings.contains(&o.uuid)))
+            })
+            .await
     }
 
     /// The uuids of projects with a live resource in `offerings`: one scan of the site's
@@ -305,33 +344,32 @@ impl Directory {
         offerings: &[String],
     ) -> Result<Arc<BTreeSet<String>>, ScanError> {
         let key = offerings_key(offerings);
-        if let Some((projects, true)) = self.site_projects.get(&key) {
-            return Ok(projects);
-        }
-        let mut query: Vec<(&str, String)> = offerings
-            .iter()
-            .map(|o| ("offering_uuid", o.clone()))
-            .collect();
-        query.extend(
-            LIVE_RESOURCE_STATES
-                .iter()
-                .map(|s| ("state", s.to_string())),
-        );
-        query.push(("field", "project_uuid".into()));
-        let path = "marketplace-provider-resources/";
-        let resources: Vec<ResourceProjection> = self
-            .client
-            .get_bounded(path, &query, SCAN_PAGE_SIZE, MAX_SCAN_PAGES)
-            .await?
-            .ok_or_else(|| ScanError::TooLarge(TooLarge { what: path.into() }))?;
-        let projects: Arc<BTreeSet<String>> = Arc::new(
-            resources
-                .into_iter()
-                .filter_map(|r| r.project_uuid)
-                .collect(),
-        );
-        self.site_projects.put(key, projects.clone());
-        Ok(projects)
+        self.site_projects
+            .fresh_or_fetch(&key, || async {
+                let mut query: Vec<(&str, String)> = offerings
+                    .iter()
+                    .map(|o| ("offering_uuid", o.clone()))
+                    .collect();
+                query.extend(
+                    LIVE_RESOURCE_STATES
+                        .iter()
+                        .map(|s| ("state", s.to_string())),
+                );
+                query.push(("field", "project_uuid".into()));
+                let path = "marketplace-provider-resources/";
+                let resources: Vec<ResourceProjection> = self
+                    .client
+                    .get_bounded(path, &query, SCAN_PAGE_SIZE, MAX_SCAN_PAGES)
+                    .await?
+                    .ok_or_else(|| ScanError::TooLarge(TooLarge { what: path.into() }))?;
+                Ok(Arc::new(
+                    resources
+                        .into_iter()
+                        .filter_map(|r| r.project_uuid)
+                        .collect(),
+                ))
+            })
+            .await
     }
 
     /// Every item of the list at `path` with `query` (in pages of [`SCAN_PAGE_SIZE`], at most

@@ -6,6 +6,7 @@
 
 pub mod directory;
 pub mod error;
+mod flights;
 mod link;
 mod offering_users;
 pub mod scans;

@@ -32,6 +32,7 @@ use serde_json::Value;
 
 use super::WaldurClient;
 use super::directory::{MAX_SCAN_PAGES, SCAN_PAGE_SIZE, ScanError, TooLarge};
+use super::flights::Flights;
 
 /// How long a scan answers reads without a new one being started.
 pub const SCAN_TTL: Duration = Duration::from_secs(60);
@@ -59,7 +60,7 @@ pub struct Scans {
     serve_stale_for: Duration,
     scanned: moka::sync::Cache<String, Scanned>,
     /// One lock per list: held by the scan in flight, if any.
-    flights: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
+    flights: Flights,
 }
 
 impl Default for Scans {
@@ -92,7 +93,7 @@ impl Scans {
             ttl,
             serve_stale_for: serve_stale_for.max(ttl),
             scanned: moka::sync::Cache::new(MAX_SCANS),
-            flights: moka::sync::Cache::new(MAX_SCANS),
+            flights: Flights::new(MAX_SCANS),
         }
     }
 
@@ -177,8 +178,7 @@ impl Scans {
     }
 
     fn flight(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.flights
-            .get_with(key.to_string(), || Arc::new(tokio::sync::Mutex::new(())))
+        self.flights.of(key)
     }
 
     /// Scans the list and keeps it (the caller holds the list's flight lock).

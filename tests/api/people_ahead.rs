@@ -302,3 +302,79 @@ async fn an_expected_403_does_not_mark_the_token_refused() {
         TokenState::Refused { status: 403 }
     );
 }
+
+/// Eight lookups of one offering the directory has not seen make one call to Puhuri; when that
+/// call fails, the lookups that waited for it take its error instead of each calling again, and
+/// the next lookup (one that did not wait) calls again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cold_lookups_of_an_offering_share_one_call() {
+    use puhuri_gateway::upstream::directory::Directory;
+    let sim = seeded_sim().await;
+    let client = reqwest::Client::new();
+    let offering_calls = |calls: Vec<Value>| {
+        calls
+            .into_iter()
+            .filter(|c| {
+                c["path"]
+                    .as_str()
+                    .is_some_and(|p| p.contains(demo::LUMI_OFFERING_UUID))
+            })
+            .count()
+    };
+    let fault = |body: Value| {
+        client
+            .post(format!("{}faults", sim.control_url()))
+            .json(&body)
+            .send()
+    };
+    let lookups = |directory: Arc<Directory>| async move {
+        let mut each = Vec::new();
+        for _ in 0..8 {
+            let directory = directory.clone();
+            each.push(tokio::spawn(async move {
+                directory
+                    .offering(demo::LUMI_OFFERING_UUID)
+                    .await
+                    .map(|_| ())
+            }));
+        }
+        let mut answers = Vec::new();
+        for one in each {
+            answers.push(one.await.unwrap());
+        }
+        answers
+    };
+    let path_prefix = format!(
+        "marketplace-provider-offerings/{}",
+        demo::LUMI_OFFERING_UUID
+    );
+    let slow = json!({"kind": "latency", "path_prefix": path_prefix, "latency_ms": 300});
+    assert!(fault(slow).await.unwrap().status().is_success());
+
+    let directory = Arc::new(Directory::new(sim_client(&sim)));
+    forget_calls(&client, &sim).await;
+    let answers = lookups(directory.clone()).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    assert_eq!(offering_calls(api_calls(&client, &sim).await), 1);
+
+    let failing = json!({"kind": "error", "path_prefix": path_prefix, "status": 503});
+    assert!(fault(failing).await.unwrap().status().is_success());
+    let cold = Arc::new(Directory::new(sim_client(&sim)));
+    forget_calls(&client, &sim).await;
+    let answers = lookups(cold.clone()).await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| matches!(a, Err(UpstreamError::Transient { .. }))),
+        "{answers:?}"
+    );
+    assert_eq!(offering_calls(api_calls(&client, &sim).await), 1);
+
+    client
+        .delete(format!("{}faults", sim.control_url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(cold.offering(demo::LUMI_OFFERING_UUID).await.is_ok());
+    assert_eq!(offering_calls(api_calls(&client, &sim).await), 2);
+}
