@@ -91,6 +91,7 @@ static ROUTES: LazyLock<Vec<Route>> = LazyLock::new(|| {
         }]
     };
     routes.push(Route::new("/openapi.json", get()));
+    routes.push(Route::new("/docs", get()));
     routes.push(Route::new("/docs/{_:.*}", get()));
     routes
 });
@@ -123,17 +124,20 @@ pub fn allowed_methods(path: &str) -> Vec<&'static str> {
 
 /// The app's default service: 405 with `Allow`, or 404.
 pub async fn no_route(req: HttpRequest) -> HttpResponse {
-    let path = req.path();
+    refusal(req.path(), req.method().as_str())
+}
+
+/// The answer to `method` on `path` when nothing serves that method there: 405 with `Allow`
+/// (RFC 9110 §15.5.6) when the path is served with other methods, else 404.
+pub fn refusal(path: &str, method: &str) -> HttpResponse {
     let allowed = allowed_methods(path);
     if allowed.is_empty() {
         return ApiError::NotFound(format!("no route matches {path}")).error_response();
     }
     let allow = allowed.join(", ");
-    let mut response = ApiError::MethodNotAllowed(format!(
-        "{path} does not take {}; it takes {allow}",
-        req.method()
-    ))
-    .error_response();
+    let mut response =
+        ApiError::MethodNotAllowed(format!("{path} does not take {method}; it takes {allow}"))
+            .error_response();
     if let Ok(value) = HeaderValue::from_str(&allow) {
         response.headers_mut().insert(header::ALLOW, value);
     }
@@ -150,6 +154,7 @@ mod tests {
         assert_eq!(allowed_methods("/v1/jobs/abc"), ["GET", "HEAD"]);
         assert_eq!(allowed_methods("/v1/resources/abc/backend-id"), ["POST"]);
         assert_eq!(allowed_methods("/docs/index.html"), ["GET", "HEAD"]);
+        assert_eq!(allowed_methods("/docs"), ["GET", "HEAD"]);
         assert!(allowed_methods("/v1/nothing-here").is_empty());
         assert!(allowed_methods("/v1/usage/extra/segments").is_empty());
     }

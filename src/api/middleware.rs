@@ -287,6 +287,15 @@ fn problem_for_bare_errors(
         return response;
     }
     let path = response.request().path().to_string();
+    if status == StatusCode::METHOD_NOT_ALLOWED
+        && !super::fallback::allowed_methods(&path).is_empty()
+    {
+        // a route's own 405 (the docs' routes answer it themselves): with `Allow`, as the
+        // app's default service gives it
+        let method = response.request().method().to_string();
+        let refusal = super::fallback::refusal(&path, &method);
+        return response.into_response(refusal);
+    }
     let error = match status {
         StatusCode::NOT_FOUND => ApiError::NotFound(format!("no route matches {path}")),
         StatusCode::METHOD_NOT_ALLOWED => {

@@ -93,8 +93,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize, sandbox: b
         cfg,
     ));
     cfg.service(openapi::swagger_ui(sandbox))
-        // `/docs` without its slash is where a person types it.
-        .service(web::redirect("/docs", "/docs/"))
+        // `/docs` without its slash is where a person types it: a GET (or HEAD) there is
+        // redirected; another method is a 405 like on `/docs/` (the app's default service).
+        .service(
+            web::resource("/docs").route(web::get().to(|| async { web::Redirect::to("/docs/") })),
+        )
         .default_service(web::to(fallback::no_route));
 }
 

@@ -513,6 +513,7 @@ async fn a_wrong_method_answers_405_with_allow() {
             "GET, HEAD",
         ),
         (reqwest::Method::DELETE, "/docs/".to_string(), "GET, HEAD"),
+        (reqwest::Method::POST, "/docs".to_string(), "GET, HEAD"),
     ];
     for (method, path, allow) in cases {
         let response = app
