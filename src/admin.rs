@@ -11,7 +11,9 @@ use std::fmt::Write as _;
 use chrono::SecondsFormat;
 
 use crate::config::{Config, StoreConfig};
-use crate::queue::{JobFilter, JobId, JobRecord, JobState, JobStore, StoreError, embedded};
+use crate::queue::{
+    JobFilter, JobId, JobRecord, JobState, JobStore, StoreError, embedded, operator,
+};
 
 /// The largest page `jobs list` asks for (the store caps pages at this size too).
 pub const MAX_LIMIT: usize = 1000;
@@ -141,6 +143,12 @@ pub async fn execute(store: &dyn JobStore, command: JobsCommand) -> Result<Strin
                 .await
                 .map_err(store_error)?
                 .ok_or_else(|| not_found(id))?;
+            if let Err(refusal) = operator::check_retry(store, &before)
+                .await
+                .map_err(store_error)?
+            {
+                return Err(format!("job {id} is not retried: {refusal}"));
+            }
             match store.retry(id).await {
                 Ok(job) => Ok(format!(
                     "job {id} is {} again (was {} after {} attempt(s); attempts reset)\n",
@@ -162,22 +170,37 @@ pub async fn execute(store: &dyn JobStore, command: JobsCommand) -> Result<Strin
                 Err(e) => Err(op_error(id, e)),
             }
         }
-        JobsCommand::Discard { id } => match store.cancel(id).await {
-            Ok(job) => Ok(format!(
-                "job {id} is {}; it will not be delivered\n",
-                job.state.as_str()
-            )),
-            Err(StoreError::InvalidState { state }) => Err(format!(
-                "job {id} is {}; only queued or retrying jobs can be discarded{}",
-                state.as_str(),
-                match state {
-                    JobState::Running => " (it is being delivered right now)",
-                    s if s.is_terminal() => " (it is already finished)",
-                    _ => "",
-                }
-            )),
-            Err(e) => Err(op_error(id, e)),
-        },
+        JobsCommand::Discard { id } => {
+            let job = store
+                .get(id)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(|| not_found(id))?;
+            if let Err(refusal) = operator::check_cancel(&job) {
+                return Err(format!("job {id} is not discarded: {refusal}"));
+            }
+            discard(store, id).await
+        }
+    }
+}
+
+/// Cancels a job the operator may discard.
+async fn discard(store: &dyn JobStore, id: JobId) -> Result<String, String> {
+    match store.cancel(id).await {
+        Ok(job) => Ok(format!(
+            "job {id} is {}; it will not be delivered\n",
+            job.state.as_str()
+        )),
+        Err(StoreError::InvalidState { state }) => Err(format!(
+            "job {id} is {}; only queued or retrying jobs can be discarded{}",
+            state.as_str(),
+            match state {
+                JobState::Running => " (it is being delivered right now)",
+                s if s.is_terminal() => " (it is already finished)",
+                _ => "",
+            }
+        )),
+        Err(e) => Err(op_error(id, e)),
     }
 }
 

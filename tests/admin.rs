@@ -360,6 +360,80 @@ async fn discard(b: Backend) {
     assert!(e.contains(&format!("no job with id {unknown}")), "{e}");
 }
 
+/// The jobs [`operator_rules`] works on.
+struct RuleJobs {
+    older_backend_id: JobRecord,
+    newer_backend_id: JobRecord,
+    older_limits: JobRecord,
+    newer_limits: JobRecord,
+    following: JobRecord,
+}
+
+async fn seed_rule_jobs(config: &Config) -> RuleJobs {
+    let store = open_store(&config.store, None).await.unwrap();
+    let store = &*store;
+    let failed = || Completion::Failed {
+        status: Some(400),
+        error: "refused".into(),
+        code: None,
+    };
+    let succeeded = || Completion::Succeeded {
+        status: Some(200),
+        result: json!({"ok": true}),
+        delivered: BTreeMap::new(),
+    };
+    // one site's backend id fails; another site bound to the offering sets it later
+    let older_backend_id = add(store, job("site-a", "resource.backend_id", "resource:9")).await;
+    lease_and_complete(store, older_backend_id.id, failed()).await;
+    let newer_backend_id = add(store, job("site-b", "resource.backend_id", "resource:9")).await;
+    lease_and_complete(store, newer_backend_id.id, succeeded()).await;
+    // an allocator's limits likewise
+    let older_limits = add(store, job("alloc", "allocation.limits", "resource:8")).await;
+    lease_and_complete(store, older_limits.id, failed()).await;
+    let newer_limits = add(store, job("alloc", "allocation.limits", "resource:8")).await;
+    lease_and_complete(store, newer_limits.id, succeeded()).await;
+    // an allocation whose order Puhuri has, followed by its job
+    let following = add(store, job("alloc", "allocation.create", "allocation:1")).await;
+    let follow = Completion::Follow {
+        at: chrono::Utc::now() + chrono::Duration::hours(1),
+        progress: json!({"order_uuid": "0d0000000000400080000000000000ff"}),
+    };
+    lease_and_complete(store, following.id, follow).await;
+    RuleJobs {
+        older_backend_id,
+        newer_backend_id,
+        older_limits,
+        newer_limits,
+        following,
+    }
+}
+
+/// The command keeps the API's rules (`queue::operator`): an older value job is not retried
+/// over a newer one of the same operation on the same object, whichever site sent it; an
+/// allocator's job that follows its order in Puhuri is not discarded.
+async fn operator_rules(b: Backend) {
+    let jobs = seed_rule_jobs(&b.config).await;
+    for (older, newer) in [
+        (&jobs.older_backend_id, &jobs.newer_backend_id),
+        (&jobs.older_limits, &jobs.newer_limits),
+    ] {
+        let e = run_err(&b.config, JobsCommand::Retry { id: older.id }).await;
+        assert!(e.contains("is not retried"), "{e}");
+        assert!(e.contains(&newer.id.to_string()), "{e}");
+        let record: JobRecord =
+            serde_json::from_str(&run_ok(&b.config, JobsCommand::Show { id: older.id }).await)
+                .unwrap();
+        assert_eq!(record.state, JobState::Failed);
+    }
+    let id = jobs.following.id;
+    let e = run_err(&b.config, JobsCommand::Discard { id }).await;
+    assert!(e.contains("is not discarded"), "{e}");
+    assert!(e.contains("0d0000000000400080000000000000ff"), "{e}");
+    let record: JobRecord =
+        serde_json::from_str(&run_ok(&b.config, JobsCommand::Show { id }).await).unwrap();
+    assert_eq!(record.state, JobState::Retrying);
+}
+
 macro_rules! both_backends {
     ($($case:ident),* $(,)?) => {
         mod embedded_backend {
@@ -381,7 +455,14 @@ macro_rules! both_backends {
     };
 }
 
-both_backends!(list_table_and_filters, list_json, show, retry, discard);
+both_backends!(
+    list_table_and_filters,
+    list_json,
+    show,
+    retry,
+    discard,
+    operator_rules
+);
 
 // ---------------------------------------------------------------------------------------------
 // open_store

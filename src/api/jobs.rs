@@ -13,7 +13,7 @@ use super::body::NoBody;
 use super::responses::{JobChangeErrors, JobErrors, JobListErrors};
 use crate::auth::{Scope, SiteIdentity};
 use crate::error::{ApiError, Problem};
-use crate::queue::{JobFilter, JobRecord, JobState, StoreError};
+use crate::queue::{JobFilter, JobRecord, JobState, StoreError, operator};
 
 /// A job as a site sees it.
 #[derive(Serialize, ToSchema)]
@@ -184,43 +184,6 @@ async fn changeable_job(
     }
 }
 
-/// The newest job of the same operation on the same object as `job`, if it is newer and not
-/// canceled, for operations that set a value ([`crate::domain::operations::Operation::sets_a_value`]):
-/// retrying `job` would then put its older value back in Puhuri after the newer one. Reads the
-/// site's jobs of that operation newer than `job`, newest first, page by page (jobs are kept
-/// until they expire, so this is bounded by what the site sent since). A newer job accepted
-/// while this retry is being decided is not seen: the window is one store round trip.
-async fn newer_value_job(state: &AppState, job: &JobRecord) -> Result<Option<Uuid>, ApiError> {
-    if !crate::domain::operations::Operation::sets_a_value(&job.operation) {
-        return Ok(None);
-    }
-    let mut before = None;
-    loop {
-        let page = state
-            .store
-            .list(&JobFilter {
-                site: Some(job.site.clone()),
-                state: None,
-                operation: Some(job.operation.clone()),
-                before,
-                limit: 500,
-            })
-            .await?;
-        for newer in &page.jobs {
-            if newer.id <= job.id {
-                return Ok(None);
-            }
-            if newer.object_key == job.object_key && newer.state != JobState::Canceled {
-                return Ok(Some(newer.id));
-            }
-        }
-        match page.next_cursor {
-            Some(cursor) => before = Some(cursor),
-            None => return Ok(None),
-        }
-    }
-}
-
 /// One job.
 #[utoipa::path(
     tag = "jobs",
@@ -341,15 +304,16 @@ pub async fn list_jobs(
 /// A usage report is refused (409, naming the newer job) when a newer report of the same
 /// resource and month carries one of its components: delivered now, its older total would
 /// replace the newer one in Puhuri. Send the current total instead. The same holds for every
-/// operation that sets a value (backend id, state, report, limits, usernames): a newer job of the
-/// same operation on the same object refuses the retry of an older one.
+/// operation that sets a value (backend id, state, report, limits, usernames; an allocation's
+/// name, description, end date, options and limits): a newer job of the same operation on the
+/// same object, from any site, refuses the retry of an older one (`queue::operator`).
 #[utoipa::path(
     tag = "jobs",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The job id, from the answer to a write (no example: a fresh gateway has no jobs)")),
     responses(
         (status = 202, body = JobView, description = "Queued again", headers(("Location" = String, description = "The job"))),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "Not failed or dead; or a newer job sent the same value (a usage report of the same resource, month and component; the same operation on the same object for backend ids, states, reports, limits and usernames)"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "Not failed or dead; or a newer job sent the same value (a usage report of the same resource, month and component; the same operation on the same object, from any site, for backend ids, states, reports, limits and usernames and an allocation's name, description, end date, options and limits)"),
         JobChangeErrors,
     )
 )]
@@ -361,28 +325,14 @@ pub async fn retry_job(
     _no_body: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     let job = changeable_job(&state, &identity, id.into_inner()).await?;
-    if let Some(newer) = newer_value_job(&state, &job).await? {
-        return Err(ApiError::Conflict(format!(
-            "job {newer} sent a newer {} for the same object; retrying this older one would \
-             replace it in Puhuri (retry job {newer}, or send the value again)",
-            job.operation
-        )));
-    }
+    operator::check_retry(&*state.store, &job)
+        .await?
+        .map_err(|refusal| ApiError::Conflict(refusal.to_string()))?;
     let job = state.store.retry(job.id).await?;
     state.wake.notify_one();
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, job_location(job.id)))
         .json(JobView::from(job)))
-}
-
-/// The order a job follows (an allocator's job whose order Puhuri already has), from its result.
-fn followed_order(job: &JobRecord) -> Option<String> {
-    job.result
-        .as_ref()
-        .and_then(|r| r.get("order_uuid"))
-        .and_then(serde_json::Value::as_str)
-        .filter(|o| !o.is_empty())
-        .map(str::to_string)
 }
 
 /// Cancel a job that has not been delivered yet (`queued` or `retrying`).
@@ -412,15 +362,7 @@ pub async fn cancel_job(
     _no_body: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     let job = changeable_job(&state, &identity, id.into_inner()).await?;
-    if let Some(order) = followed_order(&job) {
-        return Err(ApiError::Conflict(format!(
-            "job {} already placed order {order} in Puhuri and follows it; canceling the job \
-             would leave the order open. Cancel the order instead: POST \
-             /v1/allocations/orders/{order}/cancel (or reject it: .../reject); the job then \
-             ends with the order",
-            job.id
-        )));
-    }
+    operator::check_cancel(&job).map_err(|refusal| ApiError::Conflict(refusal.to_string()))?;
     let job = state.store.cancel(job.id).await?;
     Ok(HttpResponse::Ok().json(JobView::from(job)))
 }

@@ -226,10 +226,10 @@ impl Operation {
     }
 
     /// Whether the operation named `name` sets a value on its object that a later job of the same
-    /// operation replaces (a backend id, a state, a report, limits, a username): for these an
-    /// older job must never be delivered after a newer one. Usage reports are values too, per
-    /// component, and the stores check them ([`Operation::coalesce_key`]); an order's
-    /// transitions are not values.
+    /// operation replaces (a backend id, a state, a report, limits, a username; an allocation's
+    /// name, description, end date, options and limits): for these an older job must never be
+    /// delivered after a newer one. Usage reports are values too, per component, and the stores
+    /// check them ([`Operation::coalesce_key`]); an order's transitions are not values.
     pub fn sets_a_value(name: &str) -> bool {
         matches!(
             name,
@@ -239,6 +239,9 @@ impl Operation {
                 | "resource.limits"
                 | "offering_user.username"
                 | "user.username"
+                | "allocation.update"
+                | "allocation.options"
+                | "allocation.limits"
         )
     }
 

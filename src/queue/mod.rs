@@ -72,6 +72,7 @@ use uuid::Uuid;
 
 pub mod embedded;
 pub mod open;
+pub mod operator;
 pub mod protocol;
 pub mod redis;
 
