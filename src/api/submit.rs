@@ -230,7 +230,8 @@ pub async fn submit(
     Ok(response.json(JobView::from(job)))
 }
 
-/// `Prefer: wait=N` (RFC 7240), N in seconds.
+/// `Prefer: wait=N` (RFC 7240 §4.3), N in seconds, written as a token or a quoted string
+/// (`wait="5"`, RFC 7240 §2); the first `wait` of every `Prefer` header counts.
 pub fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
     headers
         .get_all(&PREFER)
@@ -238,9 +239,13 @@ pub fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
         .flat_map(|v| v.split(','))
         .filter_map(|p| {
             let (name, value) = p.trim().split_once('=')?;
+            let value = value.trim();
+            let value = (value.strip_prefix('"'))
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
             name.trim()
                 .eq_ignore_ascii_case("wait")
-                .then(|| value.trim().parse::<u64>().ok())
+                .then(|| value.parse::<u64>().ok())
                 .flatten()
         })
         .map(Duration::from_secs)
@@ -272,4 +277,39 @@ async fn wait_for_outcome(
         }
     }
     Ok(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefer_wait;
+    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+    use std::time::Duration;
+
+    fn wait(values: &[&str]) -> Option<Duration> {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(
+                HeaderName::from_static("prefer"),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        prefer_wait(&headers)
+    }
+
+    #[test]
+    fn a_wait_preference_is_read_as_a_token_or_a_quoted_string() {
+        assert_eq!(wait(&["wait=5"]), Some(Duration::from_secs(5)));
+        assert_eq!(wait(&["wait=\"5\""]), Some(Duration::from_secs(5)));
+        assert_eq!(
+            wait(&["respond-async, Wait = 2"]),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            wait(&["handling=strict", "wait=3"]),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(wait(&["wait=1", "wait=2"]), Some(Duration::from_secs(1)));
+        assert_eq!(wait(&["wait=soon"]), None);
+        assert_eq!(wait(&["wait=\"5"]), None);
+    }
 }
