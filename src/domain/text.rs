@@ -97,20 +97,27 @@ impl Serialize for Traceback {
     }
 }
 
-/// An invisible formatting character: Unicode's format controls that change how text is shown
-/// or joined without being seen (bidirectional embeddings, overrides and isolates, zero-width
-/// characters, the soft hyphen, the byte-order mark, interlinear annotation marks), the
-/// combining grapheme joiner (U+034F, default-ignorable: shown as nothing), the whole tag block
-/// (U+E0000-U+E007F: invisible copies of ASCII that can carry hidden text, "ASCII smuggling"),
-/// and the noncharacters (U+FDD0-U+FDEF and the last two code points of every plane, U+FFFE,
-/// U+FFFF...; Unicode reserves them for a program's internal use, never for interchange).
+/// An invisible formatting character: Unicode's format controls (general category Cf) that
+/// change how text is shown or joined without being seen (bidirectional embeddings, overrides
+/// and isolates, zero-width characters, the soft hyphen, the byte-order mark, interlinear
+/// annotation marks, the Arabic, Syriac, Kaithi, Egyptian, shorthand and musical format
+/// controls), the combining grapheme joiner (U+034F, default-ignorable: shown as nothing), the
+/// Hangul fillers (U+115F, U+1160, U+3164, U+FFA0: letters drawn as blank space), the whole tag
+/// block (U+E0000-U+E007F: invisible copies of ASCII that can carry hidden text, "ASCII
+/// smuggling"), and the noncharacters (U+FDD0-U+FDEF and the last two code points of every plane,
+/// U+FFFE, U+FFFF...; Unicode reserves them for a program's internal use, never for
+/// interchange). Variation selectors (U+FE00-U+FE0F, U+E0100-U+E01EF) stay allowed: text uses
+/// them to choose a glyph (U+FE0F asks for an emoji's colour form, U+E0100... an ideograph's).
 pub fn is_format(c: char) -> bool {
     let noncharacter = matches!(c, '\u{FDD0}'..='\u{FDEF}') || (c as u32) & 0xFFFE == 0xFFFE;
     noncharacter
         || matches!(c,
-        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
-        | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}'
-        | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}')
+        '\u{00AD}' | '\u{034F}' | '\u{0600}'..='\u{0605}' | '\u{061C}' | '\u{06DD}' | '\u{070F}'
+        | '\u{0890}'..='\u{0891}' | '\u{08E2}' | '\u{115F}'..='\u{1160}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{110BD}' | '\u{110CD}' | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E007F}')
 }
 
 /// Whether `c` may stand in text a site writes: not a control character other than tab, line
@@ -205,9 +212,21 @@ mod tests {
             "\u{1FFFE}".into(),
             "\u{10FFFF}".into(),
             "a\u{034F}b".into(),
+            // other format controls, and fillers drawn as blanks
+            "\u{0600}1".into(),
+            "a\u{070F}".into(),
+            "\u{1D173}".into(),
+            "\u{1BCA0}".into(),
+            "\u{13430}".into(),
+            "\u{110BD}".into(),
+            "\u{3164}".into(),
+            "\u{115F}".into(),
+            "\u{FFA0}".into(),
         ] {
             assert!(check(&bad).is_err(), "{bad:?}");
         }
+        // Glyph choice by a standard variation selector is text (an emoji's colour form).
+        assert!(check("\u{2764}\u{FE0F}").is_ok());
         // Their neighbours are ordinary text.
         for ok in [
             "\u{034E}",
