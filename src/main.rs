@@ -161,7 +161,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Some(Command::CheckConfig) => check_config(cli.config),
-        Some(Command::Jobs(command)) => jobs(cli.config, command),
+        Some(Command::Jobs(command)) => jobs(cli.config, &cli.serve, command),
         Some(Command::Healthcheck(args)) => healthcheck(cli.config, args),
     };
     match result {
@@ -226,8 +226,19 @@ fn issue(
     Ok(())
 }
 
-fn jobs(path: Option<PathBuf>, command: puhuri_gateway::admin::JobsCommand) -> Result<(), String> {
-    let config = load(path, &Overrides::default())?;
+/// The operator's job commands, on the store the configuration names, or the one that
+/// `--data-dir` / `--redis-url` (given before `jobs`) name, as for `serve`.
+fn jobs(
+    path: Option<PathBuf>,
+    store: &ServeArgs,
+    command: puhuri_gateway::admin::JobsCommand,
+) -> Result<(), String> {
+    let overrides = Overrides {
+        data_dir: store.data_dir.clone(),
+        redis_url: store.redis_url.clone(),
+        ..Overrides::default()
+    };
+    let config = load(path, &overrides)?;
     let output = runtime()?.block_on(puhuri_gateway::admin::run(&config, command))?;
     print!("{output}");
     Ok(())

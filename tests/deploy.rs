@@ -2213,3 +2213,30 @@ fn redis_through_sentinels_with_their_own_password_over_tls() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// `puhuri-gateway --data-dir DIR jobs ...` works on the embedded store in DIR, as `serve` with
+/// that flag does, rather than on `./data`.
+#[test]
+fn the_jobs_command_takes_the_data_dir_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let out = Command::new(env!("CARGO_BIN_EXE_puhuri-gateway"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["jobs", "list"])
+        .current_dir(cwd.path())
+        .env_remove("PUHURI_GATEWAY_CONFIG")
+        .env_remove("PUHURI_GATEWAY_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        data.join("jobs.redb").exists(),
+        "the store is in --data-dir"
+    );
+    assert!(
+        !cwd.path().join("data").exists(),
+        "nothing is made in ./data"
+    );
+}
