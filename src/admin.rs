@@ -130,19 +130,11 @@ pub async fn execute(store: &dyn JobStore, command: JobsCommand) -> Result<Strin
             Ok(out)
         }
         JobsCommand::Show { id } => {
-            let job = store
-                .get(id)
-                .await
-                .map_err(store_error)?
-                .ok_or_else(|| not_found(id))?;
+            let job = existing(store, id).await?;
             Ok(pretty(&job))
         }
         JobsCommand::Retry { id } => {
-            let before = store
-                .get(id)
-                .await
-                .map_err(store_error)?
-                .ok_or_else(|| not_found(id))?;
+            let before = existing(store, id).await?;
             if let Err(refusal) = operator::check_retry(store, &before)
                 .await
                 .map_err(store_error)?
@@ -171,17 +163,22 @@ pub async fn execute(store: &dyn JobStore, command: JobsCommand) -> Result<Strin
             }
         }
         JobsCommand::Discard { id } => {
-            let job = store
-                .get(id)
-                .await
-                .map_err(store_error)?
-                .ok_or_else(|| not_found(id))?;
+            let job = existing(store, id).await?;
             if let Err(refusal) = operator::check_cancel(&job) {
                 return Err(format!("job {id} is not discarded: {refusal}"));
             }
             discard(store, id).await
         }
     }
+}
+
+/// The job with `id`, or the command's error saying there is none.
+async fn existing(store: &dyn JobStore, id: JobId) -> Result<JobRecord, String> {
+    store
+        .get(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| not_found(id))
 }
 
 /// Cancels a job the operator may discard.
