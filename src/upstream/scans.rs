@@ -130,7 +130,7 @@ impl Scans {
                 return Ok(items);
             }
         }
-        let flight = self.flight(&key);
+        let flight = self.flights.of(&key);
         let _scanning = flight.lock().await;
         // Another request may have scanned while this one waited.
         if let Some((items, age)) = self.copy::<T>(&key)
@@ -149,7 +149,7 @@ impl Scans {
         path: &str,
         query: &[(&str, String)],
     ) {
-        let Ok(scanning) = self.flight(key).try_lock_owned() else {
+        let Ok(scanning) = self.flights.of(key).try_lock_owned() else {
             return;
         };
         let (scans, client) = (self.clone(), client.clone());
@@ -175,10 +175,6 @@ impl Scans {
         let scanned = self.scanned.get(key)?;
         let items = scanned.items.downcast::<Vec<T>>().ok()?;
         Some((items, scanned.at.elapsed()))
-    }
-
-    fn flight(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.flights.of(key)
     }
 
     /// Scans the list and keeps it (the caller holds the list's flight lock).

@@ -149,12 +149,9 @@ impl LimitRules {
 pub struct Limits(BTreeMap<String, u64>);
 
 impl Limits {
+    /// Component type -> limit, in the components' order.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &u64)> {
         self.0.iter()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
